@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install everything the demo and the tests need on a fresh Debian 12 machine (run as root):
+#   - Debian packages: Ceph RGW (the local S3 server), Docker engine, debootstrap, FUSE tools, restic
+#   - the pinned Python toolchain (requirements-dev.txt) in a cached venv
+#   - with --hosts: a running Docker engine and the locally built test-host images
+# Safe to run again: every step checks first and does nothing when already done.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+want_hosts=0
+for a in "$@"; do
+  case "$a" in
+    --hosts) want_hosts=1 ;;
+    *) kd_die "usage: $0 [--hosts]" ;;
+  esac
+done
+
+[ "$(id -u)" = 0 ] || kd_die "bootstrap installs Debian packages and runs Docker: run it as root"
+
+APT_PACKAGES=(
+  radosgw ceph-mon ceph-osd ceph-common   # local S3 server (Ceph RGW, what Cellar runs)
+  curl python3-venv rsync zstd git
+  docker.io debootstrap                   # test hosts without a registry
+  sshfs s3fs restic fuse3                 # the real tools the roles drive
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  kd_step "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >"$KD_WORK/apt.log" 2>&1 || { tail -20 "$KD_WORK/apt.log"; kd_die "apt-get update failed (see above)"; }
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$KD_WORK/apt.log" 2>&1 \
+    || { tail -20 "$KD_WORK/apt.log"; kd_die "apt-get install ${missing[*]} failed (see above)"; }
+fi
+
+# The venv is rebuilt only when requirements-dev.txt changes.
+req_hash=$(sha256sum "$KD_ROOT/requirements-dev.txt" | cut -c1-16)
+if [ "$(cat "$KD_VENV/.req-hash" 2>/dev/null)" != "$req_hash" ]; then
+  kd_step "python toolchain into $KD_VENV"
+  mkdir -p "$(dirname "$KD_VENV")"
+  rm -rf "$KD_VENV"
+  python3 -m venv "$KD_VENV"
+  "$KD_VENV/bin/pip" install -q --disable-pip-version-check --no-compile -r "$KD_ROOT/requirements-dev.txt" \
+    >"$KD_WORK/pip.log" 2>&1 || { grep -v 'is ignored' "$KD_WORK/pip.log" | tail -20; kd_die "pip install -r requirements-dev.txt failed (see above)"; }
+  echo "$req_hash" >"$KD_VENV/.req-hash"
+fi
+kd_link_collection
+
+if [ $want_hosts = 1 ]; then
+  "$KD_ROOT/tests/rig/hosts.sh" images
+fi
+kd_step "bootstrap done"

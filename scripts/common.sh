@@ -1,0 +1,38 @@
+# shellcheck shell=bash
+# Shared settings for the project's scripts: source it, don't run it.
+# Everything is derived from the checkout location, so several checkouts can live side by side.
+
+KD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Caches that survive between runs (venv, debootstrap tarball) live outside the checkout.
+KD_CACHE=${KEEPDATA_CACHE:-/var/cache/keepdata}
+# Scratch space of this checkout (collection link, ansible-test copy, logs).
+KD_WORK=${KEEPDATA_WORK:-/tmp/keepdata-work}
+KD_VENV=${KEEPDATA_VENV:-$KD_CACHE/venv}
+KD_COLLECTIONS=$KD_WORK/collections
+mkdir -p "$KD_WORK"
+
+kd_step_t0=${kd_step_t0:-$SECONDS}
+kd_step() { echo "=== [$((SECONDS - kd_step_t0))s] $*"; }
+kd_die() { echo "ERROR: $*" >&2; exit 1; }
+
+# The collection is found by Ansible through a link named ansible_collections/keepdata/storage.
+kd_link_collection() {
+  mkdir -p "$KD_COLLECTIONS/ansible_collections/keepdata"
+  ln -sfn "$KD_ROOT" "$KD_COLLECTIONS/ansible_collections/keepdata/storage"
+}
+
+# Put the pinned toolchain first on PATH and point Ansible at this checkout's collection.
+kd_activate() {
+  [ -x "$KD_VENV/bin/ansible-playbook" ] || kd_die "no toolchain in $KD_VENV: run 'scripts/bootstrap.sh' first"
+  kd_link_collection
+  export PATH="$KD_VENV/bin:$PATH"
+  export ANSIBLE_COLLECTIONS_PATH="$KD_COLLECTIONS"
+  # Lets pytest and "python -m" import ansible_collections.keepdata.storage from this checkout.
+  export PYTHONPATH="$KD_COLLECTIONS${PYTHONPATH:+:$PYTHONPATH}"
+  # Galaxy is not reachable here: make any accidental Galaxy call fail at once, on loopback.
+  export ANSIBLE_GALAXY_SERVER=http://127.0.0.1:9/
+  export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+  export ANSIBLE_HOST_KEY_CHECKING=False
+  export ANSIBLE_PYTHON_INTERPRETER=auto_silent
+  export KEEPDATA_ROOT="$KD_ROOT"
+}
