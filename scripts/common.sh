@@ -5,8 +5,9 @@
 KD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Caches that survive between runs (venv, debootstrap tarball) live outside the checkout.
 KD_CACHE=${KEEPDATA_CACHE:-/var/cache/keepdata}
-# Scratch space of this checkout (collection link, ansible-test copy, logs).
-KD_WORK=${KEEPDATA_WORK:-/tmp/keepdata-work}
+# Scratch space of this checkout (collection link, ansible-test copy, logs): one per checkout path,
+# so two clones never point Ansible at each other's code.
+KD_WORK=${KEEPDATA_WORK:-/tmp/keepdata-work-$(echo "$KD_ROOT" | sha256sum | cut -c1-8)}
 KD_VENV=${KEEPDATA_VENV:-$KD_CACHE/venv}
 KD_COLLECTIONS=$KD_WORK/collections
 mkdir -p "$KD_WORK"
