@@ -26,7 +26,7 @@ else
   "$KD_ROOT/scripts/bootstrap.sh" || kd_die "bootstrap failed: nothing was tested"
 fi
 kd_activate
-cd "$KD_ROOT"
+cd "$KD_ROOT" || exit 1
 
 LOGS="$KD_WORK/logs"
 mkdir -p "$LOGS"
@@ -54,8 +54,9 @@ pytest_gate() {
 lint_all() {
   local rc=0
   yamllint --strict . || rc=1
+  shellcheck -x scripts/*.sh tests/rig/*.sh .ci/run || rc=1
   ruff check . || rc=1
-  ruff format --check plugins tests || rc=1
+  ruff format --check . || rc=1
   ansible-lint --offline || rc=1
   antsibull-changelog lint || rc=1
   return $rc
@@ -72,7 +73,7 @@ integration() {
 
 molecule_all() {
   local s rc=0
-  for s in $(cd molecule && ls -d -- */ | tr -d /); do
+  for s in $(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort); do
     run_gate "molecule-$s" timeout 1800 molecule test -s "$s" || rc=1
   done
   return $rc

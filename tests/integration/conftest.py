@@ -11,10 +11,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 RGW_SCRIPT = ROOT / "tests" / "rig" / "rgw.sh"
@@ -24,7 +29,7 @@ def _read_env_file(path):
     values = {}
     for line in Path(path).read_text().splitlines():
         if "=" in line:
-            key, _, value = line.partition("=")
+            key, value = line.split("=", 1)
             values[key.strip()] = value.strip()
     return values
 
@@ -48,9 +53,6 @@ class Rgw:
 
     def client(self, user="owner"):
         """A boto3 S3 client for ``owner`` or ``addon``, path-style (``*.localhost`` does not resolve)."""
-        import boto3
-        from botocore.config import Config
-
         creds = self.owner if user == "owner" else self.addon
         return boto3.client(
             "s3",
@@ -120,8 +122,6 @@ def run_module(module, args, check_mode=False, diff=False):
 
 def http_request(url, method="GET", headers=None):
     """Plain anonymous HTTP request; returns (status, headers dict with lower-case names, body)."""
-    import urllib.error
-    import urllib.request
 
     request = urllib.request.Request(url, method=method, headers=headers or {})  # noqa: S310 - test URLs are http://127.0.0.1
     try:
@@ -133,8 +133,6 @@ def http_request(url, method="GET", headers=None):
 
 def server_snapshot(rgw, bucket=None):
     """What the server holds: bucket names, and for ``bucket`` its ACL grants, versioning, policy, CORS and keys."""
-    from botocore.exceptions import ClientError
-
     client = rgw.client()
     snapshot = {"buckets": sorted(b["Name"] for b in client.list_buckets().get("Buckets", []))}
     if bucket and bucket in snapshot["buckets"]:
@@ -158,8 +156,6 @@ def server_snapshot(rgw, bucket=None):
 
 def delete_bucket_quietly(rgw, bucket):
     """Best-effort cleanup of a test bucket with all its versions."""
-    from botocore.exceptions import ClientError
-
     client = rgw.client()
     try:
         for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):

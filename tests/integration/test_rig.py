@@ -9,7 +9,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 RGW_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rig" / "rgw.sh"
@@ -44,9 +46,6 @@ def test_second_user_is_a_separate_account(rgw, bucket_name):
 
 
 def test_wrong_secret_is_rejected(rgw):
-    import boto3
-    from botocore.config import Config
-
     bad = boto3.client(
         "s3",
         endpoint_url=rgw.endpoint,
