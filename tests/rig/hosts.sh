@@ -31,11 +31,21 @@ ensure_engine() {
       || { tail -20 "$KD_WORK/apt-docker.log"; kd_die "could not install docker.io (see above)"; }
   fi
   kd_step "start dockerd (no bridge, no iptables: host and none networks only)"
-  (setsid dockerd --bridge=none --iptables=false --ip6tables=false >"$KD_WORK/dockerd.log" 2>&1 &)
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  # A dockerd killed without cleanup (e.g. when a CI machine's session ended) leaves its pid file behind,
+  # and a new dockerd refuses to start while it exists.
+  if ! pgrep -x dockerd >/dev/null && [ -f /var/run/docker.pid ]; then
+    rm -f /var/run/docker.pid
+  fi
+  setsid dockerd --bridge=none --iptables=false --ip6tables=false >"$KD_WORK/dockerd.log" 2>&1 &
+  local dockerd_pid=$!
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    kill -0 "$dockerd_pid" 2>/dev/null || break   # it exited: no point in waiting
+    sleep 1
+  done
   echo "--- last lines of $KD_WORK/dockerd.log" >&2
   tail -n 15 "$KD_WORK/dockerd.log" >&2
-  kd_die "dockerd did not answer within 60 s (log above: $KD_WORK/dockerd.log)"
+  kd_die "dockerd did not start (log above: $KD_WORK/dockerd.log)"
 }
 
 ensure_base_image() {
