@@ -107,3 +107,16 @@ def test_rgw_script_stops_every_daemon_it_started():
     left = subprocess.run(["pgrep", "-f", "--", conf], capture_output=True, text=True, check=False).stdout.split()
     assert left == []
     assert not Path(state_dir).exists()
+
+
+def test_hosts_script_reports_a_failing_debootstrap_in_one_clear_message(tmp_path):
+    hosts_script = RGW_SCRIPT.parent / "hosts.sh"
+    mirror = "http://127.0.0.1:9/debian"  # the discard port: nothing answers there
+    env = dict(os.environ, KEEPDATA_CACHE=str(tmp_path / "cache"), KEEPDATA_DEBIAN_MIRROR=mirror)
+    proc = subprocess.run([str(hosts_script), "rootfs"], env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"ERROR: debootstrap of bookworm from {mirror} failed (log above: ")
+    assert "Failed getting release file" in proc.stderr
+    assert not list((tmp_path / "cache").glob("rootfs-*")), "no half-built tarball may be cached"

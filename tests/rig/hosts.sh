@@ -4,7 +4,10 @@
 #   tests/rig/hosts.sh engine   make sure a Docker engine answers (installs docker.io, starts dockerd)
 #   tests/rig/hosts.sh images   engine + build the base image (debootstrap -> docker import) and the
 #                               systemd image FROM it; both cached by a hash of their recipe
+#   tests/rig/hosts.sh rootfs   only the cached debootstrap tarball of the base image (no engine needed)
 #   tests/rig/hosts.sh clean    remove leftover test containers (label keepdata.test)
+#
+# KEEPDATA_DEBIAN_MIRROR overrides the mirror (default: the one apt uses on this machine).
 #
 # dockerd runs with no bridge and no iptables rules: only "host" and "none" networks exist, so test
 # containers share the loopback with the RGW and cannot reach any other address by accident.
@@ -17,7 +20,8 @@ BASE_PACKAGES=python3,python3-apt,openssh-server,openssh-client,sudo,ca-certific
 RECIPE_DIR="$KD_ROOT/tests/rig/images"
 
 mirror() {
-  local m
+  local m=${KEEPDATA_DEBIAN_MIRROR:-}
+  [ -n "$m" ] && { echo "$m"; return; }
   m=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [ -n "$m" ] || m=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   echo "${m:-http://deb.debian.org/debian}"
@@ -48,34 +52,43 @@ ensure_engine() {
   kd_die "dockerd did not start (log above: $KD_WORK/dockerd.log)"
 }
 
-ensure_base_image() {
-  local m key tarball
+recipe_key() {
+  echo "bookworm minbase $BASE_PACKAGES $(mirror)" | sha256sum | cut -c1-16
+}
+
+# The debootstrapped root filesystem, as a tarball cached by recipe; prints its path.
+ensure_rootfs() {
+  local m key tarball rootfs
   m=$(mirror)
-  key=$(echo "bookworm minbase $BASE_PACKAGES $m" | sha256sum | cut -c1-16)
-  if [ "$(docker image inspect -f '{{index .Config.Labels "keepdata.recipe"}}' "$BASE_IMAGE" 2>/dev/null)" = "$key" ]; then
-    return 0
-  fi
-  # docker import cannot set labels on the image config, so the recipe hash is kept as a tag instead.
-  if docker image inspect "$BASE_IMAGE-$key" >/dev/null 2>&1; then
-    docker tag "$BASE_IMAGE-$key" "$BASE_IMAGE"; return 0
-  fi
-  command -v debootstrap >/dev/null || kd_die "debootstrap is not installed: run 'scripts/bootstrap.sh'"
-  mkdir -p "$KD_CACHE"
+  key=$(recipe_key)
   tarball="$KD_CACHE/rootfs-bookworm-$key.tar.zst"
   if [ ! -s "$tarball" ]; then
-    kd_step "debootstrap bookworm from $m (about a minute)"
-    local rootfs="$KD_WORK/rootfs"
+    command -v debootstrap >/dev/null || kd_die "debootstrap is not installed: run 'scripts/bootstrap.sh'"
+    mkdir -p "$KD_CACHE"
+    kd_step "debootstrap bookworm from $m (about a minute)" >&2
+    rootfs="$KD_WORK/rootfs"
     rm -rf "$rootfs"
     if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$m" >"$KD_WORK/debootstrap.log" 2>&1; then
       echo "--- last lines of $KD_WORK/debootstrap.log" >&2
-      tail -n 15 "$KD_WORK/debootstrap.log" >&2
+      tail -n 5 "$KD_WORK/debootstrap.log" >&2
       rm -rf "$rootfs"
-      kd_die "debootstrap of bookworm from $m failed (log above)"
+      kd_die "debootstrap of bookworm from $m failed (log above: $KD_WORK/debootstrap.log)"
     fi
     tar -C "$rootfs" -c . | zstd -q -T0 -o "$tarball.tmp"
     mv "$tarball.tmp" "$tarball"
     rm -rf "$rootfs"
   fi
+  echo "$tarball"
+}
+
+ensure_base_image() {
+  local key tarball
+  key=$(recipe_key)
+  # docker import cannot label an image, so the recipe hash is part of a second tag.
+  if docker image inspect "$BASE_IMAGE-$key" >/dev/null 2>&1; then
+    docker tag "$BASE_IMAGE-$key" "$BASE_IMAGE"; return 0
+  fi
+  tarball=$(ensure_rootfs)
   kd_step "docker import $BASE_IMAGE"
   zstd -dc "$tarball" | docker import -c 'CMD ["sleep", "infinity"]' - "$BASE_IMAGE-$key" >/dev/null
   docker tag "$BASE_IMAGE-$key" "$BASE_IMAGE"
@@ -96,6 +109,7 @@ ensure_systemd_image() {
 case "${1:-}" in
   engine) ensure_engine ;;
   images) ensure_engine; ensure_base_image; ensure_systemd_image; kd_step "test images ready: $BASE_IMAGE, $SYSTEMD_IMAGE" ;;
+  rootfs) ensure_rootfs ;;
   clean) docker ps -aq --filter label=keepdata.test | xargs -r docker rm -f >/dev/null; echo "test containers removed" ;;
-  *) echo "usage: $0 engine|images|clean" >&2; exit 2 ;;
+  *) echo "usage: $0 engine|images|rootfs|clean" >&2; exit 2 ;;
 esac
