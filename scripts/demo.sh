@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The main job, as a demo on embedded defaults: a local Ceph RGW stands in for Clever Cloud Cellar and
+# two local Docker containers stand in for app servers.
+#   1. playbooks/cellar.yml declares buckets (policy presets, CORS) on the RGW;
+#      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered.
+#   2. playbooks/shared_storage.yml mounts one bucket with s3fs on both app servers;
+#      a file written on one is read on the other.
+# Set KEEPDATA_DEMO_KEEP=1 to leave the RGW and the containers running afterwards.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+"$KD_ROOT/scripts/bootstrap.sh" --hosts
+kd_activate
+cd "$KD_ROOT"
+export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False
+
+DEMO_DIR="$KD_WORK/demo"
+RGW_DIR="$DEMO_DIR/rgw"
+HOSTS=(keepdata-demo-app1 keepdata-demo-app2)
+mkdir -p "$DEMO_DIR"
+
+cleanup() {
+  [ "${KEEPDATA_DEMO_KEEP:-0}" = 1 ] && { echo "kept: RGW in $RGW_DIR, containers ${HOSTS[*]}"; return; }
+  docker rm -f "${HOSTS[@]}" >/dev/null 2>&1 || true
+  KEEPDATA_RGW_DIR="$RGW_DIR" "$KD_ROOT/tests/rig/rgw.sh" down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+kd_step "start the local Cellar stand-in (Ceph RGW on 127.0.0.1)"
+KEEPDATA_RGW_DIR="$RGW_DIR" "$KD_ROOT/tests/rig/rgw.sh" down >/dev/null 2>&1 || true
+KEEPDATA_RGW_DIR="$RGW_DIR" KEEPDATA_RGW_PORT=auto KEEPDATA_MON_PORT=auto "$KD_ROOT/tests/rig/rgw.sh" up
+# shellcheck source=/dev/null
+source "$RGW_DIR/rgw.env"
+# The collection reads the same variables a Clever Cloud app gets from its Cellar add-on.
+export CELLAR_ADDON_HOST="$KEEPDATA_RGW_ENDPOINT"
+export CELLAR_ADDON_KEY_ID="$KEEPDATA_RGW_OWNER_ACCESS_KEY"
+export CELLAR_ADDON_KEY_SECRET="$KEEPDATA_RGW_OWNER_SECRET_KEY"
+
+kd_step "declare buckets with playbooks/cellar.yml"
+cat >"$DEMO_DIR/cellar-vars.yml" <<VARS
+cellar_buckets:
+  - name: demo-public-assets
+    preset: public_read
+    cors:
+      - allowed_origins: [https://app.example.com]
+        allowed_methods: [GET, HEAD]
+        allowed_headers: ["*"]
+        max_age_seconds: 600
+  - name: demo-private-data
+    versioning: enabled
+    preset: read_only
+    principals: [$KEEPDATA_RGW_ADDON_UID]
+  - name: demo-shared-storage
+VARS
+ansible-playbook playbooks/cellar.yml -e "@$DEMO_DIR/cellar-vars.yml"
+
+kd_step "run it again: nothing to change"
+ansible-playbook playbooks/cellar.yml -e "@$DEMO_DIR/cellar-vars.yml" | tee "$DEMO_DIR/second-run.log" | tail -n 3
+grep -qE 'localhost +: ok=[0-9]+ +changed=0 ' "$DEMO_DIR/second-run.log" || kd_die "the second run reported changes"
+
+kd_step "what the declarations do, seen with plain HTTP"
+python3 - <<PY
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url="$KEEPDATA_RGW_ENDPOINT", region_name="us-east-1",
+                  aws_access_key_id="$KEEPDATA_RGW_OWNER_ACCESS_KEY", aws_secret_access_key="$KEEPDATA_RGW_OWNER_SECRET_KEY",
+                  config=Config(s3={"addressing_style": "path"}))
+s3.put_object(Bucket="demo-public-assets", Key="hello.txt", Body=b"hello from a public Cellar bucket\n")
+s3.put_object(Bucket="demo-private-data", Key="report.txt", Body=b"private\n")
+PY
+show() { printf '  %-62s -> %s\n' "$1" "$2"; }
+code=$(curl -s -o "$DEMO_DIR/hello.txt" -w '%{http_code}' "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
+show "anonymous GET demo-public-assets/hello.txt" "HTTP $code: $(cat "$DEMO_DIR/hello.txt")"
+[ "$code" = 200 ] || kd_die "the public bucket did not serve anonymously"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$KEEPDATA_RGW_ENDPOINT/demo-private-data/report.txt")
+show "anonymous GET demo-private-data/report.txt" "HTTP $code (private stays private)"
+[ "$code" = 403 ] || kd_die "the private bucket answered an anonymous request with $code"
+allow=$(curl -s -o /dev/null -D - -X OPTIONS -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: GET' \
+  "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt" | tr -d '\r' | sed -n 's/^[Aa]ccess-[Cc]ontrol-[Aa]llow-[Oo]rigin: //p')
+show "CORS preflight from https://app.example.com" "Access-Control-Allow-Origin: ${allow:-<none>}"
+[ "$allow" = https://app.example.com ] || kd_die "the CORS preflight was not answered for the allowed origin"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://evil.example.net' -H 'Access-Control-Request-Method: GET' \
+  "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
+show "CORS preflight from https://evil.example.net" "HTTP $code (refused)"
