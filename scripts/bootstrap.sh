@@ -49,6 +49,13 @@ if [ "$(cat "$KD_VENV/.req-hash" 2>/dev/null)" != "$req_hash" ]; then
 fi
 kd_link_collection
 
+# ansible-test --venv downloads a pip bootstrap script from a host that is not reachable here; it uses a
+# copy saved in its cache instead, so put our offline equivalent there (for the pip version it wants).
+ansible_test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$KD_VENV"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
+[ -n "$ansible_test_pip" ] || kd_die "cannot tell which pip version ansible-test bootstraps"
+mkdir -p "$HOME/.ansible/test/cache"
+install -m 0644 "$KD_ROOT/tests/rig/ansible_test_get_pip.py" "$HOME/.ansible/test/cache/get_pip_${ansible_test_pip//./_}.py"
+
 if [ $want_hosts = 1 ]; then
   "$KD_ROOT/tests/rig/hosts.sh" images
 fi
