@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Connection options shared by every cellar_* module.
+    DOCUMENTATION = r"""
+options:
+  endpoint:
+    description:
+      - S3 endpoint, as C(host), C(host:port) or C(scheme://host[:port]); the scheme is C(https) unless given.
+      - When not set, the E(CELLAR_ADDON_HOST) environment variable is used, else C(cellar-c2.services.clever-cloud.com).
+      - Path-style addressing is used automatically for IP addresses and C(localhost).
+    type: str
+    default: cellar-c2.services.clever-cloud.com
+  access_key:
+    description:
+      - Access key id.
+      - When not set, the E(CELLAR_ADDON_KEY_ID) then E(AWS_ACCESS_KEY_ID) environment variables are used.
+    type: str
+    aliases: [aws_access_key]
+  secret_key:
+    description:
+      - Secret access key. Never shown in messages or logs.
+      - When not set, the E(CELLAR_ADDON_KEY_SECRET) then E(AWS_SECRET_ACCESS_KEY) environment variables are used.
+    type: str
+    aliases: [aws_secret_key]
+  region:
+    description:
+      - Region used to sign requests. Cellar accepts the default.
+    type: str
+    default: us-east-1
+  validate_certs:
+    description:
+      - Verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+  ca_bundle:
+    description:
+      - CA bundle file used to verify the endpoint's certificate.
+    type: path
+  path_style:
+    description:
+      - Always use path-style addressing (C(https://endpoint/bucket)).
+      - Bucket names with dots (custom domains) always use path style, since TLS wildcard certificates do not cover them.
+    type: bool
+    default: false
+requirements:
+  - python >= 3.8
+  - boto3 >= 1.28.0
+notes:
+  - Requests that fail because of throttling, server errors (5xx) or lost connections are retried with exponential backoff.
+"""

@@ -1,0 +1,260 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Shared entry point of the Cellar / S3 modules.
+
+Connection options with their environment fallbacks, the single client factory (retries with backoff),
+bucket name validation, bucket URLs and the one place that turns S3 errors into clear messages.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+except ImportError:
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = traceback.format_exc()
+
+    class BotoCoreError(Exception):  # noqa: N818 - stand-in so ``except`` clauses stay valid without botocore
+        pass
+
+    class ClientError(Exception):  # noqa: N818
+        pass
+
+    EndpointConnectionError = NoCredentialsError = BotoCoreError
+
+DEFAULT_ENDPOINT = "cellar-c2.services.clever-cloud.com"
+DEFAULT_REGION = "us-east-1"
+# Attempts per request (first try included): botocore "standard" mode backs off exponentially on
+# throttling, 5xx and connection errors.
+MAX_ATTEMPTS = 5
+
+CONNECTION_ARGS = dict(
+    endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["CELLAR_ADDON_HOST"])),
+    access_key=dict(type="str", aliases=["aws_access_key"], no_log=False, fallback=(env_fallback, ["CELLAR_ADDON_KEY_ID", "AWS_ACCESS_KEY_ID"])),
+    secret_key=dict(type="str", aliases=["aws_secret_key"], no_log=True, fallback=(env_fallback, ["CELLAR_ADDON_KEY_SECRET", "AWS_SECRET_ACCESS_KEY"])),
+    region=dict(type="str", default=DEFAULT_REGION),
+    validate_certs=dict(type="bool", default=True),
+    ca_bundle=dict(type="path"),
+    path_style=dict(type="bool", default=False),
+)
+
+_BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+
+
+class CellarError(Exception):
+    """A failure already phrased for the user."""
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# (is the name bad?, why) in the order they are checked; the first match is reported.
+_NAME_RULES = (
+    (lambda n: len(n) < 3 or len(n) > 63, "must be 3 to 63 characters long"),
+    (lambda n: "_" in n, "must not contain '_' (use '-')"),
+    (lambda n: n != n.lower(), "must be lowercase"),
+    (lambda n: not _BUCKET_CHARS.match(n), "may only hold lowercase letters, digits, '-' and '.', and must start and end with a letter or digit"),
+    (lambda n: ".." in n, "must not contain '..'"),
+    (lambda n: ".-" in n or "-." in n, "must not have '-' next to '.'"),
+    (_is_ip, "must not be an IP address"),
+)
+
+
+def validate_bucket_name(name):
+    """Return None when ``name`` is a valid S3 bucket name, else the reason it is not."""
+    if not isinstance(name, str) or not name:
+        return "bucket name must not be empty"
+    for is_bad, why in _NAME_RULES:
+        if is_bad(name):
+            return "bucket name %r %s" % (name, why)
+    return None
+
+
+def parse_endpoint(endpoint):
+    """Turn ``host``, ``host:port`` or ``scheme://host[:port]`` into a URL; raise CellarError when it is not one."""
+    if not endpoint or not endpoint.strip():
+        raise CellarError("endpoint must not be empty")
+    endpoint = endpoint.strip()
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https"):
+        raise CellarError("endpoint %r: scheme must be http or https" % endpoint)
+    try:
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        raise CellarError("endpoint %r: the port is not a number between 0 and 65535" % endpoint) from None
+    if not host:
+        raise CellarError("endpoint %r has no host name" % endpoint)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise CellarError("endpoint %r must be a bare scheme://host[:port], without path, query or user" % endpoint)
+    if not re.match(r"^[A-Za-z0-9.:\[\]-]+$", parts.netloc) or ".." in host:
+        raise CellarError("endpoint %r has an invalid host name" % endpoint)
+    netloc = host if port is None else "%s:%d" % (host if ":" not in host else "[%s]" % host, port)
+    return "%s://%s" % (parts.scheme, netloc)
+
+
+def _is_ip_or_localhost(host):
+    return host == "localhost" or _is_ip(host)
+
+
+def use_path_style(endpoint_url, bucket=None, path_style=False):
+    """Path style when asked, for dotted bucket names (TLS wildcards do not cover them) and for IP/localhost endpoints."""
+    if path_style or (bucket and "." in bucket):
+        return True
+    return _is_ip_or_localhost(urlsplit(endpoint_url).hostname or "")
+
+
+def bucket_url(endpoint_url, bucket, path_style=False):
+    """Public URL of a bucket: virtual-host style for plain names, path style for dotted names or when forced."""
+    parts = urlsplit(endpoint_url)
+    if use_path_style(endpoint_url, bucket, path_style):
+        return "%s://%s/%s" % (parts.scheme, parts.netloc, bucket)
+    return "%s://%s.%s/" % (parts.scheme, bucket, parts.netloc)
+
+
+# S3 error codes -> message template; fields: endpoint, bucket, action, code, message.
+_ERROR_MESSAGES = (
+    (
+        ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"),
+        "credentials rejected by {endpoint} ({code}): check access_key and secret_key",
+    ),
+    (("AccessDenied", "AllAccessDisabled", "403"), "access denied by {endpoint}: {action} on bucket {bucket!r} is not allowed for these credentials"),
+    (("NoSuchBucket", "404", "NotFound"), "bucket {bucket!r} does not exist on {endpoint}"),
+    (
+        ("BucketAlreadyExists",),
+        "bucket name {bucket!r} is already taken by another account (bucket names are global per region): choose another name",
+    ),
+    (("BucketNotEmpty",), "bucket {bucket!r} is not empty: set force=true to delete every object and version with it"),
+    (("NotImplemented", "501"), "{action} is not supported by this server ({endpoint})"),
+    (("MalformedPolicy",), "{endpoint} refused the bucket policy of {bucket!r}: {message}"),
+)
+
+
+def describe_error(exc, endpoint, bucket=None, action=None):
+    """One clear sentence for an S3/botocore error; never includes the secret key."""
+    action = action or "request"
+    if isinstance(exc, NoCredentialsError):
+        return "no credentials: set access_key/secret_key or CELLAR_ADDON_KEY_ID/CELLAR_ADDON_KEY_SECRET"
+    if isinstance(exc, EndpointConnectionError):
+        return "cannot reach the S3 endpoint %s (%s)" % (endpoint, exc)
+    if not isinstance(exc, ClientError):
+        return "%s failed on %s: %s" % (action, endpoint, exc)
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    code = str(error.get("Code", "")) or str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    message = error.get("Message") or code
+    for codes, template in _ERROR_MESSAGES:
+        if code in codes and (bucket or "{bucket" not in template):
+            text = template.format(endpoint=endpoint, bucket=bucket, action=action, code=code, message=message)
+            if codes == _ERROR_MESSAGES[1][0] and action.startswith(("head ", "get ")):
+                text += " (if the bucket belongs to another account, pick another name: bucket names are global per region)"
+            return text
+    return "%s%s failed on %s: %s%s" % (action, " on bucket %r" % bucket if bucket else "", endpoint, code, (" - " + message) if message != code else "")
+
+
+def error_code(exc):
+    if isinstance(exc, ClientError) and hasattr(exc, "response"):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+class CellarModule:
+    """AnsibleModule with the connection options, a client factory and error reporting."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(CONNECTION_ARGS)
+        spec.update(argument_spec)
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        if not HAS_BOTO3:
+            self.module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+        try:
+            self.endpoint_url = parse_endpoint(self.params["endpoint"])
+        except CellarError as exc:
+            self.module.fail_json(msg=str(exc))
+        if not self.params["access_key"] or not self.params["secret_key"]:
+            self.module.fail_json(
+                msg="no credentials for %s: set access_key and secret_key (or CELLAR_ADDON_KEY_ID and CELLAR_ADDON_KEY_SECRET)" % self.endpoint_url
+            )
+        self._clients = {}
+
+    def client(self, bucket=None):
+        """One boto3 S3 client per addressing style (path style for dotted names or on request)."""
+        path = use_path_style(self.endpoint_url, bucket, self.params["path_style"])
+        if path not in self._clients:
+            self._clients[path] = make_client(
+                self.endpoint_url,
+                self.params["access_key"],
+                self.params["secret_key"],
+                region=self.params["region"],
+                validate_certs=self.params["validate_certs"],
+                ca_bundle=self.params["ca_bundle"],
+                path_style=path,
+            )
+        return self._clients[path]
+
+    def url(self, bucket):
+        return bucket_url(self.endpoint_url, bucket, self.params["path_style"])
+
+    def fail(self, msg, **kwargs):
+        self.module.fail_json(msg=msg, **kwargs)
+
+    def describe(self, call_error):
+        """Message for an ``S3CallError`` raised by the cellar_ops wrappers."""
+        return describe_error(call_error.error, self.endpoint_url, call_error.bucket, call_error.action)
+
+    def fail_error(self, exc, bucket=None, action=None, **kwargs):
+        self.module.fail_json(msg=describe_error(exc, self.endpoint_url, bucket, action), **kwargs)
+
+
+def make_client(endpoint_url, access_key, secret_key, *, region=DEFAULT_REGION, validate_certs=True, ca_bundle=None, path_style=True, max_pool=10):
+    """The collection's only S3 client factory."""
+    options = dict(
+        s3={"addressing_style": "path" if path_style else "virtual"},
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_pool,
+        signature_version="s3v4",
+    )
+    try:
+        # botocore >= 1.36 adds CRC checksums by default; Ceph RGW 16 (Cellar) does not know them.
+        config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required", **options)
+    except TypeError:
+        config = Config(**options)
+    verify = ca_bundle if (validate_certs and ca_bundle) else validate_certs
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region or DEFAULT_REGION,
+        verify=verify,
+        config=config,
+    )

@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One small wrapper per S3 call, and the converge steps every Cellar module shares.
+
+Every wrapper turns a botocore error into :class:`S3CallError` naming the action, so modules report it through
+:func:`cellar.describe_error` in one place. Converge steps read one sub-resource, compare it by meaning and write
+only when it differs (never in check mode).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, error_code
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+CANNED_ACLS = ["private", "public-read", "public-read-write", "authenticated-read"]
+# Grants beyond the owner's FULL_CONTROL that each canned ACL sets.
+_CANNED_GRANTS = {
+    "private": frozenset(),
+    "public-read": frozenset([(ALL_USERS, "READ")]),
+    "public-read-write": frozenset([(ALL_USERS, "READ"), (ALL_USERS, "WRITE")]),
+    "authenticated-read": frozenset([(AUTH_USERS, "READ")]),
+}
+VERSIONING = ["enabled", "suspended"]
+DELETE_BATCH = 1000
+NOT_FOUND_CODES = ("NoSuchBucket", "404", "NotFound")
+
+
+class S3CallError(Exception):
+    """A failed S3 call: the botocore error, the action and the bucket."""
+
+    def __init__(self, error, action, bucket=None):
+        super(S3CallError, self).__init__("%s: %s" % (action, error))
+        self.error = error
+        self.action = action
+        self.bucket = bucket
+        self.code = error_code(error)
+
+
+def call(action, method, bucket=None, **kwargs):
+    try:
+        return method(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise S3CallError(exc, action, bucket) from exc
+
+
+# ---- one wrapper per API call -------------------------------------------------------------------------------
+
+
+def list_buckets(client):
+    return call("list buckets", client.list_buckets).get("Buckets", [])
+
+
+def bucket_exists(client, bucket):
+    try:
+        call("head bucket", client.head_bucket, bucket, Bucket=bucket)
+    except S3CallError as exc:
+        if exc.code in NOT_FOUND_CODES:
+            return False
+        if exc.code == "403":
+            # HEAD answers carry no error code: one GET tells rejected credentials from a denied bucket.
+            list_buckets(client)
+        raise
+    return True
+
+
+def create_bucket(client, bucket, acl=None):
+    kwargs = dict(Bucket=bucket)
+    if acl:
+        kwargs["ACL"] = acl
+    call("create bucket", client.create_bucket, bucket, **kwargs)
+
+
+def delete_bucket(client, bucket):
+    call("delete bucket", client.delete_bucket, bucket, Bucket=bucket)
+
+
+def get_acl(client, bucket):
+    """Canned ACL matching the bucket's grants, or ``custom``."""
+    grants = call("get bucket ACL", client.get_bucket_acl, bucket, Bucket=bucket)
+    return canned_acl_from_grants(grants)
+
+
+def put_acl(client, bucket, acl):
+    call("put bucket ACL", client.put_bucket_acl, bucket, Bucket=bucket, ACL=acl)
+
+
+def get_acl_grants_from(response):
+    """Grantee and permission of every grant in a get_bucket_acl answer."""
+    return [
+        {"grantee": grant["Grantee"].get("URI") or grant["Grantee"].get("ID") or grant["Grantee"].get("EmailAddress"), "permission": grant["Permission"]}
+        for grant in response.get("Grants", [])
+    ]
+
+
+def get_versioning(client, bucket):
+    """``enabled``, ``suspended`` or ``disabled`` (never enabled)."""
+    status = call("get bucket versioning", client.get_bucket_versioning, bucket, Bucket=bucket).get("Status")
+    return {"Enabled": "enabled", "Suspended": "suspended"}.get(status, "disabled")
+
+
+def put_versioning(client, bucket, versioning):
+    status = "Enabled" if versioning == "enabled" else "Suspended"
+    call("put bucket versioning", client.put_bucket_versioning, bucket, Bucket=bucket, VersioningConfiguration={"Status": status})
+
+
+def get_policy(client, bucket):
+    """Normalised policy, or None."""
+    try:
+        text = call("get bucket policy", client.get_bucket_policy, bucket, Bucket=bucket)["Policy"]
+    except S3CallError as exc:
+        if exc.code == "NoSuchBucketPolicy":
+            return None
+        raise
+    try:
+        return normalize_policy(json.loads(text))
+    except (ValueError, AttributeError, TypeError):
+        return {"unparsable": text}
+
+
+def put_policy(client, bucket, policy):
+    call("put bucket policy", client.put_bucket_policy, bucket, Bucket=bucket, Policy=policy_json(policy))
+
+
+def delete_policy(client, bucket):
+    call("delete bucket policy", client.delete_bucket_policy, bucket, Bucket=bucket)
+
+
+def get_cors(client, bucket):
+    """Normalised rules (module form); [] when there is no CORS configuration."""
+    try:
+        response = call("get bucket CORS", client.get_bucket_cors, bucket, Bucket=bucket)
+    except S3CallError as exc:
+        if exc.code == "NoSuchCORSConfiguration":
+            return []
+        raise
+    return rules_from_s3(response.get("CORSRules", []))
+
+
+def put_cors(client, bucket, rules):
+    call("put bucket CORS", client.put_bucket_cors, bucket, Bucket=bucket, CORSConfiguration={"CORSRules": rules_to_s3(rules)})
+
+
+def delete_cors(client, bucket):
+    call("delete bucket CORS", client.delete_bucket_cors, bucket, Bucket=bucket)
+
+
+def get_website(client, bucket):
+    try:
+        response = call("get bucket website", client.get_bucket_website, bucket, Bucket=bucket)
+    except S3CallError as exc:
+        if exc.code == "NoSuchWebsiteConfiguration":
+            return None
+        raise
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+def list_versions_page(client, bucket, key_marker=None, version_marker=None, max_keys=DELETE_BATCH):
+    kwargs = dict(Bucket=bucket, MaxKeys=max_keys)
+    if key_marker:
+        kwargs["KeyMarker"] = key_marker
+        if version_marker:
+            kwargs["VersionIdMarker"] = version_marker
+    return call("list object versions", client.list_object_versions, bucket, **kwargs)
+
+
+def delete_objects(client, bucket, objects):
+    response = call("delete objects", client.delete_objects, bucket, Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    errors = response.get("Errors") or []
+    if errors:
+        first = errors[0]
+        detail = {"Code": first.get("Code", "DeleteFailed"), "Message": "%s (%d objects not deleted)" % (first.get("Key"), len(errors))}
+        raise S3CallError(ClientError({"Error": detail}, "DeleteObjects"), "delete objects", bucket)
+    return len(objects)
+
+
+def abort_multipart_uploads(client, bucket):
+    uploads = call("list multipart uploads", client.list_multipart_uploads, bucket, Bucket=bucket).get("Uploads") or []
+    for upload in uploads:
+        call("abort multipart upload", client.abort_multipart_upload, bucket, Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    return len(uploads)
+
+
+# ---- pure helpers -------------------------------------------------------------------------------------------
+
+
+def canned_acl_from_grants(response):
+    """Map get_bucket_acl's answer to a canned ACL name (``custom`` when it matches none)."""
+    owner = (response.get("Owner") or {}).get("ID")
+    extra = set()
+    owner_full = False
+    for grant in response.get("Grants", []):
+        grantee = grant.get("Grantee", {})
+        who = grantee.get("URI") or grantee.get("ID") or grantee.get("EmailAddress")
+        if grantee.get("Type") == "CanonicalUser" and who == owner and grant.get("Permission") == "FULL_CONTROL":
+            owner_full = True
+            continue
+        extra.add((who, grant.get("Permission")))
+    for name, grants in _CANNED_GRANTS.items():
+        if owner_full and extra == grants:
+            return name
+    return "custom"
+
+
+def versioning_satisfied(current, desired):
+    """``suspended`` is satisfied by a bucket that never had versioning: nothing would change for its objects."""
+    return current == desired or (desired == "suspended" and current == "disabled")
+
+
+def version_entries(page):
+    """Object identifiers of every version and delete marker in one list_object_versions page."""
+    entries = []
+    for key in ("Versions", "DeleteMarkers"):
+        for item in page.get(key) or []:
+            entry = {"Key": item["Key"]}
+            if item.get("VersionId"):
+                entry["VersionId"] = item["VersionId"]
+            entries.append(entry)
+    return entries
+
+
+def parallel_map(function, items, workers):
+    """Run ``function`` on every item with at most ``workers`` in flight; results in input order."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+# ---- converge steps shared by the modules -------------------------------------------------------------------
+
+
+def converge_policy(client, bucket, desired, check_mode, *, current=None, read=True):
+    """Make the bucket policy equal ``desired`` (normalised, or None for no policy). Returns (changed, before)."""
+    before = get_policy(client, bucket) if read else current
+    if before == desired:
+        return False, before
+    if not check_mode:
+        if desired is None:
+            delete_policy(client, bucket)
+        else:
+            put_policy(client, bucket, desired)
+    return True, before
+
+
+def converge_cors(client, bucket, desired, check_mode, *, current=None, read=True):
+    """Replace the whole CORS configuration with ``desired`` rules ([] removes it). Returns (changed, before)."""
+    before = get_cors(client, bucket) if read else current
+    if before == desired:
+        return False, before
+    if not check_mode:
+        if desired:
+            put_cors(client, bucket, desired)
+        else:
+            delete_cors(client, bucket)
+    return True, before
+
+
+def empty_bucket(client, bucket, workers=4, batch=DELETE_BATCH):
+    """Delete every object version and delete marker, ``batch`` keys per request, ``workers`` requests in flight.
+
+    Listing goes on while earlier pages are being deleted (markers are keys, so deleting behind them is safe on
+    RGW and S3). Passes repeat until a listing from the start finds nothing, for servers that lose their place
+    when the marker entry is gone. Returns the number of versions and markers deleted.
+    """
+    deleted = 0
+    while True:
+        removed = _empty_pass(client, bucket, workers, batch)
+        if not removed:
+            return deleted
+        deleted += removed
+
+
+def _empty_pass(client, bucket, workers, batch):
+    deleted = 0
+    key_marker = version_marker = None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = []
+        while True:
+            page = list_versions_page(client, bucket, key_marker, version_marker, batch)
+            entries = version_entries(page)
+            if entries:
+                pending.append(pool.submit(delete_objects, client, bucket, entries))
+            if len(pending) >= workers:
+                deleted += pending.pop(0).result()
+            if not page.get("IsTruncated"):
+                break
+            key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
+        for future in pending:
+            deleted += future.result()
+    return deleted
+
+
+def is_empty(client, bucket):
+    page = list_versions_page(client, bucket, max_keys=1)
+    return not version_entries(page)
+
+
+def delete_bucket_forced(client, bucket, workers=4):
+    """Empty the bucket (versions, markers, unfinished multipart uploads), then delete it. Returns versions deleted."""
+    return delete_bucket_forced_batch(client, bucket, workers, DELETE_BATCH)
+
+
+def delete_bucket_forced_batch(client, bucket, workers, batch):
+    deleted = empty_bucket(client, bucket, workers, batch)
+    for attempt in range(5):
+        try:
+            delete_bucket(client, bucket)
+            return deleted
+        except S3CallError as exc:
+            # The bucket index may lag a moment behind the deletes, or multipart uploads still hold parts.
+            if exc.code != "BucketNotEmpty" or attempt == 4:
+                raise
+            abort_multipart_uploads(client, bucket)
+            deleted += empty_bucket(client, bucket, workers, batch)
+            time.sleep(0.2 * (attempt + 1))
+    return deleted

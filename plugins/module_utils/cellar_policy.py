@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Bucket policies: presets, validation before any request, and comparison by meaning (pure functions)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+POLICY_VERSION = "2012-10-17"
+PRESETS = ("public_read", "read_only")
+_EFFECTS = ("Allow", "Deny")
+_STATEMENT_KEYS = ("Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition")
+# Cellar add-on users (and RGW users in general): letters, digits, '_', '-', '.', '@'; optional "tenant$".
+_UID = re.compile(r"^(?:[A-Za-z0-9_-]+\$)?[A-Za-z0-9_.@-]+$")
+_ACTION = re.compile(r"^(?:\*|s3:[A-Za-z*]+)$")
+
+
+class PolicyError(ValueError):
+    """The policy or preset given by the user is not valid."""
+
+
+def principal_arn(principal):
+    """ARN that really grants access to an RGW user.
+
+    Ceph RGW 16.2 (Cellar) matches ``arn:aws:iam:::user/UID`` (empty account, ``user/`` prefix). The form
+    ``arn:aws:iam::UID`` shown in the Cellar documentation is stored but grants nothing, so it is refused.
+    """
+    if not isinstance(principal, str) or not principal.strip():
+        raise PolicyError("principals must be non-empty strings (add-on ids like cellar_xxx or arn:aws:iam:::user/cellar_xxx)")
+    principal = principal.strip()
+    if principal.startswith("arn:"):
+        match = re.match(r"^arn:aws:iam::([^:]*):(user|role)/(.+)$", principal)
+        if match and _UID.match(match.group(3)):
+            return principal
+        short = re.match(r"^arn:aws:iam::([A-Za-z0-9_.@-]+)$", principal)
+        if short:
+            raise PolicyError(
+                "principal %r grants nothing on Cellar (Ceph RGW): use %r or just %r" % (principal, "arn:aws:iam:::user/" + short.group(1), short.group(1))
+            )
+        raise PolicyError("principal %r is not an IAM user ARN of the form arn:aws:iam:::user/UID" % principal)
+    if not _UID.match(principal):
+        raise PolicyError("principal %r is not a valid user id (letters, digits, '_', '-', '.', '@')" % principal)
+    return "arn:aws:iam:::user/" + principal
+
+
+def preset_policy(preset, bucket, principals=None):
+    """The policy document of a preset, in the form that works on Cellar."""
+    objects = "arn:aws:s3:::%s/*" % bucket
+    if preset == "public_read":
+        if principals:
+            raise PolicyError("preset public_read takes no principals (it grants everyone)")
+        return {
+            "Version": POLICY_VERSION,
+            "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"], "Resource": [objects]}],
+        }
+    if preset == "read_only":
+        if not principals:
+            raise PolicyError("preset read_only needs principals (add-on ids like cellar_xxx)")
+        arns = sorted(set(principal_arn(p) for p in principals))
+        return {
+            "Version": POLICY_VERSION,
+            "Statement": [
+                {"Sid": "ReadOnlyList", "Effect": "Allow", "Principal": {"AWS": arns}, "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::%s" % bucket]},
+                {"Sid": "ReadOnlyGet", "Effect": "Allow", "Principal": {"AWS": arns}, "Action": ["s3:GetObject"], "Resource": [objects]},
+            ],
+        }
+    raise PolicyError("unknown preset %r (choose from %s)" % (preset, ", ".join(PRESETS)))
+
+
+def load_policy(policy):
+    """A dict from a dict or a JSON string."""
+    if isinstance(policy, dict):
+        return policy
+    if isinstance(policy, str):
+        try:
+            loaded = json.loads(policy)
+        except ValueError as exc:
+            raise PolicyError("policy is not valid JSON: %s" % exc) from None
+        if not isinstance(loaded, dict):
+            raise PolicyError("policy must be a JSON object, not %s" % type(loaded).__name__)
+        return loaded
+    raise PolicyError("policy must be a dict or a JSON string, not %s" % type(policy).__name__)
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def validate_policy(policy, bucket):
+    """Raise PolicyError unless ``policy`` is a well-formed bucket policy about ``bucket``."""
+    if not isinstance(policy, dict) or not policy:
+        raise PolicyError("policy must be a non-empty JSON object")
+    unknown = set(policy) - {"Version", "Statement", "Id"}
+    if unknown:
+        raise PolicyError("policy has unknown top-level keys: %s" % ", ".join(sorted(unknown)))
+    if "Version" in policy and policy["Version"] not in ("2012-10-17", "2008-10-17"):
+        raise PolicyError("policy Version must be 2012-10-17 (got %r)" % policy["Version"])
+    statements = policy.get("Statement")
+    if not statements or not isinstance(statements, (list, dict)):
+        raise PolicyError("policy needs a Statement (an object or a non-empty list)")
+    for index, statement in enumerate(_as_list(statements)):
+        _validate_statement(statement, "Statement[%d]" % index, bucket)
+
+
+def _exactly_one(statement, key, where):
+    if (key in statement) == ("Not" + key in statement):
+        raise PolicyError("%s needs exactly one of %s or Not%s" % (where, key, key))
+    return statement.get(key, statement.get("Not" + key))
+
+
+def _validate_statement(statement, where, bucket):
+    if not isinstance(statement, dict):
+        raise PolicyError("%s must be an object" % where)
+    unknown = set(statement) - set(_STATEMENT_KEYS)
+    if unknown:
+        raise PolicyError("%s has unknown keys: %s" % (where, ", ".join(sorted(unknown))))
+    if statement.get("Effect") not in _EFFECTS:
+        raise PolicyError("%s Effect must be Allow or Deny (got %r)" % (where, statement.get("Effect")))
+    _validate_principal(_exactly_one(statement, "Principal", where), where)
+    for action in _as_list(_exactly_one(statement, "Action", where)):
+        if not isinstance(action, str) or not _ACTION.match(action):
+            raise PolicyError("%s action %r is not an S3 action like s3:GetObject" % (where, action))
+    for resource in _as_list(_exactly_one(statement, "Resource", where)):
+        if not isinstance(resource, str) or not (resource == "arn:aws:s3:::" + bucket or resource.startswith("arn:aws:s3:::%s/" % bucket)):
+            raise PolicyError("%s resource %r must be arn:aws:s3:::%s or arn:aws:s3:::%s/..." % (where, resource, bucket, bucket))
+    if "Condition" in statement and not isinstance(statement["Condition"], dict):
+        raise PolicyError("%s Condition must be an object" % where)
+
+
+def _validate_principal(principal, where):
+    if principal == "*":
+        return
+    if not isinstance(principal, dict) or not principal:
+        raise PolicyError('%s Principal must be "*" or an object like {"AWS": [...]}' % where)
+    for kind, values in principal.items():
+        if kind not in ("AWS", "CanonicalUser", "Federated", "Service"):
+            raise PolicyError("%s Principal type %r is not known" % (where, kind))
+        for value in _as_list(values):
+            if not isinstance(value, str) or not value:
+                raise PolicyError("%s Principal values must be non-empty strings" % where)
+            if kind == "AWS" and value != "*":
+                principal_arn(value)
+
+
+def _sorted_unique(values):
+    return sorted(set(_as_list(values)), key=lambda v: json.dumps(v, sort_keys=True))
+
+
+def normalize_policy(policy):
+    """Canonical form: Version set, lists everywhere, sorted values and statements, ``"*"`` as ``{"AWS": ["*"]}``."""
+    if policy is None:
+        return None
+    statements = []
+    for statement in _as_list(policy.get("Statement", [])):
+        out = {}
+        for key, raw in statement.items():
+            value = raw
+            if key in ("Principal", "NotPrincipal"):
+                value = {"AWS": ["*"]} if raw == "*" else dict((kind, _sorted_unique(v)) for kind, v in raw.items())
+            elif key in ("Action", "NotAction", "Resource", "NotResource"):
+                value = _sorted_unique(raw)
+            elif key == "Condition":
+                value = dict((op, dict((k, _sorted_unique(v)) for k, v in (body or {}).items())) for op, body in raw.items())
+            out[key] = value
+        statements.append(dict(sorted(out.items())))
+    statements.sort(key=lambda s: json.dumps(s, sort_keys=True))
+    normalized = {"Version": policy.get("Version") or POLICY_VERSION, "Statement": statements}
+    if policy.get("Id"):
+        normalized["Id"] = policy["Id"]
+    return normalized
+
+
+def policies_equal(left, right):
+    return normalize_policy(left) == normalize_policy(right)
+
+
+def desired_policy(bucket, policy=None, preset=None, principals=None):
+    """Validated, normalised desired policy from the module options; raise PolicyError otherwise.
+
+    An empty ``policy`` ({} or "") means "no policy".
+    """
+    if preset and policy not in (None, "", {}):
+        raise PolicyError("policy and preset are mutually exclusive")
+    if principals and preset != "read_only":
+        raise PolicyError("principals are only used with preset=read_only")
+    if preset:
+        document = preset_policy(preset, bucket, principals)
+    else:
+        if policy in ("", {}):
+            return None
+        document = load_policy(policy)
+    validate_policy(document, bucket)
+    return normalize_policy(document)
+
+
+def policy_json(policy):
+    return json.dumps(policy, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,494 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: cellar_bucket
+short_description: Manage a Clever Cloud Cellar (or any S3-compatible) bucket and its whole state in one task
+version_added: 0.1.0
+description:
+  - Create or delete a bucket and converge its canned ACL, versioning, bucket policy and CORS rules in one task.
+  - Only the sub-resources given are read and managed; an idempotent run of a bucket with ACL, versioning, policy and
+    CORS makes four read requests.
+  - Taking O(policy)/O(preset) and O(cors) here lets one task converge a whole bucket, and O(buckets) converges a whole
+    list in one module run with a bounded number of requests in flight. The policy and CORS logic is shared with
+    M(keepdata.storage.cellar_bucket_policy) and M(keepdata.storage.cellar_cors).
+  - The bucket name is validated before any request.
+author:
+  - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.cellar
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is written to the server in check mode.
+  diff_mode:
+    support: full
+    description: Shows the normalised managed state before and after.
+options:
+  name:
+    description:
+      - Bucket name. 3 to 63 characters, lowercase letters, digits, C(-) and C(.); starts and ends with a letter or digit;
+        no C(_), no C(..), not an IP address.
+      - Names with dots (custom domains) are addressed path style.
+      - One of O(name) or O(buckets) is required.
+    type: str
+  state:
+    description:
+      - V(present) creates the bucket when missing and converges the given sub-resources; V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  acl:
+    description:
+      - Canned ACL of the bucket. Not managed when unset.
+    type: str
+    choices: [private, public-read, public-read-write, authenticated-read]
+  versioning:
+    description:
+      - Versioning state. Not managed when unset.
+      - V(suspended) is also satisfied by a bucket that never had versioning.
+    type: str
+    choices: [enabled, suspended]
+  policy:
+    description:
+      - Bucket policy as a dict or a JSON string, see M(keepdata.storage.cellar_bucket_policy). Not managed when unset.
+      - An empty value (V({}) or V("")) removes the policy.
+      - Mutually exclusive with O(preset).
+    type: raw
+  preset:
+    description:
+      - Policy preset, see M(keepdata.storage.cellar_bucket_policy) for what each one writes.
+    type: str
+    choices: [public_read, read_only]
+  principals:
+    description:
+      - Users granted by O(preset=read_only), as add-on ids (V(cellar_xxx)) or ARNs (V(arn:aws:iam:::user/cellar_xxx)).
+    type: list
+    elements: str
+  cors:
+    description:
+      - CORS rules replacing the whole CORS configuration, see M(keepdata.storage.cellar_cors). Not managed when unset.
+      - An empty list removes the CORS configuration.
+    type: list
+    elements: dict
+    suboptions:
+      allowed_origins:
+        description: Origins allowed, for example V(https://app.example.com); at most one C(*) each.
+        type: list
+        elements: str
+        required: true
+      allowed_methods:
+        description: HTTP methods allowed.
+        type: list
+        elements: str
+        required: true
+        choices: [GET, PUT, POST, DELETE, HEAD]
+      allowed_headers:
+        description: Request headers allowed in a preflight.
+        type: list
+        elements: str
+      expose_headers:
+        description: Response headers exposed to the browser.
+        type: list
+        elements: str
+      max_age_seconds:
+        description: How long browsers may cache the preflight answer.
+        type: int
+      id:
+        description: Rule identifier.
+        type: str
+  force:
+    description:
+      - With O(state=absent), delete every object, every version and delete marker (in batches of up to 1000 keys),
+        and unfinished multipart uploads, then the bucket.
+      - Without it, deleting a non-empty bucket fails and nothing is deleted.
+    type: bool
+    default: false
+  buckets:
+    description:
+      - Converge a list of buckets in one module run instead of one bucket, up to O(workers) buckets at a time.
+      - Each entry takes the per-bucket options of this module (O(name) required). Every entry is validated before
+        any request; a failing bucket does not stop the others, and the module fails listing every failure.
+      - One module run avoids paying the module start (Python, boto3, client set-up) once per bucket, which is most
+        of the time of an idempotent run; C(playbooks/cellar.yml) uses it.
+      - Mutually exclusive with O(name).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Bucket name.
+        type: str
+        required: true
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
+      acl:
+        description: Canned ACL, not managed when unset.
+        type: str
+        choices: [private, public-read, public-read-write, authenticated-read]
+      versioning:
+        description: Versioning state, not managed when unset.
+        type: str
+        choices: [enabled, suspended]
+      policy:
+        description: Bucket policy (dict or JSON string); empty removes it; not managed when unset.
+        type: raw
+      preset:
+        description: Policy preset.
+        type: str
+        choices: [public_read, read_only]
+      principals:
+        description: Users granted by O(buckets[].preset=read_only).
+        type: list
+        elements: str
+      cors:
+        description: CORS rules replacing the whole configuration; an empty list removes it; not managed when unset.
+        type: list
+        elements: dict
+        suboptions:
+          allowed_origins:
+            description: Origins allowed.
+            type: list
+            elements: str
+            required: true
+          allowed_methods:
+            description: HTTP methods allowed.
+            type: list
+            elements: str
+            required: true
+            choices: [GET, PUT, POST, DELETE, HEAD]
+          allowed_headers:
+            description: Request headers allowed in a preflight.
+            type: list
+            elements: str
+          expose_headers:
+            description: Response headers exposed to the browser.
+            type: list
+            elements: str
+          max_age_seconds:
+            description: How long browsers may cache the preflight answer.
+            type: int
+          id:
+            description: Rule identifier.
+            type: str
+      force:
+        description: With O(buckets[].state=absent), delete every object and version first.
+        type: bool
+        default: false
+  workers:
+    description:
+      - Requests in flight at once, between 1 and 32. Delete batches when O(force=true) for one bucket; buckets
+        converged at once with O(buckets).
+    type: int
+    default: 4
+"""
+
+EXAMPLES = r"""
+- name: Private, versioned bucket
+  keepdata.storage.cellar_bucket:
+    name: backups-prod
+    acl: private
+    versioning: enabled
+
+- name: Public assets, readable anonymously, usable from the web app
+  keepdata.storage.cellar_bucket:
+    name: assets-prod
+    preset: public_read
+    cors:
+      - allowed_origins: ["https://app.example.com"]
+        allowed_methods: [GET, HEAD]
+        max_age_seconds: 3600
+
+- name: Converge a list of buckets in one run, connection set once
+  module_defaults:
+    group/keepdata.storage.cellar:
+      endpoint: cellar-c2.services.clever-cloud.com
+  keepdata.storage.cellar_bucket:
+    buckets:
+      - name: assets-prod
+        preset: public_read
+      - name: backups-prod
+        versioning: enabled
+        preset: read_only
+        principals: [cellar_abc123]
+
+- name: Delete a bucket with all its objects and versions
+  keepdata.storage.cellar_bucket:
+    name: old-bucket
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+name:
+  description: Bucket name.
+  returned: with O(name)
+  type: str
+  sample: assets-prod
+url:
+  description: Bucket URL; virtual-host style for plain names, path style for dotted names.
+  returned: with O(name)
+  type: str
+  sample: https://assets-prod.cellar-c2.services.clever-cloud.com/
+acl:
+  description: Canned ACL after the run.
+  returned: when O(acl) is set and O(state=present)
+  type: str
+  sample: private
+versioning:
+  description: Versioning after the run.
+  returned: when O(versioning) is set and O(state=present)
+  type: str
+  sample: enabled
+policy:
+  description: Normalised bucket policy after the run (null when none).
+  returned: when O(policy) or O(preset) is set and O(state=present)
+  type: dict
+cors:
+  description: Normalised CORS rules after the run.
+  returned: when O(cors) is set and O(state=present)
+  type: list
+  elements: dict
+deleted_objects:
+  description: Object versions and delete markers deleted by O(force=true).
+  returned: when the bucket was deleted
+  type: int
+  sample: 20000
+buckets:
+  description: One result per entry of O(buckets), with the keys returned for a single bucket (name, url, changed, ...).
+  returned: with O(buckets)
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy  # noqa: E402
+
+# Options describing one bucket; also the sub-options of each entry of ``buckets``.
+BUCKET_SPEC = dict(
+    name=dict(type="str"),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    acl=dict(type="str", choices=ops.CANNED_ACLS),
+    versioning=dict(type="str", choices=ops.VERSIONING),
+    policy=dict(type="raw"),
+    preset=dict(type="str", choices=["public_read", "read_only"]),
+    principals=dict(type="list", elements="str"),
+    cors=dict(type="list", elements="dict", options=CORS_RULE_SPEC),
+    force=dict(type="bool", default=False),
+)
+ARGUMENT_SPEC = dict(
+    BUCKET_SPEC,
+    buckets=dict(type="list", elements="dict", options=dict(BUCKET_SPEC, name=dict(type="str", required=True))),
+    workers=dict(type="int", default=4),
+)
+MAX_WORKERS = 32
+
+
+class BucketError(Exception):
+    """A bucket could not be converged; the message is ready for the user."""
+
+
+def desired_state(params):
+    """The managed sub-resources requested, validated and normalised; raise ValueError on bad input."""
+    problem = validate_bucket_name(params["name"])
+    if problem:
+        raise ValueError(problem)
+    desired = {}
+    if params["state"] == "absent":
+        return desired
+    if params["acl"]:
+        desired["acl"] = params["acl"]
+    if params["versioning"]:
+        desired["versioning"] = params["versioning"]
+    if params["policy"] is not None or params["preset"] or params["principals"]:
+        desired["policy"] = desired_policy(params["name"], params["policy"], params["preset"], params["principals"])
+    if params["cors"] is not None:
+        if params["cors"]:
+            validate_rules(params["cors"])
+        desired["cors"] = normalize_rules(params["cors"])
+    return desired
+
+
+def bucket_requests(params):
+    """Per-bucket option sets (one, or the ``buckets`` list), each validated with its desired state, before any request."""
+    if params["workers"] < 1 or params["workers"] > MAX_WORKERS:
+        raise ValueError("workers must be between 1 and %d" % MAX_WORKERS)
+    if params["buckets"] is None:
+        entries = [dict((key, params[key]) for key in BUCKET_SPEC)]
+    else:
+        stray = [key for key in ("acl", "versioning", "policy", "preset", "principals", "cors") if params[key] is not None]
+        if stray or params["force"] or params["state"] != "present":
+            raise ValueError("with buckets, set %s inside each entry" % ", ".join(stray or ["state", "force"]))
+        entries = params["buckets"]
+        names = [entry["name"] for entry in entries]
+        duplicates = sorted(set(n for n in names if names.count(n) > 1))
+        if duplicates:
+            raise ValueError("buckets: %s listed more than once" % ", ".join(duplicates))
+    requests = []
+    for index, entry in enumerate(entries):
+        try:
+            requests.append((entry, desired_state(entry)))
+        except (ValueError, PolicyError, CorsError) as exc:
+            prefix = "" if params["buckets"] is None else "buckets[%d] (%s): " % (index, entry["name"])
+            raise ValueError(prefix + str(exc)) from None
+    return requests
+
+
+def read_current(client, name, managed):
+    """Current value of each managed sub-resource, or None when the bucket does not exist (first read tells)."""
+    readers = [("acl", ops.get_acl), ("versioning", ops.get_versioning), ("policy", ops.get_policy), ("cors", ops.get_cors)]
+    readers = [(key, reader) for key, reader in readers if key in managed]
+    if not readers:
+        return {} if ops.bucket_exists(client, name) else None
+    current = {}
+    for index, (key, reader) in enumerate(readers):
+        try:
+            current[key] = reader(client, name)
+        except ops.S3CallError as exc:
+            if index == 0 and exc.code in ops.NOT_FOUND_CODES:
+                return None
+            raise
+    return current
+
+
+def differs(key, current, desired):
+    if key == "versioning":
+        return not ops.versioning_satisfied(current, desired)
+    return current != desired
+
+
+def apply_present(client, name, desired, current, check_mode):
+    """Create the bucket or fix the differing sub-resources; returns the keys written."""
+    if current is None:
+        if not check_mode:
+            ops.create_bucket(client, name, desired.get("acl"))
+            if desired.get("versioning") == "enabled":
+                ops.put_versioning(client, name, "enabled")
+            if desired.get("policy"):
+                ops.put_policy(client, name, desired["policy"])
+            if desired.get("cors"):
+                ops.put_cors(client, name, desired["cors"])
+        return ["bucket"]
+    written = [key for key in ("acl", "versioning", "policy", "cors") if key in desired and differs(key, current[key], desired[key])]
+    for key in written:
+        if check_mode:
+            continue
+        if key == "acl":
+            ops.put_acl(client, name, desired["acl"])
+        elif key == "versioning":
+            ops.put_versioning(client, name, desired["versioning"])
+        elif key == "policy":
+            ops.converge_policy(client, name, desired["policy"], False, current=current["policy"], read=False)
+        elif key == "cors":
+            ops.converge_cors(client, name, desired["cors"], False, current=current["cors"], read=False)
+    return written
+
+
+def after_state(desired, current):
+    after = dict(current or {})
+    for key, value in desired.items():
+        if key != "versioning" or differs(key, after.get(key), value):
+            after[key] = value
+    return after
+
+
+def delete(client, entry, result, check_mode, workers):
+    name = entry["name"]
+    if not ops.bucket_exists(client, name):
+        return result
+    if not entry["force"] and check_mode and not ops.is_empty(client, name):
+        raise BucketError("bucket %r is not empty: set force=true to delete every object and version with it" % name)
+    result["changed"] = True
+    result["diff"] = dict(before={"name": name, "exists": True}, after={"name": name, "exists": False})
+    if not check_mode:
+        if entry["force"]:
+            result["deleted_objects"] = ops.delete_bucket_forced(client, name, workers)
+        else:
+            ops.delete_bucket(client, name)
+            result["deleted_objects"] = 0
+    return result
+
+
+def converge_bucket(cellar, entry, desired, workers):
+    """Converge one bucket; returns its result, raises BucketError (message for the user, partial result attached)."""
+    name = entry["name"]
+    client = cellar.client(name)
+    result = dict(changed=False, name=name, url=cellar.url(name))
+    try:
+        if entry["state"] == "absent":
+            return delete(client, entry, result, cellar.check_mode, workers)
+        current = read_current(client, name, desired)
+        written = apply_present(client, name, desired, current, cellar.check_mode)
+    except ops.S3CallError as exc:
+        error = BucketError(cellar.describe(exc))
+        error.result = result
+        raise error from None
+    after = after_state(desired, current)
+    result.update(after)
+    result["changed"] = bool(written)
+    before = dict(current, name=name, exists=True) if current is not None else {"name": name, "exists": False}
+    result["diff"] = dict(before=before, after=dict(after, name=name, exists=True))
+    return result
+
+
+def converge_many(cellar, requests, workers):
+    """Converge every bucket, ``workers`` at a time; returns (results, error messages)."""
+
+    def one(request):
+        try:
+            return converge_bucket(cellar, request[0], request[1], 1), None
+        except BucketError as exc:
+            return getattr(exc, "result", dict(name=request[0]["name"], changed=False)), str(exc)
+
+    outcomes = ops.parallel_map(one, requests, workers)
+    return [result for result, _error in outcomes], [error for _result, error in outcomes if error]
+
+
+def main():
+    cellar = CellarModule(
+        ARGUMENT_SPEC,
+        supports_check_mode=True,
+        mutually_exclusive=[["policy", "preset"], ["name", "buckets"]],
+        required_one_of=[["name", "buckets"]],
+    )
+    params = cellar.params
+    try:
+        requests = bucket_requests(params)
+    except ValueError as exc:
+        cellar.fail(str(exc), changed=False)
+    if params["buckets"] is None:
+        try:
+            result = converge_bucket(cellar, requests[0][0], requests[0][1], params["workers"])
+        except BucketError as exc:
+            cellar.fail(str(exc), **getattr(exc, "result", {}))
+    else:
+        cellar.client("dotted.name")  # both clients exist before the threads share them
+        cellar.client()
+        results, errors = converge_many(cellar, requests, params["workers"])
+        result = dict(changed=any(r["changed"] for r in results), buckets=results)
+        result["diff"] = dict(
+            before=dict((r["name"], r.get("diff", {}).get("before")) for r in results if r["changed"]),
+            after=dict((r["name"], r.get("diff", {}).get("after")) for r in results if r["changed"]),
+        )
+        for entry in results:
+            entry.pop("diff", None)
+        if errors:
+            cellar.fail("%d of %d buckets failed: %s" % (len(errors), len(results), "; ".join(errors)), **result)
+    if not cellar.module._diff:
+        result.pop("diff", None)
+    cellar.module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: cellar_bucket_info
+short_description: List Clever Cloud Cellar (or any S3-compatible) buckets and, on request, their configuration
+version_added: 0.1.0
+description:
+  - Lists the buckets of the account, all of them or by O(name) or O(prefix).
+  - Per-bucket details (policy, CORS, ACL grants, versioning, website) are read only when asked, with a bounded
+    number of requests in flight.
+author:
+  - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.cellar
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes.
+options:
+  name:
+    description:
+      - Only this bucket.
+    type: str
+  prefix:
+    description:
+      - Only buckets whose name starts with this.
+    type: str
+  policy:
+    description: Read each bucket's policy (normalised, null when none).
+    type: bool
+    default: false
+  cors:
+    description: Read each bucket's CORS rules (empty list when none).
+    type: bool
+    default: false
+  acl:
+    description: Read each bucket's ACL grants and the canned ACL they match.
+    type: bool
+    default: false
+  versioning:
+    description: Read each bucket's versioning state.
+    type: bool
+    default: false
+  website:
+    description: Read each bucket's static website configuration (null when none).
+    type: bool
+    default: false
+  workers:
+    description: Detail requests in flight at once.
+    type: int
+    default: 8
+"""
+
+EXAMPLES = r"""
+- name: Names of all buckets
+  keepdata.storage.cellar_bucket_info:
+  register: cellar
+
+- name: Policy and CORS of the assets buckets
+  keepdata.storage.cellar_bucket_info:
+    prefix: assets-
+    policy: true
+    cors: true
+"""
+
+RETURN = r"""
+buckets:
+  description: Buckets found, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Bucket name.
+      type: str
+      returned: always
+    creation_date:
+      description: Creation date (ISO 8601).
+      type: str
+      returned: always
+    url:
+      description: Bucket URL.
+      type: str
+      returned: always
+    policy:
+      description: Normalised policy, null when none.
+      type: dict
+      returned: when O(policy=true)
+    cors:
+      description: Normalised CORS rules.
+      type: list
+      elements: dict
+      returned: when O(cors=true)
+    acl:
+      description: Canned ACL matching the grants, or V(custom).
+      type: str
+      returned: when O(acl=true)
+    grants:
+      description: ACL grants (grantee and permission).
+      type: list
+      elements: dict
+      returned: when O(acl=true)
+    versioning:
+      description: V(enabled), V(suspended) or V(disabled).
+      type: str
+      returned: when O(versioning=true)
+    website:
+      description: Website configuration, null when none.
+      type: dict
+      returned: when O(website=true)
+"""
+
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule  # noqa: E402
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str"),
+    prefix=dict(type="str"),
+    policy=dict(type="bool", default=False),
+    cors=dict(type="bool", default=False),
+    acl=dict(type="bool", default=False),
+    versioning=dict(type="bool", default=False),
+    website=dict(type="bool", default=False),
+    workers=dict(type="int", default=8),
+)
+
+
+def select_buckets(buckets, name=None, prefix=None):
+    """Buckets matching ``name`` / ``prefix``, sorted by name, as small dicts."""
+    selected = []
+    for bucket in buckets:
+        if name and bucket["Name"] != name:
+            continue
+        if prefix and not bucket["Name"].startswith(prefix):
+            continue
+        created = bucket.get("CreationDate")
+        selected.append({"name": bucket["Name"], "creation_date": created.isoformat() if hasattr(created, "isoformat") else created})
+    return sorted(selected, key=lambda b: b["name"])
+
+
+def bucket_details(cellar, entry, params):
+    """Add the requested details of one bucket to ``entry``."""
+    name = entry["name"]
+    client = cellar.client(name)
+    entry["url"] = cellar.url(name)
+    if params["policy"]:
+        entry["policy"] = ops.get_policy(client, name)
+    if params["cors"]:
+        entry["cors"] = ops.get_cors(client, name)
+    if params["acl"]:
+        response = ops.call("get bucket ACL", client.get_bucket_acl, name, Bucket=name)
+        entry["acl"] = ops.canned_acl_from_grants(response)
+        entry["grants"] = ops.get_acl_grants_from(response)
+    if params["versioning"]:
+        entry["versioning"] = ops.get_versioning(client, name)
+    if params["website"]:
+        entry["website"] = ops.get_website(client, name)
+    return entry
+
+
+def main():
+    cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, mutually_exclusive=[["name", "prefix"]])
+    params = cellar.params
+    if params["workers"] < 1 or params["workers"] > 32:
+        cellar.fail("workers must be between 1 and 32")
+    try:
+        selected = select_buckets(ops.list_buckets(cellar.client()), params["name"], params["prefix"])
+        cellar.client("dotted.name")  # both clients exist before the threads share them
+        buckets = ops.parallel_map(lambda entry: bucket_details(cellar, entry, params), selected, params["workers"])
+    except ops.S3CallError as exc:
+        cellar.fail_error(exc.error, exc.bucket, exc.action)
+    cellar.module.exit_json(changed=False, buckets=buckets)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: cellar_cors
+short_description: Manage the CORS configuration of a Clever Cloud Cellar (or any S3-compatible) bucket
+version_added: 0.1.0
+description:
+  - Replace the whole CORS configuration of a bucket with O(rules), as Cellar does it, or remove it.
+  - Always returns the rules that were there before (RV(previous_rules)) so a change can be rolled back, and can save
+    them to a file.
+  - Rules are compared after normalisation (list order and duplicates inside a rule do not matter; rule order does,
+    since the first matching rule wins). One read request when nothing changes.
+author:
+  - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.cellar
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is written to the server nor to O(previous_rules_file) in check mode.
+  diff_mode:
+    support: full
+    description: Shows the normalised rules before and after.
+options:
+  bucket:
+    description:
+      - Bucket name. The bucket must exist.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
+        configuration existed.
+    type: str
+    choices: [present, absent]
+    default: present
+  rules:
+    description:
+      - CORS rules, required with O(state=present). At most 100.
+    type: list
+    elements: dict
+    suboptions:
+      allowed_origins:
+        description: Origins allowed, for example V(https://app.example.com); at most one C(*) each.
+        type: list
+        elements: str
+        required: true
+      allowed_methods:
+        description: HTTP methods allowed.
+        type: list
+        elements: str
+        required: true
+        choices: [GET, PUT, POST, DELETE, HEAD]
+      allowed_headers:
+        description: Request headers allowed in a preflight.
+        type: list
+        elements: str
+      expose_headers:
+        description: Response headers exposed to the browser.
+        type: list
+        elements: str
+      max_age_seconds:
+        description: How long browsers may cache the preflight answer.
+        type: int
+      id:
+        description: Rule identifier.
+        type: str
+  previous_rules_file:
+    description:
+      - When the configuration changes, write the previous rules there as JSON (a list, empty when there were none),
+        in the form O(rules) takes.
+    type: path
+"""
+
+EXAMPLES = r"""
+- name: Let the web app upload and download directly
+  keepdata.storage.cellar_cors:
+    bucket: assets-prod
+    rules:
+      - id: app
+        allowed_origins: ["https://app.example.com"]
+        allowed_methods: [GET, PUT, HEAD]
+        allowed_headers: ["*"]
+        expose_headers: [ETag]
+        max_age_seconds: 3600
+    previous_rules_file: /var/backups/assets-prod-cors.json
+  register: cors
+
+- name: Roll back
+  keepdata.storage.cellar_cors:
+    bucket: assets-prod
+    rules: "{{ cors.previous_rules }}"
+  when: cors.previous_rules | length > 0
+
+- name: Remove CORS
+  keepdata.storage.cellar_cors:
+    bucket: assets-prod
+    state: absent
+"""
+
+RETURN = r"""
+rules:
+  description: Normalised rules after the run (empty when there is no configuration).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "HEAD"], "max_age_seconds": 3600}]
+previous_rules:
+  description: Normalised rules before the run, in the form O(rules) takes (empty when there was no configuration).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+"""
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+
+ARGUMENT_SPEC = dict(
+    bucket=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    rules=dict(type="list", elements="dict", options=CORS_RULE_SPEC),
+    previous_rules_file=dict(type="path"),
+)
+
+
+def desired_from_params(params):
+    """Normalised rules wanted ([] for absent); raise ValueError/CorsError on bad input."""
+    problem = validate_bucket_name(params["bucket"])
+    if problem:
+        raise ValueError(problem)
+    if params["state"] == "absent":
+        if params["rules"]:
+            raise ValueError("state=absent takes no rules")
+        return []
+    validate_rules(params["rules"])
+    return normalize_rules(params["rules"])
+
+
+def save_rules(path, rules):
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        raise ValueError("previous_rules_file: directory %s does not exist" % directory)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(rules, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.rename(tmp, path)
+
+
+def main():
+    cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, required_if=[["state", "present", ["rules"]]])
+    params = cellar.params
+    bucket = params["bucket"]
+    try:
+        desired = desired_from_params(params)
+    except (ValueError, CorsError) as exc:
+        cellar.fail(str(exc), changed=False)
+    try:
+        changed, before = ops.converge_cors(cellar.client(bucket), bucket, desired, cellar.check_mode)
+    except ops.S3CallError as exc:
+        cellar.fail_error(exc.error, exc.bucket, exc.action, changed=False)
+    result = dict(changed=changed, rules=desired, previous_rules=before)
+    if changed and params["previous_rules_file"] and not cellar.check_mode:
+        try:
+            save_rules(params["previous_rules_file"], before)
+        except (OSError, ValueError) as exc:
+            cellar.fail("CORS changed but the previous rules could not be saved: %s" % exc, **result)
+    if cellar.module._diff:
+        result["diff"] = dict(before={"rules": before}, after={"rules": desired})
+    cellar.module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

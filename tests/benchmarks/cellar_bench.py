@@ -1,0 +1,298 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Requests and time: keepdata.storage cellar_* modules vs amazon.aws.s3_bucket + community.aws.s3_cors.
+
+Both sides run through real ansible-playbook against the same RGW, behind a loopback proxy that counts every
+HTTP request. Prints a table; it is a measurement, not a test (no thresholds are asserted).
+
+    source scripts/common.sh && kd_activate
+    python tests/benchmarks/cellar_bench.py --rgw-env /tmp/kd-rgw-mod/rgw.env            # full run
+    python tests/benchmarks/cellar_bench.py --rgw-env ... --buckets 5 --objects 500     # quick run
+
+Scenarios:
+  1. one bucket, whole state (private ACL + versioning + public-read policy + two CORS rules): idempotent run
+  2. N buckets with that state: idempotent re-run (ours: playbooks/cellar.yml; anchors: the same loop of 2 tasks)
+  3. force-delete of a versioned bucket holding --objects keys x --versions versions
+"""
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = [
+    {"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "PUT"], "allowed_headers": ["*"], "max_age_seconds": 600},
+    {"allowed_origins": ["*"], "allowed_methods": ["GET"], "max_age_seconds": 60},
+]
+
+
+class CountingProxy:
+    """A tiny HTTP forwarder on 127.0.0.1 that counts the requests it passes to the RGW."""
+
+    def __init__(self, upstream):
+        parts = urlsplit(upstream)
+        self.target = (parts.hostname, parts.port or 80)
+        self.count = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                with proxy.lock:
+                    proxy.count += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if not hasattr(self, "_upstream"):
+                    self._upstream = http.client.HTTPConnection(*proxy.target, timeout=300)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                self._upstream.request(self.command, self.path, body=body, headers=headers)
+                response = self._upstream.getresponse()
+                data = response.read()
+                self.send_response_only(response.status, response.reason)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _forward  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self):
+        with self.lock:
+            count, self.count = self.count, 0
+        return count
+
+
+def read_env(path):
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def write_playbook(directory, name, tasks):
+    path = Path(directory) / name
+    play = [{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]
+    path.write_text(json.dumps(play, indent=1))
+    return path
+
+
+def run_playbook(playbook, env, extra=None):
+    """Run a playbook with the json callback; returns (wall seconds, seconds spent inside tasks, result)."""
+    command = ["ansible-playbook", str(playbook)]
+    if extra is not None:
+        command += ["-e", json.dumps(extra)]
+    start = time.monotonic()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - start
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        sys.exit("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+    if proc.returncode != 0:
+        sys.exit("playbook %s failed:\n%s" % (playbook, json.dumps(result.get("stats"), indent=1) + proc.stdout[-4000:]))
+    in_tasks = 0.0
+    changed = 0
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            duration = task["task"].get("duration") or {}
+            if duration.get("start") and duration.get("end"):
+                started = datetime.fromisoformat(duration["start"].replace("Z", "+00:00"))
+                ended = datetime.fromisoformat(duration["end"].replace("Z", "+00:00"))
+                in_tasks += (ended - started).total_seconds()
+    for host in result["stats"].values():
+        changed += host.get("changed", 0)
+    return wall, in_tasks, changed
+
+
+def anchor_tasks(endpoint, keys, loop=False):
+    """amazon.aws.s3_bucket (acl + versioning + policy) + community.aws.s3_cors (two rules)."""
+    name = "{{ item }}" if loop else "{{ bucket }}"
+    connection = {"endpoint_url": endpoint, "access_key": keys[0], "secret_key": keys[1], "region": "us-east-1"}
+    policy = (
+        '{"Version":"2012-10-17","Statement":[{"Sid":"PublicRead","Effect":"Allow","Principal":{"AWS":["*"]},'
+        '"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"]}]}' % name
+    )
+    s3_rules = [
+        {"allowed_origins": r["allowed_origins"], "allowed_methods": r["allowed_methods"], "max_age_seconds": r["max_age_seconds"]}
+        | ({"allowed_headers": r["allowed_headers"]} if "allowed_headers" in r else {})
+        for r in RULES
+    ]
+    bucket = dict(connection, name=name, ceph=True, acl="private", versioning=True, policy=policy)
+    cors = dict(connection, name=name, rules=s3_rules, state="present")
+    tasks = [{"name": "anchor s3_bucket", "amazon.aws.s3_bucket": bucket}, {"name": "anchor s3_cors", "community.aws.s3_cors": cors}]
+    if loop:
+        for task in tasks:
+            task["loop"] = "{{ buckets }}"
+    return tasks
+
+
+def our_task(endpoint, keys):
+    args = {
+        "endpoint": endpoint,
+        "access_key": keys[0],
+        "secret_key": keys[1],
+        "name": "{{ bucket }}",
+        "acl": "private",
+        "versioning": "enabled",
+        "preset": "public_read",
+        "cors": RULES,
+    }
+    return [{"name": "cellar_bucket", "keepdata.storage.cellar_bucket": args}]
+
+
+def fill_bucket(client, bucket, objects, versions):
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def put(index):
+        for version in range(versions):
+            client.put_object(Bucket=bucket, Key="data/%06d" % index, Body=b"v%d" % version)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(put, range(objects)))
+
+
+def scenario_one(ctx):
+    rows = []
+    for label, tasks in (("ours", our_task(ctx.proxy.url, ctx.keys)), ("anchors", anchor_tasks(ctx.proxy.url, ctx.keys))):
+        bucket = "kd-bench-one-%s-%s" % (label, ctx.tag)
+        playbook = write_playbook(ctx.work, "one-%s.json" % label, tasks)
+        run_playbook(playbook, ctx.env, {"bucket": bucket})
+        ctx.proxy.take()
+        wall, in_tasks, changed = run_playbook(playbook, ctx.env, {"bucket": bucket})
+        rows.append(("1. one bucket, whole state, idempotent", label, ctx.proxy.take(), in_tasks, wall, changed))
+        ctx.direct.delete_bucket_policy(Bucket=bucket)
+        ctx.direct.delete_bucket(Bucket=bucket)
+    return rows
+
+
+def scenario_many(ctx, count):
+    rows = []
+    names = ["kd-bench-%s-%03d" % (ctx.tag, i) for i in range(count)]
+    ours_vars = {
+        "cellar_endpoint": ctx.proxy.url,
+        "cellar_buckets": [{"name": n, "acl": "private", "versioning": "enabled", "preset": "public_read", "cors": RULES} for n in names],
+    }
+    our_env = dict(ctx.env, CELLAR_ADDON_KEY_ID=ctx.keys[0], CELLAR_ADDON_KEY_SECRET=ctx.keys[1])
+    anchors = write_playbook(ctx.work, "many-anchors.json", anchor_tasks(ctx.proxy.url, ctx.keys, loop=True))
+    for label, playbook, extra, run_env in (
+        ("ours", ROOT / "playbooks" / "cellar.yml", ours_vars, our_env),
+        ("anchors", anchors, {"buckets": names}, ctx.env),
+    ):
+        run_playbook(playbook, run_env, extra)
+        ctx.proxy.take()
+        wall, in_tasks, changed = run_playbook(playbook, run_env, extra)
+        rows.append(("2. %d buckets, idempotent re-run" % count, label, ctx.proxy.take(), in_tasks, wall, changed))
+    for name in names:
+        ctx.direct.delete_bucket_policy(Bucket=name)
+        ctx.direct.delete_bucket(Bucket=name)
+    return rows
+
+
+def scenario_force_delete(ctx, objects, versions):
+    rows = []
+    connection = {"access_key": ctx.keys[0], "secret_key": ctx.keys[1]}
+    for label in ("ours", "anchors"):
+        bucket = "kd-bench-del-%s-%s" % (label, ctx.tag)
+        fill_bucket(ctx.direct, bucket, objects, versions)
+        if label == "ours":
+            task = {"keepdata.storage.cellar_bucket": dict(connection, endpoint=ctx.proxy.url, name=bucket, state="absent", force=True)}
+        else:
+            args = dict(connection, endpoint_url=ctx.proxy.url, ceph=True, name=bucket, state="absent", force=True, region="us-east-1")
+            task = {"amazon.aws.s3_bucket": args}
+        playbook = write_playbook(ctx.work, "delete-%s.json" % label, [dict(task, name="force delete")])
+        ctx.proxy.take()
+        wall, in_tasks, changed = run_playbook(playbook, ctx.env)
+        gone = bucket not in [b["Name"] for b in ctx.direct.list_buckets()["Buckets"]]
+        scenario = "3. force delete %d objects x %d versions" % (objects, versions)
+        rows.append((scenario + ("" if gone else " (BUCKET LEFT)"), label, ctx.proxy.take(), in_tasks, wall, changed))
+    return rows
+
+
+def print_rows(rows):
+    print()
+    print("%-46s %-8s %9s %12s %10s %8s" % ("scenario", "side", "requests", "in tasks s", "wall s", "changed"))
+    for scenario, label, requests, in_tasks, wall, changed in rows:
+        print("%-46s %-8s %9d %12.2f %10.2f %8d" % (scenario, label, requests, in_tasks, wall, changed))
+    by_key = {(r[0], r[1]): r for r in rows}
+    for scenario in sorted({r[0] for r in rows}):
+        ours, anchors = by_key.get((scenario, "ours")), by_key.get((scenario, "anchors"))
+        if ours and anchors and ours[3] > 0:
+            print("%s: ours %d requests vs %d; %.1fx faster in tasks" % (scenario, ours[2], anchors[2], anchors[3] / ours[3]))
+
+
+class Context:
+    """What every scenario needs: counting proxy, direct client, keys, environment, scratch directory."""
+
+    def __init__(self, rgw_env, work):
+        rgw = read_env(rgw_env)
+        self.keys = (rgw["KEEPDATA_RGW_OWNER_ACCESS_KEY"], rgw["KEEPDATA_RGW_OWNER_SECRET_KEY"])
+        self.proxy = CountingProxy(rgw["KEEPDATA_RGW_ENDPOINT"])
+        self.direct = boto3.client(
+            "s3",
+            endpoint_url=rgw["KEEPDATA_RGW_ENDPOINT"],
+            aws_access_key_id=self.keys[0],
+            aws_secret_access_key=self.keys[1],
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, max_pool_connections=64, request_checksum_calculation="when_required"),
+        )
+        self.env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+        self.tag = uuid.uuid4().hex[:6]
+        self.work = work
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rgw-env", default=os.environ.get("KEEPDATA_RGW_ENV"), help="rgw.env of tests/rig/rgw.sh (default: $KEEPDATA_RGW_ENV)")
+    parser.add_argument("--buckets", type=int, default=50)
+    parser.add_argument("--objects", type=int, default=10000)
+    parser.add_argument("--versions", type=int, default=2)
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (1,2,3)")
+    args = parser.parse_args()
+    if not args.rgw_env:
+        parser.error("--rgw-env or KEEPDATA_RGW_ENV is required")
+    skip = set(args.skip.split(",")) - {""}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cellar-bench-") as work:
+        ctx = Context(args.rgw_env, work)
+        if "1" not in skip:
+            rows += scenario_one(ctx)
+        if "2" not in skip:
+            rows += scenario_many(ctx, args.buckets)
+        if "3" not in skip:
+            rows += scenario_force_delete(ctx, args.objects, args.versions)
+    print_rows(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/cellar.yml and the action group through real ansible-playbook runs (check mode, --diff, idempotence)."""
+
+import json
+import os
+import re
+import subprocess
+import uuid
+
+import pytest
+from conftest import ROOT, delete_bucket_quietly, http_request, server_snapshot
+
+pytestmark = pytest.mark.rgw
+
+
+def ansible_playbook(rgw, playbook, extra_vars, *options):
+    """Run ansible-playbook with the connection given only through the environment; returns (rc, output)."""
+    env = dict(
+        os.environ,
+        CELLAR_ADDON_KEY_ID=rgw.owner["access_key"],
+        CELLAR_ADDON_KEY_SECRET=rgw.owner["secret_key"],
+        CELLAR_ADDON_HOST=rgw.endpoint,
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_STDOUT_CALLBACK="default",
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+    )
+    proc = subprocess.run(
+        ["ansible-playbook", str(playbook), "-e", json.dumps(extra_vars), *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output):
+    match = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
+    assert match, output
+    return {"ok": int(match.group(1)), "changed": int(match.group(2)), "failed": int(match.group(4))}
+
+
+def test_cellar_playbook_check_apply_idempotent_absent(rgw):
+    suffix = uuid.uuid4().hex[:8]
+    public, shared = "kd-pb-public-%s" % suffix, "kd-pb-%s.example.com" % suffix
+    buckets = [
+        {
+            "name": public,
+            "acl": "private",
+            "versioning": "enabled",
+            "preset": "public_read",
+            "cors": [{"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "HEAD"], "max_age_seconds": 300}],
+        },
+        {"name": shared, "preset": "read_only", "principals": [rgw.addon["uid"]]},
+    ]
+    playbook = ROOT / "playbooks" / "cellar.yml"
+    try:
+        before = server_snapshot(rgw)
+        rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": buckets}, "--check", "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 1
+        assert '"exists": false' in out or "exists: false" in out, out
+        assert server_snapshot(rgw) == before
+
+        rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": buckets}, "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 1
+        rgw.client().put_object(Bucket=public, Key="hello.txt", Body=b"hello")
+        assert http_request("%s/%s/hello.txt" % (rgw.endpoint, public))[:3:2] == (200, b"hello")
+        status, headers, _body = http_request(
+            "%s/%s/hello.txt" % (rgw.endpoint, public),
+            method="OPTIONS",
+            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
+        )
+        assert status == 200 and headers["access-control-allow-origin"] == "https://app.example.com"
+        assert rgw.client("addon").list_objects_v2(Bucket=shared)["KeyCount"] == 0
+
+        rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": buckets}, "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 0, out
+
+        gone = [{"name": b["name"], "state": "absent", "force": True} for b in buckets]
+        rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": gone})
+        assert rc == 0, out
+        assert not {public, shared} & set(server_snapshot(rgw)["buckets"])
+        rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": gone})
+        assert recap(out)["changed"] == 0, out
+    finally:
+        delete_bucket_quietly(rgw, public)
+        delete_bucket_quietly(rgw, shared)
+
+
+def test_action_group_sets_the_connection_once(rgw, existing_bucket, tmp_path):
+    playbook = tmp_path / "group.yml"
+    playbook.write_text(
+        """---
+- name: Every cellar module takes the connection from module_defaults
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/keepdata.storage.cellar:
+      endpoint: "{{ endpoint }}"
+      access_key: "{{ access_key }}"
+      secret_key: "{{ secret_key }}"
+  tasks:
+    - name: Policy
+      keepdata.storage.cellar_bucket_policy:
+        bucket: "{{ bucket }}"
+        preset: public_read
+    - name: CORS
+      keepdata.storage.cellar_cors:
+        bucket: "{{ bucket }}"
+        rules:
+          - allowed_origins: ["*"]
+            allowed_methods: [GET]
+    - name: Info
+      keepdata.storage.cellar_bucket_info:
+        name: "{{ bucket }}"
+        policy: true
+        cors: true
+      register: info
+    - name: Check
+      when: not ansible_check_mode
+      ansible.builtin.assert:
+        that:
+          - info.buckets | length == 1
+          - info.buckets[0].cors | length == 1
+          - info.buckets[0].policy.Statement | length == 1
+"""
+    )
+    extra = {"endpoint": rgw.endpoint, "access_key": rgw.owner["access_key"], "secret_key": rgw.owner["secret_key"], "bucket": existing_bucket}
+    rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
+    assert rc == 0, out
+    assert recap(out)["changed"] == 2
+    assert "+++ after" in out
+    assert server_snapshot(rgw, existing_bucket)["policy"] is None
+    rc, out = ansible_playbook(rgw, playbook, extra)
+    assert rc == 0, out
+    assert recap(out)["changed"] == 2
+    rc, out = ansible_playbook(rgw, playbook, extra)
+    assert recap(out)["changed"] == 0, out

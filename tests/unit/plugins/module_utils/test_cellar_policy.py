@@ -1,0 +1,106 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Policy presets, validation and comparison by meaning."""
+
+import json
+
+import pytest
+
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import (
+    PolicyError,
+    desired_policy,
+    normalize_policy,
+    policies_equal,
+    preset_policy,
+    principal_arn,
+    validate_policy,
+)
+
+B = "bkt"
+
+
+def _doc(**statement):
+    base = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bkt/*"}
+    base.update(statement)
+    return {"Version": "2012-10-17", "Statement": [base]}
+
+
+def test_principal_forms():
+    assert principal_arn("cellar_abc123") == "arn:aws:iam:::user/cellar_abc123"
+    assert principal_arn("arn:aws:iam:::user/cellar_abc123") == "arn:aws:iam:::user/cellar_abc123"
+    with pytest.raises(PolicyError, match="grants nothing"):
+        principal_arn("arn:aws:iam::cellar_abc123")
+    with pytest.raises(PolicyError):
+        principal_arn("bad user")
+
+
+def test_presets():
+    public = preset_policy("public_read", B)
+    assert public["Statement"][0]["Resource"] == ["arn:aws:s3:::bkt/*"]
+    assert public["Statement"][0]["Action"] == ["s3:GetObject"]
+    read_only = preset_policy("read_only", B, ["cellar_x", "cellar_x"])
+    actions = sorted(a for s in read_only["Statement"] for a in s["Action"])
+    assert actions == ["s3:GetObject", "s3:ListBucket"]
+    assert all(s["Principal"] == {"AWS": ["arn:aws:iam:::user/cellar_x"]} for s in read_only["Statement"])
+    validate_policy(public, B)
+    validate_policy(read_only, B)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (_doc(), _doc(Principal={"AWS": "*"})),
+        (_doc(), _doc(Principal={"AWS": ["*"]}, Action=["s3:GetObject"], Resource=["arn:aws:s3:::bkt/*"])),
+        (_doc(Action=["s3:GetObject", "s3:ListBucket"]), _doc(Action=["s3:ListBucket", "s3:GetObject"])),
+        ({"Statement": _doc()["Statement"]}, _doc()),
+        (
+            {"Version": "2012-10-17", "Statement": [_doc(Sid="a")["Statement"][0], _doc(Sid="b")["Statement"][0]]},
+            {"Version": "2012-10-17", "Statement": [_doc(Sid="b")["Statement"][0], _doc(Sid="a")["Statement"][0]]},
+        ),
+        ({"Version": "2012-10-17", "Statement": _doc()["Statement"][0]}, _doc()),
+    ],
+)
+def test_equal_by_meaning(left, right):
+    assert policies_equal(left, right)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [_doc(Effect="Deny"), _doc(Action="s3:PutObject"), _doc(Resource="arn:aws:s3:::bkt/x/*"), _doc(Principal={"AWS": "arn:aws:iam:::user/u"})],
+)
+def test_different(other):
+    assert not policies_equal(_doc(), other)
+
+
+def test_desired_policy_from_json_string():
+    assert desired_policy(B, json.dumps(_doc())) == normalize_policy(_doc())
+    assert desired_policy(B, "") is None
+    assert desired_policy(B, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"policy": "{not json"}, "not valid JSON"),
+        ({"policy": "[]"}, "JSON object"),
+        ({"policy": 5}, "dict or a JSON string"),
+        ({"policy": {"Statement": []}}, "Statement"),
+        ({"policy": _doc(Effect="Maybe")}, "Effect"),
+        ({"policy": _doc(Action="GetObject")}, "S3 action"),
+        ({"policy": _doc(Resource="arn:aws:s3:::other/*")}, "must be arn:aws:s3:::bkt"),
+        ({"policy": _doc(Resource="arn:aws:s3:::bkt2/*")}, "must be arn:aws:s3:::bkt"),
+        ({"policy": dict(_doc(), Version="2020-01-01")}, "Version"),
+        ({"policy": dict(_doc(), Extra=1)}, "unknown top-level"),
+        ({"policy": _doc(Principal=None)}, "Principal"),
+        ({"policy": _doc(Principal={"AWS": "arn:aws:iam::cellar_x"})}, "grants nothing"),
+        ({"policy": _doc(Bogus=1)}, "unknown keys"),
+        ({"preset": "read_only"}, "needs principals"),
+        ({"preset": "public_read", "principals": ["cellar_x"]}, "only used with preset=read_only"),
+        ({"principals": ["cellar_x"]}, "only used with preset=read_only"),
+        ({"preset": "nope"}, "unknown preset"),
+        ({"preset": "public_read", "policy": _doc()}, "mutually exclusive"),
+    ],
+)
+def test_invalid(kwargs, message):
+    with pytest.raises(PolicyError, match=message):
+        desired_policy(B, **kwargs)
