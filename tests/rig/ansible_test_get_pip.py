@@ -15,8 +15,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ensurepip
+import os
 import subprocess
 import sys
+
+# ansible-test runs this with a cleaned environment and no pip configuration; trust the system's CA bundle,
+# as the machine's own pip does (a TLS-inspecting proxy may sit in front of the package index).
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # get-pip.py options that a plain "pip install" does not take.
 GET_PIP_ONLY_OPTIONS = ("--no-setuptools", "--no-wheel")
@@ -25,7 +30,10 @@ GET_PIP_ONLY_OPTIONS = ("--no-setuptools", "--no-wheel")
 def main():
     ensurepip.bootstrap(upgrade=True)
     args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY_OPTIONS]
-    return subprocess.call([sys.executable, "-m", "pip", "install"] + args)
+    env = dict(os.environ)
+    if os.path.exists(SYSTEM_CA_BUNDLE):
+        env.setdefault("PIP_CERT", SYSTEM_CA_BUNDLE)
+    return subprocess.call([sys.executable, "-m", "pip", "install"] + args, env=env)
 
 
 if __name__ == "__main__":
