@@ -82,3 +82,54 @@ show "CORS preflight from https://app.example.com" "Access-Control-Allow-Origin:
 code=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://evil.example.net' -H 'Access-Control-Request-Method: GET' \
   "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
 show "CORS preflight from https://evil.example.net" "HTTP $code (refused)"
+
+kd_step "start two app servers (systemd containers on the host network, FUSE allowed)"
+for h in "${HOSTS[@]}"; do
+  docker rm -f "$h" >/dev/null 2>&1 || true
+  docker run -d --name "$h" --label keepdata.test=demo --network host \
+    --cap-add SYS_ADMIN --device /dev/fuse --security-opt apparmor=unconfined --cgroupns host \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
+    -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    "${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}" /lib/systemd/systemd >/dev/null
+done
+cat >"$DEMO_DIR/inventory.yml" <<INV
+shared_storage:
+  hosts:
+    ${HOSTS[0]}:
+    ${HOSTS[1]}:
+  vars:
+    ansible_connection: community.docker.docker
+    s3fs_bucket: demo-shared-storage
+    s3fs_from_cellar_env: true
+    s3fs_path: /storage
+    s3fs_app_root: /srv/app
+    s3fs_symlinks: [public/uploads]
+    # Short metadata cache so the other server sees new files within a second or two.
+    s3fs_stat_cache_expire: 1
+INV
+for h in "${HOSTS[@]}"; do
+  docker exec "$h" systemctl is-system-running --wait >/dev/null 2>&1 || true
+done
+# An app that already has uploads before the shared storage arrives: they must not be lost.
+docker exec "${HOSTS[0]}" sh -c 'mkdir -p /srv/app/public/uploads && echo "uploaded before the migration" > /srv/app/public/uploads/old.txt'
+
+kd_step "mount the shared bucket on both servers with playbooks/shared_storage.yml"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/shared_storage.yml
+
+kd_step "run it again: nothing to change"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/shared_storage.yml | tee "$DEMO_DIR/second-mount-run.log" | tail -n 4
+[ "$(grep -cE '^keepdata-demo-app[12] +: ok=[0-9]+ +changed=0 ' "$DEMO_DIR/second-mount-run.log")" = 2 ] \
+  || kd_die "the second shared-storage run reported changes"
+
+kd_step "a file written on one server is read on the other"
+docker exec "${HOSTS[0]}" sh -c 'echo "written on app1 at $(date -u +%T)" > /srv/app/public/uploads/hello.txt'
+for _ in $(seq 1 20); do
+  docker exec "${HOSTS[1]}" test -f /srv/app/public/uploads/hello.txt && break
+  sleep 1
+done
+show "${HOSTS[1]}: /srv/app/public/uploads/hello.txt" "$(docker exec "${HOSTS[1]}" cat /srv/app/public/uploads/hello.txt)"
+show "${HOSTS[1]}: /srv/app/public/uploads/old.txt" "$(docker exec "${HOSTS[1]}" cat /srv/app/public/uploads/old.txt)"
+show "${HOSTS[1]}: /srv/app/public/uploads is" "$(docker exec "${HOSTS[1]}" readlink /srv/app/public/uploads) (a symlink)"
+docker exec "${HOSTS[1]}" grep -q 'written on app1' /srv/app/public/uploads/hello.txt || kd_die "the file did not cross between the servers"
+docker exec "${HOSTS[1]}" grep -q 'before the migration' /srv/app/public/uploads/old.txt || kd_die "the upload made before the migration was not kept"
+kd_step "demo done"
