@@ -36,4 +36,7 @@ kd_activate() {
   export ANSIBLE_HOST_KEY_CHECKING=False
   export ANSIBLE_PYTHON_INTERPRETER=auto_silent
   export KEEPDATA_ROOT="$KD_ROOT"
+  # A per-checkout Ansible home: ansible-lint puts $ANSIBLE_HOME/collections first on the collection path,
+  # so a keepdata.storage installed in ~/.ansible would otherwise be linted instead of this checkout.
+  export ANSIBLE_HOME="$KD_WORK/ansible-home"
 }

@@ -120,3 +120,25 @@ def test_hosts_script_reports_a_failing_debootstrap_in_one_clear_message(tmp_pat
     assert errors[0].startswith(f"ERROR: debootstrap of bookworm from {mirror} failed (log above: ")
     assert "Failed getting release file" in proc.stderr
     assert not list((tmp_path / "cache").glob("rootfs-*")), "no half-built tarball may be cached"
+
+
+def test_hosts_script_reports_a_dockerd_that_fails_to_start_in_one_clear_message(tmp_path):
+    hosts_script = RGW_SCRIPT.parent / "hosts.sh"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake_dockerd = fake_bin / "dockerd"
+    fake_dockerd.write_text('#!/bin/sh\necho "failed to start daemon: fake reason for the test" >&2\nexit 1\n')
+    fake_dockerd.chmod(0o755)
+    env = dict(
+        os.environ,
+        PATH=f"{fake_bin}:{os.environ['PATH']}",
+        # No engine answers there, so the script has to start "dockerd" (the fake one, which fails).
+        DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock",
+        KEEPDATA_WORK=str(tmp_path / "work"),
+        KEEPDATA_CACHE=str(tmp_path / "cache"),
+    )
+    proc = subprocess.run([str(hosts_script), "engine"], env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [f"ERROR: dockerd did not start (log above: {tmp_path}/work/dockerd.log)"], proc.stderr
+    assert "fake reason for the test" in proc.stderr, "the reason from dockerd's log must be shown"

@@ -24,7 +24,8 @@ mirror() {
   [ -n "$m" ] && { echo "$m"; return; }
   m=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [ -n "$m" ] || m=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  echo "${m:-http://deb.debian.org/debian}"
+  [ -n "$m" ] || kd_die "no Debian mirror found in the apt sources: set KEEPDATA_DEBIAN_MIRROR"
+  echo "$m"
 }
 
 ensure_engine() {
@@ -53,7 +54,9 @@ ensure_engine() {
 }
 
 recipe_key() {
-  echo "bookworm minbase $BASE_PACKAGES $(mirror)" | sha256sum | cut -c1-16
+  local m
+  m=$(mirror)
+  echo "bookworm minbase $BASE_PACKAGES $m" | sha256sum | cut -c1-16
 }
 
 # The debootstrapped root filesystem, as a tarball cached by recipe; prints its path.
