@@ -136,8 +136,9 @@ echo
 echo "== keepdata.storage roles on ${#HOSTS[@]} hosts (ran = ok incl. changed, per host)"
 run "mounts first converge" mounts.yml
 run "mounts re-run" mounts.yml
-[ "$CHANGED" = 0 ] || kd_die "mounts re-run changed $CHANGED task(s): see $W/mounts re-run.log"
+# The scratch dir goes away on exit: keep a changed re-run's log where the message points.
+[ "$CHANGED" = 0 ] || { cp "$W/mounts re-run.log" "$KD_WORK/bench-failed.log"; kd_die "mounts re-run changed $CHANGED task(s): see $KD_WORK/bench-failed.log"; }
 run "s3fs first converge" shared_storage.yml
 run "s3fs re-run" shared_storage.yml
-[ "$CHANGED" = 0 ] || kd_die "s3fs re-run changed $CHANGED task(s)"
+[ "$CHANGED" = 0 ] || { cp "$W/s3fs re-run.log" "$KD_WORK/bench-failed.log"; kd_die "s3fs re-run changed $CHANGED task(s): see $KD_WORK/bench-failed.log"; }
 docker exec keepdata-bench-3 sh -c 'ls /srv/app/public/system/; findmnt -n -o TARGET,FSTYPE -T /storage; findmnt -n -o TARGET,FSTYPE -T /mnt/share'
