@@ -19,7 +19,8 @@ done
 
 APT_PACKAGES=(
   radosgw ceph-mon ceph-osd ceph-common   # local S3 server (Ceph RGW, what Cellar runs)
-  curl python3-venv rsync zstd git shellcheck
+  curl ca-certificates python3-venv rsync zstd git shellcheck
+  procps make                             # pgrep/pkill (rig scripts), the Makefile shortcuts
   docker.io debootstrap                   # test hosts without a registry
   sshfs s3fs restic fuse3                 # the real tools the roles drive
 )

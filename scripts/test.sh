@@ -7,7 +7,8 @@
 # Gates: lint (yamllint, ruff, ansible-lint, changelog), sanity (ansible-test, no ignore files),
 #        unit (pytest tests/unit), integration (pytest tests/integration against a real Ceph RGW),
 #        build (collection tarball content), molecule (every scenario in molecule/).
-# Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed.
+# Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
+# (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -18,19 +19,32 @@ for g in "${gates[@]}"; do
   [[ " ${ALL_GATES[*]} " == *" $g "* ]] || kd_die "unknown gate '$g' (known: ${ALL_GATES[*]})"
 done
 
-needs_hosts=0
-[[ " ${gates[*]} " == *" molecule "* ]] && needs_hosts=1
-if [ $needs_hosts = 1 ]; then
-  "$KD_ROOT/scripts/bootstrap.sh" --hosts || kd_die "bootstrap failed: nothing was tested"
-else
-  "$KD_ROOT/scripts/bootstrap.sh" || kd_die "bootstrap failed: nothing was tested"
+LOGS="$KD_WORK/logs"
+mkdir -p "$LOGS"
+passed=() failed=() interrupted=""
+
+summary() {
+  kd_step "done"
+  ((${#failed[@]})) && echo "failed gates: ${failed[*]}"
+  echo "gates: ${#passed[@]} passed, ${#failed[@]} failed"
+}
+
+# Ctrl-C / SIGTERM: the running gate is told too (same process group) and cleans up after itself (the
+# integration gate stops its RGW); then no further gate starts.
+trap 'interrupted=INT' INT
+trap 'interrupted=TERM' TERM
+
+bootstrap_args=()
+[[ " ${gates[*]} " == *" molecule "* ]] && bootstrap_args=(--hosts)
+kd_step "bootstrap${bootstrap_args[*]:+ ${bootstrap_args[*]}}"
+if ! "$KD_ROOT/scripts/bootstrap.sh" "${bootstrap_args[@]}" 2>&1 | tee "$LOGS/bootstrap.log"; then
+  failed+=(bootstrap)
+  echo "FAIL bootstrap (log: $LOGS/bootstrap.log): nothing was tested; gates not run: ${gates[*]}"
+  summary
+  exit 1
 fi
 kd_activate
 cd "$KD_ROOT" || exit 1
-
-LOGS="$KD_WORK/logs"
-mkdir -p "$LOGS"
-passed=() failed=()
 
 # run_gate NAME CMD...: run one check, keep its log, show the log's tail when it fails.
 run_gate() {
@@ -62,14 +76,20 @@ lint_all() {
   return $rc
 }
 
-integration() {
-  local dir="$KD_WORK/rgw-integration" rc=0
+# A subshell: the KEEPDATA_RGW_* settings and the traps stay inside this gate.
+integration() (
+  dir="$KD_WORK/rgw-integration"
   export KEEPDATA_RGW_DIR="$dir" KEEPDATA_RGW_PORT=${KEEPDATA_RGW_PORT:-auto} KEEPDATA_MON_PORT=${KEEPDATA_MON_PORT:-auto}
-  "$KD_ROOT/tests/rig/rgw.sh" up || return 1
-  KEEPDATA_RGW_ENV="$dir/rgw.env" pytest_gate tests/integration || rc=$?
-  "$KD_ROOT/tests/rig/rgw.sh" down || rc=1
-  return $rc
-}
+  rgw() { "$KD_ROOT/tests/rig/rgw.sh" "$@"; }
+  # An instance of this gate left by a run that was killed: stop it, or "up" refuses to start.
+  rgw down || exit 1
+  # Whatever happens from here (failure, Ctrl-C, SIGTERM), the RGW is stopped when the gate ends.
+  trap 'rc=$?; rgw down || rc=1; exit $rc' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  rgw up || exit 1
+  KEEPDATA_RGW_ENV="$dir/rgw.env" pytest_gate tests/integration
+)
 
 molecule_all() {
   local s rc=0
@@ -80,6 +100,7 @@ molecule_all() {
 }
 
 for g in "${gates[@]}"; do
+  [ -z "$interrupted" ] || break
   case "$g" in
     lint) run_gate lint lint_all ;;
     sanity) run_gate sanity "$KD_ROOT/scripts/sanity.sh" ;;
@@ -90,7 +111,13 @@ for g in "${gates[@]}"; do
   esac
 done
 
-kd_step "done"
-((${#failed[@]})) && echo "failed gates: ${failed[*]}"
-echo "gates: ${#passed[@]} passed, ${#failed[@]} failed"
+if [ -n "$interrupted" ]; then
+  ran=" ${passed[*]} ${failed[*]} "
+  not_run=()
+  for g in "${gates[@]}"; do [[ $ran == *" $g "* || $ran == *" $g-"* ]] || not_run+=("$g"); done
+  echo "interrupted (SIG$interrupted)${not_run[*]:+; gates not run: ${not_run[*]}}"
+  summary
+  exit 130
+fi
+summary
 [ ${#failed[@]} = 0 ]

@@ -70,20 +70,21 @@ class Rgw:
 
 
 @pytest.fixture(scope="session")
-def rgw():
+def rgw(tmp_path_factory):
     env_file = os.environ.get("KEEPDATA_RGW_ENV")
     if env_file:
         yield Rgw(_read_env_file(env_file))
         return
-    state_dir = tempfile.mkdtemp(prefix="keepdata-rgw-")
-    env = dict(os.environ, KEEPDATA_RGW_DIR=state_dir, KEEPDATA_RGW_PORT="auto", KEEPDATA_MON_PORT="auto")
-    started = subprocess.run([str(RGW_SCRIPT), "up"], env=env, capture_output=True, text=True, check=False)
-    if started.returncode != 0:
-        pytest.fail(f"could not start the test RGW: {started.stderr.strip() or started.stdout.strip()}")
+    state_dir = tmp_path_factory.mktemp("rgw") / "state"
+    env = dict(os.environ, KEEPDATA_RGW_DIR=str(state_dir), KEEPDATA_RGW_PORT="auto", KEEPDATA_MON_PORT="auto")
     try:
-        yield Rgw(_read_env_file(Path(state_dir) / "rgw.env"))
+        started = subprocess.run([str(RGW_SCRIPT), "up"], env=env, capture_output=True, text=True, check=False, timeout=300)
+        if started.returncode != 0:
+            pytest.fail(f"could not start the test RGW: {started.stderr.strip() or started.stdout.strip()}")
+        yield Rgw(_read_env_file(state_dir / "rgw.env"))
     finally:
-        subprocess.run([str(RGW_SCRIPT), "down"], env=env, capture_output=True, check=False)
+        # Also after a failed or timed-out "up": whatever it started must not outlive the session.
+        subprocess.run([str(RGW_SCRIPT), "down"], env=env, capture_output=True, check=False, timeout=120)
 
 
 @pytest.fixture

@@ -8,16 +8,20 @@
 #   tests/rig/hosts.sh clean    remove leftover test containers (label keepdata.test)
 #
 # KEEPDATA_DEBIAN_MIRROR overrides the mirror (default: the one apt uses on this machine).
+# KEEPDATA_DOCKERD_WAIT: seconds to wait for a dockerd to answer (default 60).
 #
 # dockerd runs with no bridge and no iptables rules: only "host" and "none" networks exist, so test
 # containers share the loopback with the RGW and cannot reach any other address by accident.
 set -euo pipefail
+# set -e also inside $(...): a failure there stops the script instead of yielding a half-made result.
+shopt -s inherit_errexit
 source "$(dirname "$0")/../../scripts/common.sh"
 
 BASE_IMAGE=${KEEPDATA_BASE_IMAGE:-keepdata/debian-base:bookworm}
 SYSTEMD_IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}
 BASE_PACKAGES=python3,python3-apt,openssh-server,openssh-client,sudo,ca-certificates,procps
 RECIPE_DIR="$KD_ROOT/tests/rig/images"
+DOCKERD_WAIT=${KEEPDATA_DOCKERD_WAIT:-60}
 
 mirror() {
   local m=${KEEPDATA_DEBIAN_MIRROR:-}
@@ -28,59 +32,113 @@ mirror() {
   echo "$m"
 }
 
+# Show the end of a log on stderr (then the caller stops with one ERROR line naming it).
+show_log() {
+  echo "--- last lines of $1" >&2
+  tail -n "${2:-15}" "$1" >&2
+}
+
+# True when docker talks to the socket a dockerd with default settings serves (the one this script
+# starts): only then is an already running dockerd the engine we are waiting for.
+default_socket() {
+  case "${DOCKER_HOST:-}" in
+    "" | unix:///var/run/docker.sock | unix:///run/docker.sock) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+running_dockerd() {
+  local pids
+  pids=$(pgrep -x dockerd || true)
+  echo "${pids//$'\n'/ }"
+}
+
 ensure_engine() {
   docker info >/dev/null 2>&1 && return 0
   if ! command -v dockerd >/dev/null; then
     kd_step "apt-get install docker.io"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >"$KD_WORK/apt-docker.log" 2>&1 \
-      || { tail -20 "$KD_WORK/apt-docker.log"; kd_die "could not install docker.io (see above)"; }
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io; } \
+      >"$KD_WORK/apt-docker.log" 2>&1 \
+      || { show_log "$KD_WORK/apt-docker.log" 20; kd_die "could not install docker.io (log above: $KD_WORK/apt-docker.log)"; }
+  fi
+  # A dockerd that is still starting (another run, the system's service) does not answer yet: wait for
+  # it rather than start a second one, which would fight it over the pid file and the socket.
+  local pids i
+  pids=$(running_dockerd)
+  if [ -n "$pids" ] && default_socket; then
+    kd_step "a dockerd is running (pid $pids) but does not answer yet: waiting up to $DOCKERD_WAIT s"
+    for ((i = 0; i < DOCKERD_WAIT; i++)); do
+      docker info >/dev/null 2>&1 && return 0
+      [ -n "$(running_dockerd)" ] || break   # it exited: start one below
+      sleep 1
+    done
+    docker info >/dev/null 2>&1 && return 0
+    pids=$(running_dockerd)
+    [ -z "$pids" ] || kd_die "a dockerd is running (pid $pids) but did not answer within $DOCKERD_WAIT s: stop it or find out why it hangs (its log: 'journalctl -u docker', or dockerd.log in the work directory of the run that started it), then run again"
   fi
   kd_step "start dockerd (no bridge, no iptables: host and none networks only)"
   # A dockerd killed without cleanup (e.g. when a CI machine's session ended) leaves its pid file behind,
   # and a new dockerd refuses to start while it exists.
-  if ! pgrep -x dockerd >/dev/null && [ -f /var/run/docker.pid ]; then
+  if [ -z "$(running_dockerd)" ] && [ -f /var/run/docker.pid ]; then
     rm -f /var/run/docker.pid
   fi
   setsid dockerd --bridge=none --iptables=false --ip6tables=false >"$KD_WORK/dockerd.log" 2>&1 &
   local dockerd_pid=$!
-  for _ in $(seq 1 60); do
+  for ((i = 0; i < DOCKERD_WAIT; i++)); do
     docker info >/dev/null 2>&1 && return 0
-    kill -0 "$dockerd_pid" 2>/dev/null || break   # it exited: no point in waiting
+    # Ours exited: no point in waiting, unless another dockerd (started meanwhile) is serving our socket.
+    if ! kill -0 "$dockerd_pid" 2>/dev/null && { ! default_socket || [ -z "$(running_dockerd)" ]; }; then
+      break
+    fi
     sleep 1
   done
-  echo "--- last lines of $KD_WORK/dockerd.log" >&2
-  tail -n 15 "$KD_WORK/dockerd.log" >&2
+  docker info >/dev/null 2>&1 && return 0
+  show_log "$KD_WORK/dockerd.log"
   kd_die "dockerd did not start (log above: $KD_WORK/dockerd.log)"
 }
 
 recipe_key() {
   local m
-  m=$(mirror)
+  m=$(mirror) || exit 1
   echo "bookworm minbase $BASE_PACKAGES $m" | sha256sum | cut -c1-16
 }
 
-# The debootstrapped root filesystem, as a tarball cached by recipe; prints its path.
+# The debootstrapped root filesystem, as a tarball cached by recipe; prints its path. The tarball is
+# written under a temporary name and renamed only once complete and verified, and a cached one is
+# verified before it is trusted, so a broken tarball is never used.
 ensure_rootfs() {
-  local m key tarball rootfs
-  m=$(mirror)
-  key=$(recipe_key)
+  local m key tarball rootfs tmp
+  m=$(mirror) || exit 1
+  key=$(recipe_key) || exit 1
   tarball="$KD_CACHE/rootfs-bookworm-$key.tar.zst"
-  if [ ! -s "$tarball" ]; then
-    command -v debootstrap >/dev/null || kd_die "debootstrap is not installed: run 'scripts/bootstrap.sh'"
-    mkdir -p "$KD_CACHE"
-    kd_step "debootstrap bookworm from $m (about a minute)" >&2
-    rootfs="$KD_WORK/rootfs"
-    rm -rf "$rootfs"
-    if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$m" >"$KD_WORK/debootstrap.log" 2>&1; then
-      echo "--- last lines of $KD_WORK/debootstrap.log" >&2
-      tail -n 5 "$KD_WORK/debootstrap.log" >&2
-      rm -rf "$rootfs"
-      kd_die "debootstrap of bookworm from $m failed (log above: $KD_WORK/debootstrap.log)"
+  if [ -s "$tarball" ]; then
+    if zstd -q -t "$tarball" 2>/dev/null; then
+      echo "$tarball"
+      return 0
     fi
-    tar -C "$rootfs" -c . | zstd -q -T0 -o "$tarball.tmp"
-    mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
+    kd_step "the cached $tarball is damaged: building it again" >&2
+    rm -f "$tarball"
   fi
+  command -v debootstrap >/dev/null || kd_die "debootstrap is not installed: run 'scripts/bootstrap.sh'"
+  mkdir -p "$KD_CACHE"
+  kd_step "debootstrap bookworm from $m (about a minute)" >&2
+  rootfs="$KD_WORK/rootfs"
+  rm -rf "$rootfs"
+  if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$m" >"$KD_WORK/debootstrap.log" 2>&1; then
+    show_log "$KD_WORK/debootstrap.log" 5
+    rm -rf "$rootfs"
+    kd_die "debootstrap of bookworm from $m failed (log above: $KD_WORK/debootstrap.log)"
+  fi
+  tmp="$tarball.tmp.$$"
+  if ! { tar -C "$rootfs" -c . | zstd -q -f -T0 -o "$tmp"; } 2>"$KD_WORK/rootfs-pack.log" \
+    || ! zstd -q -t "$tmp" 2>>"$KD_WORK/rootfs-pack.log"; then
+    rm -f "$tmp"
+    rm -rf "$rootfs"
+    show_log "$KD_WORK/rootfs-pack.log"
+    kd_die "could not pack the root filesystem into $tarball (log above: $KD_WORK/rootfs-pack.log)"
+  fi
+  mv "$tmp" "$tarball"
+  rm -rf "$rootfs"
   echo "$tarball"
 }
 
@@ -91,9 +149,11 @@ ensure_base_image() {
   if docker image inspect "$BASE_IMAGE-$key" >/dev/null 2>&1; then
     docker tag "$BASE_IMAGE-$key" "$BASE_IMAGE"; return 0
   fi
-  tarball=$(ensure_rootfs)
+  tarball=$(ensure_rootfs) || exit 1
   kd_step "docker import $BASE_IMAGE"
-  zstd -dc "$tarball" | docker import -c 'CMD ["sleep", "infinity"]' - "$BASE_IMAGE-$key" >/dev/null
+  zstd -dc "$tarball" 2>"$KD_WORK/docker-import.log" \
+    | docker import -c 'CMD ["sleep", "infinity"]' - "$BASE_IMAGE-$key" >/dev/null 2>>"$KD_WORK/docker-import.log" \
+    || { show_log "$KD_WORK/docker-import.log"; kd_die "docker import of $tarball failed (log above: $KD_WORK/docker-import.log)"; }
   docker tag "$BASE_IMAGE-$key" "$BASE_IMAGE"
 }
 
@@ -106,7 +166,8 @@ ensure_systemd_image() {
   kd_step "docker build $SYSTEMD_IMAGE"
   DOCKER_BUILDKIT=0 docker build -q --network host --label "keepdata.recipe=$h" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$SYSTEMD_IMAGE" -f "$RECIPE_DIR/Dockerfile.systemd" "$RECIPE_DIR" \
-    >"$KD_WORK/docker-build.log" 2>&1 || { tail -20 "$KD_WORK/docker-build.log"; kd_die "docker build of $SYSTEMD_IMAGE failed (see above)"; }
+    >"$KD_WORK/docker-build.log" 2>&1 \
+    || { show_log "$KD_WORK/docker-build.log" 20; kd_die "docker build of $SYSTEMD_IMAGE failed (log above: $KD_WORK/docker-build.log)"; }
 }
 
 case "${1:-}" in

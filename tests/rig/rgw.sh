@@ -13,74 +13,181 @@
 # On success it writes $KEEPDATA_RGW_DIR/rgw.env (shell) and rgw.json (0600) holding the endpoint and
 # the key pairs of two users: "owner" and a second Cellar-style add-on user ("cellar_..."), so that
 # cross-user grants are tested for real. Keys are random for every start.
+#
+# When "up" fails at any step (or is interrupted), it stops every daemon it started, removes
+# $KEEPDATA_RGW_DIR, keeps the failed step's log as $KEEPDATA_RGW_DIR-failed.log and prints one ERROR line.
+# A stale directory of an earlier start that never completed is cleaned up (daemons first) by "up".
 set -euo pipefail
+shopt -s inherit_errexit
 
 D=${KEEPDATA_RGW_DIR:-/tmp/keepdata-rgw}
+D=${D%/}
 RGW_PORT=${KEEPDATA_RGW_PORT:-7480}
 MON_PORT=${KEEPDATA_MON_PORT:-3300}
 OWNER_UID=${KEEPDATA_RGW_OWNER_UID:-keepdata-owner}
 ADDON_UID=${KEEPDATA_RGW_ADDON_UID:-cellar_addon0002}
 CONF="$D/ceph.conf"
+# Where a failed "up" keeps the failed step's log, since it removes $D.
+FAILED_LOG="$D-failed.log"
 
-die() { echo "rgw.sh: $*" >&2; exit 1; }
+die() { echo "ERROR: rgw.sh: $*" >&2; exit 1; }
 
+# pgrep/pkill pattern for the processes of this instance only: a ceph daemon or ceph tool whose first
+# arguments are "-c <this ceph.conf>" (not, say, a shell whose command line merely mentions the path).
+conf_pattern() {
+  printf -- '^([^ ]*/)?(python3[^ ]* [^ ]*/)?(ceph-mon|ceph-osd|radosgw|radosgw-admin|ceph) -c %s( |$)' \
+    "$(printf '%s' "$CONF" | sed 's/[][\.*^$+?(){}|]/\\&/g')"
+}
+
+valid_port() {
+  [[ $1 =~ ^[0-9]+$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535))
+}
+
+# A port counts as busy only when something listens on it. With SO_REUSEADDR, as ceph-mon and radosgw
+# bind, the TIME_WAIT connections a previous instance left behind don't count.
 port_in_use() {
   python3 - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(1)
 except OSError:
     sys.exit(0)
 sys.exit(1)
 PY
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# Prints "RGW_PORT MON_PORT" with each "auto" replaced by a free port: never the same port twice.
+pick_ports() {
+  python3 - "$RGW_PORT" "$MON_PORT" <<'PY'
+import socket, sys
+wanted = sys.argv[1:]
+fixed = {p for p in wanted if p != "auto"}
+held, chosen = [], []
+for p in wanted:
+    while p == "auto":
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        held.append(s)  # kept open until every port is chosen, so the kernel hands out distinct ones
+        port = str(s.getsockname()[1])
+        if port not in fixed and port not in chosen:
+            p = port
+    chosen.append(p)
+print(*chosen)
+PY
 }
 
-# Show the end of a daemon's log, then stop: one clear message instead of a cascade of errors.
-fail_with_log() {
-  local what=$1 log=$2
-  echo "rgw.sh: $what" >&2
-  [ -f "$log" ] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
-  stop_daemons
-  exit 1
+# True when pid $1 runs with this instance's ceph.conf (a stale pid file may name a reused pid).
+is_ours() {
+  local cmdline
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
+  grep -Eq -- "$(conf_pattern)" <<<"$cmdline"
 }
 
+# Stops every process of this instance; fails when one is still there after that.
 stop_daemons() {
-  local n f p
+  local n f p pattern alive pids=()
+  pattern=$(conf_pattern)
   for n in client.rgw.a osd.0 mon.a; do
-    f="$D/run/$n.pid"; [ -f "$f" ] || continue
-    p=$(cat "$f")
-    kill "$p" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$p" 2>/dev/null || true
+    f="$D/run/$n.pid"
+    [ -f "$f" ] || continue
+    p=$(cat "$f" 2>/dev/null || true)
+    if [[ $p =~ ^[0-9]+$ ]] && is_ours "$p"; then pids+=("$p"); fi
   done
-  # Anything still started with this instance's config (e.g. a daemon that never wrote its pid file).
-  pkill -9 -f -- "-c $CONF" 2>/dev/null || true
+  # Also what never wrote its pid file (a daemon still starting, a ceph client waiting for the mon).
+  mapfile -t -O "${#pids[@]}" pids < <(pgrep -f -- "$pattern" || true)
+  ((${#pids[@]})) || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  # The osd is memstore: nothing on disk to save. radosgw takes ~10 s to exit on SIGTERM, so whatever
+  # is still there after 3 s gets SIGKILL.
+  for _ in $(seq 1 12); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.25
+  done
+  pkill -9 -f -- "$pattern" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    pgrep -f -- "$pattern" >/dev/null || return 0
+    sleep 0.25
+  done
+  return 1
 }
 
 s3_answers() {
   curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/"
 }
 
+# ---- "up" reports a failure once, whatever step it happens in ------------------------------------------
+# Each step names itself and its log (step WHAT LOG), and its commands write their output there, not to
+# the terminal. When a command fails (set -e), a wait times out (fail REASON) or "up" is interrupted, the
+# EXIT trap shows the end of that log, stops every daemon started so far, removes $D (keeping the log as
+# $FAILED_LOG) and prints one ERROR line naming the step and the log.
+UP_STEP="" UP_LOG="" UP_REASON=""
+
+step() { UP_STEP=$1; UP_LOG=$2; }
+
+fail() { UP_REASON=$1; exit 1; }
+
+up_exit() {
+  local rc=$? reason where="no log was written"
+  trap - EXIT INT TERM
+  [ "$rc" = 0 ] && return 0
+  reason=${UP_REASON:-"step '$UP_STEP' failed (exit $rc)"}
+  if [ -z "$UP_REASON" ] && [ "$rc" -ge 128 ]; then reason="interrupted during step '$UP_STEP'"; fi
+  if [ -s "$UP_LOG" ] && cp "$UP_LOG" "$FAILED_LOG" 2>/dev/null; then
+    where="log: $FAILED_LOG"
+    echo "--- last lines of $FAILED_LOG (the log of step '$UP_STEP')" >&2
+    tail -n 15 "$FAILED_LOG" >&2
+    echo "---" >&2
+  fi
+  if stop_daemons; then
+    rm -rf "$D"
+    echo "ERROR: rgw.sh: $reason; the daemons it started are stopped and $D is removed ($where)" >&2
+  else
+    echo "ERROR: rgw.sh: $reason; these daemons of $D did not stop: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';') ($where)" >&2
+  fi
+  exit "$rc"
+}
+
 cmd_up() {
-  for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl; do
-    command -v "$b" >/dev/null || die "'$b' is not installed: run 'scripts/bootstrap.sh' (Debian packages radosgw ceph-mon ceph-osd ceph-common curl)"
+  local b
+  for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl python3 pgrep pkill; do
+    command -v "$b" >/dev/null || die "'$b' is not installed: run 'scripts/bootstrap.sh' (Debian packages radosgw ceph-mon ceph-osd ceph-common curl procps)"
   done
+  # The daemons' admin sockets live in $D/run: a unix socket path must fit in 107 bytes.
+  [ ${#D} -le 80 ] || die "KEEPDATA_RGW_DIR is too long (${#D} characters, at most 80): the daemons' sockets in it would not fit"
   if [ -f "$D/rgw.env" ] && s3_answers "$(sed -n 's/^KEEPDATA_RGW_PORT=//p' "$D/rgw.env")"; then
     die "an instance is already running from $D: run 'tests/rig/rgw.sh down' first or set KEEPDATA_RGW_DIR"
   fi
-  [ "$RGW_PORT" = auto ] && RGW_PORT=$(free_port)
-  [ "$MON_PORT" = auto ] && MON_PORT=$(free_port)
+  # What an earlier start from this directory left (killed, or not answering any more): its daemons are
+  # stopped before their files are removed.
+  if [ -e "$D" ]; then
+    stop_daemons || die "daemons of a stale instance in $D do not stop: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';')"
+    rm -rf "$D"
+  fi
+
+  [ "$RGW_PORT" = auto ] || valid_port "$RGW_PORT" || die "KEEPDATA_RGW_PORT='$RGW_PORT' is neither a port number (1-65535) nor 'auto'"
+  [ "$MON_PORT" = auto ] || valid_port "$MON_PORT" || die "KEEPDATA_MON_PORT='$MON_PORT' is neither a port number (1-65535) nor 'auto'"
+  [ "$RGW_PORT" = auto ] || [ "$RGW_PORT" != "$MON_PORT" ] \
+    || die "KEEPDATA_RGW_PORT and KEEPDATA_MON_PORT are both $RGW_PORT: they must differ"
+  local ports
+  ports=$(pick_ports) || die "could not pick free ports on 127.0.0.1"
+  read -r RGW_PORT MON_PORT <<<"$ports"
   port_in_use "$RGW_PORT" && die "port $RGW_PORT on 127.0.0.1 is already in use: set KEEPDATA_RGW_PORT to a free port (or 'auto')"
   port_in_use "$MON_PORT" && die "port $MON_PORT on 127.0.0.1 is already in use: set KEEPDATA_MON_PORT to a free port (or 'auto')"
 
-  local t0 fsid osd_uuid osd_key
+  local t0 fsid osd_uuid osd_key ok L="$D/log"
   t0=$(date +%s%N)
-  rm -rf "$D"; mkdir -p "$D"/{run,log,mon.a,osd.0,rgw,crash}
+  rm -f "$FAILED_LOG"
+  trap up_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+
+  step "create $D" ""
+  mkdir -p "$D"/{run,log,mon.a,osd.0,rgw,crash}
   chmod 0700 "$D"
   fsid=$(cat /proc/sys/kernel/random/uuid)
   cat >"$CONF" <<CONF
@@ -134,45 +241,66 @@ keyring = $D/rgw/keyring
 CONF
   export CEPH_CONF="$CONF"
 
-  ceph-authtool --create-keyring "$D/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-  ceph-authtool "$D/keyring" --gen-key -n client.admin \
-    --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
-  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$MON_PORT]" "$D/monmap" >/dev/null
+  step "create the keyrings and the monitor map" "$L/keyrings.out"
+  {
+    ceph-authtool --create-keyring "$D/keyring" --gen-key -n mon. --cap mon 'allow *'
+    ceph-authtool "$D/keyring" --gen-key -n client.admin \
+      --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *'
+    monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$MON_PORT]" "$D/monmap"
+  } >"$L/keyrings.out" 2>&1
 
-  ceph-mon -c "$CONF" --mkfs -i a --monmap "$D/monmap" --keyring "$D/keyring" >"$D/log/mon-mkfs.out" 2>&1 \
-    || fail_with_log "ceph-mon --mkfs failed" "$D/log/mon-mkfs.out"
-  ceph-mon -c "$CONF" -i a || fail_with_log "ceph-mon did not start" "$D/log/mon.a.log"
-  local ok=0
+  step "ceph-mon --mkfs" "$L/mon-mkfs.out"
+  ceph-mon -c "$CONF" --mkfs -i a --monmap "$D/monmap" --keyring "$D/keyring" >"$L/mon-mkfs.out" 2>&1
+  step "start ceph-mon" "$D/log/mon.a.log"
+  ceph-mon -c "$CONF" -i a >>"$D/log/mon-start.out" 2>&1
+  ok=0
   for _ in $(seq 1 60); do timeout 5 ceph -c "$CONF" -s >/dev/null 2>&1 && { ok=1; break; }; sleep 0.5; done
-  [ $ok = 1 ] || fail_with_log "ceph-mon did not answer within 30 s" "$D/log/mon.a.log"
+  [ $ok = 1 ] || fail "ceph-mon did not answer on 127.0.0.1:$MON_PORT within 30 s"
 
-  osd_uuid=$(cat /proc/sys/kernel/random/uuid); osd_key=$(ceph-authtool --gen-print-key)
+  step "register osd.0 (ceph osd new)" "$L/osd-new.out"
+  osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+  osd_key=$(ceph-authtool --gen-print-key 2>"$L/osd-new.out")
   echo "{\"cephx_secret\": \"$osd_key\"}" >"$D/osd.0/new.json"
-  ceph -c "$CONF" osd new "$osd_uuid" -i "$D/osd.0/new.json" >/dev/null
-  ceph-authtool --create-keyring "$D/osd.0/keyring" --name osd.0 --add-key "$osd_key" >/dev/null
+  ceph -c "$CONF" osd new "$osd_uuid" -i "$D/osd.0/new.json" >>"$L/osd-new.out" 2>&1
+  ceph-authtool --create-keyring "$D/osd.0/keyring" --name osd.0 --add-key "$osd_key" >>"$L/osd-new.out" 2>&1
+  step "ceph-osd --mkfs" "$D/log/osd-mkfs.out"
   ceph-osd -c "$CONF" -i 0 --mkfs --key "$osd_key" --osd-uuid "$osd_uuid" --keyring "$D/osd.0/keyring" \
-    >"$D/log/osd-mkfs.out" 2>&1 || fail_with_log "ceph-osd --mkfs failed" "$D/log/osd-mkfs.out"
-  ceph-osd -c "$CONF" -i 0 --keyring "$D/osd.0/keyring" 2>>"$D/log/osd-start.out" || fail_with_log "ceph-osd did not start" "$D/log/osd.0.log"
+    >"$D/log/osd-mkfs.out" 2>&1
+  step "start ceph-osd" "$D/log/osd.0.log"
+  ceph-osd -c "$CONF" -i 0 --keyring "$D/osd.0/keyring" >>"$D/log/osd-start.out" 2>&1
   ok=0
   for _ in $(seq 1 120); do ceph -c "$CONF" osd dump 2>/dev/null | grep -q '^osd.0 up' && { ok=1; break; }; sleep 0.5; done
-  [ $ok = 1 ] || fail_with_log "osd.0 did not come up within 60 s" "$D/log/osd.0.log"
+  [ $ok = 1 ] || fail "osd.0 did not come up within 60 s"
 
-  ceph -c "$CONF" auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' mgr 'allow rw' -o "$D/rgw/keyring"
-  radosgw -c "$CONF" -n client.rgw.a || fail_with_log "radosgw did not start" "$D/log/client.rgw.a.log"
+  step "create the radosgw key (ceph auth get-or-create)" "$L/rgw-key.out"
+  ceph -c "$CONF" auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' mgr 'allow rw' \
+    -o "$D/rgw/keyring" >"$L/rgw-key.out" 2>&1
+  step "start radosgw" "$D/log/client.rgw.a.log"
+  radosgw -c "$CONF" -n client.rgw.a >>"$D/log/rgw-start.out" 2>&1
   ok=0
   for _ in $(seq 1 240); do s3_answers "$RGW_PORT" && { ok=1; break; }; sleep 0.5; done
-  [ $ok = 1 ] || fail_with_log "radosgw did not answer on 127.0.0.1:$RGW_PORT within 120 s" "$D/log/client.rgw.a.log"
+  [ $ok = 1 ] || fail "radosgw did not answer on 127.0.0.1:$RGW_PORT within 120 s"
 
+  step "create the S3 users (radosgw-admin user create)" "$L/users.out"
   local owner_ak owner_sk addon_ak addon_sk
   owner_ak=$(rand_key 20 upper); owner_sk=$(rand_key 40 mixed)
   addon_ak=$(rand_key 20 upper); addon_sk=$(rand_key 40 mixed)
   radosgw-admin -c "$CONF" user create --uid="$OWNER_UID" --display-name="keepdata test owner" \
-    --access-key="$owner_ak" --secret-key="$owner_sk" >/dev/null
+    --access-key="$owner_ak" --secret-key="$owner_sk" >"$L/users.out" 2>&1
   radosgw-admin -c "$CONF" user create --uid="$ADDON_UID" --display-name="keepdata test add-on" \
-    --access-key="$addon_ak" --secret-key="$addon_sk" >/dev/null
+    --access-key="$addon_ak" --secret-key="$addon_sk" >>"$L/users.out" 2>&1
 
+  step "write $D/rgw.env and rgw.json" ""
   umask 077
-  cat >"$D/rgw.env" <<ENV
+  cat >"$D/rgw.json" <<JSON
+{
+  "endpoint": "http://127.0.0.1:$RGW_PORT",
+  "port": $RGW_PORT,
+  "owner": {"uid": "$OWNER_UID", "access_key": "$owner_ak", "secret_key": "$owner_sk"},
+  "addon": {"uid": "$ADDON_UID", "access_key": "$addon_ak", "secret_key": "$addon_sk"}
+}
+JSON
+  cat >"$D/rgw.env.tmp" <<ENV
 KEEPDATA_RGW_ENDPOINT=http://127.0.0.1:$RGW_PORT
 KEEPDATA_RGW_PORT=$RGW_PORT
 KEEPDATA_RGW_OWNER_UID=$OWNER_UID
@@ -182,14 +310,9 @@ KEEPDATA_RGW_ADDON_UID=$ADDON_UID
 KEEPDATA_RGW_ADDON_ACCESS_KEY=$addon_ak
 KEEPDATA_RGW_ADDON_SECRET_KEY=$addon_sk
 ENV
-  cat >"$D/rgw.json" <<JSON
-{
-  "endpoint": "http://127.0.0.1:$RGW_PORT",
-  "port": $RGW_PORT,
-  "owner": {"uid": "$OWNER_UID", "access_key": "$owner_ak", "secret_key": "$owner_sk"},
-  "addon": {"uid": "$ADDON_UID", "access_key": "$addon_ak", "secret_key": "$addon_sk"}
-}
-JSON
+  # rgw.env comes last, in one rename: when it exists, the instance is complete.
+  mv "$D/rgw.env.tmp" "$D/rgw.env"
+  trap - EXIT INT TERM
   echo "radosgw up on http://127.0.0.1:$RGW_PORT in $(( ($(date +%s%N) - t0) / 1000000 )) ms; credentials in $D/rgw.env"
 }
 
@@ -202,10 +325,7 @@ print("".join(secrets.choice(abc) for _ in range(n)))' "$1" "$2"
 
 cmd_down() {
   [ -d "$D" ] || { echo "rgw.sh: nothing to stop in $D"; return 0; }
-  stop_daemons
-  if pgrep -f -- "-c $CONF" >/dev/null; then
-    die "daemons of $D are still running: $(pgrep -af -- "-c $CONF" | tr '\n' ';')"
-  fi
+  stop_daemons || die "daemons of $D are still running: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';')"
   rm -rf "$D"
   echo "radosgw stopped; $D removed"
 }
