@@ -236,7 +236,8 @@ def make_client(endpoint_url, access_key, secret_key, *, region=DEFAULT_REGION, 
     """The collection's only S3 client factory."""
     options = dict(
         s3={"addressing_style": "path" if path_style else "virtual"},
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        # total_max_attempts counts the first try; botocore's max_attempts would count retries only (one more).
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=max_pool,

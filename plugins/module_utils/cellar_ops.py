@@ -15,12 +15,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, error_code
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json, same_policy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -35,6 +36,24 @@ _CANNED_GRANTS = {
 VERSIONING = ["enabled", "suspended"]
 DELETE_BATCH = 1000
 NOT_FOUND_CODES = ("NoSuchBucket", "404", "NotFound")
+DENIED_CODES = ("AccessDenied", "AllAccessDisabled", "403")
+
+
+class Tally:
+    """Writes that succeeded so far, so a failure after a successful write still reports ``changed``."""
+
+    def __init__(self):
+        self.written = []
+        self.deleted = 0
+        self._lock = threading.Lock()
+
+    def add_deleted(self, count):
+        with self._lock:
+            self.deleted += count
+
+    @property
+    def changed(self):
+        return bool(self.written or self.deleted)
 
 
 class S3CallError(Exception):
@@ -69,10 +88,22 @@ def bucket_exists(client, bucket):
         if exc.code in NOT_FOUND_CODES:
             return False
         if exc.code == "403":
-            # HEAD answers carry no error code: one GET tells rejected credentials from a denied bucket.
-            list_buckets(client)
+            raise_if_credentials_rejected(client)
         raise
     return True
+
+
+def raise_if_credentials_rejected(client):
+    """HEAD answers carry no error code: ListBuckets tells rejected credentials (raised here) from a denied bucket.
+
+    When ListBuckets is itself denied, it says nothing about the credentials, so it returns and the caller raises
+    its own error (the real cause).
+    """
+    try:
+        list_buckets(client)
+    except S3CallError as exc:
+        if exc.code not in DENIED_CODES:
+            raise
 
 
 def create_bucket(client, bucket, acl=None):
@@ -187,10 +218,17 @@ def delete_objects(client, bucket, objects):
 
 
 def abort_multipart_uploads(client, bucket):
-    uploads = call("list multipart uploads", client.list_multipart_uploads, bucket, Bucket=bucket).get("Uploads") or []
-    for upload in uploads:
-        call("abort multipart upload", client.abort_multipart_upload, bucket, Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    return len(uploads)
+    """Abort every unfinished multipart upload, page after page; returns how many were aborted."""
+    aborted = 0
+    markers = {}
+    while True:
+        page = call("list multipart uploads", client.list_multipart_uploads, bucket, Bucket=bucket, **markers)
+        for upload in page.get("Uploads") or []:
+            call("abort multipart upload", client.abort_multipart_upload, bucket, Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+        if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
+            return aborted
+        markers = dict(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page.get("NextUploadIdMarker") or "")
 
 
 # ---- pure helpers -------------------------------------------------------------------------------------------
@@ -246,7 +284,7 @@ def parallel_map(function, items, workers):
 def converge_policy(client, bucket, desired, check_mode, *, current=None, read=True):
     """Make the bucket policy equal ``desired`` (normalised, or None for no policy). Returns (changed, before)."""
     before = get_policy(client, bucket) if read else current
-    if before == desired:
+    if same_policy(before, desired):
         return False, before
     if not check_mode:
         if desired is None:
@@ -269,39 +307,43 @@ def converge_cors(client, bucket, desired, check_mode, *, current=None, read=Tru
     return True, before
 
 
-def empty_bucket(client, bucket, workers=4, batch=DELETE_BATCH):
+def empty_bucket(client, bucket, workers=4, batch=DELETE_BATCH, tally=None):
     """Delete every object version and delete marker, ``batch`` keys per request, ``workers`` requests in flight.
 
     Listing goes on while earlier pages are being deleted (markers are keys, so deleting behind them is safe on
     RGW and S3). Passes repeat until a listing from the start finds nothing, for servers that lose their place
-    when the marker entry is gone. Returns the number of versions and markers deleted.
+    when the marker entry is gone. Returns the number of versions and markers deleted; ``tally`` counts them as
+    they go, so a failure half-way still tells how many were deleted.
     """
-    deleted = 0
+    tally = tally or Tally()
+    start = tally.deleted
     while True:
-        removed = _empty_pass(client, bucket, workers, batch)
-        if not removed:
-            return deleted
-        deleted += removed
+        before = tally.deleted
+        _empty_pass(client, bucket, workers, batch, tally)
+        if tally.deleted == before:
+            return tally.deleted - start
 
 
-def _empty_pass(client, bucket, workers, batch):
-    deleted = 0
+def _empty_pass(client, bucket, workers, batch, tally):
+    def delete_batch(entries):
+        tally.add_deleted(delete_objects(client, bucket, entries))
+
     key_marker = version_marker = None
+    # Leaving the pool waits for every batch in flight, so the tally is complete even when one of them failed.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = []
         while True:
             page = list_versions_page(client, bucket, key_marker, version_marker, batch)
             entries = version_entries(page)
             if entries:
-                pending.append(pool.submit(delete_objects, client, bucket, entries))
+                pending.append(pool.submit(delete_batch, entries))
             if len(pending) >= workers:
-                deleted += pending.pop(0).result()
+                pending.pop(0).result()
             if not page.get("IsTruncated"):
                 break
             key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
         for future in pending:
-            deleted += future.result()
-    return deleted
+            future.result()
 
 
 def is_empty(client, bucket):
@@ -309,22 +351,26 @@ def is_empty(client, bucket):
     return not version_entries(page)
 
 
-def delete_bucket_forced(client, bucket, workers=4):
+def delete_bucket_forced(client, bucket, workers=4, tally=None):
     """Empty the bucket (versions, markers, unfinished multipart uploads), then delete it. Returns versions deleted."""
-    return delete_bucket_forced_batch(client, bucket, workers, DELETE_BATCH)
+    return delete_bucket_forced_batch(client, bucket, workers, DELETE_BATCH, tally)
 
 
-def delete_bucket_forced_batch(client, bucket, workers, batch):
-    deleted = empty_bucket(client, bucket, workers, batch)
+def delete_bucket_forced_batch(client, bucket, workers, batch, tally=None):
+    tally = tally or Tally()
+    start = tally.deleted
+    empty_bucket(client, bucket, workers, batch, tally)
     for attempt in range(5):
         try:
             delete_bucket(client, bucket)
-            return deleted
+            tally.written.append("bucket")
+            return tally.deleted - start
         except S3CallError as exc:
             # The bucket index may lag a moment behind the deletes, or multipart uploads still hold parts.
             if exc.code != "BucketNotEmpty" or attempt == 4:
                 raise
-            abort_multipart_uploads(client, bucket)
-            deleted += empty_bucket(client, bucket, workers, batch)
+            if abort_multipart_uploads(client, bucket):
+                tally.written.append("multipart uploads")
+            empty_bucket(client, bucket, workers, batch, tally)
             time.sleep(0.2 * (attempt + 1))
-    return deleted
+    return tally.deleted - start

@@ -13,12 +13,16 @@ import json
 import re
 
 POLICY_VERSION = "2012-10-17"
+# The policy language versions that S3 and Ceph RGW accept; a missing Version means 2012-10-17.
+POLICY_VERSIONS = ("2012-10-17", "2008-10-17")
 PRESETS = ("public_read", "read_only")
 _EFFECTS = ("Allow", "Deny")
 _STATEMENT_KEYS = ("Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition")
 # Cellar add-on users (and RGW users in general): letters, digits, '_', '-', '.', '@'; optional "tenant$".
 _UID = re.compile(r"^(?:[A-Za-z0-9_-]+\$)?[A-Za-z0-9_.@-]+$")
-_ACTION = re.compile(r"^(?:\*|s3:[A-Za-z*]+)$")
+# Action names are case-insensitive: ``s3:getobject`` is ``s3:GetObject``.
+_ACTION = re.compile(r"^(?:\*|s3:[A-Za-z*]+)$", re.IGNORECASE)
+_ACTION_KEYS = ("Action", "NotAction")
 
 
 class PolicyError(ValueError):
@@ -92,6 +96,14 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def _non_empty_list(value, what):
+    """``value`` as a list; raise PolicyError when it is an empty list (S3 would grant or deny nothing)."""
+    values = _as_list(value)
+    if not values:
+        raise PolicyError("%s must not be an empty list" % what)
+    return values
+
+
 def validate_policy(policy, bucket):
     """Raise PolicyError unless ``policy`` is a well-formed bucket policy about ``bucket``."""
     if not isinstance(policy, dict) or not policy:
@@ -99,8 +111,8 @@ def validate_policy(policy, bucket):
     unknown = set(policy) - {"Version", "Statement", "Id"}
     if unknown:
         raise PolicyError("policy has unknown top-level keys: %s" % ", ".join(sorted(unknown)))
-    if "Version" in policy and policy["Version"] not in ("2012-10-17", "2008-10-17"):
-        raise PolicyError("policy Version must be 2012-10-17 (got %r)" % policy["Version"])
+    if "Version" in policy and policy["Version"] not in POLICY_VERSIONS:
+        raise PolicyError("policy Version must be %s (got %r)" % (" or ".join(POLICY_VERSIONS), policy["Version"]))
     statements = policy.get("Statement")
     if not statements or not isinstance(statements, (list, dict)):
         raise PolicyError("policy needs a Statement (an object or a non-empty list)")
@@ -123,14 +135,27 @@ def _validate_statement(statement, where, bucket):
     if statement.get("Effect") not in _EFFECTS:
         raise PolicyError("%s Effect must be Allow or Deny (got %r)" % (where, statement.get("Effect")))
     _validate_principal(_exactly_one(statement, "Principal", where), where)
-    for action in _as_list(_exactly_one(statement, "Action", where)):
+    for action in _non_empty_list(_exactly_one(statement, "Action", where), where + " Action"):
         if not isinstance(action, str) or not _ACTION.match(action):
             raise PolicyError("%s action %r is not an S3 action like s3:GetObject" % (where, action))
-    for resource in _as_list(_exactly_one(statement, "Resource", where)):
+    for resource in _non_empty_list(_exactly_one(statement, "Resource", where), where + " Resource"):
         if not isinstance(resource, str) or not (resource == "arn:aws:s3:::" + bucket or resource.startswith("arn:aws:s3:::%s/" % bucket)):
             raise PolicyError("%s resource %r must be arn:aws:s3:::%s or arn:aws:s3:::%s/..." % (where, resource, bucket, bucket))
-    if "Condition" in statement and not isinstance(statement["Condition"], dict):
-        raise PolicyError("%s Condition must be an object" % where)
+    if "Condition" in statement:
+        _validate_condition(statement["Condition"], where)
+
+
+def _validate_condition(condition, where):
+    """``{operator: {key: value or non-empty list of values}}``, values being strings, numbers or booleans."""
+    if not isinstance(condition, dict) or not condition:
+        raise PolicyError('%s Condition must be a non-empty object like {"StringEquals": {"aws:UserAgent": "backup"}}' % where)
+    for operator, body in condition.items():
+        if not isinstance(body, dict) or not body:
+            raise PolicyError("%s Condition operator %r must map to a non-empty object of condition keys and values, not %r" % (where, operator, body))
+        for key, values in body.items():
+            for value in _non_empty_list(values, "%s Condition %s %s" % (where, operator, key)):
+                if not isinstance(value, (str, int, float, bool)):
+                    raise PolicyError("%s Condition %s %s values must be strings, numbers or booleans" % (where, operator, key))
 
 
 def _validate_principal(principal, where):
@@ -141,49 +166,104 @@ def _validate_principal(principal, where):
     for kind, values in principal.items():
         if kind not in ("AWS", "CanonicalUser", "Federated", "Service"):
             raise PolicyError("%s Principal type %r is not known" % (where, kind))
-        for value in _as_list(values):
+        for value in _non_empty_list(values, "%s Principal %s" % (where, kind)):
             if not isinstance(value, str) or not value:
                 raise PolicyError("%s Principal values must be non-empty strings" % where)
             if kind == "AWS" and value != "*":
                 principal_arn(value)
 
 
+def resolve_principals(policy):
+    """Copy of a validated ``policy`` with every bare user id of an AWS principal written as its ARN.
+
+    ``{"AWS": "cellar_x"}`` becomes ``{"AWS": ["arn:aws:iam:::user/cellar_x"]}``, the form that grants access on
+    Ceph RGW (see :func:`principal_arn`); ``*`` and ARNs are kept as given.
+    """
+    resolved = dict(policy)
+    resolved["Statement"] = [_resolve_statement(statement) for statement in _as_list(policy["Statement"])]
+    return resolved
+
+
+def _resolve_statement(statement):
+    out = dict(statement)
+    for key in ("Principal", "NotPrincipal"):
+        principal = statement.get(key)
+        if isinstance(principal, dict) and "AWS" in principal:
+            out[key] = dict(principal, AWS=[value if value == "*" else principal_arn(value) for value in _as_list(principal["AWS"])])
+    return out
+
+
+def _sort_key(value):
+    return json.dumps(value, sort_keys=True)
+
+
 def _sorted_unique(values):
-    return sorted(set(_as_list(values)), key=lambda v: json.dumps(v, sort_keys=True))
+    return sorted(set(_as_list(values)), key=_sort_key)
+
+
+def _sorted_unique_actions(values):
+    """Actions de-duplicated and sorted ignoring case (the first spelling of each is kept)."""
+    unique = {}
+    for action in _as_list(values):
+        unique.setdefault(action.lower() if isinstance(action, str) else action, action)
+    return [unique[key] for key in sorted(unique, key=_sort_key)]
+
+
+def _normalize_value(key, raw):
+    if key in ("Principal", "NotPrincipal"):
+        return {"AWS": ["*"]} if raw == "*" else dict((kind, _sorted_unique(v)) for kind, v in raw.items())
+    if key in _ACTION_KEYS:
+        return _sorted_unique_actions(raw)
+    if key in ("Resource", "NotResource"):
+        return _sorted_unique(raw)
+    if key == "Condition":
+        return dict((op, dict((k, _sorted_unique(v)) for k, v in body.items()) if isinstance(body, dict) else body) for op, body in raw.items())
+    return raw
 
 
 def normalize_policy(policy):
-    """Canonical form: Version set, lists everywhere, sorted values and statements, ``"*"`` as ``{"AWS": ["*"]}``."""
+    """Canonical form: Version set, lists everywhere, sorted values and statements, ``"*"`` as ``{"AWS": ["*"]}``.
+
+    Action names keep their spelling; compare with :func:`same_policy`, which ignores their case.
+    """
     if policy is None:
         return None
-    statements = []
-    for statement in _as_list(policy.get("Statement", [])):
-        out = {}
-        for key, raw in statement.items():
-            value = raw
-            if key in ("Principal", "NotPrincipal"):
-                value = {"AWS": ["*"]} if raw == "*" else dict((kind, _sorted_unique(v)) for kind, v in raw.items())
-            elif key in ("Action", "NotAction", "Resource", "NotResource"):
-                value = _sorted_unique(raw)
-            elif key == "Condition":
-                value = dict((op, dict((k, _sorted_unique(v)) for k, v in (body or {}).items())) for op, body in raw.items())
-            out[key] = value
-        statements.append(dict(sorted(out.items())))
-    statements.sort(key=lambda s: json.dumps(s, sort_keys=True))
+    statements = [dict(sorted((key, _normalize_value(key, raw)) for key, raw in statement.items())) for statement in _as_list(policy.get("Statement", []))]
+    statements.sort(key=_sort_key)
     normalized = {"Version": policy.get("Version") or POLICY_VERSION, "Statement": statements}
     if policy.get("Id"):
         normalized["Id"] = policy["Id"]
     return normalized
 
 
+def _folded(normalized):
+    """A normalised policy with action names lower-cased and statements sorted again: the comparison key."""
+    if not isinstance(normalized, dict) or not isinstance(normalized.get("Statement"), list):
+        return normalized
+    statements = []
+    for statement in normalized["Statement"]:
+        folded = dict(statement)
+        for key in _ACTION_KEYS:
+            if isinstance(folded.get(key), list):
+                folded[key] = sorted(set(a.lower() if isinstance(a, str) else a for a in folded[key]), key=_sort_key)
+        statements.append(folded)
+    return dict(normalized, Statement=sorted(statements, key=_sort_key))
+
+
+def same_policy(left, right):
+    """Whether two normalised policies (or None) mean the same; S3 action names are compared ignoring case."""
+    return left == right or _folded(left) == _folded(right)
+
+
 def policies_equal(left, right):
-    return normalize_policy(left) == normalize_policy(right)
+    return same_policy(normalize_policy(left), normalize_policy(right))
 
 
 def desired_policy(bucket, policy=None, preset=None, principals=None):
     """Validated, normalised desired policy from the module options; raise PolicyError otherwise.
 
-    An empty ``policy`` ({} or "") means "no policy".
+    An empty ``policy`` ({} or "") means "no policy". Bare user ids in AWS principals are written as
+    ``arn:aws:iam:::user/UID`` (see :func:`resolve_principals`).
     """
     if preset and policy not in (None, "", {}):
         raise PolicyError("policy and preset are mutually exclusive")
@@ -196,7 +276,7 @@ def desired_policy(bucket, policy=None, preset=None, principals=None):
             return None
         document = load_policy(policy)
     validate_policy(document, bucket)
-    return normalize_policy(document)
+    return normalize_policy(resolve_principals(document))
 
 
 def policy_json(policy):

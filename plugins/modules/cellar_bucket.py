@@ -20,6 +20,8 @@ description:
     list in one module run with a bounded number of requests in flight. The policy and CORS logic is shared with
     M(keepdata.storage.cellar_bucket_policy) and M(keepdata.storage.cellar_cors).
   - The bucket name is validated before any request.
+  - When a request fails after an earlier write of the same run succeeded (for example the bucket was created, then
+    its policy was refused), the module fails with C(changed=true) and its message names the writes already done.
 author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
@@ -42,6 +44,8 @@ options:
   state:
     description:
       - V(present) creates the bucket when missing and converges the given sub-resources; V(absent) deletes it.
+      - V(absent) takes none of O(acl), O(versioning), O(policy), O(preset), O(principals) and O(cors); the module fails
+        before any request when one is set.
     type: str
     choices: [present, absent]
     default: present
@@ -60,6 +64,8 @@ options:
     description:
       - Bucket policy as a dict or a JSON string, see M(keepdata.storage.cellar_bucket_policy). Not managed when unset.
       - An empty value (V({}) or V("")) removes the policy.
+      - A bare user id in an C(AWS) principal (V(cellar_xxx)) is written as V(arn:aws:iam:::user/cellar_xxx), the form
+        that grants access on Ceph RGW.
       - Mutually exclusive with O(preset).
     type: raw
   preset:
@@ -108,7 +114,8 @@ options:
     description:
       - With O(state=absent), delete every object, every version and delete marker (in batches of up to 1000 keys),
         and unfinished multipart uploads, then the bucket.
-      - Without it, deleting a non-empty bucket fails and nothing is deleted.
+      - Without it, a non-empty bucket is detected before any delete (one listing request) and the module fails
+        without deleting anything, in check mode too.
     type: bool
     default: false
   buckets:
@@ -259,8 +266,10 @@ cors:
   type: list
   elements: dict
 deleted_objects:
-  description: Object versions and delete markers deleted by O(force=true).
-  returned: when the bucket was deleted
+  description:
+    - Object versions and delete markers deleted by O(force=true).
+    - When a forced delete fails half-way, the number deleted before the failure (the result is then changed).
+  returned: when the bucket was deleted, or when a forced delete failed after deleting objects
   type: int
   sample: 20000
 buckets:
@@ -273,7 +282,7 @@ buckets:
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy, same_policy  # noqa: E402
 
 # Options describing one bucket; also the sub-options of each entry of ``buckets``.
 BUCKET_SPEC = dict(
@@ -293,6 +302,9 @@ ARGUMENT_SPEC = dict(
     workers=dict(type="int", default=4),
 )
 MAX_WORKERS = 32
+# Options that describe a bucket's content; a bucket being deleted has none.
+MANAGED_OPTIONS = ("acl", "versioning", "policy", "preset", "principals", "cors")
+NOT_EMPTY = "bucket %r is not empty: set force=true to delete every object and version with it (nothing was deleted)"
 
 
 class BucketError(Exception):
@@ -306,6 +318,9 @@ def desired_state(params):
         raise ValueError(problem)
     desired = {}
     if params["state"] == "absent":
+        stray = [key for key in MANAGED_OPTIONS if params[key] is not None]
+        if stray:
+            raise ValueError("state=absent deletes the bucket and takes no %s" % ", ".join(stray))
         return desired
     if params["acl"]:
         desired["acl"] = params["acl"]
@@ -327,7 +342,7 @@ def bucket_requests(params):
     if params["buckets"] is None:
         entries = [dict((key, params[key]) for key in BUCKET_SPEC)]
     else:
-        stray = [key for key in ("acl", "versioning", "policy", "preset", "principals", "cors") if params[key] is not None]
+        stray = [key for key in MANAGED_OPTIONS if params[key] is not None]
         if stray or params["force"] or params["state"] != "present":
             raise ValueError("with buckets, set %s inside each entry" % ", ".join(stray or ["state", "force"]))
         entries = params["buckets"]
@@ -365,34 +380,50 @@ def read_current(client, name, managed):
 def differs(key, current, desired):
     if key == "versioning":
         return not ops.versioning_satisfied(current, desired)
+    if key == "policy":
+        return not same_policy(current, desired)
     return current != desired
 
 
-def apply_present(client, name, desired, current, check_mode):
-    """Create the bucket or fix the differing sub-resources; returns the keys written."""
+def planned_writes(desired, current):
+    """Writes needed, in order: the bucket when missing (with its ACL), then each sub-resource to set or fix."""
     if current is None:
-        if not check_mode:
-            ops.create_bucket(client, name, desired.get("acl"))
-            if desired.get("versioning") == "enabled":
-                ops.put_versioning(client, name, "enabled")
-            if desired.get("policy"):
-                ops.put_policy(client, name, desired["policy"])
-            if desired.get("cors"):
-                ops.put_cors(client, name, desired["cors"])
-        return ["bucket"]
-    written = [key for key in ("acl", "versioning", "policy", "cors") if key in desired and differs(key, current[key], desired[key])]
-    for key in written:
-        if check_mode:
-            continue
-        if key == "acl":
-            ops.put_acl(client, name, desired["acl"])
-        elif key == "versioning":
-            ops.put_versioning(client, name, desired["versioning"])
-        elif key == "policy":
-            ops.converge_policy(client, name, desired["policy"], False, current=current["policy"], read=False)
-        elif key == "cors":
-            ops.converge_cors(client, name, desired["cors"], False, current=current["cors"], read=False)
-    return written
+        extra = [key for key in ("policy", "cors") if desired.get(key)]
+        return ["bucket"] + (["versioning"] if desired.get("versioning") == "enabled" else []) + extra
+    return [key for key in ("acl", "versioning", "policy", "cors") if key in desired and differs(key, current[key], desired[key])]
+
+
+def _write_policy(client, name, policy):
+    if policy is None:
+        ops.delete_policy(client, name)
+    else:
+        ops.put_policy(client, name, policy)
+
+
+def _write_cors(client, name, rules):
+    if rules:
+        ops.put_cors(client, name, rules)
+    else:
+        ops.delete_cors(client, name)
+
+
+WRITERS = dict(
+    bucket=lambda client, name, desired: ops.create_bucket(client, name, desired.get("acl")),
+    acl=lambda client, name, desired: ops.put_acl(client, name, desired["acl"]),
+    versioning=lambda client, name, desired: ops.put_versioning(client, name, desired["versioning"]),
+    policy=lambda client, name, desired: _write_policy(client, name, desired["policy"]),
+    cors=lambda client, name, desired: _write_cors(client, name, desired["cors"]),
+)
+
+
+def apply_present(client, name, desired, current, *, check_mode, tally):
+    """Create the bucket or fix the differing sub-resources; returns the keys to write, records those written."""
+    keys = planned_writes(desired, current)
+    if not check_mode:
+        for key in keys:
+            WRITERS[key](client, name, desired)
+            tally.written.append(key)
+    return keys
 
 
 def after_state(desired, current):
@@ -403,21 +434,35 @@ def after_state(desired, current):
     return after
 
 
-def delete(client, entry, result, check_mode, workers):
+def delete(client, entry, result, *, check_mode, workers, tally):
+    """Delete the bucket; without force, a non-empty bucket fails before any write."""
     name = entry["name"]
     if not ops.bucket_exists(client, name):
         return result
-    if not entry["force"] and check_mode and not ops.is_empty(client, name):
-        raise BucketError("bucket %r is not empty: set force=true to delete every object and version with it" % name)
-    result["changed"] = True
-    result["diff"] = dict(before={"name": name, "exists": True}, after={"name": name, "exists": False})
+    if not entry["force"] and not ops.is_empty(client, name):
+        raise BucketError(NOT_EMPTY % name)
     if not check_mode:
         if entry["force"]:
-            result["deleted_objects"] = ops.delete_bucket_forced(client, name, workers)
+            result["deleted_objects"] = ops.delete_bucket_forced(client, name, workers, tally)
         else:
             ops.delete_bucket(client, name)
+            tally.written.append("bucket")
             result["deleted_objects"] = 0
+    result["changed"] = True
+    result["diff"] = dict(before={"name": name, "exists": True}, after={"name": name, "exists": False})
     return result
+
+
+def failure(message, result, tally):
+    """BucketError for the user with the partial result: ``changed`` when a write succeeded before the failure."""
+    result["changed"] = tally.changed
+    if tally.deleted:
+        result["deleted_objects"] = tally.deleted
+    if tally.written:
+        message += " (already written before the failure: %s)" % ", ".join(tally.written)
+    error = BucketError(message)
+    error.result = result
+    return error
 
 
 def converge_bucket(cellar, entry, desired, workers):
@@ -425,15 +470,16 @@ def converge_bucket(cellar, entry, desired, workers):
     name = entry["name"]
     client = cellar.client(name)
     result = dict(changed=False, name=name, url=cellar.url(name))
+    tally = ops.Tally()
     try:
         if entry["state"] == "absent":
-            return delete(client, entry, result, cellar.check_mode, workers)
+            return delete(client, entry, result, check_mode=cellar.check_mode, workers=workers, tally=tally)
         current = read_current(client, name, desired)
-        written = apply_present(client, name, desired, current, cellar.check_mode)
+        written = apply_present(client, name, desired, current, check_mode=cellar.check_mode, tally=tally)
     except ops.S3CallError as exc:
-        error = BucketError(cellar.describe(exc))
-        error.result = result
-        raise error from None
+        raise failure(cellar.describe(exc), result, tally) from None
+    except BucketError as exc:
+        raise failure(str(exc), result, tally) from None
     after = after_state(desired, current)
     result.update(after)
     result["changed"] = bool(written)

@@ -46,6 +46,11 @@ options:
     description:
       - Policy document, as a dict or a JSON string. Every Resource must be C(arn:aws:s3:::BUCKET) or
         C(arn:aws:s3:::BUCKET/...).
+      - Version may be C(2012-10-17) (the default when missing) or C(2008-10-17). Action, Resource and Principal
+        lists must not be empty, and each Condition operator must map to an object of condition keys.
+      - A bare user id in an C(AWS) principal (V(cellar_xxx)) is written as V(arn:aws:iam:::user/cellar_xxx), the
+        form that grants access on Ceph RGW (see O(preset)); ARNs and V(*) are written as given.
+      - S3 action names are compared ignoring case (V(s3:getobject) is V(s3:GetObject)).
       - One of O(policy) or O(preset) is required with O(state=present).
     type: raw
   preset:

@@ -77,6 +77,10 @@ options:
     description:
       - When the configuration changes, write the previous rules there as JSON (a list, empty when there were none),
         in the form O(rules) takes.
+      - The file is written before the new configuration is sent, so a rollback file exists whenever the server
+        was changed; when it cannot be written, the module fails and the server is left alone.
+      - Written atomically (a temporary file in the same directory, then renamed over the target) with mode C(0600).
+        The directory must exist. Not written in check mode, nor when nothing changes.
     type: path
 """
 
@@ -123,6 +127,7 @@ previous_rules:
 
 import json  # noqa: E402
 import os  # noqa: E402
+import tempfile  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
@@ -150,14 +155,41 @@ def desired_from_params(params):
 
 
 def save_rules(path, rules):
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        raise ValueError("previous_rules_file: directory %s does not exist" % directory)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(rules, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.rename(tmp, path)
+    """Write ``rules`` as JSON to ``path`` atomically with mode 0600; the temporary file is removed on any error."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError("directory %s does not exist" % directory)
+    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(rules, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SaveError(Exception):
+    """The previous rules could not be saved; nothing was written to the server."""
+
+
+def converge(client, bucket, desired, check_mode, rules_file=None):
+    """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
+    before = ops.get_cors(client, bucket)
+    changed = before != desired
+    if changed and not check_mode:
+        if rules_file:
+            try:
+                save_rules(rules_file, before)
+            except (OSError, ValueError, TypeError) as exc:
+                raise SaveError("previous_rules_file %s could not be written (%s): the CORS configuration was left unchanged" % (rules_file, exc)) from None
+        ops.converge_cors(client, bucket, desired, False, current=before, read=False)
+    return changed, before
 
 
 def main():
@@ -169,15 +201,12 @@ def main():
     except (ValueError, CorsError) as exc:
         cellar.fail(str(exc), changed=False)
     try:
-        changed, before = ops.converge_cors(cellar.client(bucket), bucket, desired, cellar.check_mode)
+        changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
     except ops.S3CallError as exc:
         cellar.fail_error(exc.error, exc.bucket, exc.action, changed=False)
+    except SaveError as exc:
+        cellar.fail(str(exc), changed=False)
     result = dict(changed=changed, rules=desired, previous_rules=before)
-    if changed and params["previous_rules_file"] and not cellar.check_mode:
-        try:
-            save_rules(params["previous_rules_file"], before)
-        except (OSError, ValueError) as exc:
-            cellar.fail("CORS changed but the previous rules could not be saved: %s" % exc, **result)
     if cellar.module._diff:
         result["diff"] = dict(before={"rules": before}, after={"rules": desired})
     cellar.module.exit_json(**result)

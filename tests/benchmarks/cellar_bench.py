@@ -3,7 +3,9 @@
 """Requests and time: keepdata.storage cellar_* modules vs amazon.aws.s3_bucket + community.aws.s3_cors.
 
 Both sides run through real ansible-playbook against the same RGW, behind a loopback proxy that counts every
-HTTP request. Prints a table; it is a measurement, not a test (no thresholds are asserted).
+HTTP request. Prints a table; it is a measurement, not a test (no thresholds are asserted). A playbook that fails
+becomes a FAILED row (with the reason) and the other measurements go on; every bucket a scenario creates is
+deleted at its end, whatever happened.
 
     source scripts/common.sh && kd_activate
     python tests/benchmarks/cellar_bench.py --rgw-env /tmp/kd-rgw-mod/rgw.env            # full run
@@ -20,7 +22,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [
@@ -106,8 +108,25 @@ def write_playbook(directory, name, tasks):
     return path
 
 
+class PlaybookFailed(Exception):
+    """A measured playbook did not succeed; the message says why, in one line or a few."""
+
+
+def _failure_reason(result):
+    """The first failed task's message in a json-callback result."""
+    for play in result.get("plays", []):
+        for task in play.get("tasks", []):
+            for host in task.get("hosts", {}).values():
+                if host.get("failed"):
+                    return "%s: %s" % (task["task"].get("name"), str(host.get("msg", "failed"))[:300])
+    return "failed (stats: %s)" % json.dumps(result.get("stats"))
+
+
 def run_playbook(playbook, env, extra=None):
-    """Run a playbook with the json callback; returns (wall seconds, seconds spent inside tasks, result)."""
+    """Run a playbook with the json callback; returns (wall seconds, seconds spent inside tasks, changed count).
+
+    Raises PlaybookFailed when it fails or prints no JSON.
+    """
     command = ["ansible-playbook", str(playbook)]
     if extra is not None:
         command += ["-e", json.dumps(extra)]
@@ -117,9 +136,9 @@ def run_playbook(playbook, env, extra=None):
     try:
         result = json.loads(proc.stdout)
     except ValueError:
-        sys.exit("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+        raise PlaybookFailed("ansible-playbook printed no JSON: %s" % (proc.stderr.strip()[-300:] or proc.stdout[-300:])) from None
     if proc.returncode != 0:
-        sys.exit("playbook %s failed:\n%s" % (playbook, json.dumps(result.get("stats"), indent=1) + proc.stdout[-4000:]))
+        raise PlaybookFailed(_failure_reason(result))
     in_tasks = 0.0
     changed = 0
     for play in result["plays"]:
@@ -132,6 +151,27 @@ def run_playbook(playbook, env, extra=None):
     for host in result["stats"].values():
         changed += host.get("changed", 0)
     return wall, in_tasks, changed
+
+
+def measure(ctx, scenario, label, playbook, env, *, extra=None):
+    """One row: requests counted by the proxy during one playbook run, time in tasks, wall time, changed count.
+
+    A failure becomes a row with the reason (``error``), so the figures measured so far are kept and the run goes on.
+    """
+    ctx.proxy.take()
+    try:
+        wall, in_tasks, changed = run_playbook(playbook, env, extra)
+    except PlaybookFailed as exc:
+        return (scenario, label, ctx.proxy.take(), None, None, None, "FAILED: %s" % exc)
+    return (scenario, label, ctx.proxy.take(), in_tasks, wall, changed, None)
+
+
+def measure_rerun(ctx, scenario, label, playbook, env, *, extra):
+    """Converge first (not measured), then measure the idempotent re-run."""
+    first = measure(ctx, scenario, label, playbook, env, extra=extra)
+    if first[6]:
+        return first[:6] + ("FAILED on the first (converging) run: " + first[6][len("FAILED: ") :],)
+    return measure(ctx, scenario, label, playbook, env, extra=extra)
 
 
 def anchor_tasks(endpoint, keys, loop=False):
@@ -184,20 +224,20 @@ def fill_bucket(client, bucket, objects, versions):
 
 def scenario_one(ctx):
     rows = []
+    scenario = "1. one bucket, whole state, idempotent"
     for label, tasks in (("ours", our_task(ctx.proxy.url, ctx.keys)), ("anchors", anchor_tasks(ctx.proxy.url, ctx.keys))):
         bucket = "kd-bench-one-%s-%s" % (label, ctx.tag)
         playbook = write_playbook(ctx.work, "one-%s.json" % label, tasks)
-        run_playbook(playbook, ctx.env, {"bucket": bucket})
-        ctx.proxy.take()
-        wall, in_tasks, changed = run_playbook(playbook, ctx.env, {"bucket": bucket})
-        rows.append(("1. one bucket, whole state, idempotent", label, ctx.proxy.take(), in_tasks, wall, changed))
-        ctx.direct.delete_bucket_policy(Bucket=bucket)
-        ctx.direct.delete_bucket(Bucket=bucket)
+        try:
+            rows.append(measure_rerun(ctx, scenario, label, playbook, ctx.env, extra={"bucket": bucket}))
+        finally:
+            ctx.cleanup(bucket)
     return rows
 
 
 def scenario_many(ctx, count):
     rows = []
+    scenario = "2. %d buckets, idempotent re-run" % count
     names = ["kd-bench-%s-%03d" % (ctx.tag, i) for i in range(count)]
     ours_vars = {
         "cellar_endpoint": ctx.proxy.url,
@@ -205,46 +245,51 @@ def scenario_many(ctx, count):
     }
     our_env = dict(ctx.env, CELLAR_ADDON_KEY_ID=ctx.keys[0], CELLAR_ADDON_KEY_SECRET=ctx.keys[1])
     anchors = write_playbook(ctx.work, "many-anchors.json", anchor_tasks(ctx.proxy.url, ctx.keys, loop=True))
-    for label, playbook, extra, run_env in (
-        ("ours", ROOT / "playbooks" / "cellar.yml", ours_vars, our_env),
-        ("anchors", anchors, {"buckets": names}, ctx.env),
-    ):
-        run_playbook(playbook, run_env, extra)
-        ctx.proxy.take()
-        wall, in_tasks, changed = run_playbook(playbook, run_env, extra)
-        rows.append(("2. %d buckets, idempotent re-run" % count, label, ctx.proxy.take(), in_tasks, wall, changed))
-    for name in names:
-        ctx.direct.delete_bucket_policy(Bucket=name)
-        ctx.direct.delete_bucket(Bucket=name)
+    try:
+        rows.append(measure_rerun(ctx, scenario, "ours", ROOT / "playbooks" / "cellar.yml", our_env, extra=ours_vars))
+        rows.append(measure_rerun(ctx, scenario, "anchors", anchors, ctx.env, extra={"buckets": names}))
+    finally:
+        for name in names:
+            ctx.cleanup(name)
     return rows
+
+
+def force_delete_task(ctx, label, bucket):
+    connection = {"access_key": ctx.keys[0], "secret_key": ctx.keys[1]}
+    if label == "ours":
+        return {"keepdata.storage.cellar_bucket": dict(connection, endpoint=ctx.proxy.url, name=bucket, state="absent", force=True)}
+    args = dict(connection, endpoint_url=ctx.proxy.url, ceph=True, name=bucket, state="absent", force=True, region="us-east-1")
+    return {"amazon.aws.s3_bucket": args}
 
 
 def scenario_force_delete(ctx, objects, versions):
     rows = []
-    connection = {"access_key": ctx.keys[0], "secret_key": ctx.keys[1]}
+    scenario = "3. force delete %d objects x %d versions" % (objects, versions)
     for label in ("ours", "anchors"):
         bucket = "kd-bench-del-%s-%s" % (label, ctx.tag)
-        fill_bucket(ctx.direct, bucket, objects, versions)
-        if label == "ours":
-            task = {"keepdata.storage.cellar_bucket": dict(connection, endpoint=ctx.proxy.url, name=bucket, state="absent", force=True)}
-        else:
-            args = dict(connection, endpoint_url=ctx.proxy.url, ceph=True, name=bucket, state="absent", force=True, region="us-east-1")
-            task = {"amazon.aws.s3_bucket": args}
-        playbook = write_playbook(ctx.work, "delete-%s.json" % label, [dict(task, name="force delete")])
-        ctx.proxy.take()
-        wall, in_tasks, changed = run_playbook(playbook, ctx.env)
-        gone = bucket not in [b["Name"] for b in ctx.direct.list_buckets()["Buckets"]]
-        scenario = "3. force delete %d objects x %d versions" % (objects, versions)
-        rows.append((scenario + ("" if gone else " (BUCKET LEFT)"), label, ctx.proxy.take(), in_tasks, wall, changed))
+        try:
+            fill_bucket(ctx.direct, bucket, objects, versions)
+            playbook = write_playbook(ctx.work, "delete-%s.json" % label, [dict(force_delete_task(ctx, label, bucket), name="force delete")])
+            row = measure(ctx, scenario, label, playbook, ctx.env)
+            if bucket in [b["Name"] for b in ctx.direct.list_buckets()["Buckets"]]:
+                row = (scenario + " (BUCKET LEFT)",) + row[1:]
+            rows.append(row)
+        except (ClientError, BotoCoreError) as exc:
+            rows.append((scenario, label, ctx.proxy.take(), None, None, None, "FAILED while preparing or checking: %s" % exc))
+        finally:
+            ctx.cleanup(bucket)
     return rows
 
 
 def print_rows(rows):
     print()
     print("%-46s %-8s %9s %12s %10s %8s" % ("scenario", "side", "requests", "in tasks s", "wall s", "changed"))
-    for scenario, label, requests, in_tasks, wall, changed in rows:
-        print("%-46s %-8s %9d %12.2f %10.2f %8d" % (scenario, label, requests, in_tasks, wall, changed))
-    by_key = {(r[0], r[1]): r for r in rows}
+    for scenario, label, requests, in_tasks, wall, changed, error in rows:
+        if error:
+            print("%-46s %-8s %9d %s" % (scenario, label, requests, error))
+        else:
+            print("%-46s %-8s %9d %12.2f %10.2f %8d" % (scenario, label, requests, in_tasks, wall, changed))
+    by_key = {(r[0], r[1]): r for r in rows if not r[6]}
     for scenario in sorted({r[0] for r in rows}):
         ours, anchors = by_key.get((scenario, "ours")), by_key.get((scenario, "anchors"))
         if ours and anchors and ours[3] > 0:
@@ -270,6 +315,22 @@ class Context:
         self.tag = uuid.uuid4().hex[:6]
         self.work = work
 
+    def cleanup(self, bucket):
+        """Delete ``bucket`` with every version, delete marker and its policy, if it exists; never raises."""
+        client = self.direct
+        try:
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                entries = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                if entries:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": entries, "Quiet": True})
+            client.delete_bucket_policy(Bucket=bucket)
+            client.delete_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchBucket", "404"):
+                print("cleanup of %s failed: %s" % (bucket, exc))
+        except BotoCoreError as exc:
+            print("cleanup of %s failed: %s" % (bucket, exc))
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,15 +344,15 @@ def main():
         parser.error("--rgw-env or KEEPDATA_RGW_ENV is required")
     skip = set(args.skip.split(",")) - {""}
     rows = []
-    with tempfile.TemporaryDirectory(prefix="cellar-bench-") as work:
-        ctx = Context(args.rgw_env, work)
-        if "1" not in skip:
-            rows += scenario_one(ctx)
-        if "2" not in skip:
-            rows += scenario_many(ctx, args.buckets)
-        if "3" not in skip:
-            rows += scenario_force_delete(ctx, args.objects, args.versions)
-    print_rows(rows)
+    scenarios = (("1", scenario_one, ()), ("2", scenario_many, (args.buckets,)), ("3", scenario_force_delete, (args.objects, args.versions)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="cellar-bench-") as work:
+            ctx = Context(args.rgw_env, work)
+            for key, scenario, extra in scenarios:
+                if key not in skip:
+                    rows += scenario(ctx, *extra)
+    finally:
+        print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 """cellar_bucket against a real Ceph RGW: check mode, apply, idempotence, absent, force, dotted names."""
 
 import json
+import socket
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import delete_bucket_quietly, http_request, run_module, server_snapshot
 
 pytestmark = pytest.mark.rgw
@@ -40,6 +42,7 @@ def converge(rgw, args, expect_changed):
         {"acl": "private"},
         {"acl": "public-read"},
         {"acl": "authenticated-read"},
+        {"acl": "public-read-write"},
         {"versioning": "enabled"},
         {"versioning": "suspended"},
         {"preset": "public_read"},
@@ -55,6 +58,8 @@ def test_create_then_absent(rgw, cellar_bucket, options):
     assert result["diff"]["before"] == {"name": cellar_bucket, "exists": False}
     snap = server_snapshot(rgw, cellar_bucket)
     assert cellar_bucket in snap["buckets"]
+    if "acl" in options:
+        assert acl_grants(snap) == EXPECTED_GRANTS[options["acl"]]
     if "versioning" in options:
         assert snap["versioning"] == ("Enabled" if options["versioning"] == "enabled" else None)
     if "preset" in options:
@@ -68,6 +73,78 @@ def test_create_then_absent(rgw, cellar_bucket, options):
     assert run_module("cellar_bucket", dict(rgw.connection_args(), **absent))["changed"] is True
     assert cellar_bucket not in server_snapshot(rgw)["buckets"]
     assert run_module("cellar_bucket", dict(rgw.connection_args(), **absent))["changed"] is False
+
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+EXPECTED_GRANTS = {
+    "private": set(),
+    "public-read": {(ALL_USERS, "READ")},
+    "public-read-write": {(ALL_USERS, "READ"), (ALL_USERS, "WRITE")},
+    "authenticated-read": {(AUTH_USERS, "READ")},
+}
+
+
+def acl_grants(snap):
+    """Grants of a snapshot beyond the owner's FULL_CONTROL, as (grantee, permission)."""
+    return {(g["Grantee"].get("URI") or g["Grantee"].get("ID"), g["Permission"]) for g in snap["acl"] if g["Permission"] != "FULL_CONTROL"}
+
+
+def test_public_read_write_acl_lets_anonymous_write_and_private_stops_it(rgw, cellar_bucket):
+    converge(rgw, {"name": cellar_bucket, "acl": "public-read-write"}, True)
+    url = "%s/%s/anonymous.txt" % (rgw.endpoint, cellar_bucket)
+    assert http_request(url, method="PUT")[0] == 200
+    assert server_snapshot(rgw, cellar_bucket)["keys"] == ["anonymous.txt"]
+    converge(rgw, {"name": cellar_bucket, "acl": "private"}, True)
+    assert http_request(url, method="PUT")[0] == 403
+
+
+def test_custom_policy_dict_apply_reapply_remove(rgw, cellar_bucket):
+    """A custom policy with a bare user id as principal grants that user for real (written as its ARN)."""
+    policy = {
+        "Statement": [
+            {
+                "Sid": "AddonReadsReports",
+                "Effect": "Allow",
+                "Principal": {"AWS": rgw.addon["uid"]},
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::%s/reports/*" % cellar_bucket,
+            }
+        ],
+    }
+    applied = converge(rgw, {"name": cellar_bucket, "policy": policy}, True)
+    assert applied["policy"]["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam:::user/%s" % rgw.addon["uid"]]}
+    stored = json.loads(server_snapshot(rgw, cellar_bucket)["policy"])
+    assert stored["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam:::user/%s" % rgw.addon["uid"]]}
+    owner, addon = rgw.client(), rgw.client("addon")
+    owner.put_object(Bucket=cellar_bucket, Key="reports/q1.txt", Body=b"q1")
+    owner.put_object(Bucket=cellar_bucket, Key="private/keys.txt", Body=b"k")
+    assert addon.get_object(Bucket=cellar_bucket, Key="reports/q1.txt")["Body"].read() == b"q1"
+    with pytest.raises(ClientError):
+        addon.get_object(Bucket=cellar_bucket, Key="private/keys.txt")
+    # The same policy with other action case, a JSON string and the ARN spelled out is no change.
+    arn = "arn:aws:iam:::user/%s" % rgw.addon["uid"]
+    same = json.dumps(dict(policy, Statement=[dict(policy["Statement"][0], Action=["s3:getobject"], Principal={"AWS": [arn]})]))
+    assert run_module("cellar_bucket", dict(rgw.connection_args(), name=cellar_bucket, policy=same))["changed"] is False
+    converge(rgw, {"name": cellar_bucket, "policy": {}}, True)
+    assert server_snapshot(rgw, cellar_bucket)["policy"] is None
+    with pytest.raises(ClientError):
+        addon.get_object(Bucket=cellar_bucket, Key="reports/q1.txt")
+    absent = dict(rgw.connection_args(), name=cellar_bucket, state="absent", force=True)
+    assert run_module("cellar_bucket", absent)["changed"] is True
+    assert run_module("cellar_bucket", absent)["changed"] is False
+
+
+def test_failure_after_a_successful_write_reports_changed(rgw, cellar_bucket):
+    """The bucket is created, then RGW refuses the policy (it knows no s3:NoSuchAction): failed, and changed."""
+    policy = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:NoSuchAction", "Resource": "arn:aws:s3:::%s/*" % cellar_bucket}]}
+    result = run_module("cellar_bucket", dict(rgw.connection_args(), name=cellar_bucket, versioning="enabled", policy=policy))
+    assert result["failed"] is True
+    assert result["changed"] is True
+    assert "put bucket policy on bucket %r failed" % cellar_bucket in result["msg"]
+    assert "(already written before the failure: bucket, versioning)" in result["msg"]
+    snap = server_snapshot(rgw, cellar_bucket)
+    assert cellar_bucket in snap["buckets"] and snap["versioning"] == "Enabled" and snap["policy"] is None
 
 
 def test_update_each_subresource(rgw, cellar_bucket):
@@ -113,11 +190,28 @@ def test_dotted_bucket_end_to_end(rgw):
 def test_non_empty_without_force_fails_and_deletes_nothing(rgw, existing_bucket):
     rgw.client().put_object(Bucket=existing_bucket, Key="keep.txt", Body=b"x")
     before = server_snapshot(rgw, existing_bucket)
-    for check_mode in (True, False):
-        result = run_module("cellar_bucket", dict(rgw.connection_args(), name=existing_bucket, state="absent"), check_mode=check_mode)
-        assert result["failed"] is True
-        assert "not empty" in result["msg"] and "force=true" in result["msg"]
-        assert server_snapshot(rgw, existing_bucket) == before
+    expected = "bucket %r is not empty: set force=true to delete every object and version with it (nothing was deleted)" % existing_bucket
+    single = dict(rgw.connection_args(), name=existing_bucket, state="absent")
+    listed = dict(rgw.connection_args(), buckets=[{"name": existing_bucket, "state": "absent"}])
+    for args in (single, listed):
+        for check_mode in (True, False):
+            result = run_module("cellar_bucket", args, check_mode=check_mode, diff=True)
+            assert result["failed"] is True
+            assert result["changed"] is False, result
+            assert expected in result["msg"]
+            assert not result.get("diff", {}).get("before"), result
+            assert server_snapshot(rgw, existing_bucket) == before
+
+
+def test_versioned_bucket_with_only_delete_markers_is_not_empty(rgw, existing_bucket):
+    client = rgw.client()
+    client.put_bucket_versioning(Bucket=existing_bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=existing_bucket, Key="gone.txt", Body=b"x")
+    client.delete_object(Bucket=existing_bucket, Key="gone.txt")  # no current object left, two versions remain
+    result = run_module("cellar_bucket", dict(rgw.connection_args(), name=existing_bucket, state="absent"))
+    assert result["failed"] is True and result["changed"] is False
+    assert "is not empty" in result["msg"]
+    assert existing_bucket in server_snapshot(rgw)["buckets"]
 
 
 def count_versions(client, bucket):
@@ -142,11 +236,47 @@ def test_force_delete_versioned_bucket_removes_every_version(rgw, existing_bucke
     assert run_module("cellar_bucket", args)["changed"] is False
 
 
-def test_url_virtual_host_for_plain_names(rgw, cellar_bucket):
-    args = dict(rgw.connection_args(), name=cellar_bucket)
-    args["endpoint"] = rgw.endpoint.replace("127.0.0.1", "localhost")
-    result = run_module("cellar_bucket", dict(args, path_style=True), check_mode=True)
-    assert result["url"].endswith("/" + cellar_bucket)
+def test_localhost_endpoint_is_addressed_path_style(rgw, cellar_bucket):
+    """On a ``localhost`` endpoint (``bucket.localhost`` names do not resolve) requests and the URL are path style,
+    with or without path_style. The virtual-host URL of plain names on a named endpoint is a unit test."""
+    endpoint = rgw.endpoint.replace("127.0.0.1", "localhost")
+    for path_style in (False, True):
+        args = dict(rgw.connection_args(), endpoint=endpoint, name=cellar_bucket, path_style=path_style, acl="private")
+        result = run_module("cellar_bucket", args)
+        assert not result.get("failed"), result
+        assert result["url"] == "%s/%s" % (endpoint, cellar_bucket)
+    assert cellar_bucket in server_snapshot(rgw)["buckets"]
+
+
+def loopback_host_name():
+    """A name of this machine that resolves (from /etc/hosts or similar) to 127.0.0.1 and is neither an IP nor
+    localhost, so the modules would address it virtual-host style unless path_style is set."""
+    name = socket.gethostname()
+    try:
+        if name and name != "localhost" and socket.gethostbyname(name) == "127.0.0.1":
+            return name
+    except OSError:
+        pass
+    return None
+
+
+def test_path_style_true_applied_for_real_on_a_named_endpoint(rgw, cellar_bucket):
+    name = loopback_host_name()
+    if not name:
+        pytest.skip("this machine's host name does not resolve to 127.0.0.1: no named loopback endpoint to test with")
+    endpoint = rgw.endpoint.replace("127.0.0.1", name)
+    args = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, acl="public-read", versioning="enabled", cors=CORS)
+    check = run_module("cellar_bucket", args, check_mode=True)
+    assert check["changed"] is True and check["url"] == "%s/%s" % (endpoint, cellar_bucket)
+    assert cellar_bucket not in server_snapshot(rgw)["buckets"]
+    applied = run_module("cellar_bucket", args)
+    assert applied["changed"] is True, applied
+    snap = server_snapshot(rgw, cellar_bucket)
+    assert snap["versioning"] == "Enabled" and acl_grants(snap) == EXPECTED_GRANTS["public-read"] and len(snap["cors"]) == 2
+    assert run_module("cellar_bucket", args)["changed"] is False
+    absent = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, state="absent")
+    assert run_module("cellar_bucket", absent)["changed"] is True
+    assert cellar_bucket not in server_snapshot(rgw)["buckets"]
 
 
 def test_list_of_buckets_in_one_run(rgw):
@@ -186,6 +316,8 @@ def test_list_reports_every_failing_bucket(rgw, existing_bucket):
         args = dict(rgw.connection_args(), buckets=[{"name": existing_bucket, "state": "absent"}, {"name": fresh}])
         result = run_module("cellar_bucket", args)
         assert result["failed"] is True
+        assert result["changed"] is True  # the fresh bucket was created
+        assert [(b["name"], b["changed"]) for b in result["buckets"]] == [(existing_bucket, False), (fresh, True)]
         assert "1 of 2 buckets failed" in result["msg"] and "not empty" in result["msg"]
         assert existing_bucket in server_snapshot(rgw)["buckets"]
         assert fresh in server_snapshot(rgw)["buckets"]

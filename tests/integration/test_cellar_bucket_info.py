@@ -43,3 +43,22 @@ def test_connection_from_cellar_environment(rgw, existing_bucket, monkeypatch):
     result = run_module("cellar_bucket_info", {"name": existing_bucket})
     assert [b["name"] for b in result["buckets"]] == [existing_bucket]
     assert result["invocation"]["module_args"]["endpoint"] == rgw.endpoint
+
+
+def test_website_configuration_is_read_only_when_asked(rgw, existing_bucket):
+    website = {
+        "IndexDocument": {"Suffix": "index.html"},
+        "ErrorDocument": {"Key": "errors/404.html"},
+        "RoutingRules": [{"Condition": {"KeyPrefixEquals": "old/"}, "Redirect": {"ReplaceKeyPrefixWith": "new/"}}],
+    }
+    rgw.client().put_bucket_website(Bucket=existing_bucket, WebsiteConfiguration=website)
+    detailed = run_module("cellar_bucket_info", dict(rgw.connection_args(), name=existing_bucket, website=True), check_mode=True)
+    (entry,) = detailed["buckets"]
+    assert detailed["changed"] is False
+    assert entry["website"]["IndexDocument"] == {"Suffix": "index.html"}
+    assert entry["website"]["ErrorDocument"] == {"Key": "errors/404.html"}
+    assert entry["website"]["RoutingRules"][0]["Redirect"]["ReplaceKeyPrefixWith"] == "new/"
+    assert "ResponseMetadata" not in entry["website"]
+    assert set(entry) == {"name", "creation_date", "url", "website"}
+    plain = run_module("cellar_bucket_info", dict(rgw.connection_args(), name=existing_bucket))
+    assert "website" not in plain["buckets"][0]

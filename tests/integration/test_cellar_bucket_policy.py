@@ -123,3 +123,24 @@ def test_missing_bucket_is_clear(rgw, bucket_name):
     result = run_module("cellar_bucket_policy", dict(rgw.connection_args(), bucket=bucket_name, preset="public_read"))
     assert result["failed"] is True
     assert "does not exist" in result["msg"]
+
+
+def test_version_2008_condition_and_action_case(rgw, existing_bucket):
+    """RGW takes Version 2008-10-17 and conditions; an action spelled in another case is no change."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:getobject",
+        "Resource": "arn:aws:s3:::%s/*" % existing_bucket,
+        "Condition": {"StringEquals": {"aws:UserAgent": "kd-agent"}},
+    }
+    applied = cycle(rgw, existing_bucket, {"policy": {"Version": "2008-10-17", "Statement": [statement]}})
+    assert applied["policy"]["Version"] == "2008-10-17"
+    assert json.loads(server_snapshot(rgw, existing_bucket)["policy"])["Version"] == "2008-10-17"
+    other_case = {"Version": "2008-10-17", "Statement": [dict(statement, Action=["S3:GetObject"])]}
+    assert run_module("cellar_bucket_policy", dict(rgw.connection_args(), bucket=existing_bucket, policy=other_case))["changed"] is False
+    rgw.client().put_object(Bucket=existing_bucket, Key="a.txt", Body=b"a")
+    url = "%s/%s/a.txt" % (rgw.endpoint, existing_bucket)
+    assert http_request(url, headers={"User-Agent": "kd-agent"})[0] == 200
+    assert http_request(url, headers={"User-Agent": "someone-else"})[0] == 403
+    remove(rgw, existing_bucket)

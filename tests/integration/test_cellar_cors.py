@@ -3,6 +3,7 @@
 """cellar_cors against a real Ceph RGW, with real preflight requests."""
 
 import json
+import stat
 
 import pytest
 from conftest import http_request, run_module, server_snapshot
@@ -40,6 +41,8 @@ def test_apply_idempotent_absent_with_real_preflight(rgw, existing_bucket, tmp_p
     assert applied["changed"] is True
     assert applied["previous_rules"] == []
     assert json.loads((tmp_path / "prev.json").read_text()) == []
+    assert stat.S_IMODE((tmp_path / "prev.json").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["prev.json"]  # no temporary file left
     again = run_module("cellar_cors", args)
     assert again["changed"] is False
     assert again["previous_rules"] == applied["rules"]
@@ -78,3 +81,23 @@ def test_reordered_lists_are_not_a_change(rgw, existing_bucket):
     run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=RULES))
     shuffled = [dict(RULES[0], allowed_methods=["PUT", "GET", "GET"])]
     assert run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=shuffled))["changed"] is False
+
+
+def test_rollback_file_is_saved_before_the_write(rgw, existing_bucket, tmp_path):
+    """The previous rules are saved first: when they cannot be, the server keeps its rules."""
+    run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=RULES))
+    before = server_snapshot(rgw, existing_bucket)
+    other = [{"allowed_origins": ["*"], "allowed_methods": ["HEAD"]}]
+    unwritable = str(tmp_path / "no-such-dir" / "prev.json")
+    failed = run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=other, previous_rules_file=unwritable))
+    assert failed["failed"] is True and failed["changed"] is False
+    assert "previous_rules_file %s could not be written" % unwritable in failed["msg"]
+    assert "the CORS configuration was left unchanged" in failed["msg"]
+    assert server_snapshot(rgw, existing_bucket) == before
+    saved = tmp_path / "prev.json"
+    replaced = run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=other, previous_rules_file=str(saved)))
+    assert replaced["changed"] is True
+    assert json.loads(saved.read_text()) == replaced["previous_rules"]
+    rollback = run_module("cellar_cors", dict(rgw.connection_args(), bucket=existing_bucket, rules=json.loads(saved.read_text())))
+    assert rollback["changed"] is True
+    assert server_snapshot(rgw, existing_bucket) == before

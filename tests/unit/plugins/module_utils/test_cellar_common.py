@@ -2,13 +2,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Bucket names, endpoints, URLs and error translation."""
 
+import io
+
+import botocore.endpoint
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+    MAX_ATTEMPTS,
     CellarError,
     bucket_url,
     describe_error,
+    make_client,
     parse_endpoint,
     use_path_style,
     validate_bucket_name,
@@ -105,3 +111,66 @@ def test_describe_connection_and_credentials():
 def test_denied_read_hints_at_another_account():
     assert "another account" in describe_error(_client_error("403"), "https://e", "b", "head bucket")
     assert "another account" not in describe_error(_client_error("AccessDenied"), "https://e", "b", "put bucket policy")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bucket", "path_style", "url"),
+    [
+        ("https://cellar-c2.services.clever-cloud.com", "assets", False, "https://assets.cellar-c2.services.clever-cloud.com/"),
+        ("https://s3.example.com:8443", "assets-2", False, "https://assets-2.s3.example.com:8443/"),
+        ("https://s3.example.com:8443", "assets-2", True, "https://s3.example.com:8443/assets-2"),
+        ("https://s3.example.com", "a.example.com", False, "https://s3.example.com/a.example.com"),
+        ("http://localhost:7480", "assets", False, "http://localhost:7480/assets"),
+        ("http://127.0.0.1:7480", "assets", False, "http://127.0.0.1:7480/assets"),
+    ],
+)
+def test_url_virtual_host_for_plain_names(endpoint, bucket, path_style, url):
+    """Virtual-host URL for a plain name on a named endpoint; path style when dotted, forced, or on localhost/IP."""
+    assert bucket_url(endpoint, bucket, path_style) == url
+
+
+@pytest.mark.parametrize(("path_style", "addressing"), [(True, "path"), (False, "virtual")])
+def test_client_factory_retries_checksums_and_addressing(path_style, addressing):
+    client = make_client("https://s3.example.com", "AKIDEXAMPLE", "secret", path_style=path_style, max_pool=7)
+    config = client.meta.config
+    # Five attempts per request, the first one included (botocore's max_attempts would mean five retries).
+    assert config.retries == {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}
+    assert MAX_ATTEMPTS == 5
+    # botocore >= 1.36 would add CRC checksums that Ceph RGW 16 (Cellar) rejects.
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
+    assert config.s3 == {"addressing_style": addressing}
+    assert config.signature_version == "s3v4"
+    assert config.max_pool_connections == 7
+    assert client.meta.endpoint_url == "https://s3.example.com"
+    assert client.meta.region_name == "us-east-1"
+
+
+class _Body:
+    def __init__(self, data):
+        self._data = io.BytesIO(data)
+
+    def stream(self, **_kwargs):
+        yield self._data.read()
+
+    def read(self, *_args):
+        return self._data.read()
+
+
+def test_client_retries_server_errors_with_backoff(monkeypatch):
+    """A 503 answer is retried with growing pauses, five attempts in all, then reported."""
+    sleeps = []
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", sleeps.append)
+    client = make_client("https://s3.example.com", "AKIDEXAMPLE", "secret")
+    sent = []
+
+    def answer_503(request, **_kwargs):
+        sent.append(request.url)
+        return AWSResponse(request.url, 503, {}, _Body(b"<Error><Code>SlowDown</Code></Error>"))
+
+    client.meta.events.register("before-send.s3.*", answer_503)
+    with pytest.raises(ClientError) as raised:
+        client.head_bucket(Bucket="assets")
+    assert len(sent) == MAX_ATTEMPTS
+    assert len(sleeps) == MAX_ATTEMPTS - 1
+    assert "reached max retries: 4" in str(raised.value)

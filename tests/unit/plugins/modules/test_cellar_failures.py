@@ -1,0 +1,295 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the modules report when a request fails: ``changed`` after a successful write, nothing deleted from a
+non-empty bucket, the real cause of a 403, the rollback file written before the CORS write (scripted S3 client)."""
+
+import json
+import os
+import stat
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import describe_error
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import preset_policy
+from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_cors
+
+
+def client_error(code, status=400, operation="Op"):
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+class FakeS3:
+    """Answers each S3 call from ``answers[method]``: a value, an exception to raise, a function of the call's
+    arguments, or a list of those consumed in order.
+
+    Calls without an answer fail the test, so a test also proves which requests were *not* made.
+    """
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.calls = []
+
+    def __getattr__(self, method):
+        if method not in self.answers:
+            raise AssertionError("unexpected S3 call %s" % method)
+
+        def call(**kwargs):
+            self.calls.append((method, kwargs))
+            answer = self.answers[method]
+            if isinstance(answer, list):
+                answer = answer.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer(**kwargs) if callable(answer) else answer
+
+        return call
+
+    def names(self):
+        return [method for method, _kwargs in self.calls]
+
+
+class FakeCellar:
+    """The part of CellarModule that converge_bucket uses."""
+
+    check_mode = False
+
+    def __init__(self, client):
+        self._client = client
+
+    def client(self, _bucket=None):
+        return self._client
+
+    def url(self, bucket):
+        return "https://s3.example.com/" + bucket
+
+    def describe(self, exc):
+        return describe_error(exc.error, "https://s3.example.com", exc.bucket, exc.action)
+
+
+def entry(**kwargs):
+    params = {key: None for key in cellar_bucket.BUCKET_SPEC}
+    params.update(name="bkt", state="present", force=False)
+    params.update(kwargs)
+    return params
+
+
+def converge(client, **kwargs):
+    params = entry(**kwargs)
+    return cellar_bucket.converge_bucket(FakeCellar(client), params, cellar_bucket.desired_state(params), 1)
+
+
+NO_BUCKET = client_error("NoSuchBucket", 404)
+ONE_VERSION = {"Versions": [{"Key": "keep.txt", "VersionId": "v1"}], "IsTruncated": False}
+NO_VERSION = {"IsTruncated": False}
+
+
+# ---- item: a failure after a successful write reports changed -------------------------------------------------
+
+
+def test_failure_after_create_reports_changed_and_names_the_writes():
+    client = FakeS3(
+        get_bucket_acl=NO_BUCKET,
+        create_bucket={},
+        put_bucket_versioning={},
+        put_bucket_policy=client_error("MalformedPolicy"),
+    )
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        converge(client, acl="private", versioning="enabled", preset="public_read")
+    assert raised.value.result["changed"] is True
+    assert "refused the bucket policy" in str(raised.value)
+    assert "already written before the failure: bucket, versioning" in str(raised.value)
+    assert client.names() == ["get_bucket_acl", "create_bucket", "put_bucket_versioning", "put_bucket_policy"]
+
+
+def test_failure_after_acl_write_on_existing_bucket_reports_changed():
+    owner = {"Owner": {"ID": "me"}, "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": "me"}, "Permission": "FULL_CONTROL"}]}
+    client = FakeS3(
+        get_bucket_acl=owner,
+        get_bucket_policy=client_error("NoSuchBucketPolicy", 404),
+        put_bucket_acl={},
+        put_bucket_policy=client_error("AccessDenied", 403),
+    )
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        converge(client, acl="public-read", preset="public_read")
+    assert raised.value.result["changed"] is True
+    assert "access denied" in str(raised.value) and "(already written before the failure: acl)" in str(raised.value)
+
+
+def test_failure_before_any_write_reports_unchanged():
+    client = FakeS3(get_bucket_acl=NO_BUCKET, create_bucket=client_error("BucketAlreadyExists", 409))
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        converge(client, acl="private")
+    assert raised.value.result["changed"] is False
+    assert "already written" not in str(raised.value)
+
+
+def test_force_delete_failing_half_way_reports_changed_and_the_count():
+    pages = [{"Versions": [{"Key": "a", "VersionId": "1"}, {"Key": "b", "VersionId": "2"}], "IsTruncated": False}]
+    client = FakeS3(
+        head_bucket={},
+        list_object_versions=pages + [NO_VERSION],
+        delete_objects={},
+        delete_bucket=client_error("AccessDenied", 403),
+    )
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        converge(client, state="absent", force=True)
+    assert raised.value.result["changed"] is True
+    assert raised.value.result["deleted_objects"] == 2
+
+
+def test_list_mode_carries_changed_of_a_partly_written_bucket():
+    client = FakeS3(get_bucket_versioning=NO_BUCKET, create_bucket={}, put_bucket_versioning=client_error("AccessDenied", 403))
+    params = entry(versioning="enabled")
+    results, errors = cellar_bucket.converge_many(FakeCellar(client), [(params, cellar_bucket.desired_state(params))], 1)
+    assert results[0]["changed"] is True and len(errors) == 1
+
+
+# ---- item: a non-empty bucket fails clearly and nothing is deleted -------------------------------------------
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_non_empty_bucket_without_force_is_detected_before_any_delete(check_mode):
+    client = FakeS3(head_bucket={}, list_object_versions=ONE_VERSION)  # no delete_* answer: a delete fails the test
+    cellar = FakeCellar(client)
+    cellar.check_mode = check_mode
+    params = entry(state="absent")
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        cellar_bucket.converge_bucket(cellar, params, {}, 1)
+    assert raised.value.result["changed"] is False
+    assert "diff" not in raised.value.result
+    assert str(raised.value) == "bucket 'bkt' is not empty: set force=true to delete every object and version with it (nothing was deleted)"
+    assert client.names() == ["head_bucket", "list_object_versions"]
+
+
+def test_bucket_filled_between_check_and_delete_reports_unchanged():
+    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, delete_bucket=client_error("BucketNotEmpty", 409))
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        converge(client, state="absent")
+    assert raised.value.result["changed"] is False
+    assert "is not empty: set force=true" in str(raised.value)
+
+
+def test_empty_bucket_without_force_is_deleted():
+    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, delete_bucket={})
+    result = converge(client, state="absent")
+    assert result["changed"] is True and result["deleted_objects"] == 0
+
+
+# ---- item: state=absent refuses options it would ignore ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"acl": "private"}, "acl"),
+        ({"versioning": "enabled"}, "versioning"),
+        ({"policy": {}}, "policy"),
+        ({"preset": "public_read"}, "preset"),
+        ({"preset": "read_only", "principals": ["cellar_x"]}, "preset, principals"),
+        ({"cors": []}, "cors"),
+    ],
+)
+def test_absent_refuses_content_options(options, named):
+    with pytest.raises(ValueError, match="^state=absent deletes the bucket and takes no %s$" % named):
+        cellar_bucket.desired_state(entry(state="absent", **options))
+
+
+def test_absent_in_a_list_entry_is_refused_with_its_index():
+    params = {key: None for key in cellar_bucket.ARGUMENT_SPEC}
+    params.update(state="present", force=False, workers=4, buckets=[entry(name="one-b"), entry(name="two-b", state="absent", acl="private")])
+    with pytest.raises(ValueError, match=r"^buckets\[1\] \(two-b\): state=absent deletes the bucket and takes no acl$"):
+        cellar_bucket.bucket_requests(params)
+
+
+# ---- item: policies that differ only by action case are no change ---------------------------------------------
+
+
+def test_policy_with_other_action_case_is_not_rewritten():
+    stored = preset_policy("public_read", "bkt")
+    stored["Statement"][0]["Action"] = ["s3:getobject"]
+    client = FakeS3(get_bucket_policy={"Policy": json.dumps(stored)})  # no put_bucket_policy answer
+    result = converge(client, preset="public_read")
+    assert result["changed"] is False
+
+
+# ---- item: multipart uploads are aborted page after page ------------------------------------------------------
+
+
+def test_abort_multipart_uploads_pages_past_the_first_listing():
+    first = {"Uploads": [{"Key": "a", "UploadId": "1"}, {"Key": "b", "UploadId": "2"}], "IsTruncated": True, "NextKeyMarker": "b", "NextUploadIdMarker": "2"}
+    second = {"Uploads": [{"Key": "c", "UploadId": "3"}], "IsTruncated": False}
+    client = FakeS3(list_multipart_uploads=[first, second], abort_multipart_upload={})
+    assert ops.abort_multipart_uploads(client, "bkt") == 3
+    listings = [kwargs for method, kwargs in client.calls if method == "list_multipart_uploads"]
+    assert listings == [{"Bucket": "bkt"}, {"Bucket": "bkt", "KeyMarker": "b", "UploadIdMarker": "2"}]
+    assert [kwargs["UploadId"] for method, kwargs in client.calls if method == "abort_multipart_upload"] == ["1", "2", "3"]
+
+
+# ---- item: a 403 on HEAD keeps its real cause when ListBuckets is denied too -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("list_answer", "code", "action"),
+    [
+        (client_error("AccessDenied", 403), "403", "head bucket"),  # user may not list: the bucket's 403 is the cause
+        ({"Buckets": []}, "403", "head bucket"),  # credentials fine: the bucket is denied
+        (client_error("InvalidAccessKeyId", 403), "InvalidAccessKeyId", "list buckets"),  # credentials rejected
+    ],
+)
+def test_head_403_is_explained(list_answer, code, action):
+    client = FakeS3(head_bucket=client_error("403", 403, "HeadBucket"), list_buckets=list_answer)
+    with pytest.raises(ops.S3CallError) as raised:
+        ops.bucket_exists(client, "bkt")
+    assert (raised.value.code, raised.value.action) == (code, action)
+
+
+# ---- item: the CORS rollback file is written first, atomically, mode 0600 -------------------------------------
+
+RULES = [{"allowed_origins": ["https://a.example"], "allowed_methods": ["GET"]}]
+OLD_S3 = {"CORSRules": [{"AllowedOrigins": ["https://old.example"], "AllowedMethods": ["PUT"]}]}
+OLD = [{"allowed_methods": ["PUT"], "allowed_origins": ["https://old.example"]}]
+
+
+def test_rollback_file_is_written_before_the_cors_write(tmp_path):
+    target = tmp_path / "prev.json"
+    seen = []
+
+    def refuse_write(**_kwargs):
+        seen.append(target.exists())
+        raise client_error("AccessDenied", 403)
+
+    client = FakeS3(get_bucket_cors=OLD_S3, put_bucket_cors=refuse_write)
+    with pytest.raises(ops.S3CallError):
+        cellar_cors.converge(client, "bkt", RULES, False, str(target))
+    assert seen == [True]  # the file existed when the write was sent
+    assert json.loads(target.read_text()) == OLD
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_rollback_file_failure_leaves_the_server_alone(tmp_path):
+    client = FakeS3(get_bucket_cors=OLD_S3)  # no put_bucket_cors answer: a write fails the test
+    with pytest.raises(cellar_cors.SaveError, match="could not be written .*the CORS configuration was left unchanged"):
+        cellar_cors.converge(client, "bkt", RULES, False, str(tmp_path / "missing" / "prev.json"))
+    assert client.names() == ["get_bucket_cors"]
+
+
+def test_rollback_file_not_written_in_check_mode_nor_without_change(tmp_path):
+    target = tmp_path / "prev.json"
+    assert cellar_cors.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", RULES, True, str(target)) == (True, OLD)
+    assert cellar_cors.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", OLD, False, str(target)) == (False, OLD)
+    assert not target.exists()
+
+
+def test_save_rules_replaces_atomically_and_cleans_its_temporary_file(tmp_path):
+    target = tmp_path / "prev.json"
+    target.write_text("old content")
+    os.chmod(target, 0o644)
+    cellar_cors.save_rules(str(target), OLD)
+    assert json.loads(target.read_text()) == OLD
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    with pytest.raises(TypeError):
+        cellar_cors.save_rules(str(target), [object()])
+    assert json.loads(target.read_text()) == OLD  # the previous file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev.json"]  # no temporary file left
