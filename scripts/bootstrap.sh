@@ -20,7 +20,7 @@ done
 APT_PACKAGES=(
   radosgw ceph-mon ceph-osd ceph-common   # local S3 server (Ceph RGW, what Cellar runs)
   curl ca-certificates python3-venv rsync zstd git shellcheck
-  procps make                             # pgrep/pkill (rig scripts), the Makefile shortcuts
+  procps iproute2 make                    # pgrep/pkill (rig scripts), ss (rig tests), the Makefile shortcuts
   docker.io debootstrap                   # test hosts without a registry
   sshfs s3fs restic fuse3                 # the real tools the roles drive
 )

@@ -108,12 +108,12 @@ def _port_in_time_wait():
     listener.listen(1)
     port = listener.getsockname()[1]
     client = socket.create_connection(("127.0.0.1", port))
-    server_side, _ = listener.accept()
+    server_side, _peer = listener.accept()
     server_side.close()
     client.recv(1)  # the server's FIN
     client.close()
     listener.close()
-    for _ in range(50):
+    for _attempt in range(50):
         states = subprocess.run(["ss", "-Htan", "state", "time-wait", "sport", f"= :{port}"], capture_output=True, text=True, check=False)
         if states.stdout.strip():
             break
