@@ -116,6 +116,12 @@ stop_daemons() {
   return 1
 }
 
+# Stops this instance's daemons, then removes its directory; says which daemons would not stop.
+remove_instance() {
+  stop_daemons || die "daemons of $D are still running: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';')"
+  rm -rf "$D"
+}
+
 s3_answers() {
   curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/"
 }
@@ -164,10 +170,7 @@ cmd_up() {
   fi
   # What an earlier start from this directory left (killed, or not answering any more): its daemons are
   # stopped before their files are removed.
-  if [ -e "$D" ]; then
-    stop_daemons || die "daemons of a stale instance in $D do not stop: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';')"
-    rm -rf "$D"
-  fi
+  [ ! -e "$D" ] || remove_instance
 
   [ "$RGW_PORT" = auto ] || valid_port "$RGW_PORT" || die "KEEPDATA_RGW_PORT='$RGW_PORT' is neither a port number (1-65535) nor 'auto'"
   [ "$MON_PORT" = auto ] || valid_port "$MON_PORT" || die "KEEPDATA_MON_PORT='$MON_PORT' is neither a port number (1-65535) nor 'auto'"
@@ -325,8 +328,7 @@ print("".join(secrets.choice(abc) for _ in range(n)))' "$1" "$2"
 
 cmd_down() {
   [ -d "$D" ] || { echo "rgw.sh: nothing to stop in $D"; return 0; }
-  stop_daemons || die "daemons of $D are still running: $(pgrep -af -- "$(conf_pattern)" | tr '\n' ';')"
-  rm -rf "$D"
+  remove_instance
   echo "radosgw stopped; $D removed"
 }
 
