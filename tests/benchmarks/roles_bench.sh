@@ -132,13 +132,20 @@ run() {
   awk '/ : ok=/{for(i=1;i<=NF;i++){split($i,a,"="); v[a[1]]=a[2]} printf "%s: ran=%s changed=%s skipped=%s  ", $1, v["ok"], v["changed"], v["skipped"]} END{print ""}' "$log"
 }
 
+# expect_no_change NAME: the run NAME (just done) changed nothing. The scratch dir goes away on exit, so a
+# changed run's log is kept where the message points.
+expect_no_change() {
+  [ "$CHANGED" = 0 ] && return 0
+  cp "$W/$1.log" "$KD_WORK/bench-failed.log"
+  kd_die "$1 changed $CHANGED task(s): see $KD_WORK/bench-failed.log"
+}
+
 echo
 echo "== keepdata.storage roles on ${#HOSTS[@]} hosts (ran = ok incl. changed, per host)"
 run "mounts first converge" mounts.yml
 run "mounts re-run" mounts.yml
-# The scratch dir goes away on exit: keep a changed re-run's log where the message points.
-[ "$CHANGED" = 0 ] || { cp "$W/mounts re-run.log" "$KD_WORK/bench-failed.log"; kd_die "mounts re-run changed $CHANGED task(s): see $KD_WORK/bench-failed.log"; }
+expect_no_change "mounts re-run"
 run "s3fs first converge" shared_storage.yml
 run "s3fs re-run" shared_storage.yml
-[ "$CHANGED" = 0 ] || { cp "$W/s3fs re-run.log" "$KD_WORK/bench-failed.log"; kd_die "s3fs re-run changed $CHANGED task(s): see $KD_WORK/bench-failed.log"; }
+expect_no_change "s3fs re-run"
 docker exec keepdata-bench-3 sh -c 'ls /srv/app/public/system/; findmnt -n -o TARGET,FSTYPE -T /storage; findmnt -n -o TARGET,FSTYPE -T /mnt/share'
