@@ -6,7 +6,9 @@
 """Shared entry point of the Cellar / S3 modules.
 
 Connection options with their environment fallbacks, the single client factory (retries with backoff),
-bucket name validation, bucket URLs and the one place that turns S3 errors into clear messages.
+bucket name validation, bucket URLs, the ``workers`` limit and the one place that turns S3 errors into clear
+messages. :class:`CellarModule` is what every module runs: one client per addressing style (safe to share between
+threads), ``exit`` (the diff only in diff mode) and ``fail_s3``, the one way to fail on an S3 error.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,6 +17,7 @@ __metaclass__ = type
 
 import ipaddress
 import re
+import threading
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
@@ -44,6 +47,8 @@ DEFAULT_REGION = "us-east-1"
 # Attempts per request (first try included): botocore "standard" mode backs off exponentially on
 # throttling, 5xx and connection errors.
 MAX_ATTEMPTS = 5
+# Upper bound of every module's ``workers`` option (requests or buckets in flight at once).
+MAX_WORKERS = 32
 
 CONNECTION_ARGS = dict(
     endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["CELLAR_ADDON_HOST"])),
@@ -89,6 +94,13 @@ def validate_bucket_name(name):
     for is_bad, why in _NAME_RULES:
         if is_bad(name):
             return "bucket name %r %s" % (name, why)
+    return None
+
+
+def validate_workers(workers):
+    """Return None when ``workers`` is within 1..MAX_WORKERS, else the message for the user."""
+    if workers < 1 or workers > MAX_WORKERS:
+        return "workers must be between 1 and %d" % MAX_WORKERS
     return None
 
 
@@ -154,8 +166,30 @@ _ERROR_MESSAGES = (
 )
 
 
+def error_code(exc):
+    if isinstance(exc, ClientError) and hasattr(exc, "response"):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+class S3CallError(Exception):
+    """A failed S3 call (raised by the cellar_ops wrappers): the botocore error, the action and the bucket."""
+
+    def __init__(self, error, action, bucket=None):
+        super(S3CallError, self).__init__("%s: %s" % (action, error))
+        self.error = error
+        self.action = action
+        self.bucket = bucket
+        self.code = error_code(error)
+
+
 def describe_error(exc, endpoint, bucket=None, action=None):
-    """One clear sentence for an S3/botocore error; never includes the secret key."""
+    """One clear sentence for an S3 error, a botocore error or an :class:`S3CallError` (whose bucket and action are
+    used unless given); never includes the secret key."""
+    if isinstance(exc, S3CallError):
+        bucket = bucket or exc.bucket
+        action = action or exc.action
+        exc = exc.error
     action = action or "request"
     if isinstance(exc, NoCredentialsError):
         return "no credentials: set access_key/secret_key or CELLAR_ADDON_KEY_ID/CELLAR_ADDON_KEY_SECRET"
@@ -176,14 +210,8 @@ def describe_error(exc, endpoint, bucket=None, action=None):
     return "%s%s failed on %s: %s%s" % (action, " on bucket %r" % bucket if bucket else "", endpoint, code, (" - " + message) if message != code else "")
 
 
-def error_code(exc):
-    if isinstance(exc, ClientError) and hasattr(exc, "response"):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 class CellarModule:
-    """AnsibleModule with the connection options, a client factory and error reporting."""
+    """AnsibleModule with the connection options, a client factory, ``exit`` and S3 error reporting."""
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(CONNECTION_ARGS)
@@ -202,34 +230,48 @@ class CellarModule:
                 msg="no credentials for %s: set access_key and secret_key (or CELLAR_ADDON_KEY_ID and CELLAR_ADDON_KEY_SECRET)" % self.endpoint_url
             )
         self._clients = {}
+        self._clients_lock = threading.Lock()
 
     def client(self, bucket=None):
-        """One boto3 S3 client per addressing style (path style for dotted names or on request)."""
+        """One boto3 S3 client per addressing style (path style for dotted names or on request).
+
+        Safe to call from several threads: each client is created once, under a lock (boto3 sessions are not
+        thread-safe), and the clients themselves may be shared.
+        """
         path = use_path_style(self.endpoint_url, bucket, self.params["path_style"])
-        if path not in self._clients:
-            self._clients[path] = make_client(
-                self.endpoint_url,
-                self.params["access_key"],
-                self.params["secret_key"],
-                region=self.params["region"],
-                validate_certs=self.params["validate_certs"],
-                ca_bundle=self.params["ca_bundle"],
-                path_style=path,
-            )
-        return self._clients[path]
+        with self._clients_lock:
+            if path not in self._clients:
+                self._clients[path] = make_client(
+                    self.endpoint_url,
+                    self.params["access_key"],
+                    self.params["secret_key"],
+                    region=self.params["region"],
+                    validate_certs=self.params["validate_certs"],
+                    ca_bundle=self.params["ca_bundle"],
+                    path_style=path,
+                )
+            return self._clients[path]
 
     def url(self, bucket):
         return bucket_url(self.endpoint_url, bucket, self.params["path_style"])
 
-    def fail(self, msg, **kwargs):
-        self.module.fail_json(msg=msg, **kwargs)
+    def describe(self, error, bucket=None, action=None):
+        """The message for an S3 error: an :class:`S3CallError` (its bucket and action are used) or a botocore error."""
+        return describe_error(error, self.endpoint_url, bucket, action)
 
-    def describe(self, call_error):
-        """Message for an ``S3CallError`` raised by the cellar_ops wrappers."""
-        return describe_error(call_error.error, self.endpoint_url, call_error.bucket, call_error.action)
+    def fail(self, msg, **result):
+        """Fail with a message already phrased for the user (bad input, a local file, several failures)."""
+        self.module.fail_json(msg=msg, **result)
 
-    def fail_error(self, exc, bucket=None, action=None, **kwargs):
-        self.module.fail_json(msg=describe_error(exc, self.endpoint_url, bucket, action), **kwargs)
+    def fail_s3(self, error, bucket=None, action=None, **result):
+        """Fail on an S3 error (an :class:`S3CallError` or a botocore error), with :meth:`describe`'s message."""
+        self.fail(self.describe(error, bucket, action), **result)
+
+    def exit(self, **result):
+        """Exit with ``result``; its ``diff`` (``{"before": ..., "after": ...}``) is returned in diff mode only."""
+        if not self.module._diff or result.get("diff") is None:
+            result.pop("diff", None)
+        self.module.exit_json(**result)
 
 
 def make_client(endpoint_url, access_key, secret_key, *, region=DEFAULT_REGION, validate_certs=True, ca_bundle=None, path_style=True, max_pool=10):

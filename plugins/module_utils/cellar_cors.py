@@ -113,7 +113,3 @@ def rules_from_s3(cors_rules):
     for rule in cors_rules or []:
         converted.append(dict((key, rule[s3_key]) for key, s3_key in _FIELDS if rule.get(s3_key) not in (None, [], "")))
     return normalize_rules(converted)
-
-
-def rules_equal(left, right):
-    return normalize_rules(left) == normalize_rules(right)

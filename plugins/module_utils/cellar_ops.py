@@ -5,9 +5,10 @@
 
 """One small wrapper per S3 call, and the converge steps every Cellar module shares.
 
-Every wrapper turns a botocore error into :class:`S3CallError` naming the action, so modules report it through
-:func:`cellar.describe_error` in one place. Converge steps read one sub-resource, compare it by meaning and write
-only when it differs (never in check mode).
+Every wrapper turns a botocore error into :class:`cellar.S3CallError` (also importable from here) naming the action
+and the bucket, so modules report it in one place: ``CellarModule.fail_s3``, or ``CellarModule.describe`` for the
+message alone. Converge steps read one sub-resource, compare it by meaning and write only when it differs (never in
+check mode).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, error_code
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, S3CallError
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json, same_policy
 
@@ -54,17 +55,6 @@ class Tally:
     @property
     def changed(self):
         return bool(self.written or self.deleted)
-
-
-class S3CallError(Exception):
-    """A failed S3 call: the botocore error, the action and the bucket."""
-
-    def __init__(self, error, action, bucket=None):
-        super(S3CallError, self).__init__("%s: %s" % (action, error))
-        self.error = error
-        self.action = action
-        self.bucket = bucket
-        self.code = error_code(error)
 
 
 def call(action, method, bucket=None, **kwargs):

@@ -255,10 +255,6 @@ def same_policy(left, right):
     return left == right or _folded(left) == _folded(right)
 
 
-def policies_equal(left, right):
-    return same_policy(normalize_policy(left), normalize_policy(right))
-
-
 def desired_policy(bucket, policy=None, preset=None, principals=None):
     """Validated, normalised desired policy from the module options; raise PolicyError otherwise.
 

@@ -280,7 +280,7 @@ buckets:
 """
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name, validate_workers  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy, same_policy  # noqa: E402
 
@@ -301,14 +301,17 @@ ARGUMENT_SPEC = dict(
     buckets=dict(type="list", elements="dict", options=dict(BUCKET_SPEC, name=dict(type="str", required=True))),
     workers=dict(type="int", default=4),
 )
-MAX_WORKERS = 32
 # Options that describe a bucket's content; a bucket being deleted has none.
 MANAGED_OPTIONS = ("acl", "versioning", "policy", "preset", "principals", "cors")
 NOT_EMPTY = "bucket %r is not empty: set force=true to delete every object and version with it (nothing was deleted)"
 
 
 class BucketError(Exception):
-    """A bucket could not be converged; the message is ready for the user."""
+    """A bucket could not be converged: the message is ready for the user, ``result`` is the bucket's partial result."""
+
+    def __init__(self, message, result):
+        super(BucketError, self).__init__(message)
+        self.result = result
 
 
 def desired_state(params):
@@ -337,8 +340,9 @@ def desired_state(params):
 
 def bucket_requests(params):
     """Per-bucket option sets (one, or the ``buckets`` list), each validated with its desired state, before any request."""
-    if params["workers"] < 1 or params["workers"] > MAX_WORKERS:
-        raise ValueError("workers must be between 1 and %d" % MAX_WORKERS)
+    problem = validate_workers(params["workers"])
+    if problem:
+        raise ValueError(problem)
     if params["buckets"] is None:
         entries = [dict((key, params[key]) for key in BUCKET_SPEC)]
     else:
@@ -440,7 +444,7 @@ def delete(client, entry, result, *, check_mode, workers, tally):
     if not ops.bucket_exists(client, name):
         return result
     if not entry["force"] and not ops.is_empty(client, name):
-        raise BucketError(NOT_EMPTY % name)
+        raise BucketError(NOT_EMPTY % name, result)
     if not check_mode:
         if entry["force"]:
             result["deleted_objects"] = ops.delete_bucket_forced(client, name, workers, tally)
@@ -460,13 +464,11 @@ def failure(message, result, tally):
         result["deleted_objects"] = tally.deleted
     if tally.written:
         message += " (already written before the failure: %s)" % ", ".join(tally.written)
-    error = BucketError(message)
-    error.result = result
-    return error
+    return BucketError(message, result)
 
 
 def converge_bucket(cellar, entry, desired, workers):
-    """Converge one bucket; returns its result, raises BucketError (message for the user, partial result attached)."""
+    """Converge one bucket; returns its result, raises BucketError (message for the user, with the partial result)."""
     name = entry["name"]
     client = cellar.client(name)
     result = dict(changed=False, name=name, url=cellar.url(name))
@@ -495,10 +497,22 @@ def converge_many(cellar, requests, workers):
         try:
             return converge_bucket(cellar, request[0], request[1], 1), None
         except BucketError as exc:
-            return getattr(exc, "result", dict(name=request[0]["name"], changed=False)), str(exc)
+            return exc.result, str(exc)
 
     outcomes = ops.parallel_map(one, requests, workers)
     return [result for result, _error in outcomes], [error for _result, error in outcomes if error]
+
+
+def list_result(results):
+    """Result of a ``buckets`` run: every bucket's result without its diff, and one diff of the changed buckets by name."""
+    changed = [r for r in results if r["changed"]]
+    diff = dict(
+        before=dict((r["name"], r.get("diff", {}).get("before")) for r in changed),
+        after=dict((r["name"], r.get("diff", {}).get("after")) for r in changed),
+    )
+    for entry in results:
+        entry.pop("diff", None)
+    return dict(changed=bool(changed), buckets=results, diff=diff)
 
 
 def main():
@@ -517,23 +531,13 @@ def main():
         try:
             result = converge_bucket(cellar, requests[0][0], requests[0][1], params["workers"])
         except BucketError as exc:
-            cellar.fail(str(exc), **getattr(exc, "result", {}))
+            cellar.fail(str(exc), **exc.result)
     else:
-        cellar.client("dotted.name")  # both clients exist before the threads share them
-        cellar.client()
         results, errors = converge_many(cellar, requests, params["workers"])
-        result = dict(changed=any(r["changed"] for r in results), buckets=results)
-        result["diff"] = dict(
-            before=dict((r["name"], r.get("diff", {}).get("before")) for r in results if r["changed"]),
-            after=dict((r["name"], r.get("diff", {}).get("after")) for r in results if r["changed"]),
-        )
-        for entry in results:
-            entry.pop("diff", None)
+        result = list_result(results)
         if errors:
             cellar.fail("%d of %d buckets failed: %s" % (len(errors), len(results), "; ".join(errors)), **result)
-    if not cellar.module._diff:
-        result.pop("diff", None)
-    cellar.module.exit_json(**result)
+    cellar.exit(**result)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ buckets:
 """
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_workers  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),
@@ -172,15 +172,15 @@ def bucket_details(cellar, entry, params):
 def main():
     cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, mutually_exclusive=[["name", "prefix"]])
     params = cellar.params
-    if params["workers"] < 1 or params["workers"] > 32:
-        cellar.fail("workers must be between 1 and 32")
+    problem = validate_workers(params["workers"])
+    if problem:
+        cellar.fail(problem)
     try:
         selected = select_buckets(ops.list_buckets(cellar.client()), params["name"], params["prefix"])
-        cellar.client("dotted.name")  # both clients exist before the threads share them
         buckets = ops.parallel_map(lambda entry: bucket_details(cellar, entry, params), selected, params["workers"])
     except ops.S3CallError as exc:
-        cellar.fail_error(exc.error, exc.bucket, exc.action)
-    cellar.module.exit_json(changed=False, buckets=buckets)
+        cellar.fail_s3(exc)
+    cellar.exit(changed=False, buckets=buckets)
 
 
 if __name__ == "__main__":

@@ -152,11 +152,8 @@ def main():
     try:
         changed, before = ops.converge_policy(cellar.client(bucket), bucket, desired, cellar.check_mode)
     except ops.S3CallError as exc:
-        cellar.fail_error(exc.error, exc.bucket, exc.action, changed=False)
-    result = dict(changed=changed, policy=desired, previous_policy=before)
-    if cellar.module._diff:
-        result["diff"] = dict(before={"policy": before}, after={"policy": desired})
-    cellar.module.exit_json(**result)
+        cellar.fail_s3(exc, changed=False)
+    cellar.exit(changed=changed, policy=desired, previous_policy=before, diff=dict(before={"policy": before}, after={"policy": desired}))
 
 
 if __name__ == "__main__":

@@ -203,13 +203,10 @@ def main():
     try:
         changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
     except ops.S3CallError as exc:
-        cellar.fail_error(exc.error, exc.bucket, exc.action, changed=False)
+        cellar.fail_s3(exc, changed=False)
     except SaveError as exc:
         cellar.fail(str(exc), changed=False)
-    result = dict(changed=changed, rules=desired, previous_rules=before)
-    if cellar.module._diff:
-        result["diff"] = dict(before={"rules": before}, after={"rules": desired})
-    cellar.module.exit_json(**result)
+    cellar.exit(changed=changed, rules=desired, previous_rules=before, diff=dict(before={"rules": before}, after={"rules": desired}))
 
 
 if __name__ == "__main__":

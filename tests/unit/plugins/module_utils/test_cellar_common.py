@@ -3,21 +3,29 @@
 """Bucket names, endpoints, URLs and error translation."""
 
 import io
+import threading
+import time
 
 import botocore.endpoint
 import pytest
+from ansible.module_utils.testing import patch_module_args
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar as cellar_utils
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     MAX_ATTEMPTS,
+    MAX_WORKERS,
     CellarError,
+    CellarModule,
+    S3CallError,
     bucket_url,
     describe_error,
     make_client,
     parse_endpoint,
     use_path_style,
     validate_bucket_name,
+    validate_workers,
 )
 
 
@@ -98,6 +106,14 @@ def test_describe_error(code, expected):
     assert expected in describe_error(_client_error(code), "https://e", "b", "put bucket policy")
 
 
+def test_describe_error_takes_the_bucket_and_action_of_an_s3_call_error():
+    error = _client_error("SomethingElse")
+    wrapped = S3CallError(error, "put bucket policy", "b")
+    assert wrapped.code == "SomethingElse"
+    assert describe_error(wrapped, "https://e") == describe_error(error, "https://e", "b", "put bucket policy")
+    assert describe_error(wrapped, "https://e", "other", "get bucket CORS").startswith("get bucket CORS on bucket 'other' failed")
+
+
 def test_describe_error_never_leaks_secret():
     message = describe_error(_client_error("SignatureDoesNotMatch", "secret TOPSECRET"), "https://e", "b", "x")
     assert "TOPSECRET" not in message
@@ -174,3 +190,88 @@ def test_client_retries_server_errors_with_backoff(monkeypatch):
     assert len(sent) == MAX_ATTEMPTS
     assert len(sleeps) == MAX_ATTEMPTS - 1
     assert "reached max retries: 4" in str(raised.value)
+
+
+@pytest.mark.parametrize(("workers", "ok"), [(0, False), (1, True), (MAX_WORKERS, True), (MAX_WORKERS + 1, False)])
+def test_validate_workers(workers, ok):
+    assert (validate_workers(workers) is None) is ok
+    if not ok:
+        assert validate_workers(workers) == "workers must be between 1 and 32"
+
+
+# ---- CellarModule: exit, fail_s3, client -------------------------------------------------------------------
+
+
+class Finished(Exception):  # noqa: N818 - stands for exit_json / fail_json
+    def __init__(self, failed, result):
+        super().__init__(result)
+        self.failed = failed
+        self.result = result
+
+
+def cellar_module(diff=False, endpoint="https://s3.example.com"):
+    args = {"endpoint": endpoint, "access_key": "AKIDEXAMPLE", "secret_key": "TOPSECRET", "_ansible_diff": diff}
+    with patch_module_args(args):
+        cellar = CellarModule({}, supports_check_mode=True)
+
+    def exit_json(**result):
+        raise Finished(False, result)
+
+    def fail_json(**result):
+        raise Finished(True, result)
+
+    cellar.module.exit_json = exit_json
+    cellar.module.fail_json = fail_json
+    return cellar
+
+
+@pytest.mark.parametrize("diff_mode", [False, True])
+def test_exit_returns_the_diff_in_diff_mode_only(diff_mode):
+    diff = {"before": {"policy": None}, "after": {"policy": {}}}
+    with pytest.raises(Finished) as finished:
+        cellar_module(diff=diff_mode).exit(changed=True, policy={}, diff=diff)
+    assert not finished.value.failed
+    assert finished.value.result == (dict(changed=True, policy={}, diff=diff) if diff_mode else dict(changed=True, policy={}))
+    with pytest.raises(Finished) as finished:
+        cellar_module(diff=diff_mode).exit(changed=False, diff=None)
+    assert finished.value.result == {"changed": False}
+
+
+def test_fail_s3_takes_botocore_errors_and_s3_call_errors():
+    error = _client_error("AccessDenied", status=403)
+    expected = describe_error(error, "https://s3.example.com", "b", "put bucket CORS")
+    for args in ((S3CallError(error, "put bucket CORS", "b"),), (error, "b", "put bucket CORS")):
+        with pytest.raises(Finished) as finished:
+            cellar_module().fail_s3(*args, changed=False)
+        assert finished.value.failed
+        assert finished.value.result == {"msg": expected, "changed": False}
+    assert cellar_module().describe(S3CallError(error, "put bucket CORS", "b")) == expected
+
+
+def test_client_is_created_once_per_style_from_threads(monkeypatch):
+    """Threads may ask for clients first (no warm-up): one client per addressing style, each created once."""
+    made = []
+
+    def slow_make_client(*_args, **kwargs):
+        time.sleep(0.02)  # wide window: without the lock, several threads would each create a client
+        made.append(kwargs["path_style"])
+        return object()
+
+    monkeypatch.setattr(cellar_utils, "make_client", slow_make_client)
+    cellar = cellar_module()
+    got = []
+    start = threading.Barrier(16)
+
+    def ask(bucket):
+        start.wait()
+        got.append((bucket, cellar.client(bucket)))
+
+    threads = [threading.Thread(target=ask, args=("a.example.com" if i % 2 else "plain",)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(made) == [False, True]
+    assert len({id(client) for bucket, client in got if bucket == "plain"}) == 1
+    assert len({id(client) for bucket, client in got if bucket != "plain"}) == 1
+    assert cellar.client("other.dotted") is cellar.client("a.example.com") is not cellar.client()

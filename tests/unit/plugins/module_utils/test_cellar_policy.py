@@ -10,7 +10,6 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy imp
     PolicyError,
     desired_policy,
     normalize_policy,
-    policies_equal,
     preset_policy,
     principal_arn,
     same_policy,
@@ -24,6 +23,11 @@ def _doc(**statement):
     base = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bkt/*"}
     base.update(statement)
     return {"Version": "2012-10-17", "Statement": [base]}
+
+
+def policies_equal(wanted, stored):
+    """How the modules compare: the policy wanted (validated, normalised) with the one read back (normalised)."""
+    return same_policy(desired_policy(B, wanted), normalize_policy(stored))
 
 
 def test_principal_forms():

@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Pure logic of the modules, and the shared converge steps against moto (no server needed)."""
 
+import json
 import re
 
 import boto3
 import pytest
+from ansible.module_utils.testing import patch_module_args
 from moto import mock_aws
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import MAX_WORKERS
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, preset_policy
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_bucket_info, cellar_bucket_policy, cellar_cors
 
@@ -45,6 +48,18 @@ def test_bucket_requests_rejects(kwargs, message):
         params["buckets"] = [dict(_params(name=None), **entry) for entry in params["buckets"]]
     with pytest.raises(ValueError, match=re.escape(message)):
         cellar_bucket.bucket_requests(params)
+
+
+@pytest.mark.parametrize(("module", "args"), [(cellar_bucket, {"name": "bkt"}), (cellar_bucket_info, {})])
+def test_modules_share_one_workers_limit(module, args, capsys):
+    """Both modules refuse more than MAX_WORKERS with the same message, before any request."""
+    args = {**args, "endpoint": "https://s3.example.com", "access_key": "AKIDEXAMPLE", "secret_key": "secret", "workers": MAX_WORKERS + 1}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    assert result["msg"] == "workers must be between 1 and %d" % MAX_WORKERS
+    assert "between 1 and %d" % MAX_WORKERS in cellar_bucket.DOCUMENTATION
 
 
 def test_bucket_requests_list():

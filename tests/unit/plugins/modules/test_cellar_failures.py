@@ -64,8 +64,8 @@ class FakeCellar:
     def url(self, bucket):
         return "https://s3.example.com/" + bucket
 
-    def describe(self, exc):
-        return describe_error(exc.error, "https://s3.example.com", exc.bucket, exc.action)
+    def describe(self, error, bucket=None, action=None):
+        return describe_error(error, "https://s3.example.com", bucket, action)
 
 
 def entry(**kwargs):
@@ -144,6 +144,20 @@ def test_list_mode_carries_changed_of_a_partly_written_bucket():
     params = entry(versioning="enabled")
     results, errors = cellar_bucket.converge_many(FakeCellar(client), [(params, cellar_bucket.desired_state(params))], 1)
     assert results[0]["changed"] is True and len(errors) == 1
+    assert results[0]["name"] == "bkt" and results[0]["url"] == "https://s3.example.com/bkt"  # the partial result of the bucket
+
+
+def test_list_result_has_one_diff_of_the_changed_buckets():
+    results = [
+        {"name": "one-b", "changed": True, "diff": {"before": {"exists": False}, "after": {"exists": True}}},
+        {"name": "two-b", "changed": False, "diff": {"before": {"exists": True}, "after": {"exists": True}}},
+        {"name": "three-b", "changed": True},  # failed after a write: no diff of its own
+    ]
+    result = cellar_bucket.list_result(results)
+    assert result["changed"] is True
+    assert result["diff"] == {"before": {"one-b": {"exists": False}, "three-b": None}, "after": {"one-b": {"exists": True}, "three-b": None}}
+    assert [sorted(entry) for entry in result["buckets"]] == [["changed", "name"]] * 3
+    assert cellar_bucket.list_result([{"name": "two-b", "changed": False}])["changed"] is False
 
 
 # ---- item: a non-empty bucket fails clearly and nothing is deleted -------------------------------------------
