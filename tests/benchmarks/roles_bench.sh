@@ -3,10 +3,10 @@
 #
 #   tests/benchmarks/roles_bench.sh
 #
-# For each role: a first converge and an idempotent re-run through the collection's playbooks
-# (playbooks/mounts.yml, playbooks/shared_storage.yml) driven by inventory variables. Prints the wall
-# time and the number of tasks that ran (ok + changed) and were skipped per host, and fails if the
-# re-run changed anything. Uses an sshd on 127.0.0.1:22271 (in host 1), stand-in TCP listeners for the
+# For each role: a --check --diff preview on the fresh hosts, a first converge and an idempotent re-run
+# through the collection's playbooks (playbooks/mounts.yml, playbooks/shared_storage.yml) driven by inventory
+# variables. Prints the wall time and the number of tasks that ran (ok + changed) and were skipped per host,
+# and fails if the preview changed a host, the re-run changed anything or a normal run printed a warning. Uses an sshd on 127.0.0.1:22271 (in host 1), stand-in TCP listeners for the
 # fstab-only CIFS/NFS lines, and its own RGW on 127.0.0.1:7497 (mon 3397).
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
@@ -117,11 +117,12 @@ json.dump(mounts, open(w + "/group_vars/mounts.json", "w"))
 json.dump(s3, open(w + "/group_vars/shared_storage.json", "w"))
 PY
 
-# run NAME PLAYBOOK: prints wall time and per-host recap numbers; sets CHANGED to the sum of changed=.
+# run NAME PLAYBOOK [ARGS...]: prints wall time and per-host recap numbers; sets CHANGED to the sum of changed=.
 run() {
   local name=$1 pb=$2 t0 t1 log="$W/$1.log"
+  shift 2
   t0=$(date +%s.%N)
-  if ! ansible-playbook -i "$W/inventory.yml" "$KD_ROOT/playbooks/$pb" >"$log" 2>&1; then
+  if ! ansible-playbook -i "$W/inventory.yml" "$@" "$KD_ROOT/playbooks/$pb" >"$log" 2>&1; then
     cp "$log" "$KD_WORK/bench-failed.log"
     grep -A5 -E '^fatal|^failed' "$log" | cut -c1-2000 >&2
     kd_die "$name failed: full log in $KD_WORK/bench-failed.log"
@@ -140,12 +141,34 @@ expect_no_change() {
   kd_die "$1 changed $CHANGED task(s): see $KD_WORK/bench-failed.log"
 }
 
+# host_state: what a check-mode run must leave as it was, on every host.
+host_state() {
+  for h in "${HOSTS[@]}"; do
+    docker exec "$h" sh -c 'sha256sum /etc/fstab; ls -la /etc/keepdata /mnt /storage 2>&1; ls -laR /srv/app; findmnt -rn -o TARGET' 2>&1
+  done
+}
+
+# expect_warning_free NAME: a normal run prints no warning (users would read it as ours).
+expect_warning_free() {
+  ! grep -q WARNING "$W/$1.log" && return 0
+  cp "$W/$1.log" "$KD_WORK/bench-failed.log"
+  kd_die "$1 printed a warning: see $KD_WORK/bench-failed.log"
+}
+
 echo
 echo "== keepdata.storage roles on ${#HOSTS[@]} hosts (ran = ok incl. changed, per host)"
+before=$(host_state)
+run "mounts check (fresh)" mounts.yml --check --diff
+run "s3fs check (fresh)" shared_storage.yml --check --diff
+[ "$(host_state)" = "$before" ] || kd_die "a --check run changed the hosts"
 run "mounts first converge" mounts.yml
+expect_warning_free "mounts first converge"
 run "mounts re-run" mounts.yml
 expect_no_change "mounts re-run"
+expect_warning_free "mounts re-run"
 run "s3fs first converge" shared_storage.yml
+expect_warning_free "s3fs first converge"
 run "s3fs re-run" shared_storage.yml
 expect_no_change "s3fs re-run"
+expect_warning_free "s3fs re-run"
 docker exec keepdata-bench-3 sh -c 'ls /srv/app/public/system/; findmnt -n -o TARGET,FSTYPE -T /storage; findmnt -n -o TARGET,FSTYPE -T /mnt/share'

@@ -1,0 +1,152 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""keepdata.storage.fstab_mount run in-process on a temporary fstab and config dir.
+
+State "present" needs no systemd (nothing is mounted); the mounted and absent paths over real mounts are
+proven by the Molecule scenarios on systemd hosts.
+"""
+
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.keepdata.storage.plugins.modules import fstab_mount
+
+FOREIGN = "# keep   me\ntmpfs   /mnt/foreign   tmpfs  defaults,size=1m   0  0\n"
+
+
+def run(capsys, check_mode=False, diff=False, **args):
+    args.setdefault("state", "present")
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args), pytest.raises(SystemExit):
+        fstab_mount.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def host(tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FOREIGN)
+    cfg = tmp_path / "cfg"
+    mnt = tmp_path / "mnt" / "backup-data"
+    return {"fstab": fstab, "cfg": cfg, "mnt": mnt}
+
+
+def args(host, **extra):
+    base = {
+        "path": str(host["mnt"]),
+        "src": "u@h:/srv",
+        "fstype": "fuse.sshfs",
+        "opts": ["_netdev", "IdentityFile=%s/k.key" % host["cfg"]],
+        "config_dir": str(host["cfg"]),
+        "files": [{"path": "%s/k.key" % host["cfg"], "content": "SECRET-KEY-NOT-IN-OUTPUT\n"}],
+        "fstab": str(host["fstab"]),
+        "id_options": True,
+    }
+    base.update(extra)
+    return base
+
+
+def test_check_mode_changes_nothing(host, capsys):
+    result = run(capsys, check_mode=True, diff=True, **args(host))
+    assert result["changed"] is True
+    assert host["fstab"].read_text() == FOREIGN
+    assert not host["cfg"].exists() and not host["mnt"].exists()
+    assert "fstab: None" in result["diff"]["before"]
+    assert "SECRET-KEY" not in json.dumps(result)
+
+
+def test_present_writes_line_files_and_mount_point_then_is_idempotent(host, capsys):
+    result = run(capsys, **args(host, owner="root", mode="0750"))
+    assert result["changed"] is True
+    uid, gid = os.getuid(), os.getgid()
+    line = "u@h:/srv %s fuse.sshfs _netdev,IdentityFile=%s/k.key,uid=%d,gid=%d 0 0" % (host["mnt"], host["cfg"], uid, gid)
+    assert host["fstab"].read_text() == FOREIGN + line + "\n"
+    key = host["cfg"] / "k.key"
+    assert key.read_text() == "SECRET-KEY-NOT-IN-OUTPUT\n"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and oct(host["cfg"].stat().st_mode & 0o777) == "0o700"
+    assert oct(host["mnt"].stat().st_mode & 0o777) == "0o750"
+    assert "SECRET-KEY" not in json.dumps(result)
+    again = run(capsys, **args(host, owner="root", mode="0750"))
+    assert again["changed"] is False and again["actions"] == []
+
+
+def test_changed_options_rewrite_only_that_line(host, capsys):
+    run(capsys, **args(host))
+    result = run(capsys, diff=True, **args(host, opts=["_netdev", "ro"]))
+    assert result["changed"] is True
+    assert result["actions"] == ["update %s" % host["fstab"]]
+    assert host["fstab"].read_text().startswith(FOREIGN)
+    assert ",ro," in host["fstab"].read_text()
+    assert "_netdev,ro" in result["diff"]["after"]
+
+
+def test_legacy_files_removed_unless_another_line_names_them(host, capsys):
+    host["cfg"].mkdir(mode=0o700)
+    legacy = host["cfg"] / "mnt-backup%2ddata.key"
+    shared = host["cfg"] / "bucket.passwd"
+    legacy.write_text("old")
+    shared.write_text("old")
+    host["fstab"].write_text(FOREIGN + "other /mnt/other fuse.s3fs passwd_file=%s 0 0\n" % shared)
+    result = run(capsys, **args(host, remove_files=[str(legacy), str(shared)]))
+    assert not legacy.exists()
+    assert shared.exists()
+    assert "still uses it" in json.dumps(result.get("warnings"))
+
+
+def test_refuses_to_mount_over_data_before_any_change(host, capsys):
+    host["mnt"].mkdir(parents=True)
+    (host["mnt"] / "precious.txt").write_text("x")
+    result = run(capsys, **args(host, state="mounted"))
+    assert result["failed"] is True
+    assert "refusing to mount over" in result["msg"] and "precious.txt" in result["msg"]
+    assert result["changed"] is False
+    assert host["fstab"].read_text() == FOREIGN and not host["cfg"].exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        ({"path": "/mnt/nl\n"}, "path must not contain control characters"),
+        ({"src": "u@h:/srv\n"}, "src must not contain control characters"),
+        ({"opts": ["ro\t"]}, "opts[0] must not contain control characters"),
+        ({"opts": ["ro,rw"]}, "opts[0] must be one option"),
+        ({"path": "/"}, 'path "/" must be an absolute path'),
+        ({"mode": "999"}, 'mode "999" must be an octal string'),
+        ({"files": [{"path": "/etc/elsewhere.key", "content": "x"}]}, "must be a file directly in config_dir"),
+        ({"owner": "nobody-here-at-all"}, "unknown owner nobody-here-at-all"),
+    ],
+)
+def test_bad_input_changes_nothing(host, capsys, extra, expect):
+    result = run(capsys, **args(host, **extra))
+    assert result["failed"] is True
+    assert expect in result["msg"]
+    assert host["fstab"].read_text() == FOREIGN and not host["cfg"].exists() and not host["mnt"].exists()
+
+
+def test_absent_removes_line_and_files_and_keeps_local_files(host, capsys):
+    run(capsys, **args(host))
+    (host["mnt"] / "written-while-down.txt").write_text("local")
+    result = run(
+        capsys, state="absent", path=str(host["mnt"]), files=[{"path": "%s/k.key" % host["cfg"]}], config_dir=str(host["cfg"]), fstab=str(host["fstab"])
+    )
+    assert result["changed"] is True
+    assert host["fstab"].read_text() == FOREIGN
+    assert not (host["cfg"] / "k.key").exists()
+    assert (host["mnt"] / "written-while-down.txt").read_text() == "local"
+    assert result["kept_local_files"] == ["written-while-down.txt"]
+    again = run(
+        capsys, state="absent", path=str(host["mnt"]), files=[{"path": "%s/k.key" % host["cfg"]}], config_dir=str(host["cfg"]), fstab=str(host["fstab"])
+    )
+    assert again["changed"] is False
+
+
+def test_absent_removes_an_empty_mount_point(host, capsys):
+    run(capsys, **args(host))
+    result = run(capsys, state="absent", path=str(host["mnt"]), fstab=str(host["fstab"]))
+    assert result["changed"] is True and not host["mnt"].exists()
