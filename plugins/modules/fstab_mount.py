@@ -348,11 +348,8 @@ class Mount:
         if changed_line and mounted:
             self.systemctl_or_fail("restart %s" % unit, "restart", unit)
         elif not mounted or (self.p["automount"] and self.systemctl("is-active", unit)[0] != 0):
-            if self.module.check_mode and changed_line:
-                # No up-to-date unit exists before the daemon-reload a real run does: report, do not ask systemd.
-                self.actions.append("start %s" % unit)
-            else:
-                self.systemctl_or_fail("start %s" % unit, "start", unit)
+            # In check mode this only reports the start (a new line's unit does not exist before a real daemon-reload).
+            self.systemctl_or_fail("start %s" % unit, "start", unit)
 
     def refuse_hiding(self):
         path = self.p["path"]

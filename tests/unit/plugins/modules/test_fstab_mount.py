@@ -150,3 +150,14 @@ def test_absent_removes_an_empty_mount_point(host, capsys):
     run(capsys, **args(host))
     result = run(capsys, state="absent", path=str(host["mnt"]), fstab=str(host["fstab"]))
     assert result["changed"] is True and not host["mnt"].exists()
+
+
+def test_check_mode_previews_the_mount_without_asking_systemd(host, capsys, monkeypatch):
+    def no_systemctl(*args, **kwargs):
+        raise AssertionError("check mode ran a command: %s" % (args,))
+
+    monkeypatch.setattr(fstab_mount.AnsibleModule, "run_command", no_systemctl)
+    result = run(capsys, check_mode=True, **args(host, state="mounted"))
+    assert result["changed"] is True
+    assert result["actions"][-1] == "start %s.mount" % result["unit"].rsplit(".", 1)[0]
+    assert host["fstab"].read_text() == FOREIGN and not host["mnt"].exists()
