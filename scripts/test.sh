@@ -45,6 +45,8 @@ if ! "$KD_ROOT/scripts/bootstrap.sh" "${bootstrap_args[@]}" 2>&1 | tee "$LOGS/bo
 fi
 kd_activate
 cd "$KD_ROOT" || exit 1
+# A caller's PYTEST_ADDOPTS (say --collect-only) would turn a gate into a run that tests nothing.
+unset PYTEST_ADDOPTS
 
 # run_gate NAME CMD...: run one check, keep its log, show the log's tail when it fails.
 run_gate() {
@@ -91,12 +93,29 @@ integration() (
   KEEPDATA_RGW_ENV="$dir/rgw.env" pytest_gate tests/integration
 )
 
-molecule_all() {
-  local s rc=0
-  for s in $(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort); do
-    run_gate "molecule-$s" timeout 1800 molecule test -s "$s" || rc=1
+# Every scenario the suite must run: one that goes missing fails its gate instead of silently running fewer.
+MOLECULE_SCENARIOS=(mounts s3fs smoke)
+
+# molecule_scenario NAME: molecule test, then proof from molecule's own summary that converge, idempotence
+# and a verify playbook that exists really ran (molecule reports a missing verify.yml as "Missing playbook").
+molecule_scenario() {
+  local s=$1 out rc=0 step
+  [ -f "molecule/$s/molecule.yml" ] || { echo "scenario $s: molecule/$s/molecule.yml is missing"; return 1; }
+  [ -f "molecule/$s/verify.yml" ] || { echo "scenario $s: molecule/$s/verify.yml is missing: a scenario without a verify proves nothing"; return 1; }
+  out=$(mktemp)
+  timeout 1800 molecule test -s "$s" 2>&1 | tee "$out" || rc=1
+  for step in converge idempotence verify; do
+    grep -qE "^$s > $step: Executed: Successful" "$out" || { echo "scenario $s: step '$step' did not run successfully"; rc=1; }
   done
+  rm -f "$out"
   return $rc
+}
+
+molecule_all() {
+  local s
+  for s in $({ printf '%s\n' "${MOLECULE_SCENARIOS[@]}"; find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename; } | sort -u); do
+    run_gate "molecule-$s" molecule_scenario "$s"
+  done
 }
 
 for g in "${gates[@]}"; do

@@ -14,13 +14,20 @@ from conftest import ROOT, delete_bucket_quietly, http_request, server_snapshot
 pytestmark = pytest.mark.rgw
 
 
-def ansible_playbook(rgw, playbook, extra_vars, *options):
-    """Run ansible-playbook with the connection given only through the environment; returns (rc, output)."""
+CONNECTION_ENV = ("CELLAR_ADDON_KEY_ID", "CELLAR_ADDON_KEY_SECRET", "CELLAR_ADDON_HOST", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def ansible_playbook(rgw, playbook, extra_vars, *options, connection_env=True):
+    """Run ansible-playbook with the connection given only through the environment; returns (rc, output).
+
+    With ``connection_env=False`` no connection variable is in the environment at all, so the playbook's own
+    settings (module_defaults) are the only source.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_ENV}
+    if connection_env:
+        env.update(CELLAR_ADDON_KEY_ID=rgw.owner["access_key"], CELLAR_ADDON_KEY_SECRET=rgw.owner["secret_key"], CELLAR_ADDON_HOST=rgw.endpoint)
     env = dict(
-        os.environ,
-        CELLAR_ADDON_KEY_ID=rgw.owner["access_key"],
-        CELLAR_ADDON_KEY_SECRET=rgw.owner["secret_key"],
-        CELLAR_ADDON_HOST=rgw.endpoint,
+        env,
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_STDOUT_CALLBACK="default",
         ANSIBLE_LOCALHOST_WARNING="false",
@@ -38,8 +45,10 @@ def ansible_playbook(rgw, playbook, extra_vars, *options):
 
 
 def recap(output):
+    """The localhost recap of a run that must have passed: a failed or unreachable host fails the test."""
     match = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
     assert match, output
+    assert (int(match.group(3)), int(match.group(4))) == (0, 0), output
     return {"ok": int(match.group(1)), "changed": int(match.group(2)), "failed": int(match.group(4))}
 
 
@@ -87,6 +96,7 @@ def test_cellar_playbook_check_apply_idempotent_absent(rgw):
         assert rc == 0, out
         assert not {public, shared} & set(server_snapshot(rgw)["buckets"])
         rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": gone})
+        assert rc == 0, out
         assert recap(out)["changed"] == 0, out
     finally:
         delete_bucket_quietly(rgw, public)
@@ -133,13 +143,15 @@ def test_action_group_sets_the_connection_once(rgw, existing_bucket, tmp_path):
 """
     )
     extra = {"endpoint": rgw.endpoint, "access_key": rgw.owner["access_key"], "secret_key": rgw.owner["secret_key"], "bucket": existing_bucket}
-    rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
+    # No CELLAR_ADDON_* nor AWS_* in the environment: only the action group can give the modules their connection.
+    rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff", connection_env=False)
     assert rc == 0, out
     assert recap(out)["changed"] == 2
     assert "+++ after" in out
     assert server_snapshot(rgw, existing_bucket)["policy"] is None
-    rc, out = ansible_playbook(rgw, playbook, extra)
+    rc, out = ansible_playbook(rgw, playbook, extra, connection_env=False)
     assert rc == 0, out
     assert recap(out)["changed"] == 2
-    rc, out = ansible_playbook(rgw, playbook, extra)
+    rc, out = ansible_playbook(rgw, playbook, extra, connection_env=False)
+    assert rc == 0, out
     assert recap(out)["changed"] == 0, out
