@@ -6,7 +6,8 @@
 # For each role: a --check --diff preview on the fresh hosts, a first converge and an idempotent re-run
 # through the collection's playbooks (playbooks/mounts.yml, playbooks/shared_storage.yml) driven by inventory
 # variables. Prints the wall time and the number of tasks that ran (ok + changed) and were skipped per host,
-# and fails if the preview changed a host, the re-run changed anything or a normal run printed a warning. Uses an sshd on 127.0.0.1:22271 (in host 1), stand-in TCP listeners for the
+# and fails if the preview changed a host, the re-run or a --check run on the converged hosts changed anything,
+# or a normal run printed a warning. Uses an sshd on 127.0.0.1:22271 (in host 1), stand-in TCP listeners for the
 # fstab-only CIFS/NFS lines, and its own RGW on 127.0.0.1:7497 (mon 3397).
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
@@ -166,9 +167,13 @@ expect_warning_free "mounts first converge"
 run "mounts re-run" mounts.yml
 expect_no_change "mounts re-run"
 expect_warning_free "mounts re-run"
+run "mounts check (converged)" mounts.yml --check --diff
+expect_no_change "mounts check (converged)"
 run "s3fs first converge" shared_storage.yml
 expect_warning_free "s3fs first converge"
 run "s3fs re-run" shared_storage.yml
 expect_no_change "s3fs re-run"
 expect_warning_free "s3fs re-run"
+run "s3fs check (converged)" shared_storage.yml --check --diff
+expect_no_change "s3fs check (converged)"
 docker exec keepdata-bench-3 sh -c 'ls /srv/app/public/system/; findmnt -n -o TARGET,FSTYPE -T /storage; findmnt -n -o TARGET,FSTYPE -T /mnt/share'
