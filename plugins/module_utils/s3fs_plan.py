@@ -30,6 +30,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     file_id,
     fstab_option_error,
     full,
+    paths_nest,
     rel_path_ok,
     systemd_escape_path,
 )
@@ -103,7 +104,7 @@ def _links(settings, path, errors):
     if wanted:
         if not app_root or app_root == "/" or abs_path_error("s3fs_app_root", app_root):
             errors.append('s3fs_app_root "%s" must be an absolute path other than / when s3fs_symlinks is set' % app_root)
-        elif (app_root + "/").startswith(path + "/") or (path + "/").startswith(app_root + "/"):
+        elif paths_nest(app_root, path):
             errors.append('s3fs_app_root "%s" and s3fs_path "%s" must not contain one another' % (app_root, path))
     for item in wanted:
         rel = item.rstrip("/")
@@ -113,7 +114,7 @@ def _links(settings, path, errors):
             errors.append('symlink "%s" is listed twice' % rel)
         else:
             for other in links:
-                if (rel + "/").startswith(other + "/") or (other + "/").startswith(rel + "/"):
+                if paths_nest(rel, other):
                     errors.append('symlinks "%s" and "%s" clash: one is inside the other' % (other, rel))
             links.append(rel)
     return app_root, links

@@ -24,6 +24,8 @@ import hashlib
 import os
 import shutil
 
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import paths_nest
+
 # How many clashing names the message shows per link.
 CLASH_NAMES_SHOWN = 5
 
@@ -237,8 +239,7 @@ def check_links(app_root, storage, rels):
         errors.append("app_root %s must be an absolute path other than /" % app_root)
     if not os.path.isabs(storage) or storage.rstrip("/") == "":
         errors.append("storage %s must be an absolute path other than /" % storage)
-    root, store = app_root.rstrip("/") + "/", storage.rstrip("/") + "/"
-    if root.startswith(store) or store.startswith(root):
+    if paths_nest(app_root, storage):
         errors.append("app_root %s and storage %s must not contain one another" % (app_root, storage))
     seen = []
     for rel in rels:
@@ -250,7 +251,7 @@ def check_links(app_root, storage, rels):
             errors.append('link "%s" is listed twice' % rel)
             continue
         for other in seen:
-            if (rel + "/").startswith(other + "/") or (other + "/").startswith(rel + "/"):
+            if paths_nest(rel, other):
                 errors.append('links "%s" and "%s" clash: one is inside the other' % (other, rel))
         seen.append(rel)
     return errors

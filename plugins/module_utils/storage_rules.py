@@ -70,6 +70,12 @@ def abs_path_error(option, value, what="an absolute path other than /"):
     return '%s "%s" must be %s (letters, digits and . _ - @ + = only)' % (option, value, what)
 
 
+def paths_nest(first, second):
+    """True when the two paths are the same or one lies inside the other ("a" and "a/b", never "a" and "ab")."""
+    first, second = first.rstrip("/") + "/", second.rstrip("/") + "/"
+    return first.startswith(second) or second.startswith(first)
+
+
 def rel_path_ok(value):
     return full(REL_PATH, value) and not any(part in (".", "..") for part in value.split("/"))
 

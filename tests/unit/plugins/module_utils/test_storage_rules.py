@@ -14,6 +14,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     control_char_errors,
     file_id,
     legacy_file_id,
+    paths_nest,
     systemd_escape_path,
 )
 
@@ -94,3 +95,13 @@ def test_fstab_escapes_blanks():
 )
 def test_fuse_conf(before, after):
     assert fstab.fuse_conf_allowing_other(before) == after
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "nest"),
+    [("public", "public/system", True), ("public/system/", "public", True), ("a", "a", True), ("/srv/app", "/srv/application", False), ("a", "b", False)],
+)
+def test_paths_nest(one, other, nest):
+    # Symmetric: which of the two comes first does not matter.
+    assert paths_nest(one, other) is nest
+    assert paths_nest(other, one) is nest
