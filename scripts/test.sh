@@ -94,7 +94,7 @@ integration() (
 )
 
 # Every scenario the suite must run: one that goes missing fails its gate instead of silently running fewer.
-MOLECULE_SCENARIOS=(mounts s3fs smoke)
+MOLECULE_SCENARIOS=(backup mounts s3fs smoke)
 
 # molecule_scenario NAME: molecule test, then proof from molecule's own summary that converge, idempotence
 # and a verify playbook that exists really ran (molecule reports a missing verify.yml as "Missing playbook").

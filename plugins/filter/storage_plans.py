@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts_plan import mounts_files, mounts_plan
 from ansible_collections.keepdata.storage.plugins.module_utils.s3fs_plan import s3fs_bucket_request, s3fs_credentials, s3fs_plan
 
@@ -26,4 +27,7 @@ class FilterModule:
             "s3fs_plan": s3fs_plan,
             "s3fs_credentials": s3fs_credentials,
             "s3fs_bucket_request": s3fs_bucket_request,
+            "backup_plan": backup_plan,
+            "backup_secrets": backup_secrets,
+            "backup_bucket_problems": backup_bucket_problems,
         }

@@ -188,6 +188,17 @@ def get_website(client, bucket):
     return response
 
 
+def get_lifecycle(client, bucket):
+    """The bucket's lifecycle rules as S3 returns them; [] when there is no lifecycle configuration."""
+    try:
+        response = call("get bucket lifecycle", client.get_bucket_lifecycle_configuration, bucket, Bucket=bucket)
+    except S3CallError as exc:
+        if exc.code == "NoSuchLifecycleConfiguration":
+            return []
+        raise
+    return response.get("Rules", [])
+
+
 def list_versions_page(client, bucket, key_marker=None, version_marker=None, max_keys=DELETE_BATCH):
     kwargs = dict(Bucket=bucket, MaxKeys=max_keys)
     if key_marker:

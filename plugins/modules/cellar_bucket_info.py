@@ -56,6 +56,10 @@ options:
     description: Read each bucket's static website configuration (null when none).
     type: bool
     default: false
+  lifecycle:
+    description: Read each bucket's lifecycle rules (empty list when none), as S3 returns them.
+    type: bool
+    default: false
   workers:
     description: Detail requests in flight at once.
     type: int
@@ -119,6 +123,11 @@ buckets:
       description: Website configuration, null when none.
       type: dict
       returned: when O(website=true)
+    lifecycle:
+      description: Lifecycle rules (C(ID), C(Status), C(Filter) or C(Prefix), C(Expiration), ...), empty when none.
+      type: list
+      elements: dict
+      returned: when O(lifecycle=true)
 """
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
@@ -132,6 +141,7 @@ ARGUMENT_SPEC = dict(
     acl=dict(type="bool", default=False),
     versioning=dict(type="bool", default=False),
     website=dict(type="bool", default=False),
+    lifecycle=dict(type="bool", default=False),
     workers=dict(type="int", default=8),
 )
 
@@ -166,6 +176,8 @@ def bucket_details(cellar, entry, params):
         entry["versioning"] = ops.get_versioning(client, name)
     if params["website"]:
         entry["website"] = ops.get_website(client, name)
+    if params["lifecycle"]:
+        entry["lifecycle"] = ops.get_lifecycle(client, name)
     return entry
 
 

@@ -42,14 +42,14 @@ def test_missing_scenarios_fail_the_molecule_gate(checkout):
     shutil.rmtree(checkout / "molecule")
     rc, out = run_gates(checkout, "molecule")
     assert rc != 0, out
-    for scenario in ("mounts", "s3fs", "smoke"):
+    for scenario in ("backup", "mounts", "s3fs", "smoke"):
         assert "FAIL molecule-%s" % scenario in out
         assert "scenario %s: molecule/%s/molecule.yml is missing" % (scenario, scenario) in out
-    assert "gates: 0 passed, 3 failed" in out
+    assert "gates: 0 passed, 4 failed" in out
 
 
 def test_a_scenario_without_verify_fails_before_running(checkout):
-    for scenario in ("mounts", "s3fs"):
+    for scenario in ("backup", "mounts", "s3fs"):
         shutil.rmtree(checkout / "molecule" / scenario)
     (checkout / "molecule" / "smoke" / "verify.yml").unlink()
     rc, out = run_gates(checkout, "molecule")

@@ -1,0 +1,565 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The plan of role keepdata.storage.backup: settings validated, the repository and every job resolved.
+
+``backup_plan(settings)`` returns ``{"errors", "warnings", "repository", "jobs", "service", "probe", "bucket"}``
+and holds no secret, so it is safe to print. ``backup_secrets(settings)`` returns the password, the recovery
+password and the S3 keys, used only as arguments of tasks that hide them. ``settings`` are the role's
+variables without their ``backup_`` prefix, plus ``env`` (the controller's CELLAR_ADDON_* variables) and
+``inventory_hostname``. Bucket names, endpoints and the path-style choice follow the Cellar modules' rules;
+paths follow the mount roles' rules (storage_rules), so one value is judged the same way everywhere.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import re
+
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
+
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
+    ACCOUNT,
+    abs_path_error,
+    as_list,
+    control_char_errors,
+    full,
+    has_control_chars,
+    paths_nest,
+    rel_path_ok,
+)
+
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=@+-]{0,63}")
+DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+# restic's --keep-within durations: years, months, days, hours.
+RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")
+# A systemd time span such as "30min", "1h 30min", "12h" or "90" (seconds).
+_SPAN_UNIT = r"(?:us|ms|s|sec|seconds?|m|min|minutes?|h|hr|hours?|d|days?|w|weeks?)"
+TIME_SPAN = re.compile(r"[0-9]+ ?{u}?(?: [0-9]+ ?{u}?)*".format(u=_SPAN_UNIT))
+# OnCalendar's alphabet; whether systemd accepts the expression is asked of systemd-analyze on the host.
+CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ +-]+")
+MEMORY = re.compile(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity")
+DUMP_OPTION = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9_-]*(?:=[A-Za-z0-9_.,:/@+=-]*)?")
+CREDENTIAL_OPTION = re.compile(r"passw|secret|token", re.IGNORECASE)
+JOB_TAG = "keepdata-job="
+
+RETENTION_KEYS = ("keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+JOB_KEYS = frozenset(
+    (
+        "name",
+        "paths",
+        "excludes",
+        "tags",
+        "schedule",
+        "enabled",
+        "randomized_delay",
+        "pre_hooks",
+        "post_hooks",
+        "on_failure_hooks",
+        "databases",
+        "keep_within",
+        "keep_tags",
+    )
+    + RETENTION_KEYS
+)
+DATABASE_KEYS = {
+    "sqlite": frozenset(("type", "name", "path")),
+    "postgresql": frozenset(("type", "name", "database", "user", "options")),
+    "mysql": frozenset(("type", "name", "database", "defaults_file", "options")),
+}
+RUNNER = "/usr/local/lib/keepdata/backup_runner.py"
+
+
+def _text(value):
+    return "" if value is None else str(value)
+
+
+def _int(value, option, errors, low, high=None):
+    """An integer option within [low, high]; booleans and text that is not a whole number are refused."""
+    if isinstance(value, bool) or value is None or not re.fullmatch(r"-?[0-9]+", _text(value).strip()):
+        errors.append("%s must be a whole number" % option)
+        return low
+    number = int(_text(value).strip())
+    if number < low or (high is not None and number > high):
+        errors.append("%s must be between %d and %s (got %d)" % (option, low, high if high is not None else "any", number))
+        return low
+    return number
+
+
+def _strings(value, option, errors, *, pattern=None, what="", echo=True):
+    """A list of non-empty strings (a single string is one item); each must fully match ``pattern`` when given.
+
+    ``echo=False``: a refused item is not repeated in the message (a command-line option may hold a password).
+    """
+    items = as_list(value, "\n") if isinstance(value, str) else as_list(value)
+    out = []
+    for index, item in enumerate(items):
+        where = "%s[%d]" % (option, index)
+        if not isinstance(item, str) or not item.strip():
+            errors.append("%s must be a non-empty string" % where)
+        elif has_control_chars(item):
+            errors.append("%s must not contain control characters (newline, tab, ...)" % where)
+        elif pattern is not None and not full(pattern, item):
+            errors.append('%s "%s" must be %s' % (where, item, what) if echo else "%s must be %s (its value is not shown)" % (where, what))
+        else:
+            out.append(item)
+    return out
+
+
+def _credentials(settings, errors):
+    """(access key, secret key, endpoint) of an S3 repository: variables first, then CELLAR_ADDON_*."""
+    ak, sk = _text(settings.get("s3_access_key")), _text(settings.get("s3_secret_key"))
+    endpoint = _text(settings.get("s3_endpoint"))
+    if settings.get("from_cellar_env"):
+        env = settings.get("env") or {}
+        bad_env = control_char_errors(
+            {"CELLAR_ADDON_HOST": env.get("host"), "CELLAR_ADDON_KEY_ID": env.get("key_id"), "CELLAR_ADDON_KEY_SECRET": env.get("key_secret")}
+        )
+        if bad_env:
+            errors.extend("environment " + e for e in bad_env)
+            return "", "", endpoint
+        if not (env.get("key_id") and env.get("key_secret")) and not (ak and sk):
+            errors.append("backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment")
+        ak, sk = ak or _text(env.get("key_id")), sk or _text(env.get("key_secret"))
+        # CELLAR_ADDON_HOST names the cluster the keys belong to: it wins over backup_s3_endpoint.
+        endpoint = _text(env.get("host")) or endpoint
+    if not ak or not sk:
+        errors.append("no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env")
+    elif re.search(r"\s", ak + sk) or "=" in ak:
+        errors.append("backup_s3_access_key and backup_s3_secret_key must not contain blanks (nor the access key '=')")
+    return ak, sk, endpoint
+
+
+def _repository(settings, errors):
+    """The restic repository: its URL, its -o options, a stable id, and what the probe and bucket checks need."""
+    target = _text(settings.get("target") or "s3")
+    if target == "path":
+        path = _text(settings.get("path")).rstrip("/")
+        problem = abs_path_error("backup_path", path)
+        if problem or path in ("", "/"):
+            errors.append(problem or 'backup_path "%s" must be an absolute path other than /' % path)
+        return {"kind": "path", "url": path, "path": path, "options": [], "bucket": "", "prefix": "", "endpoint": "", "path_style": False}
+    if target != "s3":
+        errors.append('backup_target "%s" must be s3 or path' % target)
+        return {}
+    _ak, _sk, endpoint = _credentials(settings, errors)
+    bucket = _text(settings.get("s3_bucket"))
+    problem = validate_bucket_name(bucket)
+    if problem:
+        errors.append('backup_s3_bucket "%s" is not a valid S3 bucket name: %s' % (bucket, problem.replace("bucket name %r " % bucket, "")))
+    prefix = _text(settings.get("s3_prefix")).strip("/")
+    if prefix and not rel_path_ok(prefix):
+        errors.append('backup_s3_prefix "%s" must be a relative path such as restic/web1 (letters, digits and . _ - @ + = only)' % prefix)
+    try:
+        url = parse_endpoint(endpoint)
+    except CellarError:
+        errors.append('backup_s3_endpoint "%s" must be a host, host:port or http(s)://host[:port]' % endpoint)
+        url = "https://invalid"
+    # A YAML boolean (backup_s3_path_style: false) is "false", not "auto".
+    style = settings.get("s3_path_style")
+    style = "auto" if style is None or style == "" else _text(style).lower()
+    if style not in ("auto", "true", "false"):
+        errors.append("backup_s3_path_style must be auto, true or false")
+    path_style = style == "true" or (style == "auto" and use_path_style(url, bucket))
+    connections = _int(settings.get("s3_connections", 5), "backup_s3_connections", errors, 1, 64)
+    parts = urlsplit(url)
+    return {
+        "kind": "s3",
+        "url": "s3:%s/%s%s" % (url, bucket, "/" + prefix if prefix else ""),
+        "path": "",
+        "options": ["s3.bucket-lookup=%s" % ("path" if path_style else "dns"), "s3.connections=%d" % connections],
+        "bucket": bucket,
+        "prefix": prefix,
+        "endpoint": url,
+        "path_style": path_style,
+        "address": "%s:%d" % (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)),
+    }
+
+
+def _retention(source, defaults, where, errors):
+    """keep_* counts and keep_within of one job (its own values over the role's defaults)."""
+    retention = {}
+    for key in RETENTION_KEYS:
+        option = "%s.%s" % (where, key) if key in source else "backup_" + key
+        retention[key] = _int(source.get(key, defaults.get(key, 0)), option, errors, 0, 100000)
+    within = _text(source.get("keep_within", defaults.get("keep_within")))
+    if within and not full(RESTIC_DURATION, within):
+        errors.append(
+            '%s "%s" must be a restic duration such as 30d, 2m or 1y6m'
+            % ("%s.keep_within" % where if "keep_within" in source else "backup_keep_within", within)
+        )
+    retention["keep_within"] = within
+    if not within and not any(retention[key] for key in RETENTION_KEYS):
+        errors.append("%s has no retention rule: set at least one of keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within" % where)
+    return retention
+
+
+def _tag_rules(value, option, errors):
+    rules = []
+    for index, rule in enumerate(as_list(value)):
+        where = "%s[%d]" % (option, index)
+        if not isinstance(rule, dict) or set(rule) - {"tag", "within"}:
+            errors.append("%s must be a mapping with tag and within" % where)
+            continue
+        tag, within = _text(rule.get("tag")), _text(rule.get("within"))
+        if not full(TAG, tag) or tag.startswith(JOB_TAG):
+            errors.append('%s.tag "%s" must be a tag (letters, digits and . _ : = @ + -), not one the role sets' % (where, tag))
+        elif not full(RESTIC_DURATION, within):
+            errors.append('%s.within "%s" must be a restic duration such as 21d' % (where, within))
+        else:
+            rules.append({"tag": tag, "within": within})
+    return rules
+
+
+def _dump_name(db, kind, at, names, errors):
+    """The dump's file name stem (its name, its database, or the SQLite file's stem), or None when unusable."""
+    name = _text(db.get("name") or db.get("database") or "")
+    if kind == "sqlite" and not name:
+        name = _text(db.get("path")).rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if not full(DUMP_NAME, name):
+        errors.append('%s.name "%s" must be a dump name (letters, digits, . _ -)' % (at, name))
+        return None
+    if name in names:
+        errors.append('%s.name "%s" is used twice in this job' % (at, name))
+        return None
+    names.add(name)
+    return name
+
+
+def _server_dump(db, kind, at, errors):
+    """What a PostgreSQL or MySQL dump needs; a password never goes on pg_dump's or mysqldump's command line."""
+    database = _text(db.get("database"))
+    if not full(DUMP_NAME, database):
+        errors.append('%s.database "%s" must be a database name (letters, digits, . _ -)' % (at, database))
+    options = _strings(db.get("options"), at + ".options", errors, pattern=DUMP_OPTION, what="one command-line option such as --no-owner", echo=False)
+    for option in options:
+        # mysqldump takes the password glued to -p ("-psecret"); -P (the port) is another option.
+        if CREDENTIAL_OPTION.search(option.split("=")[0]) or (kind == "mysql" and option.startswith("-p")):
+            errors.append("%s.options: a password option would show in the process list; use a defaults or .pgpass file" % at)
+    dump = {"database": database, "options": options}
+    if kind == "postgresql":
+        dump["user"] = _text(db.get("user") or "postgres")
+        if not full(ACCOUNT, dump["user"]):
+            errors.append('%s.user "%s" must be a user name' % (at, dump["user"]))
+    else:
+        dump["defaults_file"] = _text(db.get("defaults_file"))
+        problem = abs_path_error(at + ".defaults_file", dump["defaults_file"]) if dump["defaults_file"] else None
+        if problem:
+            errors.append(problem)
+    return dump
+
+
+def _databases(value, where, errors):
+    dumps, names = [], set()
+    for index, db in enumerate(as_list(value)):
+        at = "%s.databases[%d]" % (where, index)
+        kind = _text(db.get("type")) if isinstance(db, dict) else ""
+        if kind not in DATABASE_KEYS:
+            errors.append("%s.type must be sqlite, postgresql or mysql" % at)
+            continue
+        unknown = sorted(set(db) - DATABASE_KEYS[kind])
+        if unknown:
+            errors.append("%s: unknown option(s) %s for a %s dump" % (at, ", ".join(unknown), kind))
+            continue
+        bad = control_char_errors({"%s.%s" % (at, k): v for k, v in db.items() if k != "options"})
+        if bad:
+            errors.extend(bad)
+            continue
+        name = _dump_name(db, kind, at, names, errors)
+        if name is None:
+            continue
+        dump = {"type": kind, "name": name}
+        if kind == "sqlite":
+            dump["path"] = _text(db.get("path"))
+            problem = abs_path_error(at + ".path", dump["path"])
+            if problem:
+                errors.append(problem)
+        else:
+            dump.update(_server_dump(db, kind, at, errors))
+        dumps.append(dump)
+    return dumps
+
+
+def _job(raw, index, settings, repository, errors):
+    """One job's configuration (the JSON the runner reads, plus its schedule), or None when it is unusable."""
+    where = "backup_jobs[%d]" % index
+    if not isinstance(raw, dict):
+        errors.append("%s must be a mapping with at least name and paths" % where)
+        return None
+    unknown = sorted(set(raw) - JOB_KEYS)
+    if unknown:
+        errors.append("%s: unknown option(s) %s (known: %s)" % (where, ", ".join(unknown), ", ".join(sorted(JOB_KEYS))))
+    name = _text(raw.get("name"))
+    if has_control_chars(name) or not full(JOB_NAME, name):
+        errors.append("%s.name must be 1 to 40 lowercase letters, digits, _ or - (starting with a letter or digit)" % where)
+        return None
+    if name.endswith(("-forget", "-retry")):
+        errors.append('%s.name "%s" must not end in -forget or -retry (the names of every job\'s own units)' % (where, name))
+        return None
+    where = "backup_jobs[%s]" % name
+    paths = _strings(raw.get("paths"), where + ".paths", errors)
+    if not as_list(raw.get("paths")) and not raw.get("databases"):
+        errors.append("%s.paths must list at least one absolute path" % where)
+    for path in paths:
+        problem = abs_path_error(where + ".paths", path.rstrip("/") or path)
+        if problem or path.rstrip("/") == "":
+            errors.append(problem or '%s.paths "/" is not a path to back up: name the directories' % where)
+        elif repository.get("kind") == "path" and repository.get("path") and paths_nest(path, repository["path"]):
+            errors.append(
+                '%s.paths "%s" and backup_path "%s" must not contain one another (the repository would back itself up)' % (where, path, repository["path"])
+            )
+    paths = [p.rstrip("/") for p in paths]
+    excludes = _strings(raw.get("excludes"), where + ".excludes", errors)
+    tags = _strings(raw.get("tags"), where + ".tags", errors, pattern=TAG, what="a tag (letters, digits and . _ : = @ + -)")
+    if any(t.startswith(JOB_TAG) for t in tags):
+        errors.append("%s.tags: %s... is set by the role" % (where, JOB_TAG))
+    schedule = _text(raw.get("schedule", settings.get("schedule") or "daily"))
+    if not full(CALENDAR, schedule):
+        errors.append(
+            '%s.schedule "%s" must be an OnCalendar expression such as daily or *-*-* 03:00' % (where, "?" if has_control_chars(schedule) else schedule)
+        )
+    delay = _text(raw.get("randomized_delay", settings.get("randomized_delay", "0")))
+    if not full(TIME_SPAN, delay):
+        errors.append('%s.randomized_delay "%s" must be a time span such as 30min' % (where, "?" if has_control_chars(delay) else delay))
+    hooks = {key: _strings(raw.get(key), "%s.%s" % (where, key), errors) for key in ("pre_hooks", "post_hooks", "on_failure_hooks")}
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append("%s.enabled must be true or false" % where)
+    defaults = {key: settings.get(key) for key in RETENTION_KEYS + ("keep_within",)}
+    retention = _retention(raw, defaults, where, errors)
+    tag_rules = _tag_rules(raw.get("keep_tags", settings.get("keep_tags")), where + ".keep_tags" if "keep_tags" in raw else "backup_keep_tags", errors)
+    config_dir = _text(settings.get("config_dir")).rstrip("/")
+    state_dir = _text(settings.get("state_dir")).rstrip("/")
+    return {
+        "name": name,
+        "repository": repository.get("url", ""),
+        "repository_id": hashlib.sha256(repository.get("url", "").encode("utf-8")).hexdigest()[:12],
+        "restic_options": [arg for option in repository.get("options", []) for arg in ("-o", option)],
+        "host": _text(settings.get("host_name")),
+        "mount_point": "",
+        "paths": paths,
+        "excludes": excludes,
+        "tags": tags,
+        "limit_upload": _int(settings.get("limit_upload", 0), "backup_limit_upload", errors, 0),
+        "compression": _text(settings.get("compression") or "auto"),
+        "pre_hooks": hooks["pre_hooks"],
+        "post_hooks": hooks["post_hooks"],
+        "on_failure_hooks": hooks["on_failure_hooks"],
+        "hook_timeout": _int(settings.get("hook_timeout", 3600), "backup_hook_timeout", errors, 1),
+        "databases": _databases(raw.get("databases"), where, errors),
+        "dump_dir": "%s/dumps/%s" % (state_dir, name),
+        "retention": retention,
+        "tag_rules": tag_rules,
+        "prune": bool(settings.get("prune", True)),
+        "retry_attempts": _int(settings.get("retry_attempts", 3), "backup_retry_attempts", errors, 0, 100),
+        "notify_command": _text(settings.get("notify_command")),
+        "metrics_dir": _text(settings.get("metrics_dir")).rstrip("/"),
+        "state_dir": state_dir,
+        "cache_dir": "/var/cache/keepdata-backup",
+        "password_file": "%s/repository.password" % config_dir,
+        "s3_credentials_file": "%s/s3.credentials" % config_dir if repository.get("kind") == "s3" else "",
+        # Read by the units, not by the runner.
+        "enabled": enabled is True,
+        "schedule": schedule,
+        "randomized_delay": delay,
+    }
+
+
+def _service(settings, errors):
+    """The resource limits every unit gets (Cloudron's defaults in the role: nice 15, idle I/O, 12 h)."""
+    service = {
+        "nice": _int(settings.get("nice", 15), "backup_nice", errors, -20, 19),
+        "io_class": _text(settings.get("io_class") or "idle"),
+        "cpu_policy": _text(settings.get("cpu_policy") or "batch"),
+        "memory_max": _text(settings.get("memory_max") or "infinity"),
+        "timeout": _text(settings.get("timeout") or "12h"),
+        "retry_delay": _text(settings.get("retry_delay") or "15min"),
+        "forget_schedule": _text(settings.get("forget_schedule") or "*-*-* 05:00"),
+        "runner": RUNNER,
+    }
+    if service["io_class"] not in ("idle", "best-effort", "realtime"):
+        errors.append("backup_io_class must be idle, best-effort or realtime")
+    if service["cpu_policy"] not in ("batch", "idle", "other"):
+        errors.append("backup_cpu_policy must be batch, idle or other")
+    if not full(MEMORY, service["memory_max"]):
+        errors.append(
+            'backup_memory_max "%s" must be a size such as 2G, a percentage or infinity'
+            % ("?" if has_control_chars(service["memory_max"]) else service["memory_max"])
+        )
+    for key in ("timeout", "retry_delay"):
+        if not full(TIME_SPAN, service[key]) and not (key == "timeout" and service[key] == "infinity"):
+            errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, "?" if has_control_chars(service[key]) else service[key]))
+    if not full(CALENDAR, service["forget_schedule"]):
+        errors.append("backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00")
+    return service
+
+
+def _general_errors(settings):
+    """Password, directories, host name and compression: the settings that are not about the repository or a job."""
+    errors = []
+    if not _text(settings.get("password")):
+        errors.append("backup_password is required (no default): it encrypts the repository; keep a copy away from the host")
+    elif len(_text(settings.get("password"))) < 12:
+        errors.append("backup_password must be at least 12 characters long")
+    recovery = _text(settings.get("recovery_password"))
+    if recovery and recovery == _text(settings.get("password")):
+        errors.append("backup_recovery_password must differ from backup_password")
+    for key in ("config_dir", "state_dir"):
+        problem = abs_path_error("backup_" + key, _text(settings.get(key)).rstrip("/"))
+        if problem:
+            errors.append(problem)
+    metrics_dir = _text(settings.get("metrics_dir")).rstrip("/")
+    if metrics_dir and abs_path_error("backup_metrics_dir", metrics_dir):
+        errors.append(abs_path_error("backup_metrics_dir", metrics_dir))
+    if not full(HOST_NAME, _text(settings.get("host_name"))):
+        errors.append('backup_host_name "%s" must be a host name (letters, digits, . _ -)' % _text(settings.get("host_name")))
+    if _text(settings.get("compression") or "auto") not in ("auto", "off", "max"):
+        errors.append("backup_compression must be auto, off or max")
+    return errors
+
+
+def _plan(settings):
+    """(errors, warnings, repository, jobs, service): everything but the secrets."""
+    strings = (
+        "target",
+        "path",
+        "s3_bucket",
+        "s3_prefix",
+        "s3_endpoint",
+        "host_name",
+        "notify_command",
+        "config_dir",
+        "state_dir",
+        "metrics_dir",
+        "compression",
+    )
+    errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
+    secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
+    secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
+    errors += control_char_errors(secrets)
+    if errors:
+        return errors, [], {}, [], {}
+    errors += _general_errors(settings)
+    repository = _repository(settings, errors)
+    service = _service(settings, errors)
+    jobs_value = settings.get("jobs")
+    if not isinstance(jobs_value, (list, tuple)):
+        errors.append("backup_jobs must be a list of jobs (each with name and paths)")
+        jobs_value = []
+    jobs, seen = [], set()
+    for index, raw in enumerate(jobs_value):
+        job = _job(raw, index, settings, repository, errors)
+        if job is None:
+            continue
+        if job["name"] in seen:
+            errors.append('backup_jobs: job name "%s" is used twice' % job["name"])
+        seen.add(job["name"])
+        jobs.append(job)
+    warnings = []
+    if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
+        warnings.append("backup_s3_endpoint uses plain http: restic encrypts the data, but the S3 keys travel in clear")
+    return errors, warnings, repository, jobs, service
+
+
+def _is_loopback(url):
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def backup_plan(settings):
+    """The plan, safe to print: errors, warnings, the repository, the jobs, the units' settings, the probe's request."""
+    errors, warnings, repository, jobs, service = _plan(settings)
+    if errors:
+        return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}}
+    schedules = [{"option": "backup_jobs[%s].schedule" % j["name"], "value": j["schedule"]} for j in jobs]
+    schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
+    probe = {
+        "paths": [{"option": "backup_jobs[%s].paths" % j["name"], "path": p} for j in jobs for p in j["paths"]],
+        "sqlite_paths": [
+            {"option": "backup_jobs[%s].databases[%s].path" % (j["name"], d["name"]), "path": d["path"]}
+            for j in jobs
+            for d in j["databases"]
+            if d["type"] == "sqlite"
+        ],
+        "repository_path": repository["path"],
+        "schedules": schedules,
+        "packages": ["restic"] if settings.get("manage_packages", True) else [],
+        "ports": [repository["address"]] if repository["kind"] == "s3" and settings.get("preflight", True) else [],
+    }
+    bucket = {}
+    if repository["kind"] == "s3":
+        bucket = {
+            "name": repository["bucket"],
+            "prefix": repository["prefix"],
+            "endpoint": repository["endpoint"],
+            "path_style": repository["path_style"],
+            "create": bool(settings.get("create_bucket")),
+        }
+    return {"errors": [], "warnings": warnings, "repository": repository, "jobs": jobs, "service": service, "probe": probe, "bucket": bucket}
+
+
+def backup_secrets(settings):
+    """{password, recovery_password, access_key, secret_key}; empty strings when the settings are invalid."""
+    errors = _plan(settings)[0]
+    if errors:
+        return {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
+    ak, sk = "", ""
+    if _text(settings.get("target") or "s3") == "s3":
+        ak, sk, _endpoint = _credentials(settings, [])
+    return {"password": _text(settings.get("password")), "recovery_password": _text(settings.get("recovery_password")), "access_key": ak, "secret_key": sk}
+
+
+def _rule_prefix(rule):
+    """The key prefix a lifecycle rule applies to ("" = the whole bucket), or None when it filters on tags.
+
+    restic never tags its objects, so a rule that needs a tag never reaches the repository.
+    """
+    if "Prefix" in rule:
+        return _text(rule.get("Prefix"))
+    rule_filter = rule.get("Filter") or {}
+    if "And" in rule_filter:
+        return None if rule_filter["And"].get("Tags") else _text(rule_filter["And"].get("Prefix"))
+    if "Tag" in rule_filter:
+        return None
+    return _text(rule_filter.get("Prefix"))
+
+
+def _removes_current_objects(rule):
+    """An expiration by age or date, or a transition (another storage class may not be readable at once).
+
+    NoncurrentVersionExpiration and ExpiredObjectDeleteMarker only touch old versions and delete markers: with
+    versioning, they are what makes prune free space again.
+    """
+    expiration = rule.get("Expiration") or {}
+    return bool(expiration.get("Days") or expiration.get("Date") or rule.get("Transitions") or rule.get("Transition"))
+
+
+def backup_bucket_problems(info, bucket):
+    """{errors, warnings} about a bucket holding a restic repository, from keepdata.storage.cellar_bucket_info.
+
+    A lifecycle rule that expires objects under the repository's prefix deletes pack files restic still
+    needs: refused. Versioning makes prune free nothing (old versions stay): reported.
+    """
+    errors, warnings = [], []
+    prefix = _text(bucket.get("prefix")).strip("/")
+    for rule in info.get("lifecycle") or []:
+        if _text(rule.get("Status")) != "Enabled":
+            continue
+        rule_prefix = _rule_prefix(rule)
+        if not _removes_current_objects(rule) or rule_prefix is None:
+            continue
+        if prefix.startswith(rule_prefix) or rule_prefix.startswith(prefix + "/" if prefix else ""):
+            errors.append(
+                'bucket "%s": lifecycle rule "%s" expires objects under the repository prefix "%s"; restic would lose pack files '
+                "(remove the rule or choose another backup_s3_prefix)" % (bucket.get("name"), _text(rule.get("ID")) or "?", prefix or "/")
+            )
+    if info.get("versioning") == "enabled":
+        warnings.append('bucket "%s" has versioning enabled: restic prune then frees no space (old versions stay until deleted)' % bucket.get("name"))
+    return {"errors": errors, "warnings": warnings}

@@ -1,0 +1,1085 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The backup runner that the systemd units of role keepdata.storage.backup start on a managed host.
+
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py run JOB [--config-dir DIR]
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py forget JOB [--config-dir DIR]
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py failed JOB:backup|JOB:forget [--config-dir DIR]
+
+The role copies this one file to the host, so it uses the Python standard library only (3.9+). Small pure
+functions build the restic command lines, read restic's JSON and render the state and the metrics; a thin layer
+runs the commands through ``Context.run`` (``subprocess.run`` unless a test gives a fake) and writes one readable
+line per step to stdout, which systemd puts in the journal. Secrets reach restic only as file paths: nothing here
+reads a secret, puts one in an argument or an environment value, or prints the environment or a file's content.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from urllib.parse import quote
+
+DEFAULT_CONFIG_DIR = "/etc/keepdata/backup/jobs"
+DEFAULT_LOCK_DIR = "/run/lock"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+DUMP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+JOB_TAG = "keepdata-job="
+RETRY_LOCK = "5m"
+RETRY_LOCK_SINCE = (0, 16)
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
+MAX_LISTED_ITEMS = 10
+JOURNAL_LINES = 30
+NOTIFY_TIMEOUT = 120
+KINDS = ("backup", "forget")
+# restic's own environment is built from nothing but these, plus what restic_env sets.
+COPIED_ENV = ("PATH", "HOME", "LANG")
+REQUIRED = ("name", "repository", "repository_id", "host", "state_dir")
+CONFIG_DEFAULTS = {
+    "restic_options": [],
+    "mount_point": "",
+    "paths": [],
+    "excludes": [],
+    "tags": [],
+    "limit_upload": 0,
+    "compression": "",
+    "pre_hooks": [],
+    "post_hooks": [],
+    "on_failure_hooks": [],
+    "hook_timeout": 3600,
+    "databases": [],
+    "dump_dir": "",
+    "retention": {},
+    "tag_rules": [],
+    "prune": False,
+    "retry_attempts": 0,
+    "notify_command": "",
+    "metrics_dir": "",
+    "cache_dir": "",
+    "password_file": "",
+    "s3_credentials_file": "",
+}
+STATE_DEFAULTS = {
+    "last_run": 0,
+    "last_success": 0,
+    "last_exit_status": 0,
+    "consecutive_failures": 0,
+    "last_duration": 0,
+    "bytes_added": 0,
+    "files_new": 0,
+    "files_changed": 0,
+    "snapshots": 0,
+    "partial": 0,
+    "last_forget": 0,
+    "last_forget_exit_status": 0,
+    "forget_consecutive_failures": 0,
+}
+# (metric name without the keepdata_backup_ prefix, state key, help text); all gauges.
+METRICS = (
+    ("last_run_timestamp_seconds", "last_run", "Unix time when the last backup run started."),
+    ("last_success_timestamp_seconds", "last_success", "Unix time when the last successful (or partial) backup started, 0 if never."),
+    ("last_duration_seconds", "last_duration", "Duration of the last backup run in seconds."),
+    ("last_exit_status", "last_exit_status", "Outcome of the last backup run: 0 ok, 3 partial (some files unreadable), 1 failure."),
+    ("last_partial", "partial", "1 if the last backup snapshot missed unreadable files, else 0."),
+    ("last_bytes_added", "bytes_added", "Bytes added to the repository by the last backup run."),
+    ("last_files_new", "files_new", "New files in the last backup snapshot."),
+    ("last_files_changed", "files_changed", "Changed files in the last backup snapshot."),
+    ("snapshots", "snapshots", "Snapshots of this job on this host in the repository."),
+    ("consecutive_failures", "consecutive_failures", "Backup runs failed in a row since the last success."),
+    ("last_forget_timestamp_seconds", "last_forget", "Unix time when the retention policy last ran successfully, 0 if never."),
+)
+_SNAPSHOT_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
+
+
+class JobError(Exception):
+    """A step failed; the message says which one, and never holds a secret nor a hook's text."""
+
+
+# --- pure functions --------------------------------------------------------------------------------------------
+
+
+def job_tag(name):
+    return JOB_TAG + name
+
+
+def parse_restic_version(text):
+    """(major, minor, patch) from the output of ``restic version``, or None."""
+    match = re.search(r"\brestic (\d+)\.(\d+)\.(\d+)", text or "")
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def retry_lock_flags(version):
+    """``--retry-lock`` for backup, forget and prune when restic has it (0.16 and later)."""
+    if version and tuple(version[:2]) >= RETRY_LOCK_SINCE:
+        return ["--retry-lock", RETRY_LOCK]
+    return []
+
+
+def credential_path(environ, name, fallback):
+    """The file systemd handed over with LoadCredential=NAME:..., else ``fallback`` (a path, never the secret)."""
+    directory = environ.get("CREDENTIALS_DIRECTORY", "")
+    if directory:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return fallback
+
+
+def restic_env(config, environ):
+    """restic's whole environment: PATH/HOME/LANG copied, the repository, and the secrets as file paths only."""
+    env = {key: environ[key] for key in COPIED_ENV if environ.get(key)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["RESTIC_REPOSITORY"] = config["repository"]
+    env["RESTIC_PASSWORD_FILE"] = credential_path(environ, "restic-password", config.get("password_file", ""))
+    if config["repository"].startswith("s3:"):
+        env["AWS_SHARED_CREDENTIALS_FILE"] = credential_path(environ, "s3-credentials", config.get("s3_credentials_file", ""))
+    cache = environ.get("CACHE_DIRECTORY", "").split(":")[0] or config.get("cache_dir", "")
+    if cache:
+        env["RESTIC_CACHE_DIR"] = cache
+    return env
+
+
+def restic_command(config, subcommand, *args):
+    return ["restic"] + list(config.get("restic_options") or []) + [subcommand] + list(args)
+
+
+def job_filter(config):
+    """The options that select this job's snapshots on this host."""
+    return ["--host", config["host"], "--tag", job_tag(config["name"])]
+
+
+def backup_paths(config):
+    paths = list(config.get("paths") or [])
+    if config.get("databases"):
+        paths.append(config["dump_dir"])
+    return paths
+
+
+def backup_command(config, flags=()):
+    argv = restic_command(config, "backup", *flags) + ["--json"] + job_filter(config)
+    for tag in config.get("tags") or []:
+        argv += ["--tag", tag]
+    for pattern in config.get("excludes") or []:
+        argv += ["--exclude", pattern]
+    if int(config.get("limit_upload") or 0) > 0:
+        argv += ["--limit-upload", str(int(config["limit_upload"]))]
+    if config.get("compression"):
+        argv += ["--compression", config["compression"]]
+    return argv + ["--"] + backup_paths(config)
+
+
+def snapshots_command(config):
+    return restic_command(config, "snapshots", "--json", *job_filter(config))
+
+
+def _error_text(message):
+    err = message.get("error")
+    text = err.get("message", "") if isinstance(err, dict) else str(err or "")
+    parts = [part for part in (message.get("item", ""), text) if part]
+    during = " (during %s)" % message["during"] if message.get("during") else ""
+    return ": ".join(parts or ["unknown error"]) + during
+
+
+def parse_backup_output(stdout, stderr=""):
+    """{"summary": dict or None, "errors": [text], "messages": [plain stderr lines]} from ``restic backup --json``.
+
+    restic 0.14 prints the JSON error lines on stderr, later versions may print them on stdout: both are read.
+    """
+    result = {"summary": None, "errors": [], "messages": []}
+    for stream, plain_kept in ((stdout or "", False), (stderr or "", True)):
+        for raw in stream.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                if plain_kept:
+                    result["messages"].append(line)
+                continue
+            if message.get("message_type") == "summary":
+                result["summary"] = message
+            elif message.get("message_type") == "error":
+                result["errors"].append(_error_text(message))
+    return result
+
+
+def backup_status(returncode):
+    """0 ok, 3 partial (snapshot made, some files unreadable), 1 anything else, a signal included."""
+    if returncode == 0:
+        return EXIT_OK
+    if returncode == EXIT_PARTIAL:
+        return EXIT_PARTIAL
+    return EXIT_FAILED
+
+
+def describe_exit(returncode):
+    if returncode is not None and returncode < 0:
+        return "killed by signal %d" % -returncode
+    return "exit status %s" % returncode
+
+
+def restic_hint(stderr):
+    """The one line of restic's stderr that says what went wrong, in words a user acts on."""
+    text = stderr or ""
+    if "Is there a repository at the following location?" in text:
+        return "no restic repository at this location (not initialised, or the wrong path or bucket)"
+    if "wrong password or no key found" in text:
+        return "wrong repository password"
+    fatal = [line for line in text.splitlines() if line.strip().startswith("Fatal:")]
+    return last_line("\n".join(fatal) or text)
+
+
+def last_line(text):
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def format_bytes(count):
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return "%d B" % value if unit == "B" else "%.1f %s" % (value, unit)
+        value /= 1024
+    return "%d B" % count
+
+
+def snapshot_line(summary):
+    if not summary:
+        return "snapshot saved (restic printed no summary)"
+    return "snapshot %s: %d new, %d changed files, %s added, %.1f s" % (
+        str(summary.get("snapshot_id") or "?")[:8],
+        int(summary.get("files_new") or 0),
+        int(summary.get("files_changed") or 0),
+        format_bytes(summary.get("data_added")),
+        float(summary.get("total_duration") or 0),
+    )
+
+
+def listed(items, limit=MAX_LISTED_ITEMS):
+    """``items`` joined, at most ``limit`` of them, then how many more."""
+    text = "; ".join(items[:limit])
+    if len(items) > limit:
+        text += "; and %d more" % (len(items) - limit)
+    return text
+
+
+def parse_snapshots(text):
+    try:
+        snapshots = json.loads(text or "null")
+    except ValueError:
+        snapshots = None
+    if not isinstance(snapshots, list):
+        raise JobError("restic snapshots did not print a JSON list")
+    return [snap for snap in snapshots if isinstance(snap, dict)]
+
+
+def snapshot_time(text):
+    """Seconds since the epoch of restic's time (nanoseconds, any offset), or None."""
+    match = _SNAPSHOT_TIME.match(text or "")
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    zone = match.group(8) or "Z"
+    offset = datetime.timedelta(0)
+    if zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        offset = -offset if zone[0] == "-" else offset
+    moment = datetime.datetime(year, month, day, hour, minute, second, micro, tzinfo=datetime.timezone(offset))
+    return moment.timestamp()
+
+
+def latest_snapshot(snapshots):
+    """The newest snapshot by time (restic's list order breaks ties and stands in for unreadable times)."""
+    if not snapshots:
+        return None
+    keyed = [(snapshot_time(snap.get("time")), index, snap) for index, snap in enumerate(snapshots)]
+    return max(keyed, key=lambda item: (item[0] if item[0] is not None else float("-inf"), item[1]))[2]
+
+
+_DURATION_PART = re.compile(r"([0-9]+)([ymdh])")
+_DURATION_SECONDS = {"y": 365 * 86400, "m": 30 * 86400, "d": 86400, "h": 3600}
+
+
+def duration_seconds(text):
+    """Seconds of a restic duration such as 21d or 1y6m (a year is 365 days, a month 30), or None when malformed."""
+    text = text or ""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(int(number) * _DURATION_SECONDS[unit] for number, unit in parts)
+
+
+def expired_by_tag(rule, snapshots, now, keep_id):
+    """IDs of the snapshots carrying the rule's tag that are older than ``within`` counted back from now."""
+    seconds = duration_seconds(rule.get("within"))
+    if seconds is None:
+        return []
+    cutoff = now - seconds
+    expired = []
+    for snap in snapshots:
+        moment = snapshot_time(snap.get("time"))
+        if rule["tag"] in (snap.get("tags") or []) and moment is not None and moment < cutoff and snap.get("id") != keep_id and snap.get("id"):
+            expired.append(snap["id"])
+    return expired
+
+
+def forget_plan(config, snapshots, flags=(), now=None):
+    """[(label, argv)]: the policy pass, one pass per tag rule with expired snapshots, then prune when asked.
+
+    The policy pass always keeps the job's latest snapshot (--keep-last 1) and every snapshot of a tag rule's tag
+    (--keep-tag). A tag rule then removes, by ID, its tag's snapshots older than ``within`` counted back from now
+    (restic's own --keep-within counts from the newest snapshot, so it would keep the newest tagged one forever),
+    never the job's latest snapshot.
+    """
+    now = time.time() if now is None else now
+    retention = config.get("retention") or {}
+    rules = [rule for rule in config.get("tag_rules") or [] if rule.get("tag")]
+    latest_id = (latest_snapshot(snapshots) or {}).get("id")
+    policy = restic_command(config, "forget", *flags) + job_filter(config) + ["--group-by", "host"]
+    policy += ["--keep-last", str(max(1, int(retention.get("keep_last") or 0)))]
+    for period in ("hourly", "daily", "weekly", "monthly", "yearly"):
+        count = int(retention.get("keep_" + period) or 0)
+        if count > 0:
+            policy += ["--keep-" + period, str(count)]
+    if retention.get("keep_within"):
+        policy += ["--keep-within", retention["keep_within"]]
+    for rule in rules:
+        policy += ["--keep-tag", rule["tag"]]
+    plan = [("retention policy", policy)]
+    for rule in rules:
+        expired = expired_by_tag(rule, snapshots, now, latest_id)
+        if expired:
+            plan.append(("tag %s older than %s" % (rule["tag"], rule["within"]), restic_command(config, "forget", *flags) + expired))
+    if config.get("prune"):
+        plan.append(("prune", restic_command(config, "prune", *flags)))
+    return plan
+
+
+def forget_commands(config, snapshots, flags=(), now=None):
+    """The argv lists ``forget`` runs, in order (see forget_plan)."""
+    return [argv for _label, argv in forget_plan(config, snapshots, flags, now)]
+
+
+def dump_file_name(database):
+    name = str(database.get("name", ""))
+    if not DUMP_NAME.match(name):
+        raise JobError("invalid database dump name %r" % name)
+    extension = {"sqlite": "sqlite3", "postgresql": "pgdump", "mysql": "sql"}.get(database.get("type"))
+    if not extension:
+        raise JobError("database %s: unknown type %r" % (name, database.get("type")))
+    return "%s.%s" % (name, extension)
+
+
+def dump_command(database):
+    """The argv whose stdout is the dump of a postgresql or mysql database."""
+    options = [str(option) for option in database.get("options") or []]
+    if database["type"] == "postgresql":
+        user = database.get("user") or "postgres"
+        return ["runuser", "-u", user, "--", "pg_dump", "--format=custom"] + options + [database["database"]]
+    if database["type"] == "mysql":
+        argv = ["mysqldump"]
+        if database.get("defaults_file"):
+            argv.append("--defaults-extra-file=" + database["defaults_file"])
+        return argv + ["--single-transaction", "--routines", "--events"] + options + [database["database"]]
+    raise JobError("database %s: no dump command for type %r" % (database.get("name"), database.get("type")))
+
+
+def with_defaults(config):
+    merged = dict(CONFIG_DEFAULTS)
+    merged.update(config)
+    return merged
+
+
+def config_problems(config, job):
+    problems = ["%s is missing" % key for key in REQUIRED if not config.get(key)]
+    if config.get("name") and config["name"] != job:
+        problems.append("name is %r, not %r" % (config["name"], job))
+    if config.get("databases") and not config.get("dump_dir"):
+        problems.append("dump_dir is missing (the job has databases)")
+    return problems
+
+
+def backup_state(previous, started, finished, status, *, summary=None, snapshots=None):
+    """The state after a backup run: last_success and the snapshot count survive a failure."""
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    summary = summary or {}
+    state.update(
+        last_run=int(started),
+        last_exit_status=status,
+        last_duration=round(max(0.0, finished - started), 3),
+        bytes_added=int(summary.get("data_added") or 0),
+        files_new=int(summary.get("files_new") or 0),
+        files_changed=int(summary.get("files_changed") or 0),
+        partial=1 if status == EXIT_PARTIAL else 0,
+    )
+    if status in (EXIT_OK, EXIT_PARTIAL):
+        state["last_success"] = int(started)
+        state["consecutive_failures"] = 0
+    else:
+        state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
+    if snapshots is not None:
+        state["snapshots"] = snapshots
+        state["snapshots_known"] = True
+    return state
+
+
+def forget_state(previous, started, ok, snapshots=None):
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    state["last_forget_exit_status"] = EXIT_OK if ok else EXIT_FAILED
+    if ok:
+        state["last_forget"] = int(started)
+        state["forget_consecutive_failures"] = 0
+    else:
+        state["forget_consecutive_failures"] = int(state["forget_consecutive_failures"]) + 1
+    if snapshots is not None:
+        state["snapshots"] = snapshots
+        state["snapshots_known"] = True
+    else:
+        # A retention run that failed part way may have removed snapshots: the next backup counts them again.
+        state["snapshots_known"] = False
+    return state
+
+
+def _metric_value(value):
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(int(value))
+    number = float(value or 0)
+    return str(int(number)) if number.is_integer() else repr(round(number, 3))
+
+
+def metrics_text(name, state):
+    """The node_exporter textfile of one job."""
+    label = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    full = dict(STATE_DEFAULTS)
+    full.update(state or {})
+    lines = []
+    for suffix, key, help_text in METRICS:
+        metric = "keepdata_backup_" + suffix
+        lines += ["# HELP %s %s" % (metric, help_text), "# TYPE %s gauge" % metric, '%s{backup_job="%s"} %s' % (metric, label, _metric_value(full[key]))]
+    return "\n".join(lines) + "\n"
+
+
+def state_path(config):
+    return os.path.join(config["state_dir"], "%s.state.json" % config["name"])
+
+
+def metrics_path(config):
+    return os.path.join(config["metrics_dir"], "keepdata_backup_%s.prom" % config["name"])
+
+
+def lock_path(lock_dir, repository_id):
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(repository_id))
+    return os.path.join(lock_dir, "keepdata-backup-%s.lock" % safe)
+
+
+def unit_name(job, kind):
+    return "keepdata-backup-%s%s.service" % (job, "" if kind == "backup" else "-" + kind)
+
+
+def parse_failed_target(target):
+    """(job, kind) from the failure handler's instance ``JOB:KIND``."""
+    job, sep, kind = target.rpartition(":")
+    if not sep or kind not in KINDS or not JOB_NAME.match(job):
+        raise JobError("expected JOB:backup or JOB:forget, got %r" % target)
+    return job, kind
+
+
+def retry_left(failures, attempts):
+    """Whether the retry timer is armed after ``failures`` failed runs in a row (the first retry follows failure 1)."""
+    return 1 <= failures <= attempts
+
+
+# --- files -----------------------------------------------------------------------------------------------------
+
+
+def atomic_write(path, text, mode):
+    """Write ``text`` to ``path`` through a temporary file in the same directory: readers see old or new, never half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def read_state(path):
+    """The saved state, {} when there is none yet; raises JobError when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return {}
+        raise JobError("cannot read the state file %s: %s" % (path, exc.strerror)) from exc
+    except ValueError as exc:
+        raise JobError("the state file %s is not valid JSON" % path) from exc
+    return state if isinstance(state, dict) else {}
+
+
+def load_config(config_dir, job):
+    if not JOB_NAME.match(job or ""):
+        raise JobError("invalid job name %r (expected [a-z0-9][a-z0-9_-]{0,39})" % job)
+    path = os.path.join(config_dir, job + ".json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except OSError as exc:
+        raise JobError("cannot read the job config %s: %s" % (path, exc.strerror)) from exc
+    except ValueError as exc:
+        raise JobError("the job config %s is not valid JSON (%s)" % (path, exc)) from exc
+    if not isinstance(config, dict):
+        raise JobError("the job config %s is not a JSON object" % path)
+    problems = config_problems(config, job)
+    if problems:
+        raise JobError("the job config %s is not usable: %s" % (path, "; ".join(problems)))
+    return with_defaults(config)
+
+
+def clear_dump_dir(path):
+    """Create ``path`` (0700) and empty it, so a stale dump can never be backed up as if fresh."""
+    if not os.path.isabs(path) or os.path.normpath(path) == "/":
+        raise JobError("dump_dir must be an absolute path other than /, not %r" % path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    for entry in os.listdir(path):
+        full = os.path.join(path, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+
+def sqlite_dump(source, target):
+    """Copy a live SQLite database with the online backup API, opening the source read-only."""
+    if not os.path.isfile(source):
+        raise JobError("sqlite database %s does not exist" % source)
+    try:
+        src = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(source)), uri=True)
+        try:
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        raise JobError("sqlite backup of %s failed: %s" % (source, exc)) from exc
+
+
+# --- the I/O layer ---------------------------------------------------------------------------------------------
+
+
+class Terminated(JobError):
+    """systemd stopped the unit (SIGTERM), e.g. at TimeoutStartSec."""
+
+
+def _terminate(signum, frame):
+    raise Terminated("stopped by signal %d (unit stopped or timed out)" % signum)
+
+
+class Context:
+    """What the runner touches outside itself; tests give fakes."""
+
+    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None):
+        self.run = run or subprocess.run
+        self.clock = clock or time.time
+        self.environ = dict(os.environ if environ is None else environ)
+        self.lock_dir = lock_dir
+        self.ismount = ismount or os.path.ismount
+        self.out = out
+        self.err = err
+
+    def _write(self, stream, line):
+        stream.write(line + "\n")
+        stream.flush()
+
+    def say(self, line):
+        self._write(self.out or sys.stdout, line)
+
+    def complain(self, line):
+        self._write(self.err or sys.stderr, line)
+
+
+class Job:
+    """One run of one command for one job: its config, and its journal lines prefixed ``KIND NAME:``."""
+
+    def __init__(self, ctx, kind, config, label=None):
+        self.ctx = ctx
+        self.kind = kind
+        self.config = config
+        self.name = config["name"]
+        self.prefix = "%s %s: " % (kind, label or self.name)
+
+    def info(self, text):
+        self.ctx.say(self.prefix + text)
+
+    def warn(self, text):
+        self.ctx.complain(self.prefix + "warning: " + text)
+
+    def error(self, text):
+        self.ctx.complain(self.prefix + "error: " + text)
+
+
+def call(ctx, argv, **kwargs):
+    """ctx.run(argv) with check=False; a command that cannot start is a JobError."""
+    kwargs.setdefault("check", False)
+    try:
+        return ctx.run(argv, **kwargs)
+    except OSError as exc:
+        raise JobError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from exc
+
+
+def restic(job, env, argv):
+    """Run restic with its own environment, no stdin, output captured; returns the CompletedProcess."""
+    return call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
+
+
+def restic_checked(job, env, argv, what):
+    proc = restic(job, env, argv)
+    if proc.returncode != 0:
+        raise JobError("%s failed (%s): %s" % (what, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+    return proc
+
+
+def check_mount(config, ismount):
+    mount_point = config.get("mount_point")
+    if mount_point and not ismount(mount_point):
+        raise JobError("%s is not mounted: refusing to write the backup into the bare mount point" % mount_point)
+
+
+@contextlib.contextmanager
+def repository_lock(job):
+    """Hold the host-wide lock of the job's repository (every job of one repository runs one at a time)."""
+    path = lock_path(job.ctx.lock_dir, job.config["repository_id"])
+    os.makedirs(job.ctx.lock_dir, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            job.info("waiting for %s: another job of this repository is running" % path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        os.close(fd)
+
+
+def restic_unlock(job, env):
+    """Remove stale restic locks only; a failure here is logged, the next command reports a real problem."""
+    try:
+        proc = restic(job, env, restic_command(job.config, "unlock"))
+    except JobError as exc:
+        job.warn(str(exc))
+        return
+    if proc.returncode != 0:
+        job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr)))
+
+
+def unclean_path(config):
+    """A marker left while a restic of this repository may have died holding its lock (killed, or the runner stopped)."""
+    return os.path.join(config["state_dir"], "repository-%s.unclean" % config["repository_id"])
+
+
+def is_lock_error(stderr):
+    return "repository is already locked" in (stderr or "") or "unable to create lock" in (stderr or "")
+
+
+def unlock_if_unclean(job, env):
+    """After a restic that died by a signal, remove the stale locks it left (restic unlock, never --remove-all).
+
+    Called while this host's repository lock is held, so no local job holds a restic lock at that moment; restic
+    itself only removes locks it judges stale (its process gone on this host, or older than 30 minutes).
+    """
+    marker = unclean_path(job.config)
+    if os.path.exists(marker):
+        job.info("an earlier restic of this repository was interrupted: removing its stale locks")
+        restic_unlock(job, env)
+        os.remove(marker)
+
+
+def restic_relocking(job, env, argv):
+    """Run restic; when the repository is locked, remove stale locks and try once more (a live lock stays)."""
+    proc = restic(job, env, argv)
+    if proc.returncode != 0 and is_lock_error(proc.stderr):
+        job.info("the repository is locked: removing stale locks (restic unlock), then trying again")
+        restic_unlock(job, env)
+        proc = restic(job, env, argv)
+    return proc
+
+
+def restic_version(job, env):
+    proc = restic(job, env, ["restic", "version"])
+    version = parse_restic_version(proc.stdout) if proc.returncode == 0 else None
+    if version:
+        job.info("restic %s" % ".".join(str(part) for part in version))
+    else:
+        job.warn("cannot tell the restic version (%s): running without --retry-lock" % describe_exit(proc.returncode))
+    return version
+
+
+def run_hooks(job, label, hooks, fatal=True):
+    """Run hooks in order with /bin/sh -c; a failing one raises JobError when ``fatal``, else it is logged.
+
+    Hooks may hold secrets, so messages name a hook by its number, never by its text.
+    """
+    hooks = list(hooks or [])
+    env = dict(job.ctx.environ)
+    env["KEEPDATA_BACKUP_JOB"] = job.name
+    timeout = float(job.config.get("hook_timeout") or CONFIG_DEFAULTS["hook_timeout"])
+    for index, command in enumerate(hooks, 1):
+        where = "%s %d of %d" % (label, index, len(hooks))
+        try:
+            proc = call(job.ctx, ["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL, timeout=timeout)
+            problem = "" if proc.returncode == 0 else "failed (%s)" % describe_exit(proc.returncode)
+        except subprocess.TimeoutExpired:
+            problem = "timed out after %g s" % timeout
+        except JobError as exc:
+            problem = str(exc)
+        if not problem:
+            job.info("%s done" % where)
+        elif fatal:
+            raise JobError("%s %s" % (where, problem))
+        else:
+            job.error("%s %s" % (where, problem))
+
+
+def _private(path, flags):
+    return os.open(path, flags, 0o600)
+
+
+def dump_database(job, database, dump_dir):
+    """Dump one database to NAME.EXT.tmp, then rename it; returns the final path."""
+    final = os.path.join(dump_dir, dump_file_name(database))
+    temp = final + ".tmp"
+    what = "%s database %s" % (database.get("type"), database.get("name"))
+    try:
+        if database["type"] == "sqlite":
+            sqlite_dump(database["path"], temp)
+        else:
+            argv = dump_command(database)
+            with open(temp, "wb", opener=_private) as handle:
+                proc = call(job.ctx, argv, stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(job.ctx.environ))
+            if proc.returncode != 0:
+                detail = last_line((proc.stderr or b"").decode("utf-8", "replace"))
+                raise JobError("dump of %s failed (%s)%s" % (what, describe_exit(proc.returncode), ": " + detail if detail else ""))
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    job.info("dumped %s (%s)" % (what, format_bytes(os.path.getsize(final))))
+    return final
+
+
+def dump_databases(job):
+    dump_dir = job.config["dump_dir"]
+    clear_dump_dir(dump_dir)
+    for database in job.config["databases"]:
+        dump_database(job, database, dump_dir)
+
+
+def count_snapshots(job, env):
+    """The number of the job's snapshots on this host, or None (logged) when restic cannot tell."""
+    try:
+        proc = restic_checked(job, env, snapshots_command(job.config), "restic snapshots")
+        count = len(parse_snapshots(proc.stdout))
+    except JobError as exc:
+        job.warn("cannot count the snapshots: %s" % exc)
+        return None
+    job.info("%d snapshots of this job for host %s" % (count, job.config["host"]))
+    return count
+
+
+def take_snapshot(job, env, flags, outcome):
+    """restic backup; fills outcome (status, summary) or raises JobError."""
+    marker = unclean_path(job.config)
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w"):
+        pass
+    proc = restic_relocking(job, env, backup_command(job.config, flags))
+    if proc.returncode >= 0:
+        # restic ended by itself and released its lock; killed by a signal, its lock stays until the next run.
+        os.remove(marker)
+    parsed = parse_backup_output(proc.stdout, proc.stderr)
+    status = backup_status(proc.returncode)
+    if status == EXIT_FAILED:
+        if parsed["errors"]:
+            job.error("restic reported: %s" % listed(parsed["errors"]))
+        hint = restic_hint("\n".join(parsed["messages"]))
+        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""))
+    outcome.update(status=status, summary=parsed["summary"])
+    job.info(snapshot_line(parsed["summary"]))
+    if status == EXIT_PARTIAL:
+        job.warn("partial snapshot, some files could not be read: %s" % (listed(parsed["errors"]) or "restic named none"))
+
+
+def backup_steps(job, stack, outcome):
+    config = job.config
+    env = restic_env(config, job.ctx.environ)
+    check_mount(config, job.ctx.ismount)
+    stack.enter_context(repository_lock(job))
+    unlock_if_unclean(job, env)
+    flags = retry_lock_flags(restic_version(job, env))
+    run_hooks(job, "pre-hook", config["pre_hooks"])
+    if config["databases"]:
+        dump_databases(job)
+    take_snapshot(job, env, flags, outcome)
+    # Every restic command opens the repository (a key derivation meant to be slow): the count after a backup is
+    # the last known count plus this snapshot, made exact again by every retention run.
+    known = outcome.get("previous_snapshots")
+    outcome["snapshots"] = known + 1 if isinstance(known, int) else count_snapshots(job, env)
+    run_hooks(job, "post-hook", config["post_hooks"])
+
+
+def guarded(job, steps, *args):
+    """Run ``steps``; True when they all succeed, else the failure is logged and False."""
+    try:
+        steps(job, *args)
+        return True
+    except JobError as exc:
+        job.error(str(exc))
+    except Exception:
+        job.error("unexpected error:\n%s" % traceback.format_exc().rstrip())
+    return False
+
+
+def save_state(job, state):
+    """Write the state file and, when metrics_dir is set, the metrics; True when both are written."""
+    try:
+        atomic_write(state_path(job.config), json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+        if job.config.get("metrics_dir"):
+            atomic_write(metrics_path(job.config), metrics_text(job.name, state), 0o644)
+    except OSError as exc:
+        job.error("cannot write the state or metrics: %s" % exc)
+        return False
+    return True
+
+
+def previous_state(job):
+    try:
+        return read_state(state_path(job.config))
+    except JobError as exc:
+        job.warn("%s: starting from an empty state" % exc)
+        return {}
+
+
+def cmd_run(ctx, config):
+    job = Job(ctx, "backup", config)
+    started = ctx.clock()
+    previous = previous_state(job)
+    known = previous.get("snapshots") if previous.get("snapshots_known") else None
+    outcome = {"status": EXIT_FAILED, "summary": None, "snapshots": None, "previous_snapshots": known}
+    with contextlib.ExitStack() as stack:
+        ok = guarded(job, backup_steps, stack, outcome)
+        if not ok:
+            outcome["status"] = EXIT_FAILED
+            run_hooks(job, "on-failure hook", config["on_failure_hooks"], fatal=False)
+        finished = ctx.clock()
+        state = backup_state(previous_state(job), started, finished, outcome["status"], summary=outcome["summary"], snapshots=outcome["snapshots"])
+        saved = save_state(job, state)
+    if ok:
+        job.info("%s in %.1f s" % ("done, partial" if outcome["status"] == EXIT_PARTIAL else "done", finished - started))
+    else:
+        job.error("backup failed after %.1f s (%d failures in a row)" % (finished - started, state["consecutive_failures"]))
+    return EXIT_OK if ok and saved else EXIT_FAILED
+
+
+def forget_steps(job, stack, outcome):
+    config = job.config
+    env = restic_env(config, job.ctx.environ)
+    check_mount(config, job.ctx.ismount)
+    stack.enter_context(repository_lock(job))
+    unlock_if_unclean(job, env)
+    flags = retry_lock_flags(restic_version(job, env))
+    snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
+    job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
+    for label, argv in forget_plan(config, snapshots, flags, job.ctx.clock()):
+        proc = restic_relocking(job, env, argv)
+        if proc.returncode != 0:
+            raise JobError("restic %s failed (%s): %s" % (label, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+        job.info("%s done" % label)
+    outcome["snapshots"] = count_snapshots(job, env)
+
+
+def cmd_forget(ctx, config):
+    job = Job(ctx, "forget", config)
+    started = ctx.clock()
+    outcome = {"snapshots": None}
+    with contextlib.ExitStack() as stack:
+        ok = guarded(job, forget_steps, stack, outcome)
+        saved = save_state(job, forget_state(previous_state(job), started, ok, outcome["snapshots"]))
+    if not ok:
+        job.error("retention failed")
+    return EXIT_OK if ok and saved else EXIT_FAILED
+
+
+def journal_tail(ctx, unit, complain):
+    argv = ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager", "-o", "cat"]
+    try:
+        proc = call(ctx, argv, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
+    except JobError as exc:
+        complain(str(exc))
+        return []
+    if proc.returncode != 0:
+        complain("journalctl failed (%s)" % describe_exit(proc.returncode))
+    return proc.stdout.splitlines()[-JOURNAL_LINES:]
+
+
+def arm_retry(job, failures):
+    """(Re)start the retry timer while retries are left; False when systemctl failed."""
+    attempts = int(job.config.get("retry_attempts") or 0)
+    if not retry_left(failures, attempts):
+        job.info("no retry left (%d failures in a row, %d retries allowed)" % (failures, attempts))
+        return True
+    timer = "keepdata-backup-%s-retry.timer" % job.name
+    proc = call(job.ctx, ["systemctl", "restart", timer], stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        job.error("systemctl restart %s failed (%s): %s" % (timer, describe_exit(proc.returncode), last_line(proc.stderr)))
+        return False
+    job.info("retry %d of %d in the retry timer" % (failures, attempts))
+    return True
+
+
+def notify(job, unit, kind, failures, lines):
+    """Run notify_command with the log on stdin; False when it failed."""
+    env = dict(job.ctx.environ)
+    env.update(KEEPDATA_BACKUP_JOB=job.name, KEEPDATA_BACKUP_UNIT=unit, KEEPDATA_BACKUP_KIND=kind, KEEPDATA_BACKUP_FAILURES=str(failures))
+    text = "".join(line + "\n" for line in lines)
+    try:
+        proc = call(job.ctx, ["/bin/sh", "-c", job.config["notify_command"]], input=text, env=env, timeout=NOTIFY_TIMEOUT, encoding="utf-8", errors="replace")
+    except subprocess.TimeoutExpired:
+        job.error("notify command timed out after %d s" % NOTIFY_TIMEOUT)
+        return False
+    except JobError as exc:
+        job.error("notify command: %s" % exc)
+        return False
+    if proc.returncode != 0:
+        job.error("notify command failed (%s)" % describe_exit(proc.returncode))
+        return False
+    job.info("notify command done")
+    return True
+
+
+def cmd_failed(ctx, target, config_dir):
+    """The OnFailure handler: arm the retry timer while retries are left, and hand the log to notify_command."""
+    try:
+        name, kind = parse_failed_target(target)
+    except JobError as exc:
+        ctx.complain("failed %s: error: %s" % (target, exc))
+        return EXIT_FAILED
+    unit = unit_name(name, kind)
+    prefix = "failed %s:%s" % (name, kind)
+    lines = journal_tail(ctx, unit, lambda text: ctx.complain("%s: warning: %s" % (prefix, text)))
+    try:
+        config = load_config(config_dir, name)
+    except JobError as exc:
+        ctx.complain("%s: error: %s" % (prefix, exc))
+        return EXIT_FAILED
+    job = Job(ctx, "failed", config, label="%s:%s" % (name, kind))
+    state = previous_state(job)
+    failures = int(state.get("consecutive_failures" if kind == "backup" else "forget_consecutive_failures") or 0)
+    job.info("%s failed (%d failures in a row)" % (unit, failures))
+    ok = True
+    if kind == "backup":
+        ok = arm_retry(job, failures)
+    if config.get("notify_command"):
+        ok = notify(job, unit, kind, failures, lines) and ok
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_restic(ctx, config, args):
+    """restic itself, with the job's repository, options and secret files (for admins and restores): its exit status."""
+    if not args:
+        ctx.complain("restic %s: error: give a restic command, such as snapshots" % config["name"])
+        return 2
+    try:
+        proc = call(ctx, restic_command(config, args[0], *args[1:]), env=restic_env(config, ctx.environ))
+    except JobError as exc:
+        ctx.complain("restic %s: error: %s" % (config["name"], exc))
+        return EXIT_FAILED
+    return proc.returncode
+
+
+COMMANDS = {"run": cmd_run, "forget": cmd_forget}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="backup_runner.py", description="Run a keepdata backup job (restic) for its systemd units.")
+    parser.add_argument(
+        "command",
+        choices=("run", "forget", "failed", "restic"),
+        help="run: one backup; forget: retention; failed: the OnFailure handler; restic JOB ARGS...: restic with the job's repository and secrets",
+    )
+    parser.add_argument("job", help="the job name; JOB:backup or JOB:forget for failed")
+    parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help="where JOB.json lives (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, ctx=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["restic"] and len(argv) >= 2:
+        # "restic JOB ARGS...": everything after the job goes to restic as it is.
+        try:
+            config = load_config(DEFAULT_CONFIG_DIR, argv[1])
+        except JobError as exc:
+            sys.stderr.write("restic %s: error: %s\n" % (argv[1], exc))
+            return EXIT_FAILED
+        return cmd_restic(ctx or Context(), config, argv[2:])
+    args = parse_args(argv)
+    if ctx is None:
+        # Only the real program: a unit stopped (TimeoutStartSec) still records its failure.
+        signal.signal(signal.SIGTERM, _terminate)
+        ctx = Context()
+    if args.command == "failed":
+        return cmd_failed(ctx, args.job, args.config_dir)
+    try:
+        config = load_config(args.config_dir, args.job)
+    except JobError as exc:
+        ctx.complain("%s %s: error: %s" % ("backup" if args.command == "run" else args.command, args.job, exc))
+        return EXIT_FAILED
+    return COMMANDS[args.command](ctx, config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

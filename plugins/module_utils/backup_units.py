@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The files of role keepdata.storage.backup on a host: job configurations, secrets and systemd units.
+
+Pure functions: ``desired_files(jobs, service, ...)`` returns ``{path: (content, mode, secret)}`` for every
+file the jobs need, so module backup_jobs can compare, write and remove them, and unit tests can read
+them. No secret value ever reaches a unit or a job configuration: units hand the secret files to the runner
+with ``LoadCredential=``, which systemd exposes under ``$CREDENTIALS_DIRECTORY`` to that one service.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path
+
+UNIT_PREFIX = "keepdata-backup-"
+FAILED_UNIT = "keepdata-backup-failed@.service"
+PYTHON = "/usr/bin/python3"
+# Keys of a job that only the units read; the runner's JSON leaves them out so that a schedule change does not
+# look like a change of what the job does.
+UNIT_ONLY = ("enabled", "schedule", "randomized_delay")
+HEADER = "# Managed by Ansible (role keepdata.storage.backup): changes made here are overwritten.\n"
+
+
+def unit_names(name):
+    """The units of one job: backup service and timer, retention service and timer, retry timer."""
+    base = UNIT_PREFIX + name
+    return {
+        "service": base + ".service",
+        "timer": base + ".timer",
+        "forget_service": base + "-forget.service",
+        "forget_timer": base + "-forget.timer",
+        "retry_timer": base + "-retry.timer",
+    }
+
+
+def job_config(job):
+    """The JSON the runner reads (sorted keys, one trailing newline: stable for comparison)."""
+    return json.dumps({k: v for k, v in job.items() if k not in UNIT_ONLY}, indent=2, sort_keys=True) + "\n"
+
+
+def _service(job, service, kind, config_dir):
+    """A Type=oneshot service: systemd sees the runner's real exit status, and OnFailure= reports it."""
+    name = job["name"]
+    what = "backup" if kind == "run" else "retention (forget, prune)"
+    lines = [
+        HEADER,
+        "[Unit]",
+        "Description=keepdata backup job %s: %s" % (name, what),
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "OnFailure=keepdata-backup-failed@%s:%s.service" % (name, "backup" if kind == "run" else "forget"),
+    ]
+    if job.get("mount_point"):
+        # Wants=, not RequiresMountsFor=: when the mount cannot come up, Requires= would cancel the job without the
+        # unit ever failing (no OnFailure=, no notice, no retry). The runner then refuses the bare mount point, and
+        # that failure is seen.
+        mount = systemd_escape_path(job["mount_point"]) + ".mount"
+        lines += ["Wants=%s" % mount, "After=%s" % mount]
+    elif not job["repository"].startswith("s3:"):
+        lines.append("RequiresMountsFor=%s" % job["repository"])
+    lines += [
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=%s -I %s %s %s" % (PYTHON, service["runner"], kind, name),
+        "LoadCredential=restic-password:%s/repository.password" % config_dir,
+    ]
+    if job["s3_credentials_file"]:
+        lines.append("LoadCredential=s3-credentials:%s" % job["s3_credentials_file"])
+    lines += [
+        "Nice=%d" % service["nice"],
+        "IOSchedulingClass=%s" % service["io_class"],
+        "CPUSchedulingPolicy=%s" % service["cpu_policy"],
+        "MemoryMax=%s" % service["memory_max"],
+        "TimeoutStartSec=%s" % service["timeout"],
+        "CacheDirectory=keepdata-backup",
+        "CacheDirectoryMode=0700",
+        "UMask=0077",
+        "PrivateTmp=true",
+        "SyslogIdentifier=keepdata-backup-%s" % name,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _timer(description, unit, calendar=None, delay="0", active=None):
+    lines = [HEADER, "[Unit]", "Description=%s" % description, "", "[Timer]"]
+    if calendar is not None:
+        lines += ["OnCalendar=%s" % calendar, "Persistent=true", "RandomizedDelaySec=%s" % delay]
+    else:
+        lines += ["OnActiveSec=%s" % active, "AccuracySec=1s"]
+    lines += ["Unit=%s" % unit]
+    if calendar is not None:
+        lines += ["", "[Install]", "WantedBy=timers.target"]
+    return "\n".join(lines) + "\n"
+
+
+def failed_unit(service):
+    """The OnFailure= handler (instance "<job>:backup" or "<job>:forget"): notify, then arm the retry timer."""
+    lines = [
+        HEADER,
+        "[Unit]",
+        "Description=keepdata backup failure handler for %i",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=%s -I %s failed %%i" % (PYTHON, service["runner"]),
+        "TimeoutStartSec=5min",
+        "SyslogIdentifier=keepdata-backup-failed",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def s3_credentials(access_key, secret_key):
+    """The shared-credentials file restic's S3 backend reads (AWS_SHARED_CREDENTIALS_FILE)."""
+    return "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (access_key, secret_key)
+
+
+def desired_files(jobs, service, config_dir, units_dir, *, password, access_key="", secret_key=""):
+    """{path: (content, mode, secret)} for the secrets, every job's configuration and units, and the handler."""
+    files = {"%s/repository.password" % config_dir: (password + "\n", "0600", True)}
+    if any(job["s3_credentials_file"] for job in jobs):
+        files["%s/s3.credentials" % config_dir] = (s3_credentials(access_key, secret_key), "0600", True)
+    files["%s/%s" % (units_dir, FAILED_UNIT)] = (failed_unit(service), "0644", False)
+    for job in jobs:
+        name, units = job["name"], unit_names(job["name"])
+        files["%s/jobs/%s.json" % (config_dir, name)] = (job_config(job), "0600", False)
+        files["%s/%s" % (units_dir, units["service"])] = (_service(job, service, "run", config_dir), "0644", False)
+        files["%s/%s" % (units_dir, units["forget_service"])] = (_service(job, service, "forget", config_dir), "0644", False)
+        files["%s/%s" % (units_dir, units["forget_timer"])] = (
+            _timer("keepdata backup job %s: retention schedule" % name, units["forget_service"], service["forget_schedule"], job["randomized_delay"]),
+            "0644",
+            False,
+        )
+        files["%s/%s" % (units_dir, units["retry_timer"])] = (
+            _timer("keepdata backup job %s: retry after a failure" % name, units["service"], active=service["retry_delay"]),
+            "0644",
+            False,
+        )
+        if job["enabled"]:
+            files["%s/%s" % (units_dir, units["timer"])] = (
+                _timer("keepdata backup job %s: schedule" % name, units["service"], job["schedule"], job["randomized_delay"]),
+                "0644",
+                False,
+            )
+    return files
+
+
+def timers(jobs):
+    """{timer unit: wanted enabled?} for the schedule timers; retry timers are armed only by the failure handler."""
+    wanted = {}
+    for job in jobs:
+        units = unit_names(job["name"])
+        wanted[units["timer"]] = job["enabled"]
+        wanted[units["forget_timer"]] = True
+    return wanted
+
+
+def is_managed_unit(file_name):
+    """A unit this role writes (so a job that left the inventory has its units removed)."""
+    return file_name.startswith(UNIT_PREFIX) and file_name.endswith((".service", ".timer"))

@@ -1,0 +1,346 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: backup_jobs
+short_description: Install restic backup jobs as systemd services and timers, with their secrets
+version_added: "0.3.0"
+description:
+  - Writes, for every job planned by the role C(keepdata.storage.backup), its configuration (JSON read by the job
+    runner), a C(Type=oneshot) backup service and its timer, a retention service and its timer, and a retry timer
+    armed by the failure handler; writes the repository password and the S3 keys into root-only C(0600) files that
+    the units hand to the runner with C(LoadCredential=).
+  - Removes the units and configuration of jobs that are no longer listed (their timers are stopped first; a run in
+    progress is not interrupted); snapshots in the repository are never touched.
+  - Reloads systemd when a unit changed, then enables and starts the schedule timers.
+  - No secret value is written to a unit, a job configuration, the diff or the module's result.
+author:
+  - keepdata.storage maintainers (@keepdata)
+options:
+  jobs:
+    description:
+      - The jobs, as planned by the filter C(keepdata.storage.backup_plan) (its C(jobs) list).
+      - Each job holds at least C(name), C(repository), C(enabled), C(schedule), C(randomized_delay) and
+        C(s3_credentials_file); the rest is passed to the runner as it is.
+    type: list
+    elements: dict
+    required: true
+  service:
+    description:
+      - Settings shared by every unit, as planned by C(keepdata.storage.backup_plan) (its C(service) mapping).
+      - C(runner), C(nice), C(io_class), C(cpu_policy), C(memory_max), C(timeout), C(retry_delay), C(forget_schedule).
+    type: dict
+    required: true
+  password:
+    description: The repository password, written to C(config_dir/repository.password) (root, C(0600)).
+    type: str
+    required: true
+  access_key:
+    description: S3 access key of the repository, written with O(secret_key) to C(config_dir/s3.credentials) when a job uses S3.
+    type: str
+    default: ""
+  secret_key:
+    description: S3 secret key of the repository.
+    type: str
+    default: ""
+  config_dir:
+    description: Directory (root, C(0700)) of the secrets and of the jobs' configurations (C(jobs/NAME.json)).
+    type: path
+    default: /etc/keepdata/backup
+  units_dir:
+    description: Directory of the systemd units.
+    type: path
+    default: /etc/systemd/system
+attributes:
+  check_mode:
+    description: Reports what would be written, removed, reloaded and started, and does none of it.
+    support: full
+  diff_mode:
+    description: Shows each unit and job configuration before and after; secret files are shown as hidden.
+    support: full
+  platform:
+    description: Debian-family hosts with systemd.
+    support: full
+    platforms: posix
+notes:
+  - Secrets travel as module arguments (hidden with C(no_log)) and land only in the C(0600) files.
+"""
+
+EXAMPLES = r"""
+- name: Install the backup jobs
+  keepdata.storage.backup_jobs:
+    jobs: "{{ plan.jobs }}"
+    service: "{{ plan.service }}"
+    password: "{{ secrets.password }}"
+    access_key: "{{ secrets.access_key }}"
+    secret_key: "{{ secrets.secret_key }}"
+"""
+
+RETURN = r"""
+written:
+  description: Files written (created or changed).
+  type: list
+  elements: str
+  returned: always
+removed:
+  description: Files removed (jobs no longer listed).
+  type: list
+  elements: str
+  returned: always
+timers_started:
+  description: Schedule timers enabled and started by this run.
+  type: list
+  elements: str
+  returned: always
+timers_stopped:
+  description: Timers stopped and disabled because their job left the list or was disabled.
+  type: list
+  elements: str
+  returned: always
+actions:
+  description: What was done, in order (what would be done, in check mode).
+  type: list
+  elements: str
+  returned: always
+"""
+
+import os  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
+
+ARGUMENT_SPEC = dict(
+    jobs=dict(type="list", elements="dict", required=True),
+    service=dict(type="dict", required=True),
+    password=dict(type="str", required=True, no_log=True),
+    access_key=dict(type="str", default="", no_log=True),
+    secret_key=dict(type="str", default="", no_log=True),
+    config_dir=dict(type="path", default="/etc/keepdata/backup"),
+    units_dir=dict(type="path", default="/etc/systemd/system"),
+)
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+SERVICE_KEYS = ("runner", "nice", "io_class", "cpu_policy", "memory_max", "timeout", "retry_delay", "forget_schedule")
+
+
+def _has_control(value):
+    if isinstance(value, str):
+        return bool(CONTROL_CHARS.search(value))
+    if isinstance(value, dict):
+        return any(_has_control(k) or _has_control(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_control(v) for v in value)
+    return False
+
+
+def _job_errors(index, job, names):
+    name = job.get("name")
+    if not isinstance(name, str) or not full(JOB_NAME, name):
+        return ["jobs[%d].name must be 1 to 40 lowercase letters, digits, _ or -" % index]
+    errors = []
+    lacking = [key for key in ("repository", "enabled", "schedule", "randomized_delay", "s3_credentials_file") if key not in job]
+    if lacking:
+        errors.append("jobs[%s] lacks %s" % (name, ", ".join(lacking)))
+    if _has_control(job):
+        errors.append("jobs[%s] must not hold control characters" % name)
+    if not isinstance(job.get("enabled", True), bool):
+        errors.append("jobs[%s].enabled must be true or false" % name)
+    if name in names:
+        errors.append("jobs[%s] is listed twice" % name)
+    names.append(name)
+    return errors
+
+
+def input_errors(params):
+    """Problems with the arguments, found before anything is written (the plan checked them; this guards the host)."""
+    errors = []
+    for key in ("config_dir", "units_dir"):
+        if not full(ABS_PATH, params[key].rstrip("/")):
+            errors.append("%s must be an absolute path" % key)
+    missing = [key for key in SERVICE_KEYS if key not in params["service"]]
+    if missing:
+        errors.append("service lacks %s" % ", ".join(missing))
+    if _has_control(params["service"]):
+        errors.append("service must not hold control characters")
+    if not isinstance(params["service"].get("nice", 0), int) or isinstance(params["service"].get("nice"), bool):
+        errors.append("service.nice must be a whole number")
+    names = []
+    for index, job in enumerate(params["jobs"]):
+        errors += _job_errors(index, job, names)
+    if any(job.get("s3_credentials_file") for job in params["jobs"]) and not (params["access_key"] and params["secret_key"]):
+        errors.append("access_key and secret_key are required when a job uses an S3 repository")
+    if _has_control(params["password"]) or not params["password"]:
+        errors.append("password must be a non-empty line")
+    errors += ["%s must be one line (no control characters)" % key for key in ("access_key", "secret_key") if _has_control(params[key])]
+    return errors
+
+
+class Jobs:
+    """One run: look at every managed file and timer, then change what differs, recording each change."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.actions, self.done = [], []
+        self.written, self.removed, self.started, self.stopped = [], [], [], []
+        self.before, self.after = [], []
+
+    def fail(self, msg):
+        done = "; done before: " + ", ".join(self.done) if self.done else "; nothing was changed"
+        self.module.fail_json(msg=msg + done, changed=bool(self.done), actions=self.done)
+
+    def act(self, what, fn, *args):
+        self.actions.append(what)
+        if self.module.check_mode:
+            return
+        try:
+            fn(*args)
+        except (IOError, OSError) as exc:
+            self.fail("%s failed (%s)" % (what, exc))
+        self.done.append(what)
+
+    def systemctl(self, *args):
+        rc, out, err = self.module.run_command(["systemctl"] + list(args))
+        return rc, (out or err).strip()
+
+    def systemctl_or_fail(self, what, *args):
+        def run():
+            rc, text = self.systemctl(*args)
+            if rc != 0:
+                raise OSError(text or "systemctl exited with %d" % rc)
+
+        self.act(what, run)
+
+    @staticmethod
+    def read(path):
+        try:
+            with open(path) as handle:
+                return handle.read()
+        except (IOError, OSError):
+            return None
+
+    @staticmethod
+    def write(path, text, mode):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".keepdata-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+            os.chown(tmp, 0, 0)
+            os.rename(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @staticmethod
+    def make_dir(path):
+        os.makedirs(path, mode=0o700)
+        os.chmod(path, 0o700)
+
+    @staticmethod
+    def restrict_dir(path):
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o700)
+
+    def differs(self, path, content, mode):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (int(mode, 8), 0, 0) or self.read(path) != content
+
+    def managed_files(self):
+        """Files of this role now on the host: units, job configurations and the S3 keys file."""
+        found = []
+        units_dir, config_dir = self.p["units_dir"], self.p["config_dir"]
+        if os.path.isdir(units_dir):
+            found += [os.path.join(units_dir, f) for f in sorted(os.listdir(units_dir)) if is_managed_unit(f) or f == FAILED_UNIT]
+        jobs_dir = os.path.join(config_dir, "jobs")
+        if os.path.isdir(jobs_dir):
+            found += [os.path.join(jobs_dir, f) for f in sorted(os.listdir(jobs_dir)) if f.endswith(".json")]
+        if os.path.exists(os.path.join(config_dir, "s3.credentials")):
+            found.append(os.path.join(config_dir, "s3.credentials"))
+        return found
+
+    def stop_timers(self, stale):
+        """Timers of jobs that left the list, or were disabled, stop first: nothing fires a unit being removed."""
+        for path in stale:
+            unit = os.path.basename(path)
+            if not unit.endswith(".timer"):
+                continue
+            if self.systemctl("is-enabled", unit)[1] in ("enabled", "linked") or self.systemctl("is-active", unit)[0] == 0:
+                self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
+                self.stopped.append(unit)
+
+    def private_dirs(self, config_dir):
+        """The directories of the secrets and the jobs: root only, whoever created them."""
+        for directory in (config_dir, config_dir + "/jobs"):
+            if not os.path.isdir(directory):
+                self.act("create %s" % directory, self.make_dir, directory)
+            elif (os.stat(directory).st_mode & 0o7777, os.stat(directory).st_uid) != (0o700, 0):
+                self.act("make %s root-only (0700)" % directory, self.restrict_dir, directory)
+
+    def run(self):
+        p = self.p
+        config_dir, units_dir = p["config_dir"].rstrip("/"), p["units_dir"].rstrip("/")
+        desired = desired_files(p["jobs"], p["service"], config_dir, units_dir, password=p["password"], access_key=p["access_key"], secret_key=p["secret_key"])
+        stale = [path for path in self.managed_files() if path not in desired]
+        self.stop_timers(stale)
+        self.private_dirs(config_dir)
+        units_changed = False
+        for path in sorted(desired):
+            content, mode, secret = desired[path]
+            if not self.differs(path, content, mode):
+                continue
+            old = self.read(path)
+            self.before.append("%s: %s" % (path, "(hidden)" if secret and old is not None else old if old is not None else "(absent)"))
+            self.after.append("%s: %s" % (path, "(hidden)" if secret else content))
+            self.act("write %s" % path, self.write, path, content, int(mode, 8))
+            self.written.append(path)
+            units_changed = units_changed or path.startswith(units_dir + "/")
+        for path in stale:
+            self.before.append("%s: present" % path)
+            self.after.append("%s: (absent)" % path)
+            self.act("remove %s" % path, os.remove, path)
+            self.removed.append(path)
+            units_changed = units_changed or path.startswith(units_dir + "/")
+        if units_changed:
+            self.systemctl_or_fail("systemctl daemon-reload", "daemon-reload")
+        for unit, wanted in sorted(timers(p["jobs"]).items()):
+            if not wanted:
+                continue
+            enabled = self.systemctl("is-enabled", unit)[1] == "enabled"
+            active = self.systemctl("is-active", unit)[0] == 0
+            if not (enabled and active):
+                self.systemctl_or_fail("enable and start %s" % unit, "enable", "--now", unit)
+                self.started.append(unit)
+        return bool(self.actions)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    errors = input_errors(module.params)
+    if errors:
+        module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(errors))
+    jobs = Jobs(module)
+    changed = jobs.run()
+    result = dict(changed=changed, written=jobs.written, removed=jobs.removed, timers_started=jobs.started, timers_stopped=jobs.stopped, actions=jobs.actions)
+    if module._diff and changed:
+        result["diff"] = {"before": "\n".join(jobs.before) + "\n", "after": "\n".join(jobs.after) + "\n"}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: backup_probe
+short_description: Check a host before backing it up with restic (read-only)
+version_added: "0.3.0"
+description:
+  - One read-only look at the host for the role C(keepdata.storage.backup) at the paths to back up, the repository's
+    disk, the schedules, the SQLite databases, missing packages and the repository's endpoint.
+  - Fails, having changed nothing, when anything it was asked to check is wrong, and names every problem (with the
+    option that holds it) in one message.
+author:
+  - keepdata.storage maintainers (@keepdata)
+options:
+  caller:
+    description: Prefix of the failure message (the role using the probe).
+    type: str
+    default: keepdata.storage.backup_probe
+  paths:
+    description: Paths to back up; each must exist.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      option:
+        description: The option that named the path, for the message.
+        type: str
+        required: true
+      path:
+        description: Absolute path.
+        type: str
+        required: true
+  repository_path:
+    description:
+      - A repository on a local or mounted disk (empty for none). The backup paths must not be on its device
+        (unless O(allow_same_device)), since one disk failure would then take the data and its backup.
+      - While its fstab mount (RV(repository_mount)) is not mounted, the device is not known and that check is
+        skipped with a warning.
+    type: str
+    default: ""
+  allow_same_device:
+    description: Accept backup paths on the same device as O(repository_path).
+    type: bool
+    default: false
+  allow_same_device_option:
+    description: The name the caller gives O(allow_same_device), for the message.
+    type: str
+    default: allow_same_device
+  schedules:
+    description: systemd calendar expressions, each checked with C(systemd-analyze calendar) (skipped with a warning without it).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      option:
+        description: The option that holds the expression, for the message.
+        type: str
+        required: true
+      value:
+        description: The calendar expression (such as C(*-*-* 03:00:00)).
+        type: str
+        required: true
+  packages:
+    description: Debian packages whose absence is reported in RV(missing).
+    type: list
+    elements: str
+    default: []
+  ports:
+    description: C(host:port) addresses (C([v6]:port) for IPv6) that must accept a TCP connection.
+    type: list
+    elements: str
+    default: []
+  timeout:
+    description: Seconds to wait for each port and each command.
+    type: int
+    default: 5
+  sqlite_paths:
+    description: SQLite database files to dump; each must exist and be a regular file.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      option:
+        description: The option that named the file, for the message.
+        type: str
+        required: true
+      path:
+        description: Absolute path of the database file.
+        type: str
+        required: true
+attributes:
+  check_mode:
+    support: full
+    description: Read-only, so it runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is nothing to show.
+  platform:
+    support: full
+    description: Debian-family hosts with systemd.
+    platforms: posix
+notes:
+  - Read-only; it runs in check mode as well, so a C(--check) run sees what a real run would check.
+  - What it could not check (no C(systemd-analyze), a repository disk not mounted yet) is reported as a warning.
+"""
+
+EXAMPLES = r"""
+- name: Check the host before installing the backup jobs
+  keepdata.storage.backup_probe:
+    caller: keepdata.storage.backup
+    paths:
+      - {option: "backup_jobs[0].paths", path: /srv/app1}
+    repository_path: /mnt/backup/restic
+    schedules:
+      - {option: "backup_jobs[0].schedule", value: "*-*-* 03:00:00"}
+    packages: [restic]
+    ports: ["127.0.0.1:7480"]
+    sqlite_paths:
+      - {option: "backup_jobs[0].databases[0].path", path: /srv/app1/db.sqlite3}
+  register: probe
+"""
+
+RETURN = r"""
+restic_version:
+  description: The version of restic on the host, empty when it is not installed.
+  returned: always
+  type: str
+  sample: 0.14.0
+missing:
+  description: Packages of O(packages) that are not installed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["restic"]
+repository_mount:
+  description: The mount point (other than C(/)) of the longest /etc/fstab entry holding O(repository_path), empty when none.
+  returned: always
+  type: str
+  sample: /mnt/backup
+repository_mounted:
+  description: Whether RV(repository_mount) is mounted now.
+  returned: always
+  type: bool
+  sample: true
+same_device:
+  description: Backup paths on the same device as O(repository_path).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.keepdata.storage.plugins.module_utils.fstab import entry_path  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import missing_packages, port_error  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import parse_version  # noqa: E402
+
+FSTAB = "/etc/fstab"
+
+
+def fstab_mount_of(fstab_text, path):
+    """The mount point (other than /) of the longest fstab entry holding ``path``, "" when none."""
+    if not path:
+        return ""
+    path = os.path.normpath(path)
+    best = ""
+    for line in fstab_text.splitlines():
+        point = entry_path(line)
+        if not point or not point.startswith("/"):
+            continue  # comments, blank lines, swap ("none")
+        point = os.path.normpath(point)
+        if point != "/" and (path == point or path.startswith(point + "/")) and len(point) > len(best):
+            best = point
+    return best
+
+
+def existing_ancestor(path):
+    """``path`` itself or its deepest existing parent."""
+    path = os.path.normpath(path)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ""
+
+
+def check_paths(request):
+    return ['%s: "%s" does not exist' % (p["option"], p["path"]) for p in request.get("paths") or [] if not os.path.exists(p["path"])]
+
+
+def check_sqlite(request):
+    problems = []
+    for entry in request.get("sqlite_paths") or []:
+        try:
+            mode = os.stat(entry["path"]).st_mode
+        except OSError:
+            problems.append('%s: SQLite database "%s" does not exist' % (entry["option"], entry["path"]))
+            continue
+        if not stat.S_ISREG(mode):
+            problems.append('%s: SQLite database "%s" is not a regular file' % (entry["option"], entry["path"]))
+    return problems
+
+
+def check_same_device(request, facts, warnings):
+    """Backup paths on the repository's device (the device of the deepest existing part of repository_path)."""
+    repository = request.get("repository_path") or ""
+    if not repository:
+        return []
+    if not os.path.isabs(repository):
+        return ['repository_path "%s" must be an absolute path' % repository]
+    if facts["repository_mount"] and not facts["repository_mounted"]:
+        warnings.append("the repository's disk %s is not mounted: whether the backup paths share its device is not checked" % facts["repository_mount"])
+        return []
+    device = os.stat(existing_ancestor(repository)).st_dev
+    shared = [p for p in request.get("paths") or [] if os.path.exists(p["path"]) and os.stat(p["path"]).st_dev == device]
+    facts["same_device"] = [p["path"] for p in shared]
+    if not shared or request.get("allow_same_device"):
+        return []
+    return [
+        '%s: "%s" is on the same device as the repository %s, so one disk failure would take both (%s accepts it)'
+        % (p["option"], p["path"], repository, request.get("allow_same_device_option") or "allow_same_device")
+        for p in shared
+    ]
+
+
+def check_schedules(request, warnings, run=subprocess.run, which=shutil.which):
+    schedules = request.get("schedules") or []
+    if not schedules:
+        return []
+    analyze = which("systemd-analyze")
+    if not analyze:
+        warnings.append("systemd-analyze is not installed: the schedules are not checked")
+        return []
+    problems = []
+    for entry in schedules:
+        value = entry["value"]
+        bad = any(ord(char) < 32 for char in value) or not value.strip()
+        if not bad:
+            try:
+                proc = run([analyze, "calendar", "--", value], capture_output=True, text=True, timeout=request["timeout"], check=False)
+                bad = proc.returncode != 0
+            except subprocess.TimeoutExpired:
+                warnings.append('systemd-analyze did not answer within %d seconds: %s "%s" is not checked' % (request["timeout"], entry["option"], value))
+        if bad:
+            problems.append('%s "%s" is not a calendar expression systemd accepts' % (entry["option"], value))
+    return problems
+
+
+def check_ports(request):
+    unreachable = []
+    for address in request.get("ports") or []:
+        try:
+            error = port_error(address, request["timeout"])
+        except ValueError:
+            error = "not host:port"
+        if error:
+            unreachable.append("%s (%s)" % (address, error))
+    return ["not reachable: " + "; ".join(unreachable)] if unreachable else []
+
+
+def restic_version(timeout, run=subprocess.run, which=shutil.which):
+    binary = which("restic")
+    if not binary:
+        return ""
+    try:
+        proc = run([binary, "version"], capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return parse_version(proc.stdout) if proc.returncode == 0 else ""
+
+
+def packages_missing(packages, warnings, run=subprocess.run):
+    try:
+        return missing_packages(packages, run=run)
+    except OSError:
+        warnings.append("dpkg-query is not available: the packages are reported missing without a check")
+        return list(packages)
+
+
+def probe(request, run=None, which=None, fstab=FSTAB, mountinfo=MOUNTINFO):
+    """(facts, problems, warnings) for a request shaped like the module's options (``run``: subprocess.run, ``which``: shutil.which)."""
+    run, which = run or subprocess.run, which or shutil.which
+    warnings = []
+    facts = {"restic_version": restic_version(request["timeout"], run, which), "missing": packages_missing(request.get("packages") or [], warnings, run)}
+    facts["repository_mount"] = fstab_mount_of(read_text(fstab), request.get("repository_path") or "")
+    facts["repository_mounted"] = bool(facts["repository_mount"]) and facts["repository_mount"] in read_mounts(mountinfo)
+    facts["same_device"] = []
+    problems = check_paths(request)
+    problems += check_same_device(request, facts, warnings)
+    problems += check_schedules(request, warnings, run, which)
+    problems += check_ports(request)
+    problems += check_sqlite(request)
+    return facts, problems, warnings
+
+
+def entry_spec():
+    return dict(option=dict(type="str", required=True), path=dict(type="str", required=True))
+
+
+ARGUMENT_SPEC = dict(
+    caller=dict(type="str", default="keepdata.storage.backup_probe"),
+    paths=dict(type="list", elements="dict", default=[], options=entry_spec()),
+    repository_path=dict(type="str", default=""),
+    allow_same_device=dict(type="bool", default=False),
+    allow_same_device_option=dict(type="str", default="allow_same_device"),
+    schedules=dict(type="list", elements="dict", default=[], options=dict(option=dict(type="str", required=True), value=dict(type="str", required=True))),
+    packages=dict(type="list", elements="str", default=[]),
+    ports=dict(type="list", elements="str", default=[]),
+    timeout=dict(type="int", default=5),
+    sqlite_paths=dict(type="list", elements="dict", default=[], options=entry_spec()),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    facts, problems, warnings = probe(module.params)
+    for warning in warnings:
+        module.warn(warning)
+    if problems:
+        module.fail_json(msg="%s: %s" % (module.params["caller"], "; ".join(problems)), changed=False, **facts)
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == "__main__":
+    main()

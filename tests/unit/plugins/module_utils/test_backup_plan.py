@@ -1,0 +1,540 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The backup role's plan (keepdata.storage.backup_plan, backup_secrets, backup_bucket_problems) with the role's defaults."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
+
+ROOT = Path(__file__).resolve().parents[4]
+DEFAULTS = {k[len("backup_") :]: v for k, v in yaml.safe_load((ROOT / "roles/backup/defaults/main.yml").read_text()).items()}
+PASSWORD = "main-Pass-word-42"  # noqa: S105 - test values, not passwords
+RECOVERY = "Second-Key-phrase-77"
+ACCESS = "AKIAEXAMPLEKEY0001"
+SECRET = "s3cretKeyValue/With+Slash=="  # noqa: S105 - test values, not passwords
+SECRETS = (PASSWORD, RECOVERY, ACCESS, SECRET)
+S3 = dict(
+    DEFAULTS,
+    password=PASSWORD,
+    recovery_password=RECOVERY,
+    s3_bucket="kd-backups",
+    s3_prefix="restic/web1",
+    s3_endpoint="http://127.0.0.1:7496",
+    s3_access_key=ACCESS,
+    s3_secret_key=SECRET,
+    host_name="web1",
+    jobs=[{"name": "app1", "paths": ["/srv/app1"]}],
+)
+PATH = dict(DEFAULTS, password=PASSWORD, target="path", path="/mnt/backup/restic/", host_name="web1", jobs=[{"name": "app1", "paths": ["/srv/app1/"]}])
+URL = "s3:http://127.0.0.1:7496/kd-backups/restic/web1"
+CFG = "/etc/keepdata/backup"
+EMPTY_SECRETS = {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
+
+
+def job(**extra):
+    return dict({"name": "app", "paths": ["/srv/app"]}, **extra)
+
+
+def plan(base=None, **settings):
+    return backup_plan(dict(S3 if base is None else base, **settings))
+
+
+def errors(base=None, **settings):
+    return plan(base, **settings)["errors"]
+
+
+def test_s3_repository_job_and_probe():
+    result = plan(jobs=[job(name="app1", paths=["/srv/app1"], databases=[{"type": "sqlite", "path": "/srv/app1/db.sqlite3"}])])
+    assert result["errors"] == [] and result["warnings"] == []
+    repository = result["repository"]
+    assert repository["url"] == URL
+    assert repository["options"] == ["s3.bucket-lookup=path", "s3.connections=5"]
+    assert (repository["bucket"], repository["prefix"], repository["endpoint"], repository["address"]) == (
+        "kd-backups",
+        "restic/web1",
+        "http://127.0.0.1:7496",
+        "127.0.0.1:7496",
+    )
+    [app] = result["jobs"]
+    assert app["repository"] == URL
+    assert app["restic_options"] == ["-o", "s3.bucket-lookup=path", "-o", "s3.connections=5"]
+    assert re.fullmatch(r"[0-9a-f]{12}", app["repository_id"])
+    assert app["repository_id"] == hashlib.sha256(URL.encode()).hexdigest()[:12]
+    assert (app["password_file"], app["s3_credentials_file"]) == (CFG + "/repository.password", CFG + "/s3.credentials")
+    assert app["dump_dir"] == "/var/lib/keepdata/backup/dumps/app1"
+    assert app["host"] == "web1" and app["mount_point"] == ""
+    assert app["databases"] == [{"type": "sqlite", "name": "db", "path": "/srv/app1/db.sqlite3"}]
+    assert app["retention"] == {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0, "keep_yearly": 0, "keep_within": ""}
+    assert app["tag_rules"] == [{"tag": "pre-update", "within": "21d"}]
+    assert (app["enabled"], app["schedule"], app["randomized_delay"]) == (True, "daily", "30min")
+    assert result["probe"] == {
+        "paths": [{"option": "backup_jobs[app1].paths", "path": "/srv/app1"}],
+        "sqlite_paths": [{"option": "backup_jobs[app1].databases[db].path", "path": "/srv/app1/db.sqlite3"}],
+        "repository_path": "",
+        "schedules": [
+            {"option": "backup_jobs[app1].schedule", "value": "daily"},
+            {"option": "backup_forget_schedule", "value": "*-*-* 05:00"},
+        ],
+        "packages": ["restic"],
+        "ports": ["127.0.0.1:7496"],
+    }
+    assert result["bucket"] == {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
+    assert result["service"]["runner"] == "/usr/local/lib/keepdata/backup_runner.py"
+    assert (result["service"]["nice"], result["service"]["memory_max"], result["service"]["retry_delay"]) == (15, "2G", "15min")
+
+
+def test_repository_id_is_stable_and_follows_the_url():
+    first = plan()["jobs"][0]["repository_id"]
+    assert plan()["jobs"][0]["repository_id"] == first
+    assert plan(jobs=[job(name="other", paths=["/srv/other"])])["jobs"][0]["repository_id"] == first
+    assert plan(s3_prefix="restic/web2")["jobs"][0]["repository_id"] != first
+
+
+def test_path_repository():
+    result = plan(PATH, jobs=[job(name="app1", paths=["/srv/app1/"], schedule="*-*-* 03:00", enabled=False)], forget_schedule="Sun 04:00")
+    assert result["errors"] == []
+    assert result["repository"]["url"] == "/mnt/backup/restic" and result["repository"]["options"] == []
+    [app] = result["jobs"]
+    assert app["repository"] == "/mnt/backup/restic" and app["restic_options"] == []
+    assert app["paths"] == ["/srv/app1"]
+    assert (app["password_file"], app["s3_credentials_file"]) == (CFG + "/repository.password", "")
+    assert app["enabled"] is False
+    assert result["probe"]["repository_path"] == "/mnt/backup/restic"
+    assert result["probe"]["ports"] == []
+    assert result["probe"]["schedules"] == [
+        {"option": "backup_jobs[app1].schedule", "value": "*-*-* 03:00"},
+        {"option": "backup_forget_schedule", "value": "Sun 04:00"},
+    ]
+    assert result["bucket"] == {}
+    assert backup_secrets(dict(PATH)) == {"password": PASSWORD, "recovery_password": "", "access_key": "", "secret_key": ""}
+
+
+def test_bucket_lookup_follows_the_cellar_modules_rule():
+    cellar = plan(s3_endpoint="cellar-c2.services.clever-cloud.com", s3_prefix="restic")
+    assert cellar["repository"]["url"] == "s3:https://cellar-c2.services.clever-cloud.com/kd-backups/restic"
+    assert cellar["repository"]["options"][0] == "s3.bucket-lookup=dns"
+    assert cellar["probe"]["ports"] == ["cellar-c2.services.clever-cloud.com:443"]
+    assert cellar["bucket"]["path_style"] is False
+    assert plan(s3_endpoint="cellar-c2.services.clever-cloud.com", s3_bucket="media.example.com")["repository"]["options"][0] == "s3.bucket-lookup=path"
+    assert plan(s3_endpoint="localhost:7480")["repository"]["options"][0] == "s3.bucket-lookup=path"
+    assert plan(s3_path_style="false")["repository"]["options"][0] == "s3.bucket-lookup=dns"
+    assert plan(s3_endpoint="s3.example.com", s3_path_style="true")["repository"]["options"][0] == "s3.bucket-lookup=path"
+    # A YAML boolean (backup_s3_path_style: false) means false, not auto.
+    assert plan(s3_path_style=False)["repository"]["options"][0] == "s3.bucket-lookup=dns"
+    assert plan(s3_endpoint="s3.example.com", s3_path_style=True)["repository"]["options"][0] == "s3.bucket-lookup=path"
+    assert plan(s3_connections="8")["repository"]["options"][1] == "s3.connections=8"
+    assert plan(s3_prefix="")["repository"]["url"] == "s3:http://127.0.0.1:7496/kd-backups"
+    assert plan(s3_prefix="/restic/web1/")["repository"]["url"] == URL
+
+
+def test_cellar_env_precedence():
+    env = {"host": "http://127.0.0.1:7480", "key_id": "ENVKEYID", "key_secret": "ENV-secret"}
+    from_env = dict(S3, s3_endpoint="cellar-c2.services.clever-cloud.com", s3_access_key="", s3_secret_key="", from_cellar_env=True, env=env)
+    result = backup_plan(from_env)
+    assert result["errors"] == []
+    # CELLAR_ADDON_HOST names the cluster the keys belong to: it wins over backup_s3_endpoint.
+    assert result["repository"]["url"] == "s3:http://127.0.0.1:7480/kd-backups/restic/web1"
+    assert result["bucket"]["endpoint"] == "http://127.0.0.1:7480"
+    assert backup_secrets(from_env) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": "ENVKEYID", "secret_key": "ENV-secret"}
+    # Keys set as variables win over the environment's.
+    assert backup_secrets(dict(from_env, s3_access_key=ACCESS, s3_secret_key=SECRET))["access_key"] == ACCESS
+    assert backup_secrets(dict(from_env, s3_access_key=ACCESS, s3_secret_key=SECRET))["secret_key"] == SECRET
+    # No CELLAR_ADDON_HOST: backup_s3_endpoint stays.
+    without_host = dict(from_env, env=dict(env, host=""))
+    assert backup_plan(without_host)["repository"]["url"] == "s3:https://cellar-c2.services.clever-cloud.com/kd-backups/restic/web1"
+    # Without from_cellar_env the environment is ignored.
+    assert backup_plan(dict(S3, env=env))["repository"]["url"] == URL
+    assert backup_secrets(dict(S3, env=env))["access_key"] == ACCESS
+    assert "are not in the controller environment" in backup_plan(dict(from_env, env={}))["errors"][0]
+    assert "ENV-secret" not in json.dumps(result)
+
+
+def test_cellar_env_without_keys():
+    from_env = dict(S3, s3_access_key="", s3_secret_key="", from_cellar_env=True, env={"host": "", "key_id": "", "key_secret": ""})
+    result = backup_plan(from_env)
+    assert result["errors"] == [
+        "backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment",
+        "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env",
+    ]
+    assert backup_secrets(from_env) == EMPTY_SECRETS
+    # Keys as variables are enough, with or without the environment's.
+    assert backup_plan(dict(from_env, s3_access_key=ACCESS, s3_secret_key=SECRET))["errors"] == []
+
+
+def test_backup_secrets():
+    assert backup_secrets(dict(S3)) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": ACCESS, "secret_key": SECRET}
+    assert backup_secrets(dict(S3, s3_bucket="Bad_Bucket")) == EMPTY_SECRETS
+
+
+def test_plain_http_warning_only_off_loopback():
+    warning = "backup_s3_endpoint uses plain http: restic encrypts the data, but the S3 keys travel in clear"
+    assert plan(s3_endpoint="http://s3.example.com:7480")["warnings"] == [warning]
+    assert plan(s3_endpoint="http://localhost:7480")["warnings"] == []
+    assert plan(s3_endpoint="http://[::1]:7480")["warnings"] == []
+    assert plan(s3_endpoint="https://s3.example.com")["warnings"] == []
+    assert plan(PATH)["warnings"] == []
+
+
+def test_probe_request_follows_the_switches():
+    assert plan(manage_packages=False)["probe"]["packages"] == []
+    assert plan(preflight=False)["probe"]["ports"] == []
+    assert plan(create_bucket=True)["bucket"]["create"] is True
+
+
+def test_job_values_and_role_defaults():
+    result = plan(
+        jobs=[
+            job(
+                name="app1",
+                paths=["/srv/app1"],
+                excludes=["*.tmp", "/srv/app1/cache"],
+                tags=["app1", "v=2"],
+                keep_daily=0,
+                keep_weekly=0,
+                keep_within="1y6m",
+                keep_tags=[],
+                pre_hooks="systemctl stop app1\nsync",
+                databases=[
+                    {"type": "postgresql", "database": "app", "options": ["--no-owner"]},
+                    {"type": "mysql", "name": "shop", "database": "shop", "defaults_file": "/root/.my.cnf"},
+                ],
+            ),
+            job(name="db-only", paths=[], databases=[{"type": "sqlite", "name": "main", "path": "/srv/db/main.db"}], randomized_delay="0"),
+        ],
+        limit_upload="1024",
+        compression="max",
+        notify_command="mail -s backup root",
+        metrics_dir="",
+        config_dir="/etc/kd/",
+        state_dir="/var/lib/kd",
+    )
+    assert result["errors"] == []
+    app, db_only = result["jobs"]
+    assert app["excludes"] == ["*.tmp", "/srv/app1/cache"] and app["tags"] == ["app1", "v=2"]
+    assert app["retention"] == {"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_yearly": 0, "keep_within": "1y6m"}
+    assert app["tag_rules"] == []
+    assert app["pre_hooks"] == ["systemctl stop app1", "sync"]
+    assert app["databases"] == [
+        {"type": "postgresql", "name": "app", "database": "app", "options": ["--no-owner"], "user": "postgres"},
+        {"type": "mysql", "name": "shop", "database": "shop", "options": [], "defaults_file": "/root/.my.cnf"},
+    ]
+    assert (app["limit_upload"], app["compression"], app["notify_command"], app["metrics_dir"]) == (1024, "max", "mail -s backup root", "")
+    assert (app["password_file"], app["s3_credentials_file"]) == ("/etc/kd/repository.password", "/etc/kd/s3.credentials")
+    assert (app["state_dir"], app["dump_dir"]) == ("/var/lib/kd", "/var/lib/kd/dumps/app1")
+    assert db_only["paths"] == [] and db_only["randomized_delay"] == "0"
+    assert [p["path"] for p in result["probe"]["paths"]] == ["/srv/app1"]
+
+
+def test_a_database_without_paths_is_a_job():
+    assert errors(jobs=[job(paths=[], databases=[{"type": "sqlite", "path": "/srv/db.sqlite"}])]) == []
+
+
+BAD = [
+    # (settings overrides, part of the one expected error)
+    ({"jobs": [job(path="/srv")]}, "backup_jobs[0]: unknown option(s) path (known: "),
+    ({"jobs": [job(keep_daily=-1)]}, "backup_jobs[app].keep_daily must be between 0 and 100000 (got -1)"),
+    ({"jobs": [job(keep_weekly=True)]}, "backup_jobs[app].keep_weekly must be a whole number"),
+    ({"keep_monthly": True}, "backup_keep_monthly must be a whole number"),
+    ({"keep_yearly": "1.5"}, "backup_keep_yearly must be a whole number"),
+    ({"jobs": [job(paths=[])]}, "backup_jobs[app].paths must list at least one absolute path"),
+    ({"jobs": [job(paths=["srv/app"])]}, 'backup_jobs[app].paths "srv/app" must be an absolute path other than /'),
+    ({"jobs": [job(paths=["/"])]}, 'backup_jobs[app].paths "/" must be an absolute path other than /'),
+    ({"jobs": [job(paths=["/srv/../etc"])]}, 'backup_jobs[app].paths "/srv/../etc" must be an absolute path'),
+    ({"jobs": [job(paths=["/srv/a\nb"])]}, "backup_jobs[app].paths[0] must not contain control characters"),
+    ({"jobs": [job(excludes=["*.tmp\t"])]}, "backup_jobs[app].excludes[0] must not contain control characters"),
+    ({"password": PASSWORD + "\n"}, "backup_password must not contain control characters"),
+    ({"recovery_password": "\x7f" + RECOVERY}, "backup_recovery_password must not contain control characters"),
+    ({"s3_access_key": ACCESS + "\r"}, "backup_s3_access_key must not contain control characters"),
+    ({"s3_secret_key": SECRET + "\x00"}, "backup_s3_secret_key must not contain control characters"),
+    ({"s3_bucket": "kd\tbackups"}, "backup_s3_bucket must not contain control characters"),
+    ({"host_name": "web1\n"}, "backup_host_name must not contain control characters"),
+    ({"notify_command": "mail\nroot"}, "backup_notify_command must not contain control characters"),
+    (
+        {"from_cellar_env": True, "s3_access_key": "", "s3_secret_key": "", "env": {"key_id": "K", "key_secret": SECRET + "\n"}},
+        "environment CELLAR_ADDON_KEY_SECRET must not contain control characters",
+    ),
+    (
+        {"target": "path", "path": "/srv", "jobs": [job(paths=["/srv/app"])]},
+        'backup_jobs[app].paths "/srv/app" and backup_path "/srv" must not contain one another',
+    ),
+    ({"target": "path", "path": "/srv/app/restic", "jobs": [job(paths=["/srv/app"])]}, 'and backup_path "/srv/app/restic" must not contain one another'),
+    ({"target": "path", "path": "/srv/app", "jobs": [job(paths=["/srv/app/"])]}, 'and backup_path "/srv/app" must not contain one another'),
+    ({"target": "path", "path": "backups"}, 'backup_path "backups" must be an absolute path other than /'),
+    ({"target": "path", "path": "/"}, 'backup_path "" must be an absolute path other than /'),
+    ({"target": "nfs"}, 'backup_target "nfs" must be s3 or path'),
+    ({"s3_bucket": "kd_backups"}, 'backup_s3_bucket "kd_backups" is not a valid S3 bucket name'),
+    ({"s3_bucket": ""}, 'backup_s3_bucket "" is not a valid S3 bucket name: bucket name must not be empty'),
+    ({"s3_prefix": "../x"}, 'backup_s3_prefix "../x" must be a relative path'),
+    ({"s3_prefix": "a b"}, 'backup_s3_prefix "a b" must be a relative path'),
+    ({"s3_endpoint": "ftp://s3.example.com"}, 'backup_s3_endpoint "ftp://s3.example.com" must be a host, host:port or http(s)://host[:port]'),
+    ({"s3_endpoint": "https://s3.example.com/bucket"}, "must be a host, host:port or http(s)://host[:port]"),
+    ({"s3_endpoint": ""}, 'backup_s3_endpoint "" must be a host'),
+    ({"s3_path_style": "maybe"}, "backup_s3_path_style must be auto, true or false"),
+    ({"s3_connections": 0}, "backup_s3_connections must be between 1 and 64 (got 0)"),
+    ({"s3_access_key": ""}, "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env"),
+    ({"s3_secret_key": None}, "no S3 credentials"),
+    ({"s3_secret_key": SECRET + " x"}, "backup_s3_access_key and backup_s3_secret_key must not contain blanks"),
+    ({"s3_access_key": "AK=1"}, "backup_s3_access_key and backup_s3_secret_key must not contain blanks (nor the access key '=')"),
+    ({"jobs": [job(schedule="daily; rm -rf /")]}, 'backup_jobs[app].schedule "daily; rm -rf /" must be an OnCalendar expression'),
+    ({"jobs": [job(schedule="daily\n")]}, 'backup_jobs[app].schedule "?" must be an OnCalendar expression'),
+    ({"schedule": "$(reboot)"}, 'backup_jobs[app1].schedule "$(reboot)" must be an OnCalendar expression'),
+    ({"forget_schedule": "05:00;x"}, "backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00"),
+    ({"jobs": [job(randomized_delay="soon")]}, 'backup_jobs[app].randomized_delay "soon" must be a time span such as 30min'),
+    ({"password": ""}, "backup_password is required (no default)"),
+    ({"password": None}, "backup_password is required (no default)"),
+    ({"password": "short-pw"}, "backup_password must be at least 12 characters long"),
+    ({"recovery_password": PASSWORD}, "backup_recovery_password must differ from backup_password"),
+    ({"jobs": [job(name="App")]}, "backup_jobs[0].name must be 1 to 40 lowercase letters, digits, _ or - (starting with a letter or digit)"),
+    ({"jobs": [job(name="-app")]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
+    ({"jobs": [job(name="a" * 41)]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
+    ({"jobs": [job(name="app\n")]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
+    ({"jobs": [job(name=None)]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
+    ({"jobs": [job(), job(paths=["/srv/other"])]}, 'backup_jobs: job name "app" is used twice'),
+    ({"jobs": [job(name="app-forget")]}, 'backup_jobs[0].name "app-forget" must not end in -forget or -retry'),
+    ({"jobs": [job(name="app-retry")]}, 'backup_jobs[0].name "app-retry" must not end in -forget or -retry'),
+    ({"jobs": [job(tags=["a b"])]}, 'backup_jobs[app].tags[0] "a b" must be a tag'),
+    ({"jobs": [job(tags=["ok", ""])]}, "backup_jobs[app].tags[1] must be a non-empty string"),
+    ({"jobs": [job(tags=["keepdata-job=other"])]}, "backup_jobs[app].tags: keepdata-job=... is set by the role"),
+    ({"jobs": [job(keep_within="30 days")]}, 'backup_jobs[app].keep_within "30 days" must be a restic duration'),
+    ({"keep_within": "2w"}, 'backup_keep_within "2w" must be a restic duration such as 30d, 2m or 1y6m'),
+    ({"jobs": [job(keep_daily=0, keep_weekly=0)]}, "backup_jobs[app] has no retention rule"),
+    ({"keep_daily": 0, "keep_weekly": "0"}, "backup_jobs[app1] has no retention rule"),
+    ({"keep_tags": [{"tag": "pre update", "within": "21d"}]}, 'backup_keep_tags[0].tag "pre update" must be a tag'),
+    ({"keep_tags": [{"tag": "keepdata-job=app", "within": "21d"}]}, 'backup_keep_tags[0].tag "keepdata-job=app" must be a tag'),
+    ({"jobs": [job(keep_tags=[{"tag": "pre-update", "within": "3 weeks"}])]}, 'backup_jobs[app].keep_tags[0].within "3 weeks" must be a restic duration'),
+    ({"keep_tags": ["pre-update"]}, "backup_keep_tags[0] must be a mapping with tag and within"),
+    ({"keep_tags": [{"tag": "t", "within": "1d", "keep": 1}]}, "backup_keep_tags[0] must be a mapping with tag and within"),
+    ({"jobs": [job(databases=[{"type": "redis"}])]}, "backup_jobs[app].databases[0].type must be sqlite, postgresql or mysql"),
+    ({"jobs": [job(databases=["app.sqlite"])]}, "backup_jobs[app].databases[0].type must be sqlite, postgresql or mysql"),
+    (
+        {"jobs": [job(databases=[{"type": "sqlite", "path": "/srv/a.db", "user": "x"}])]},
+        "backup_jobs[app].databases[0]: unknown option(s) user for a sqlite dump",
+    ),
+    ({"jobs": [job(databases=[{"type": "mysql", "database": "x", "user": "root"}])]}, "unknown option(s) user for a mysql dump"),
+    ({"jobs": [job(databases=[{"type": "sqlite", "name": "a b", "path": "/srv/a.db"}])]}, 'backup_jobs[app].databases[0].name "a b" must be a dump name'),
+    ({"jobs": [job(databases=[{"type": "sqlite", "path": "db.sqlite"}])]}, 'backup_jobs[app].databases[0].path "db.sqlite" must be an absolute path'),
+    ({"jobs": [job(databases=[{"type": "sqlite", "path": "/srv/a\n.db"}])]}, "backup_jobs[app].databases[0].path must not contain control characters"),
+    (
+        {"jobs": [job(databases=[{"type": "sqlite", "path": "/srv/a/app.db"}, {"type": "sqlite", "path": "/srv/b/app.db"}])]},
+        'backup_jobs[app].databases[1].name "app" is used twice in this job',
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "postgresql", "name": "app", "database": "app;drop"}])]},
+        'backup_jobs[app].databases[0].database "app;drop" must be a database name',
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "postgresql", "database": "app", "user": "Bad User"}])]},
+        'backup_jobs[app].databases[0].user "Bad User" must be a user name',
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "postgresql", "database": "app", "options": ["--password=" + PASSWORD]}])]},
+        "backup_jobs[app].databases[0].options: a password option would show in the process list",
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "mysql", "database": "app", "options": ["--password=" + SECRET]}])]},
+        "backup_jobs[app].databases[0].options: a password option would show in the process list",
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "mysql", "database": "app", "options": ["--single-transaction", "; rm -rf /"]}])]},
+        "backup_jobs[app].databases[0].options[1] must be one command-line option such as --no-owner (its value is not shown)",
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "mysql", "database": "app", "options": ["--quick\n"]}])]},
+        "backup_jobs[app].databases[0].options[0] must not contain control",
+    ),
+    (
+        {"jobs": [job(databases=[{"type": "mysql", "database": "app", "defaults_file": "my.cnf"}])]},
+        'backup_jobs[app].databases[0].defaults_file "my.cnf" must be an absolute path',
+    ),
+    ({"jobs": [job(pre_hooks=[""])]}, "backup_jobs[app].pre_hooks[0] must be a non-empty string"),
+    ({"jobs": [job(post_hooks=["ok", "a\tb"])]}, "backup_jobs[app].post_hooks[1] must not contain control characters"),
+    ({"jobs": [job(on_failure_hooks=[["nested"]])]}, "backup_jobs[app].on_failure_hooks[0] must be a non-empty string"),
+    ({"jobs": [job(enabled="yes")]}, "backup_jobs[app].enabled must be true or false"),
+    ({"memory_max": "2GB"}, 'backup_memory_max "2GB" must be a size such as 2G, a percentage or infinity'),
+    ({"memory_max": "101%"}, 'backup_memory_max "101%" must be a size'),
+    ({"timeout": "12 hours later"}, 'backup_timeout "12 hours later" must be a time span such as 12h or 15min'),
+    ({"retry_delay": "soon"}, 'backup_retry_delay "soon" must be a time span such as 12h or 15min'),
+    ({"retry_delay": "infinity"}, 'backup_retry_delay "infinity" must be a time span'),
+    ({"nice": 20}, "backup_nice must be between -20 and 19 (got 20)"),
+    ({"nice": -21}, "backup_nice must be between -20 and 19 (got -21)"),
+    ({"io_class": "fast"}, "backup_io_class must be idle, best-effort or realtime"),
+    ({"cpu_policy": "fifo"}, "backup_cpu_policy must be batch, idle or other"),
+    ({"compression": "zstd"}, "backup_compression must be auto, off or max"),
+    ({"limit_upload": -1}, "backup_limit_upload must be between 0 and any (got -1)"),
+    ({"hook_timeout": 0}, "backup_hook_timeout must be between 1 and any (got 0)"),
+    ({"retry_attempts": 101}, "backup_retry_attempts must be between 0 and 100 (got 101)"),
+    ({"config_dir": "etc/keepdata"}, 'backup_config_dir "etc/keepdata" must be an absolute path'),
+    ({"state_dir": ""}, 'backup_state_dir "" must be an absolute path'),
+    ({"metrics_dir": "metrics"}, 'backup_metrics_dir "metrics" must be an absolute path'),
+    ({"host_name": ""}, 'backup_host_name "" must be a host name'),
+    ({"host_name": "web 1"}, 'backup_host_name "web 1" must be a host name'),
+    ({"jobs": "app"}, "backup_jobs must be a list of jobs (each with name and paths)"),
+    ({"jobs": {"name": "app", "paths": ["/srv/app"]}}, "backup_jobs must be a list of jobs"),
+    ({"jobs": None}, "backup_jobs must be a list of jobs"),
+    ({"jobs": 5}, "backup_jobs must be a list of jobs"),
+    ({"jobs": True}, "backup_jobs must be a list of jobs"),
+    ({"jobs": ["app"]}, "backup_jobs[0] must be a mapping with at least name and paths"),
+]
+
+
+@pytest.mark.parametrize(("settings", "expect"), BAD, ids=["%02d-%s" % (i, e[:40]) for i, (s, e) in enumerate(BAD)])
+def test_bad_input(settings, expect):
+    result = backup_plan(dict(S3, **settings))
+    assert len(result["errors"]) == 1, result["errors"]
+    assert expect in result["errors"][0]
+    # Nothing else of an invalid plan is used.
+    assert (result["repository"], result["jobs"], result["service"], result["probe"], result["bucket"]) == ({}, [], {}, {}, {})
+    assert backup_secrets(dict(S3, **settings)) == EMPTY_SECRETS
+    text = json.dumps(result)
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def test_bad_inputs_are_many():
+    assert len(BAD) >= 30
+
+
+@pytest.mark.parametrize("key", ["password", "recovery_password", "s3_access_key", "s3_secret_key"])
+@pytest.mark.parametrize("where", [0, 5, -1])
+def test_control_characters_in_secrets_name_the_option_and_hide_the_value(key, where):
+    value = S3[key]
+    index = where if where >= 0 else len(value)
+    bad = value[:index] + "\n" + value[index:]
+    result = backup_plan(dict(S3, **{key: bad}))
+    assert result["errors"] == ["backup_%s must not contain control characters (newline, tab, ...)" % key]
+    text = json.dumps(result)
+    assert value not in text
+    for part in (value[:index], value[index:]):
+        assert len(part) < 6 or part not in text
+    assert backup_secrets(dict(S3, **{key: bad})) == EMPTY_SECRETS
+
+
+def test_many_errors_at_once_never_show_a_secret():
+    result = plan(
+        password="too-short",  # noqa: S106 - test values, not passwords
+        s3_secret_key=SECRET + " blank",
+        s3_bucket="a",
+        jobs=[job(name="Bad"), job(tags=["x y"], databases=[{"type": "mysql", "database": "d", "options": ["--password=" + SECRET]}])],
+    )
+    assert len(result["errors"]) >= 5
+    text = json.dumps(result)
+    assert "too-short" not in text
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def test_a_dump_option_that_is_refused_never_shows_its_value():
+    # Not a valid option (a blank, a "!"): the error must not repeat what may be a password.
+    for option in ("--password=" + PASSWORD + " x", "-p" + PASSWORD + "!"):
+        result = plan(jobs=[job(databases=[{"type": "mysql", "database": "app", "options": [option]}])])
+        assert result["errors"] == ["backup_jobs[app].databases[0].options[0] must be one command-line option such as --no-owner (its value is not shown)"]
+        assert PASSWORD not in json.dumps(result)
+
+
+# --- the bucket --------------------------------------------------------------------------------------------------------
+
+BUCKET = {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
+EXPIRE = {"Days": 30}
+
+
+def problems(rules, prefix="restic/web1", versioning="disabled"):
+    return backup_bucket_problems({"name": "kd-backups", "lifecycle": rules, "versioning": versioning}, dict(BUCKET, prefix=prefix))
+
+
+def rule(**extra):
+    return dict({"ID": "expire-old", "Status": "Enabled", "Expiration": EXPIRE}, **extra)
+
+
+@pytest.mark.parametrize(
+    "lifecycle_rule",
+    [
+        rule(Prefix=""),
+        rule(Prefix="restic/"),
+        rule(Prefix="restic/web1"),
+        rule(Prefix="restic/web1/data/"),
+        rule(Filter={}),
+        rule(Filter={"Prefix": "restic"}),
+        rule(Filter={"Prefix": "restic/web1/locks/"}),
+        rule(Filter={"And": {"Prefix": "restic/"}}),
+        rule(Prefix="restic/", Expiration=None, Transitions=[{"Days": 1, "StorageClass": "GLACIER"}]),
+        rule(Prefix="restic/", Expiration=None, Transition={"Days": 1, "StorageClass": "GLACIER"}),
+    ],
+)
+def test_lifecycle_rules_that_reach_the_repository(lifecycle_rule):
+    result = problems([lifecycle_rule])
+    assert result == {
+        "errors": [
+            'bucket "kd-backups": lifecycle rule "expire-old" expires objects under the repository prefix "restic/web1"; restic would lose pack files '
+            "(remove the rule or choose another backup_s3_prefix)"
+        ],
+        "warnings": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "lifecycle_rule",
+    [
+        rule(Prefix="logs/"),
+        rule(Prefix="restic/web10"),
+        rule(Prefix="restic/web1x/"),
+        rule(Filter={"Prefix": "restic/web2/"}),
+        rule(Filter={"And": {"Prefix": "tmp/"}}),
+        rule(Prefix="", Status="Disabled"),
+        {"ID": "abort", "Status": "Enabled", "Prefix": "", "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+        # restic never tags its objects: a rule that needs a tag never reaches them.
+        rule(Filter={"And": {"Prefix": "restic/", "Tags": [{"Key": "k", "Value": "v"}]}}),
+        rule(Filter={"Tag": {"Key": "k", "Value": "v"}}),
+        # Old versions and delete markers only: what frees space on a versioned bucket, not a danger.
+        rule(Prefix="restic/", Expiration=None, NoncurrentVersionExpiration={"NoncurrentDays": 1}),
+        rule(Prefix="restic/", Expiration={"ExpiredObjectDeleteMarker": True}),
+    ],
+)
+def test_lifecycle_rules_that_leave_the_repository_alone(lifecycle_rule):
+    assert problems([lifecycle_rule]) == {"errors": [], "warnings": []}
+
+
+def test_prefixes_nest_both_ways():
+    # A rule on a shorter prefix: S3 prefixes are plain string prefixes, so "restic/web" reaches "restic/web1/...".
+    assert problems([rule(Prefix="restic/web")])["errors"]
+    # A rule below the repository.
+    assert problems([rule(Prefix="restic/web1/snapshots/")])["errors"]
+    # "restic/web1" reaches a repository at "restic/web10" (keys "restic/web10/..."); not the other way round.
+    assert problems([rule(Prefix="restic/web1")], prefix="restic/web10")["errors"]
+    assert problems([rule(Prefix="restic/web10")], prefix="restic/web1")["errors"] == []
+
+
+def test_a_repository_at_the_bucket_root_is_reached_by_any_expiring_rule():
+    result = problems([rule(Prefix="logs/", ID="")], prefix="")
+    assert result["errors"] == [
+        'bucket "kd-backups": lifecycle rule "?" expires objects under the repository prefix "/"; restic would lose pack files '
+        "(remove the rule or choose another backup_s3_prefix)"
+    ]
+    assert problems([rule(Prefix="logs/", Status="Disabled")], prefix="")["errors"] == []
+
+
+def test_each_bad_rule_is_reported():
+    result = problems([rule(ID="a", Prefix="restic/"), rule(ID="b", Prefix="logs/"), rule(ID="c", Filter={"Prefix": ""})])
+    assert [e.split('"')[3] for e in result["errors"]] == ["a", "c"]
+
+
+def test_versioning_is_a_warning():
+    assert problems([], versioning="enabled") == {
+        "errors": [],
+        "warnings": ['bucket "kd-backups" has versioning enabled: restic prune then frees no space (old versions stay until deleted)'],
+    }
+    assert problems([], versioning="suspended") == {"errors": [], "warnings": []}
+    assert backup_bucket_problems({}, BUCKET) == {"errors": [], "warnings": []}
+    assert backup_bucket_problems({"lifecycle": None}, BUCKET) == {"errors": [], "warnings": []}
+
+
+def test_a_mysql_password_glued_to_p_is_refused_but_the_port_is_not():
+    refused = plan(jobs=[job(databases=[{"type": "mysql", "database": "app", "options": ["-phunter2secret"]}])])
+    assert refused["errors"] == ["backup_jobs[app].databases[0].options: a password option would show in the process list; use a defaults or .pgpass file"]
+    assert "hunter2secret" not in json.dumps(refused)
+    assert plan(jobs=[job(databases=[{"type": "mysql", "database": "app", "options": ["-P3307", "--single-transaction"]}])])["errors"] == []

@@ -1,0 +1,1125 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The backup runner (role keepdata.storage.backup) against a scripted restic: the command lines it builds, what
+each restic answer means, where the secrets go (paths only), the state and metrics it leaves, and the failure
+handler. Hooks run for real with /bin/sh; SQLite dumps run for real with the stdlib."""
+
+import ast
+import fcntl
+import io
+import itertools
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
+
+VERSION_014 = "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n"
+VERSION_016 = "restic 0.16.4 compiled with go1.21.6 on linux/amd64\n"
+S3 = "s3:http://127.0.0.1:7495/backups/restic"
+PASSWORD_FILE = "/etc/keepdata/backup/repository.password"  # noqa: S105 - a path, not a password
+S3_FILE = "/etc/keepdata/backup/s3.credentials"
+SUMMARY = {
+    "message_type": "summary",
+    "files_new": 12,
+    "files_changed": 3,
+    "files_unmodified": 40,
+    "dirs_new": 1,
+    "data_added": 1258291,
+    "total_files_processed": 55,
+    "total_bytes_processed": 9000000,
+    "total_duration": 4.1,
+    "snapshot_id": "1a2b3c4d5e6f7a8b",
+}
+RESTIC_SUBCOMMANDS = ("version", "unlock", "backup", "snapshots", "forget", "prune")
+LOCKED = "Fatal: unable to create lock in backend: repository is already locked by PID 4711 on web2 by root (UID 0, GID 0)\n"
+
+
+def backup_output(*errors, summary=True):
+    lines = [{"message_type": "status", "percent_done": 0.5, "total_files": 10}]
+    lines += [{"message_type": "error", "error": {}, "during": "archival", "item": item} for item in errors]
+    if summary:
+        lines.append(SUMMARY)
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def snapshot(short_id, time, *tags):
+    snap = {"time": time, "tree": "t", "paths": ["/srv/app1"], "hostname": "web1", "id": short_id * 8, "short_id": short_id}
+    if tags:
+        snap["tags"] = list(tags)
+    return snap
+
+
+def done(returncode=0, stdout="", stderr=""):
+    return subprocess.CompletedProcess([], returncode, stdout, stderr)
+
+
+def command_key(argv):
+    if argv[0] == "restic":
+        return next(arg for arg in argv[1:] if arg in RESTIC_SUBCOMMANDS)
+    if argv[0] == "runuser":
+        return argv[argv.index("--") + 1]
+    return os.path.basename(argv[0])
+
+
+class FakeRun:
+    """subprocess.run for the runner: restic and the system tools answer from a table (a list answers in turn,
+    a callable sees argv and kwargs); /bin/sh hooks and notify commands really run."""
+
+    def __init__(self, **answers):
+        self.calls = []
+        self.answers = {
+            "version": done(stdout=VERSION_014),
+            "unlock": done(),
+            "backup": done(stdout=backup_output()),
+            "snapshots": done(stdout=json.dumps([snapshot("aaaa1111", "2026-11-30T04:00:00.123456789+00:00", "keepdata-job=app1")])),
+            "forget": done(),
+            "prune": done(),
+            "systemctl": done(),
+            "journalctl": done(stdout="line one\nline two\n"),
+        }
+        self.answers.update(answers)
+
+    def __call__(self, argv, **kwargs):
+        argv = list(argv)
+        self.calls.append((argv, kwargs))
+        assert kwargs.pop("check") is False
+        # A live lock (another host's restic) must never be broken: only restic's own stale-lock judgement runs.
+        assert "--remove-all" not in argv
+        if argv[0] == "/bin/sh":
+            return subprocess.run(argv, check=False, **kwargs)
+        answer = self.answers[command_key(argv)]
+        if isinstance(answer, list):
+            answer = answer.pop(0)
+        if callable(answer):
+            answer = answer(argv, kwargs)
+        return answer
+
+    def keys(self):
+        """The commands run, hooks (/bin/sh) left out: the tests see those by their effects."""
+        return [command_key(argv) for argv, _kwargs in self.calls if argv[0] != "/bin/sh"]
+
+    def argvs(self, key):
+        return [argv for argv, _kwargs in self.calls if command_key(argv) == key]
+
+
+def make_config(tmp_path, **overrides):
+    (tmp_path / "data").mkdir(exist_ok=True)
+    config = {
+        "name": "app1",
+        "repository": S3,
+        "repository_id": "3f2a9c1b0d4e",
+        "restic_options": ["-o", "s3.bucket-lookup=path"],
+        "host": "web1",
+        "mount_point": "",
+        "paths": [str(tmp_path / "data")],
+        "excludes": ["*.tmp"],
+        "tags": ["app1"],
+        "limit_upload": 0,
+        "compression": "auto",
+        "pre_hooks": [],
+        "post_hooks": [],
+        "on_failure_hooks": [],
+        "hook_timeout": 60,
+        "databases": [],
+        "dump_dir": str(tmp_path / "dumps"),
+        "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0, "keep_yearly": 0, "keep_within": ""},
+        "tag_rules": [{"tag": "pre-update", "within": "21d"}],
+        "prune": True,
+        "retry_attempts": 3,
+        "notify_command": "",
+        "metrics_dir": str(tmp_path / "metrics"),
+        "state_dir": str(tmp_path / "state"),
+        "cache_dir": "/var/cache/keepdata-backup",
+        "password_file": PASSWORD_FILE,
+        "s3_credentials_file": S3_FILE,
+    }
+    config.update(overrides)
+    return br.with_defaults(config)
+
+
+def context(tmp_path, run, ismount=None, start=1700000000.0):
+    clock = itertools.count(start, 2.5)
+    return br.Context(
+        run=run,
+        clock=lambda: next(clock),
+        environ={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        lock_dir=str(tmp_path / "lock"),
+        ismount=ismount or (lambda path: True),
+        out=io.StringIO(),
+        err=io.StringIO(),
+    )
+
+
+def read_state(config):
+    with open(br.state_path(config), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def metric_lines(config):
+    with open(br.metrics_path(config), encoding="utf-8") as handle:
+        return [line for line in handle.read().splitlines() if not line.startswith("#")]
+
+
+def write_state(config, **values):
+    br.atomic_write(br.state_path(config), json.dumps(dict(br.STATE_DEFAULTS, **values)), 0o600)
+
+
+def lock_is_held(tmp_path):
+    """Whether this host's repository lock (flock) is held by someone else right now."""
+    fd = os.open(str(tmp_path / "lock" / "keepdata-backup-3f2a9c1b0d4e.lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+# --- pure functions --------------------------------------------------------------------------------------------
+
+
+def test_restic_version_and_retry_lock():
+    assert br.parse_restic_version(VERSION_014) == (0, 14, 0)
+    assert br.parse_restic_version("restic 0.16.4-dev (compiled manually) compiled with go1.21") == (0, 16, 4)
+    assert br.parse_restic_version("bash: restic: command not found") is None
+    assert br.parse_restic_version(None) is None
+    assert br.retry_lock_flags((0, 14, 0)) == []
+    assert br.retry_lock_flags((0, 15, 9)) == []
+    assert br.retry_lock_flags((0, 16, 0)) == ["--retry-lock", "5m"]
+    assert br.retry_lock_flags((0, 17, 3)) == ["--retry-lock", "5m"]
+    assert br.retry_lock_flags((1, 0, 0)) == ["--retry-lock", "5m"]
+    assert br.retry_lock_flags(None) == []
+
+
+def test_restic_env_prefers_systemd_credentials_and_holds_paths_only(tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "restic-password").write_text("the-Secret-Pass\n")
+    (creds / "s3-credentials").write_text("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = sEcReT\n")
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "CREDENTIALS_DIRECTORY": str(creds),
+        "CACHE_DIRECTORY": "/var/cache/keepdata-backup-unit",
+        "RESTIC_PASSWORD": "leaked-from-outside",
+        "AWS_SECRET_ACCESS_KEY": "leaked-too",
+        "RESTIC_REPOSITORY": "/somewhere/else",
+        "TERM": "xterm",
+    }
+    env = br.restic_env(make_config(tmp_path), environ)
+    assert env == {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "RESTIC_REPOSITORY": S3,
+        "RESTIC_PASSWORD_FILE": str(creds / "restic-password"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(creds / "s3-credentials"),
+        "RESTIC_CACHE_DIR": "/var/cache/keepdata-backup-unit",
+    }
+    for value in env.values():
+        assert "Secret" not in value and "sEcReT" not in value and "leaked" not in value
+
+
+def test_restic_env_falls_back_to_config_files_and_path_repository_has_no_aws(tmp_path):
+    empty = tmp_path / "creds"
+    empty.mkdir()  # a credentials directory without our files: the config's paths are used
+    env = br.restic_env(make_config(tmp_path), {"PATH": "/bin", "CREDENTIALS_DIRECTORY": str(empty)})
+    assert env["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == S3_FILE
+    assert env["RESTIC_CACHE_DIR"] == "/var/cache/keepdata-backup"
+    assert "HOME" not in env
+
+    env = br.restic_env(make_config(tmp_path, repository="/srv/backups/restic", s3_credentials_file=""), {})
+    assert env == {
+        "PATH": br.DEFAULT_PATH,
+        "RESTIC_REPOSITORY": "/srv/backups/restic",
+        "RESTIC_PASSWORD_FILE": PASSWORD_FILE,
+        "RESTIC_CACHE_DIR": "/var/cache/keepdata-backup",
+    }
+
+
+def test_backup_command(tmp_path):
+    config = make_config(tmp_path, excludes=["*.tmp", "/srv/app1/cache"], tags=["app1", "nightly"], limit_upload=2048)
+    expected = "restic -o s3.bucket-lookup=path backup --json --host web1 --tag keepdata-job=app1 --tag app1 --tag nightly"
+    expected += " --exclude *.tmp --exclude /srv/app1/cache --limit-upload 2048 --compression auto --"
+    assert br.backup_command(config) == expected.split() + [str(tmp_path / "data")]
+    config = make_config(tmp_path, tags=[], excludes=[], compression="", restic_options=[], databases=[{"type": "sqlite", "name": "app", "path": "/x"}])
+    expected = "restic backup --retry-lock 5m --json --host web1 --tag keepdata-job=app1 --"
+    assert br.backup_command(config, ["--retry-lock", "5m"]) == expected.split() + [str(tmp_path / "data"), str(tmp_path / "dumps")]
+
+
+def test_parse_backup_output_reads_summary_and_errors_from_both_streams():
+    stdout = backup_output("/srv/app1/locked") + "not json\n[1, 2]\n"
+    stderr = json.dumps({"message_type": "error", "error": {"message": "permission denied"}, "during": "scan", "item": "/srv/app1/x"}) + "\n"
+    stderr += "Warning: at least one source file could not be read\n"
+    parsed = br.parse_backup_output(stdout, stderr)
+    assert parsed["summary"] == SUMMARY
+    assert parsed["errors"] == ["/srv/app1/locked (during archival)", "/srv/app1/x: permission denied (during scan)"]
+    assert parsed["messages"] == ["Warning: at least one source file could not be read"]
+    assert br.parse_backup_output("", "") == {"summary": None, "errors": [], "messages": []}
+    assert br.snapshot_line(SUMMARY) == "snapshot 1a2b3c4d: 12 new, 3 changed files, 1.2 MiB added, 4.1 s"
+    assert br.snapshot_line(None) == "snapshot saved (restic printed no summary)"
+
+
+def test_exit_codes():
+    assert [br.backup_status(code) for code in (0, 3, 1, -9, 10, 12)] == [0, 3, 1, 1, 1, 1]
+    assert br.describe_exit(-9) == "killed by signal 9"
+    assert br.describe_exit(1) == "exit status 1"
+
+
+def test_restic_hint_and_sizes():
+    missing = "Fatal: unable to open config file: Stat: no such file\nIs there a repository at the following location?\n/srv/backups/restic\n"
+    assert br.restic_hint(missing).startswith("no restic repository at this location")
+    assert br.restic_hint("Fatal: wrong password or no key found\n") == "wrong repository password"
+    assert br.restic_hint("Fatal: unable to create lock in backend: repository is already locked by PID 7\nlock was created at ...\n") == (
+        "Fatal: unable to create lock in backend: repository is already locked by PID 7"
+    )
+    assert br.restic_hint("") == ""
+    assert [br.format_bytes(n) for n in (0, 1023, 1024, 1536 * 1024, 5 * 1024**4)] == ["0 B", "1023 B", "1.0 KiB", "1.5 MiB", "5.0 TiB"]
+    assert br.listed(["a", "b", "c"], 2) == "a; b; and 1 more"
+
+
+NOW = br.snapshot_time("2026-12-01T00:00:00Z")
+
+
+def test_forget_commands_keep_latest_and_tag_rules(tmp_path):
+    config = make_config(
+        tmp_path,
+        retention={"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0, "keep_yearly": 2, "keep_within": "1m"},
+        tag_rules=[{"tag": "pre-update", "within": "21d"}, {"tag": "release", "within": "1y"}],
+    )
+    snapshots = [
+        snapshot("aaaa1111", "2026-11-28T04:00:00.1+00:00", "keepdata-job=app1", "release"),
+        snapshot("bbbb2222", "2026-11-30T04:00:00.123456789+00:00", "keepdata-job=app1", "app1", "pre-update"),
+        snapshot("cccc3333", "2026-11-29T04:00:00+00:00", "keepdata-job=app1"),
+        # 61 days old: past the pre-update rule's 21 days, counted from now (not from the newest tagged snapshot).
+        snapshot("dddd4444", "2026-10-01T04:00:00Z", "keepdata-job=app1", "pre-update"),
+        # 18 months old: past the release rule's year.
+        snapshot("eeee5555", "2025-06-01T04:00:00Z", "keepdata-job=app1", "release"),
+    ]
+    restic = "restic -o s3.bucket-lookup=path "
+    assert br.forget_commands(config, snapshots, now=NOW) == [
+        (
+            restic + "forget --host web1 --tag keepdata-job=app1 --group-by host --keep-last 1 --keep-daily 7 --keep-weekly 4 --keep-yearly 2"
+            " --keep-within 1m --keep-tag pre-update --keep-tag release"
+        ).split(),
+        (restic + "forget " + "dddd4444" * 8).split(),
+        (restic + "forget " + "eeee5555" * 8).split(),
+        (restic + "prune").split(),
+    ]
+    # Nothing expired yet: no tag pass at all.
+    assert len(br.forget_commands(config, snapshots[:3], now=NOW)) == 2
+
+
+def test_forget_commands_latest_by_time_not_order(tmp_path):
+    config = make_config(tmp_path, restic_options=[], prune=False)
+    # The pre-update snapshot is listed last, but 05:00+02:00 is 03:00 UTC: the untagged one is the latest.
+    snapshots = [
+        snapshot("aaaa1111", "2026-10-01T04:00:00Z", "keepdata-job=app1"),
+        snapshot("bbbb2222", "2026-10-01T05:00:00.5+02:00", "keepdata-job=app1", "pre-update"),
+    ]
+    assert br.latest_snapshot(snapshots)["short_id"] == "aaaa1111"
+    commands = br.forget_commands(config, snapshots, ["--retry-lock", "5m"], now=NOW)
+    policy = "restic forget --retry-lock 5m --host web1 --tag keepdata-job=app1 --group-by host --keep-last 1 --keep-daily 7 --keep-weekly 4"
+    assert commands == [(policy + " --keep-tag pre-update").split(), ["restic", "forget", "--retry-lock", "5m", "bbbb2222" * 8]]
+    # When the expired pre-update snapshot is the job's latest, it stays: the latest is kept whatever the policy.
+    latest_tagged = snapshots + [snapshot("cccc3333", "2026-10-02T04:00:00Z", "keepdata-job=app1", "pre-update")]
+    assert br.forget_commands(config, latest_tagged, now=NOW)[1] == ["restic", "forget", "bbbb2222" * 8]
+    only_tagged = [snapshot("cccc3333", "2026-10-02T04:00:00Z", "keepdata-job=app1", "pre-update")]
+    assert len(br.forget_commands(config, only_tagged, now=NOW)) == 1
+    # No snapshot at all yet: the policy pass alone.
+    assert len(br.forget_commands(config, [], now=NOW)) == 1
+    assert br.snapshot_time("2026-11-30T05:00:00.5+02:00") == br.snapshot_time("2026-11-30T03:00:00.5Z")
+    assert br.snapshot_time("yesterday") is None
+
+
+def test_duration_seconds():
+    assert br.duration_seconds("21d") == 21 * 86400
+    assert br.duration_seconds("1y6m2h") == 365 * 86400 + 180 * 86400 + 7200
+    for bad in ("", "21", "d", "3 days", "21d ", "-1d", None):
+        assert br.duration_seconds(bad) is None
+
+
+def test_metrics_text_exact():
+    state = br.backup_state({"last_forget": 1699990000, "snapshots": 9}, 1700000000.7, 1700000004.8, 3, summary=SUMMARY, snapshots=14)
+    assert br.metrics_text("app1", state) == (
+        "# HELP keepdata_backup_last_run_timestamp_seconds Unix time when the last backup run started.\n"
+        "# TYPE keepdata_backup_last_run_timestamp_seconds gauge\n"
+        'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 1700000000\n'
+        "# HELP keepdata_backup_last_success_timestamp_seconds Unix time when the last successful (or partial) backup started, 0 if never.\n"
+        "# TYPE keepdata_backup_last_success_timestamp_seconds gauge\n"
+        'keepdata_backup_last_success_timestamp_seconds{backup_job="app1"} 1700000000\n'
+        "# HELP keepdata_backup_last_duration_seconds Duration of the last backup run in seconds.\n"
+        "# TYPE keepdata_backup_last_duration_seconds gauge\n"
+        'keepdata_backup_last_duration_seconds{backup_job="app1"} 4.1\n'
+        "# HELP keepdata_backup_last_exit_status Outcome of the last backup run: 0 ok, 3 partial (some files unreadable), 1 failure.\n"
+        "# TYPE keepdata_backup_last_exit_status gauge\n"
+        'keepdata_backup_last_exit_status{backup_job="app1"} 3\n'
+        "# HELP keepdata_backup_last_partial 1 if the last backup snapshot missed unreadable files, else 0.\n"
+        "# TYPE keepdata_backup_last_partial gauge\n"
+        'keepdata_backup_last_partial{backup_job="app1"} 1\n'
+        "# HELP keepdata_backup_last_bytes_added Bytes added to the repository by the last backup run.\n"
+        "# TYPE keepdata_backup_last_bytes_added gauge\n"
+        'keepdata_backup_last_bytes_added{backup_job="app1"} 1258291\n'
+        "# HELP keepdata_backup_last_files_new New files in the last backup snapshot.\n"
+        "# TYPE keepdata_backup_last_files_new gauge\n"
+        'keepdata_backup_last_files_new{backup_job="app1"} 12\n'
+        "# HELP keepdata_backup_last_files_changed Changed files in the last backup snapshot.\n"
+        "# TYPE keepdata_backup_last_files_changed gauge\n"
+        'keepdata_backup_last_files_changed{backup_job="app1"} 3\n'
+        "# HELP keepdata_backup_snapshots Snapshots of this job on this host in the repository.\n"
+        "# TYPE keepdata_backup_snapshots gauge\n"
+        'keepdata_backup_snapshots{backup_job="app1"} 14\n'
+        "# HELP keepdata_backup_consecutive_failures Backup runs failed in a row since the last success.\n"
+        "# TYPE keepdata_backup_consecutive_failures gauge\n"
+        'keepdata_backup_consecutive_failures{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_last_forget_timestamp_seconds Unix time when the retention policy last ran successfully, 0 if never.\n"
+        "# TYPE keepdata_backup_last_forget_timestamp_seconds gauge\n"
+        'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 1699990000\n'
+    )
+
+
+def test_backup_state_carries_last_success_and_counts_failures():
+    first = br.backup_state({}, 1000.0, 1010.0, 0, summary=SUMMARY, snapshots=5)
+    assert (first["last_success"], first["consecutive_failures"], first["snapshots"], first["partial"]) == (1000, 0, 5, 0)
+    second = br.backup_state(first, 2000.0, 2001.0, 1)
+    third = br.backup_state(second, 3000.0, 3001.0, 1)
+    assert (third["last_run"], third["last_success"], third["consecutive_failures"], third["last_exit_status"]) == (3000, 1000, 2, 1)
+    assert (third["snapshots"], third["bytes_added"], third["files_new"]) == (5, 0, 0)
+    assert br.backup_state(third, 4000.0, 4002.0, 3)["consecutive_failures"] == 0
+    forgotten = br.forget_state(third, 5000.0, True, 4)
+    assert (forgotten["last_forget"], forgotten["snapshots"], forgotten["consecutive_failures"]) == (5000, 4, 2)
+    failed = br.forget_state(forgotten, 6000.0, False)
+    assert (failed["last_forget"], failed["forget_consecutive_failures"], failed["last_forget_exit_status"]) == (5000, 1, 1)
+
+
+def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "new" / "dir" / "keepdata_backup_app1.prom"
+    br.atomic_write(str(target), "first\n", 0o644)
+    br.atomic_write(str(target), "second\n", 0o600)
+    assert target.read_text() == "second\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert os.listdir(target.parent) == ["keepdata_backup_app1.prom"]
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(br.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        br.atomic_write(str(target), "third\n", 0o644)
+    assert target.read_text() == "second\n"
+    assert os.listdir(target.parent) == ["keepdata_backup_app1.prom"]
+
+
+def test_dump_commands_and_names():
+    pg = {"type": "postgresql", "name": "app", "database": "appdb", "user": "postgres", "options": ["--no-owner"]}
+    assert br.dump_command(pg) == ["runuser", "-u", "postgres", "--", "pg_dump", "--format=custom", "--no-owner", "appdb"]
+    my = {"type": "mysql", "name": "app", "database": "appdb", "defaults_file": "/root/.my.cnf", "options": ["--quick"]}
+    assert br.dump_command(my) == ["mysqldump", "--defaults-extra-file=/root/.my.cnf", "--single-transaction", "--routines", "--events", "--quick", "appdb"]
+    assert br.dump_command(dict(my, defaults_file="", options=[]))[:2] == ["mysqldump", "--single-transaction"]
+    assert [br.dump_file_name(db) for db in (pg, my, {"type": "sqlite", "name": "app"})] == ["app.pgdump", "app.sql", "app.sqlite3"]
+    for bad in ({"type": "sqlite", "name": "../etc"}, {"type": "oracle", "name": "x"}):
+        with pytest.raises(br.JobError):
+            br.dump_file_name(bad)
+
+
+def test_config_problems_and_failed_target():
+    assert br.config_problems({"name": "app2", "repository": "/r", "repository_id": "1", "host": "h", "state_dir": "/s"}, "app1") == [
+        "name is 'app2', not 'app1'"
+    ]
+    assert br.config_problems({"name": "app1", "databases": [{}]}, "app1") == [
+        "repository is missing",
+        "repository_id is missing",
+        "host is missing",
+        "state_dir is missing",
+        "dump_dir is missing (the job has databases)",
+    ]
+    assert br.parse_failed_target("app-1:backup") == ("app-1", "backup")
+    assert br.parse_failed_target("app1:forget") == ("app1", "forget")
+    for bad in ("app1", "app1:restore", "../x:backup", ":backup"):
+        with pytest.raises(br.JobError):
+            br.parse_failed_target(bad)
+    assert br.unit_name("app1", "forget") == "keepdata-backup-app1-forget.service"
+    assert [br.retry_left(failures, 3) for failures in (0, 1, 3, 4)] == [False, True, True, False]
+    assert br.lock_path("/run/lock", "3f2a/../x") == "/run/lock/keepdata-backup-3f2a____x.lock"
+
+
+# --- the backup run --------------------------------------------------------------------------------------------
+
+
+def test_successful_run(tmp_path):
+    config = make_config(tmp_path)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    # No earlier restic was interrupted and no command met a lock: no restic unlock at all.
+    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert fake.argvs("backup") == [br.backup_command(config)]
+    assert fake.argvs("snapshots") == [["restic", "-o", "s3.bucket-lookup=path", "snapshots", "--json", "--host", "web1", "--tag", "keepdata-job=app1"]]
+    for argv, kwargs in fake.calls:
+        assert kwargs["env"]["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE
+        assert kwargs["stdin"] == subprocess.DEVNULL
+        assert not any("password" in arg.lower() for arg in argv)
+    out = ctx.out.getvalue()
+    assert "backup app1: snapshot 1a2b3c4d: 12 new, 3 changed files, 1.2 MiB added, 4.1 s\n" in out
+    assert "backup app1: 1 snapshots of this job for host web1\n" in out
+    assert ctx.err.getvalue() == ""
+    state = read_state(config)
+    assert state["last_run"] == state["last_success"] == 1700000000
+    assert (state["last_exit_status"], state["consecutive_failures"], state["snapshots"], state["last_duration"]) == (0, 0, 1, 2.5)
+    assert (state["bytes_added"], state["files_new"], state["files_changed"], state["partial"]) == (1258291, 12, 3, 0)
+    assert state["snapshots_known"] is True
+    assert not os.path.exists(br.unclean_path(config))
+    assert stat.S_IMODE(os.stat(br.state_path(config)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(br.metrics_path(config)).st_mode) == 0o644
+    assert 'keepdata_backup_last_exit_status{backup_job="app1"} 0' in metric_lines(config)
+    assert os.path.exists(tmp_path / "lock" / "keepdata-backup-3f2a9c1b0d4e.lock")
+
+
+def test_restic_016_gets_retry_lock_and_unlock_failure_is_not_fatal(tmp_path):
+    config = make_config(tmp_path, metrics_dir="")
+    os.makedirs(config["state_dir"])
+    open(br.unclean_path(config), "w").close()  # an interrupted restic before: this run starts with restic unlock
+    fake = FakeRun(version=done(stdout=VERSION_016), unlock=done(1, stderr="Fatal: unable to open repository\n"))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    assert fake.keys() == ["unlock", "version", "backup", "snapshots"]
+    assert fake.argvs("backup")[0][3:6] == ["backup", "--retry-lock", "5m"]
+    assert "--retry-lock" not in fake.argvs("unlock")[0] + fake.argvs("snapshots")[0]
+    assert "backup app1: warning: restic unlock failed (exit status 1): Fatal: unable to open repository" in ctx.err.getvalue()
+    # The marker goes anyway: a lock still in the way shows up as a lock error, which unlocks and retries once.
+    assert not os.path.exists(br.unclean_path(config))
+    assert not os.path.exists(tmp_path / "metrics")
+
+
+def test_state_keeps_last_success_across_a_failure(tmp_path):
+    config = make_config(tmp_path)
+    ctx = context(tmp_path, FakeRun())
+    assert br.cmd_run(ctx, config) == 0
+    ctx = context(tmp_path, FakeRun(backup=done(1, stderr="Fatal: wrong password or no key found\n")), start=1700086400.0)
+    assert br.cmd_run(ctx, config) == 1
+    assert "backup app1: error: restic backup failed (exit status 1): wrong repository password" in ctx.err.getvalue()
+    state = read_state(config)
+    assert (state["last_run"], state["last_success"], state["consecutive_failures"], state["last_exit_status"]) == (1700086400, 1700000000, 1, 1)
+    assert state["snapshots"] == 1  # the count of the last successful run stays
+    lines = metric_lines(config)
+    assert 'keepdata_backup_last_success_timestamp_seconds{backup_job="app1"} 1700000000' in lines
+    assert 'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 1700086400' in lines
+    assert 'keepdata_backup_consecutive_failures{backup_job="app1"} 1' in lines
+    assert 'keepdata_backup_last_bytes_added{backup_job="app1"} 0' in lines
+
+
+def test_partial_backup_is_a_success_with_a_warning(tmp_path):
+    config = make_config(tmp_path)
+    items = ["/srv/app1/locked%02d" % number for number in range(12)]
+    fake = FakeRun(backup=done(3, stdout=backup_output(*items[:6]), stderr=backup_output(*items[6:], summary=False)))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    warning = [line for line in ctx.err.getvalue().splitlines() if "partial snapshot" in line]
+    assert len(warning) == 1
+    assert "/srv/app1/locked09 (during archival); and 2 more" in warning[0]
+    assert "locked10" not in warning[0]
+    state = read_state(config)
+    assert (state["last_exit_status"], state["partial"], state["consecutive_failures"], state["last_success"]) == (3, 1, 0, 1700000000)
+    assert 'keepdata_backup_last_partial{backup_job="app1"} 1' in metric_lines(config)
+
+
+def test_backup_killed_by_a_signal_fails_and_runs_on_failure_hooks(tmp_path):
+    marker = tmp_path / "on-failure-ran"
+    config = make_config(tmp_path, on_failure_hooks=['echo "$KEEPDATA_BACKUP_JOB" > %s' % marker, "exit 4"])
+    fake = FakeRun(backup=done(-9, stdout=backup_output(summary=False)))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert marker.read_text() == "app1\n"
+    err = ctx.err.getvalue()
+    assert "restic backup failed (killed by signal 9)" in err
+    assert "on-failure hook 2 of 2 failed (exit status 4)" in err
+    assert "snapshots" not in fake.keys()
+    assert read_state(config)["last_exit_status"] == 1
+
+
+def test_pre_hook_failure_aborts_before_dumps_and_backup(tmp_path):
+    db = tmp_path / "app.db"
+    sqlite3.connect(str(db)).close()
+    first, third, failed = tmp_path / "first", tmp_path / "third", tmp_path / "failed"
+    config = make_config(
+        tmp_path,
+        pre_hooks=['test "$KEEPDATA_BACKUP_JOB" = app1 && touch %s' % first, "exit 7 # token=SECRET-HOOK-TEXT", "touch %s" % third],
+        on_failure_hooks=["touch %s" % failed],
+        databases=[{"type": "sqlite", "name": "app", "path": str(db)}],
+    )
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert first.exists() and failed.exists() and not third.exists()
+    assert "backup" not in fake.keys() and "snapshots" not in fake.keys()
+    assert not (tmp_path / "dumps").exists()
+    err = ctx.err.getvalue()
+    assert "backup app1: error: pre-hook 2 of 3 failed (exit status 7)" in err
+    assert "SECRET-HOOK-TEXT" not in err + ctx.out.getvalue()
+    assert read_state(config)["consecutive_failures"] == 1
+
+
+def test_hook_timeout(tmp_path):
+    config = make_config(tmp_path, pre_hooks=["exec sleep 5"], hook_timeout=0.3)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert "pre-hook 1 of 1 timed out after 0.3 s" in ctx.err.getvalue()
+    assert "backup" not in fake.keys()
+
+
+def test_post_hook_failure_keeps_the_snapshot_but_fails_the_job(tmp_path):
+    ran = tmp_path / "post-hook-ran"
+    config = make_config(tmp_path, post_hooks=["touch %s" % ran, "exit 2"])
+    counted_before_post_hooks = []
+
+    def snapshots(argv, kwargs):
+        counted_before_post_hooks.append(not ran.exists())
+        return done(stdout=json.dumps([snapshot("aaaa1111", "2026-11-30T04:00:00Z", "keepdata-job=app1")]))
+
+    fake = FakeRun(snapshots=snapshots)
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert counted_before_post_hooks == [True]
+    assert ran.exists()
+    assert "post-hook 2 of 2 failed (exit status 2)" in ctx.err.getvalue()
+    state = read_state(config)
+    assert (state["last_exit_status"], state["consecutive_failures"], state["last_success"], state["snapshots"], state["files_new"]) == (1, 1, 0, 1, 12)
+
+
+def test_snapshot_count_failure_is_not_fatal(tmp_path):
+    config = make_config(tmp_path)
+    ctx = context(tmp_path, FakeRun(snapshots=done(1, stderr="Fatal: boom\n")))
+    assert br.cmd_run(ctx, config) == 0
+    assert "warning: cannot count the snapshots: restic snapshots failed (exit status 1): Fatal: boom" in ctx.err.getvalue()
+    assert read_state(config)["snapshots"] == 0
+    assert "snapshots_known" not in read_state(config)  # so the next run counts again
+
+
+# --- stale restic locks ----------------------------------------------------------------------------------------
+
+
+def test_lock_error_and_marker_path(tmp_path):
+    assert br.is_lock_error(LOCKED)
+    assert br.is_lock_error("Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7\n")
+    assert br.is_lock_error("Fatal: unable to create lock in backend: Put ...: connection refused\n")
+    assert not br.is_lock_error("Fatal: wrong password or no key found\n")
+    assert not br.is_lock_error("")
+    assert not br.is_lock_error(None)
+    config = make_config(tmp_path)
+    assert br.unclean_path(config) == str(tmp_path / "state" / "repository-3f2a9c1b0d4e.unclean")
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stderr", "marker_kept"),
+    [(0, "", False), (1, "Fatal: wrong password or no key found\n", False), (3, "", False), (-9, "", True)],
+)
+def test_the_unclean_marker_lives_while_restic_backup_runs(tmp_path, returncode, stderr, marker_kept):
+    config = make_config(tmp_path)
+    marker = br.unclean_path(config)
+    present = []
+
+    def backup(argv, kwargs):
+        present.append(os.path.exists(marker))
+        return done(returncode, stdout=backup_output(summary=returncode in (0, 3)), stderr=stderr)
+
+    fake = FakeRun(backup=backup)
+    assert br.cmd_run(context(tmp_path, fake), config) == (0 if returncode in (0, 3) else 1)
+    assert present == [True]
+    # Ended by itself, restic released its lock: the marker goes. Killed by a signal, its lock may be left.
+    assert os.path.exists(marker) is marker_kept
+    assert "unlock" not in fake.keys()
+
+
+def test_after_a_killed_restic_the_next_run_unlocks_first_under_the_host_lock(tmp_path):
+    config = make_config(tmp_path)
+    marker = br.unclean_path(config)
+    assert br.cmd_run(context(tmp_path, FakeRun(backup=done(-9))), config) == 1
+    assert os.path.exists(marker)
+    held = []
+
+    def unlock(argv, kwargs):
+        held.append(lock_is_held(tmp_path))
+        return done()
+
+    fake = FakeRun(unlock=unlock)
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    assert fake.keys() == ["unlock", "version", "backup", "snapshots"]
+    assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
+    assert held == [True]
+    assert not os.path.exists(marker)
+    assert "backup app1: an earlier restic of this repository was interrupted: removing its stale locks\n" in ctx.out.getvalue()
+    # Clean now: the run after that unlocks nothing.
+    fake = FakeRun()
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert "unlock" not in fake.keys()
+
+
+def test_forget_unlocks_only_after_an_interrupted_restic(tmp_path):
+    config = make_config(tmp_path)
+    fake = FakeRun()
+    assert br.cmd_forget(context(tmp_path, fake), config) == 0
+    assert "unlock" not in fake.keys()
+    assert br.cmd_run(context(tmp_path, FakeRun(backup=done(-15))), config) == 1
+    fake = FakeRun()
+    assert br.cmd_forget(context(tmp_path, fake), config) == 0
+    assert fake.keys()[:2] == ["unlock", "version"]
+    assert fake.keys().count("unlock") == 1
+    assert not os.path.exists(br.unclean_path(config))
+
+
+def test_a_lock_error_on_backup_unlocks_and_retries_once(tmp_path):
+    config = make_config(tmp_path)
+    fake = FakeRun(backup=[done(1, stderr=LOCKED), done(stdout=backup_output())])
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    assert fake.keys() == ["version", "backup", "unlock", "backup", "snapshots"]
+    assert fake.argvs("backup") == [br.backup_command(config)] * 2
+    assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
+    assert "backup app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
+    assert ctx.err.getvalue() == ""
+    state = read_state(config)
+    assert (state["last_exit_status"], state["consecutive_failures"], state["snapshots"]) == (0, 0, 1)
+    assert not os.path.exists(br.unclean_path(config))
+
+
+def test_a_lock_error_twice_fails_the_backup(tmp_path):
+    config = make_config(tmp_path, on_failure_hooks=["true"])
+    fake = FakeRun(backup=[done(1, stderr=LOCKED), done(1, stderr=LOCKED)])
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    # One unlock, one retry, then the failure: restic's lock belongs to a live process (web2) and stays.
+    assert fake.keys() == ["version", "backup", "unlock", "backup"]
+    assert "backup app1: error: restic backup failed (exit status 1): Fatal: unable to create lock in backend: repository is already locked" in (
+        ctx.err.getvalue()
+    )
+    state = read_state(config)
+    assert (state["last_exit_status"], state["consecutive_failures"]) == (1, 1)
+    assert not os.path.exists(br.unclean_path(config))  # restic ended by itself: nothing stale to clear next time
+
+
+def test_other_restic_failures_neither_unlock_nor_retry(tmp_path):
+    config = make_config(tmp_path)
+    fake = FakeRun(backup=done(1, stderr="Fatal: wrong password or no key found\n"))
+    assert br.cmd_run(context(tmp_path, fake), config) == 1
+    assert fake.keys() == ["version", "backup"]
+    before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
+    fake = FakeRun(snapshots=done(stdout=json.dumps(before)), prune=done(1, stderr="Fatal: pack file is damaged\n"))
+    assert br.cmd_forget(context(tmp_path, fake), config) == 1
+    assert fake.keys() == ["version", "snapshots", "forget", "prune"]
+
+
+def test_a_lock_error_on_prune_unlocks_and_retries(tmp_path):
+    config = make_config(tmp_path)
+    before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
+    fake = FakeRun(snapshots=done(stdout=json.dumps(before)), prune=[done(1, stderr=LOCKED), done()])
+    assert br.cmd_forget(context(tmp_path, fake), config) == 0
+    assert fake.keys() == ["version", "snapshots", "forget", "prune", "unlock", "prune", "snapshots"]
+
+
+def test_no_command_ever_removes_a_live_lock(tmp_path):
+    """restic unlock --remove-all would break another host's running backup: never used, whatever happens."""
+    config = make_config(tmp_path)
+    os.makedirs(config["state_dir"])
+    open(br.unclean_path(config), "w").close()
+    before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
+    runs = [
+        (br.cmd_run, FakeRun(backup=[done(1, stderr=LOCKED), done(1, stderr=LOCKED)])),
+        (br.cmd_run, FakeRun(backup=done(-9))),
+        (br.cmd_forget, FakeRun(snapshots=done(stdout=json.dumps(before)), forget=[done(1, stderr=LOCKED), done(1, stderr=LOCKED)])),
+        (br.cmd_forget, FakeRun(snapshots=done(stdout=json.dumps(before)), prune=[done(1, stderr=LOCKED), done()])),
+    ]
+    unlocks = []
+    for command, fake in runs:
+        command(context(tmp_path, fake), config)
+        unlocks += fake.argvs("unlock")
+        assert all("--remove-all" not in argv for argv, _kwargs in fake.calls)
+    assert len(unlocks) == 5  # marker, lock error; (killed: no lock error); marker, lock error; lock error
+    assert all(argv == ["restic", "-o", "s3.bucket-lookup=path", "unlock"] for argv in unlocks)
+
+
+# --- the snapshot count ----------------------------------------------------------------------------------------
+
+
+def test_without_a_state_the_count_comes_from_restic_snapshots(tmp_path):
+    config = make_config(tmp_path)
+    three = [snapshot(short, "2026-11-30T04:00:00Z", "keepdata-job=app1") for short in ("aaaa1111", "bbbb2222", "cccc3333")]
+    fake = FakeRun(snapshots=done(stdout=json.dumps(three)))
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert fake.keys() == ["version", "backup", "snapshots"]
+    state = read_state(config)
+    assert (state["snapshots"], state["snapshots_known"]) == (3, True)
+
+
+def test_a_known_count_is_counted_on_without_restic_snapshots(tmp_path):
+    config = make_config(tmp_path)
+    write_state(config, snapshots=4, snapshots_known=True, last_success=1690000000)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 0
+    assert fake.keys() == ["version", "backup"]
+    assert read_state(config)["snapshots"] == 5
+    assert 'keepdata_backup_snapshots{backup_job="app1"} 5' in metric_lines(config)
+    # A partial snapshot is a snapshot too.
+    fake = FakeRun(backup=done(3, stdout=backup_output("/srv/app1/locked")))
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert "snapshots" not in fake.keys()
+    assert 'keepdata_backup_snapshots{backup_job="app1"} 6' in metric_lines(config)
+
+
+def test_a_count_not_marked_known_is_taken_again(tmp_path):
+    config = make_config(tmp_path)
+    write_state(config, snapshots=4)  # a state file from before snapshots_known
+    fake = FakeRun()
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert read_state(config)["snapshots"] == 1
+
+
+def test_a_failed_run_does_not_change_the_count(tmp_path):
+    config = make_config(tmp_path)
+    write_state(config, snapshots=4, snapshots_known=True)
+    for fake in (FakeRun(backup=done(1, stderr="Fatal: boom\n")), FakeRun(backup=done(-9)), FakeRun(backup=[done(1, stderr=LOCKED)] * 2)):
+        assert br.cmd_run(context(tmp_path, fake), config) == 1
+        assert "snapshots" not in fake.keys()
+        state = read_state(config)
+        assert (state["snapshots"], state["snapshots_known"]) == (4, True)
+        assert 'keepdata_backup_snapshots{backup_job="app1"} 4' in metric_lines(config)
+    fake = FakeRun()
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert "snapshots" not in fake.keys()
+    assert read_state(config)["snapshots"] == 5
+
+
+def test_forget_makes_the_count_exact_again(tmp_path):
+    config = make_config(tmp_path)
+    write_state(config, snapshots=40, snapshots_known=True)
+    before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1"), snapshot("bbbb2222", "2023-11-12T04:00:00Z", "keepdata-job=app1")]
+    fake = FakeRun(snapshots=[done(stdout=json.dumps(before)), done(stdout=json.dumps(before))])
+    assert br.cmd_forget(context(tmp_path, fake), config) == 0
+    assert read_state(config)["snapshots"] == 2
+    fake = FakeRun()
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    assert "snapshots" not in fake.keys()
+    assert read_state(config)["snapshots"] == 3
+
+
+def test_mount_point_not_mounted_fails_before_any_restic_call(tmp_path):
+    config = make_config(tmp_path, mount_point="/mnt/backup-disk")
+    seen = []
+    fake = FakeRun()
+    ctx = context(tmp_path, fake, ismount=lambda path: seen.append(path) or False)
+    assert br.cmd_run(ctx, config) == 1
+    assert seen == ["/mnt/backup-disk"]
+    assert fake.calls == []
+    assert "/mnt/backup-disk is not mounted: refusing to write the backup into the bare mount point" in ctx.err.getvalue()
+    assert read_state(config)["last_exit_status"] == 1
+    ctx = context(tmp_path, FakeRun(), ismount=lambda path: True)
+    assert br.cmd_run(ctx, config) == 0
+
+
+def test_the_repository_lock_is_held_while_restic_runs(tmp_path):
+    config = make_config(tmp_path)
+    lock = tmp_path / "lock" / "keepdata-backup-3f2a9c1b0d4e.lock"
+    held = []
+
+    def backup(argv, kwargs):
+        held.append(lock_is_held(tmp_path))
+        return done(stdout=backup_output())
+
+    assert br.cmd_run(context(tmp_path, FakeRun(backup=backup)), config) == 0
+    assert held == [True]
+    # Released at the end: it can be taken at once.
+    fd = os.open(str(lock), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+
+
+def test_the_repository_lock_waits_for_another_job(tmp_path):
+    config = make_config(tmp_path)
+    ctx = context(tmp_path, FakeRun())
+    job = br.Job(ctx, "backup", config)
+    (tmp_path / "lock").mkdir()
+    holder = os.open(str(tmp_path / "lock" / "keepdata-backup-3f2a9c1b0d4e.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    timer = threading.Timer(0.3, os.close, [holder])
+    timer.start()
+    try:
+        with br.repository_lock(job) as path:
+            assert path.endswith("keepdata-backup-3f2a9c1b0d4e.lock")
+    finally:
+        timer.join()
+    assert "backup app1: waiting for %s: another job of this repository is running\n" % path in ctx.out.getvalue()
+
+
+# --- database dumps --------------------------------------------------------------------------------------------
+
+
+def test_sqlite_dump_for_real(tmp_path):
+    db = tmp_path / "app.db"
+    source = sqlite3.connect(str(db))
+    source.executescript("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('one'), ('two');")
+    source.commit()
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    (dumps / "stale.sql").write_text("old dump")
+    (dumps / "old-dir").mkdir()
+    config = make_config(tmp_path, databases=[{"type": "sqlite", "name": "app", "path": str(db)}])
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    try:
+        assert br.cmd_run(ctx, config) == 0  # the source stays open (and writable) meanwhile, as a live app's
+    finally:
+        source.close()
+    assert sorted(os.listdir(dumps)) == ["app.sqlite3"]
+    assert stat.S_IMODE(dumps.stat().st_mode) == 0o700
+    copy = sqlite3.connect(str(dumps / "app.sqlite3"))
+    try:
+        assert copy.execute("SELECT body FROM notes ORDER BY id").fetchall() == [("one",), ("two",)]
+    finally:
+        copy.close()
+    assert fake.argvs("backup")[0][-2:] == [str(tmp_path / "data"), str(dumps)]
+    assert "backup app1: dumped sqlite database app (" in ctx.out.getvalue()
+
+
+def test_sqlite_missing_source_fails_and_creates_nothing(tmp_path):
+    missing = tmp_path / "nowhere.db"
+    config = make_config(tmp_path, databases=[{"type": "sqlite", "name": "app", "path": str(missing)}])
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert not missing.exists()
+    assert os.listdir(tmp_path / "dumps") == []
+    assert "backup" not in fake.keys()
+    assert "sqlite database %s does not exist" % missing in ctx.err.getvalue()
+    with pytest.raises(br.JobError, match="does not exist"):
+        br.sqlite_dump(str(missing), str(tmp_path / "out.sqlite3"))
+    assert not missing.exists() and not (tmp_path / "out.sqlite3").exists()
+
+
+def test_postgresql_and_mysql_dumps_go_through_a_temp_file(tmp_path):
+    databases = [
+        {"type": "postgresql", "name": "pg", "database": "appdb", "user": "postgres", "options": []},
+        {"type": "mysql", "name": "my", "database": "appdb", "defaults_file": "/root/.my.cnf", "options": []},
+    ]
+    config = make_config(tmp_path, databases=databases)
+    seen = []
+
+    def dumper(argv, kwargs):
+        seen.append(kwargs["stdout"].name)
+        kwargs["stdout"].write(("dump of %s\n" % argv[0]).encode())
+        return subprocess.CompletedProcess(argv, 0, None, b"")
+
+    fake = FakeRun(pg_dump=dumper, mysqldump=dumper)
+    assert br.cmd_run(context(tmp_path, fake), config) == 0
+    dumps = tmp_path / "dumps"
+    assert seen == [str(dumps / "pg.pgdump.tmp"), str(dumps / "my.sql.tmp")]
+    assert sorted(os.listdir(dumps)) == ["my.sql", "pg.pgdump"]
+    assert (dumps / "pg.pgdump").read_text() == "dump of runuser\n"
+    assert stat.S_IMODE((dumps / "my.sql").stat().st_mode) == 0o600
+    assert fake.keys() == ["version", "pg_dump", "mysqldump", "backup", "snapshots"]
+
+
+def test_dump_failure_means_no_snapshot(tmp_path):
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    (dumps / "pg.pgdump").write_text("yesterday's dump")
+    config = make_config(tmp_path, databases=[{"type": "postgresql", "name": "pg", "database": "appdb", "user": "postgres", "options": []}])
+
+    def failing(argv, kwargs):
+        kwargs["stdout"].write(b"half a dump")
+        return subprocess.CompletedProcess(argv, 1, None, b'pg_dump: error: connection to server failed: FATAL:  role "x" does not exist\n')
+
+    fake = FakeRun(pg_dump=failing)
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert os.listdir(dumps) == []
+    assert "backup" not in fake.keys()
+    assert 'dump of postgresql database pg failed (exit status 1): pg_dump: error: connection to server failed: FATAL:  role "x" does not exist' in (
+        ctx.err.getvalue()
+    )
+
+
+# --- forget ----------------------------------------------------------------------------------------------------
+
+
+def test_forget_runs_the_plan_and_records_it(tmp_path):
+    config = make_config(tmp_path)
+    # The clock of context() starts at 1700000000 (2023-11-14): the pre-update snapshot is 45 days older.
+    before = [
+        snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1"),
+        snapshot("bbbb2222", "2023-09-30T04:00:00Z", "keepdata-job=app1", "pre-update"),
+    ]
+    fake = FakeRun(snapshots=[done(stdout=json.dumps(before)), done(stdout=json.dumps(before[:1]))])
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 0
+    assert fake.keys() == ["version", "snapshots", "forget", "forget", "prune", "snapshots"]
+    assert fake.argvs("forget") + fake.argvs("prune") == br.forget_commands(config, before, now=1700000000)
+    assert fake.argvs("forget")[1][-1] == "bbbb2222" * 8
+    state = read_state(config)
+    assert (state["last_forget"], state["snapshots"], state["last_forget_exit_status"]) == (1700000000, 1, 0)
+    assert state["snapshots_known"] is True
+    lines = metric_lines(config)
+    assert 'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 1700000000' in lines
+    assert 'keepdata_backup_snapshots{backup_job="app1"} 1' in lines
+    assert "forget app1: 2 snapshots of this job for host web1 before forget\n" in ctx.out.getvalue()
+
+
+def test_forget_failure(tmp_path):
+    config = make_config(tmp_path)
+    before = [
+        snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1"),
+        snapshot("bbbb2222", "2023-09-30T04:00:00Z", "keepdata-job=app1", "pre-update"),
+    ]
+    # The policy pass succeeds; the tag pass meets a lock, restic unlock cannot remove it (a live lock), and the
+    # one retry meets it again: the run fails there, with no third try and no prune.
+    fake = FakeRun(snapshots=[done(stdout=json.dumps(before))], forget=[done(), done(1, stderr=LOCKED), done(1, stderr=LOCKED)])
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 1
+    assert fake.keys() == ["version", "snapshots", "forget", "forget", "unlock", "forget"]
+    tag_pass = ["restic", "-o", "s3.bucket-lookup=path", "forget", "bbbb2222" * 8]
+    assert fake.argvs("forget")[1:] == [tag_pass, tag_pass]
+    assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
+    assert "forget app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
+    assert "forget app1: error: restic tag pre-update older than 21d failed (exit status 1): Fatal: unable to create lock" in ctx.err.getvalue()
+    state = read_state(config)
+    assert (state["last_forget"], state["forget_consecutive_failures"], state["last_forget_exit_status"]) == (0, 1, 1)
+    assert 'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 0' in metric_lines(config)
+
+
+def test_restic_passthrough_uses_the_job_environment(tmp_path):
+    config = make_config(tmp_path)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_restic(ctx, config, ["snapshots", "--json"]) == 0
+    argv, kwargs = fake.calls[-1]
+    assert argv == ["restic", "-o", "s3.bucket-lookup=path", "snapshots", "--json"]
+    assert kwargs["env"]["RESTIC_PASSWORD_FILE"] == config["password_file"]
+    assert br.cmd_restic(ctx, config, []) == 2
+
+
+# --- the failure handler ---------------------------------------------------------------------------------------
+
+
+def write_job(tmp_path, config, failures):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir(exist_ok=True)
+    (jobs / "app1.json").write_text(json.dumps(config))
+    br.atomic_write(br.state_path(config), json.dumps(dict(br.STATE_DEFAULTS, consecutive_failures=failures, forget_consecutive_failures=1)), 0o600)
+    return str(jobs)
+
+
+def test_failed_arms_the_retry_timer_and_feeds_the_log_to_notify(tmp_path):
+    got_log, got_vars = tmp_path / "log.txt", tmp_path / "vars.txt"
+    notify = 'cat > %s; echo "$KEEPDATA_BACKUP_JOB $KEEPDATA_BACKUP_UNIT $KEEPDATA_BACKUP_KIND $KEEPDATA_BACKUP_FAILURES" > %s' % (got_log, got_vars)
+    config = make_config(tmp_path, notify_command=notify)
+    jobs = write_job(tmp_path, config, failures=2)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=ctx) == 0
+    assert fake.argvs("journalctl") == [["journalctl", "-u", "keepdata-backup-app1.service", "-n", "30", "--no-pager", "-o", "cat"]]
+    assert fake.argvs("systemctl") == [["systemctl", "restart", "keepdata-backup-app1-retry.timer"]]
+    assert "failed app1:backup: retry 2 of 3 in the retry timer\n" in ctx.out.getvalue()
+    assert got_log.read_text() == "line one\nline two\n"
+    assert got_vars.read_text() == "app1 keepdata-backup-app1.service backup 2\n"
+    notify_call = [kwargs for argv, kwargs in fake.calls if argv[0] == "/bin/sh"][0]
+    assert notify_call["timeout"] == 120
+
+
+def test_failed_without_retry_left(tmp_path):
+    config = make_config(tmp_path)
+    jobs = write_job(tmp_path, config, failures=4)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=ctx) == 0
+    assert fake.keys() == ["journalctl"]
+    assert "failed app1:backup: no retry left (4 failures in a row, 3 retries allowed)\n" in ctx.out.getvalue()
+    # retry_attempts 0: never a retry, even after the first failure.
+    jobs = write_job(tmp_path, dict(config, retry_attempts=0), failures=1)
+    fake = FakeRun()
+    assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=context(tmp_path, fake)) == 0
+    assert "systemctl" not in fake.keys()
+
+
+def test_failed_forget_never_retries_and_a_failing_notify_fails_the_handler(tmp_path):
+    config = make_config(tmp_path, notify_command="cat > /dev/null; exit 2")
+    jobs = write_job(tmp_path, config, failures=1)
+    fake = FakeRun(journalctl=done(1, stderr="No journal files were found.\n"))
+    ctx = context(tmp_path, fake)
+    assert br.main(["failed", "app1:forget", "--config-dir", jobs], ctx=ctx) == 1
+    assert fake.argvs("journalctl")[0][:3] == ["journalctl", "-u", "keepdata-backup-app1-forget.service"]
+    assert "systemctl" not in fake.keys()
+    err = ctx.err.getvalue()
+    assert "failed app1:forget: warning: journalctl failed (exit status 1)" in err
+    assert "failed app1:forget: error: notify command failed (exit status 2)" in err
+
+
+def test_failed_retry_timer_failure_is_reported(tmp_path):
+    config = make_config(tmp_path)
+    jobs = write_job(tmp_path, config, failures=1)
+    ctx = context(tmp_path, FakeRun(systemctl=done(5, stderr="Unit keepdata-backup-app1-retry.timer not found.\n")))
+    assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=ctx) == 1
+    assert "Unit keepdata-backup-app1-retry.timer not found." in ctx.err.getvalue()
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+def test_main_reads_the_job_config(tmp_path):
+    config = make_config(tmp_path)
+    jobs = write_job(tmp_path, config, failures=0)
+    fake = FakeRun()
+    assert br.main(["run", "app1", "--config-dir", jobs], ctx=context(tmp_path, fake)) == 0
+    assert "backup" in fake.keys()
+    assert br.main(["forget", "app1", "--config-dir", jobs], ctx=context(tmp_path, FakeRun())) == 0
+
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["run", "App/1", "--config-dir", jobs], ctx=ctx) == 1
+    assert "invalid job name 'App/1'" in ctx.err.getvalue()
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["run", "app2", "--config-dir", jobs], ctx=ctx) == 1
+    assert "cannot read the job config %s/app2.json: No such file or directory" % jobs in ctx.err.getvalue()
+    (tmp_path / "jobs" / "app3.json").write_text(json.dumps(dict(config, name="app1")))
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["run", "app3", "--config-dir", jobs], ctx=ctx) == 1
+    assert "name is 'app1', not 'app3'" in ctx.err.getvalue()
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["failed", "app1", "--config-dir", jobs], ctx=ctx) == 1
+    assert "expected JOB:backup or JOB:forget" in ctx.err.getvalue()
+    with pytest.raises(SystemExit):
+        br.main(["restore", "app1"], ctx=ctx)
+
+
+def test_the_file_runs_alone_with_the_standard_library(tmp_path):
+    path = br.__file__
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    if hasattr(sys, "stdlib_module_names"):  # Python 3.10+
+        assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+    assert not any(name.startswith("ansible") for name in imported)
+    # As the units run it: isolated mode, from a directory outside the collection.
+    proc = subprocess.run([sys.executable, "-I", path, "run", "app1", "--config-dir", str(tmp_path)], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == "backup app1: error: cannot read the job config %s/app1.json: No such file or directory\n" % tmp_path
+
+
+def test_a_retention_run_that_fails_part_way_makes_the_next_backup_count_again():
+    # The policy pass may have removed snapshots before a later pass failed: the old count is no longer known.
+    state = br.forget_state({"snapshots": 40, "snapshots_known": True}, 1700000000, False, None)
+    assert state["snapshots_known"] is False
+    assert br.forget_state(state, 1700000100, True, 12)["snapshots_known"] is True

@@ -1,0 +1,252 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The read-only preflight of the backup role (keepdata.storage.backup_probe): each check on temporary directories,
+loopback ports and scripted commands (systemd-analyze, dpkg-query, restic version)."""
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
+
+FSTAB = """# /etc/fstab
+UUID=1111 / ext4 errors=remount-ro 0 1
+UUID=2222 /srv ext4 defaults 0 2
+UUID=3333 none swap sw 0 0
+nas:/export /mnt/backup nfs _netdev 0 0
+nas:/deep /mnt/backup/restic/deep nfs _netdev 0 0
+#nas:/old /mnt/backup/restic nfs _netdev 0 0
+//nas/with\\040space /mnt/with\\040space cifs _netdev 0 0
+"""
+
+
+class FakeCommands:
+    """Answers systemd-analyze (a set of accepted expressions), dpkg-query (installed packages) and restic version."""
+
+    def __init__(self, calendars=("daily", "*-*-* 03:00:00"), installed=("restic",), version="restic 0.14.0 compiled with go1.19.8 on linux/amd64"):
+        self.calendars, self.installed, self.version = set(calendars), set(installed), version
+        self.calls = []
+
+    def __call__(self, argv, **kwargs):
+        self.calls.append(list(argv))
+        name = os.path.basename(argv[0])
+        if name == "systemd-analyze":
+            assert argv[1:3] == ["calendar", "--"]
+            ok = argv[3] in self.calendars
+            return subprocess.CompletedProcess(argv, 0 if ok else 1, "", "" if ok else "Failed to parse calendar specification")
+        if name == "dpkg-query":
+            lines = ["%s %s" % (p, "ii " if p in self.installed else "un ") for p in argv[3:]]
+            return subprocess.CompletedProcess(argv, 0, "\n".join(lines) + "\n", "")
+        if name == "restic":
+            return subprocess.CompletedProcess(argv, 0, self.version + "\n", "")
+        raise AssertionError("unexpected command %s" % argv)
+
+
+def which_all(name):
+    return "/usr/bin/" + name
+
+
+def request(**extra):
+    base = {
+        "caller": "keepdata.storage.backup",
+        "paths": [],
+        "repository_path": "",
+        "allow_same_device": False,
+        "schedules": [],
+        "packages": [],
+        "ports": [],
+        "timeout": 2,
+        "sqlite_paths": [],
+    }
+    base.update(extra)
+    return base
+
+
+@pytest.fixture
+def host(tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    return {"tmp": tmp_path, "fstab": str(fstab), "mountinfo": str(mountinfo)}
+
+
+def probe(host, fake=None, which=which_all, **extra):
+    return bp.probe(request(**extra), run=fake or FakeCommands(), which=which, fstab=host["fstab"], mountinfo=host["mountinfo"])
+
+
+@pytest.mark.parametrize(
+    ("path", "mount"),
+    [
+        ("/mnt/backup/restic", "/mnt/backup"),
+        ("/mnt/backup", "/mnt/backup"),
+        ("/mnt/backup/", "/mnt/backup"),
+        ("/mnt/backup/restic/deep/x", "/mnt/backup/restic/deep"),
+        ("/mnt/backupx/restic", ""),  # a prefix of the name is not a parent
+        ("/srv/backups", "/srv"),
+        ("/var/backups", ""),  # only / holds it, and / does not count
+        ("/mnt/with space/r", "/mnt/with space"),
+        ("", ""),
+    ],
+)
+def test_fstab_longest_match(path, mount):
+    assert bp.fstab_mount_of(FSTAB, path) == mount
+
+
+def test_nothing_asked_nothing_wrong(host):
+    facts, problems, warnings = probe(host)
+    assert facts == {"restic_version": "0.14.0", "missing": [], "repository_mount": "", "repository_mounted": False, "same_device": []}
+    assert problems == [] and warnings == []
+
+
+def test_restic_absent_and_missing_packages(host):
+    fake = FakeCommands(installed=("fuse3",))
+    facts, problems, _warnings = probe(host, fake, which=lambda name: None if name == "restic" else "/usr/bin/" + name, packages=["restic", "fuse3"])
+    assert facts["restic_version"] == "" and facts["missing"] == ["restic"]
+    assert problems == []
+    assert not any(os.path.basename(argv[0]) == "restic" for argv in fake.calls)
+
+
+def test_missing_backup_path_and_sqlite_files(host):
+    tmp = host["tmp"]
+    (tmp / "data").mkdir()
+    (tmp / "app.sqlite3").write_text("")
+    facts, problems, _warnings = probe(
+        host,
+        paths=[{"option": "backup_paths", "path": str(tmp / "data")}, {"option": "backup_jobs[1].paths", "path": str(tmp / "gone")}],
+        sqlite_paths=[
+            {"option": "db[0].path", "path": str(tmp / "app.sqlite3")},
+            {"option": "db[1].path", "path": str(tmp / "none.sqlite3")},
+            {"option": "db[2].path", "path": str(tmp / "data")},
+        ],
+    )
+    assert problems == [
+        'backup_jobs[1].paths: "%s" does not exist' % (tmp / "gone"),
+        'db[1].path: SQLite database "%s" does not exist' % (tmp / "none.sqlite3"),
+        'db[2].path: SQLite database "%s" is not a regular file' % (tmp / "data"),
+    ]
+
+
+def test_same_device_is_a_problem_unless_allowed(host):
+    tmp = host["tmp"]
+    (tmp / "data").mkdir()
+    repository = str(tmp / "repo" / "not" / "yet")  # the deepest existing part (tmp) gives the device
+    paths = [{"option": "backup_paths", "path": str(tmp / "data")}]
+    facts, problems, _warnings = probe(host, paths=paths, repository_path=repository)
+    assert facts["same_device"] == [str(tmp / "data")]
+    assert problems == [
+        'backup_paths: "%s" is on the same device as the repository %s, so one disk failure would take both (allow_same_device accepts it)'
+        % (tmp / "data", repository)
+    ]
+    facts, problems, _warnings = probe(host, paths=paths, repository_path=repository, allow_same_device=True)
+    assert facts["same_device"] == [str(tmp / "data")] and problems == []
+
+
+def test_other_device_is_fine(host):
+    tmp = host["tmp"]
+    (tmp / "data").mkdir()
+    assert os.stat("/proc").st_dev != os.stat(str(tmp)).st_dev
+    facts, problems, _warnings = probe(host, paths=[{"option": "p", "path": str(tmp / "data")}], repository_path="/proc/keepdata-none/restic")
+    assert facts["same_device"] == [] and problems == []
+
+
+def test_unmounted_repository_disk_skips_the_device_check(host):
+    tmp = host["tmp"]
+    (tmp / "data").mkdir()
+    mount = tmp / "mnt"
+    (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs _netdev 0 0\n" % mount)
+    paths = [{"option": "p", "path": str(tmp / "data")}]
+    facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"))
+    assert facts["repository_mount"] == str(mount) and facts["repository_mounted"] is False
+    assert problems == [] and facts["same_device"] == []
+    assert warnings == ["the repository's disk %s is not mounted: whether the backup paths share its device is not checked" % mount]
+    # Once mounted (here: listed in mountinfo, on tmp's device), the check runs.
+    with open(host["mountinfo"], "a") as handle:
+        handle.write("40 22 0:50 / %s rw - nfs nas:/x rw\n" % mount)
+    facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"))
+    assert facts["repository_mounted"] is True and warnings == []
+    assert facts["same_device"] == [str(tmp / "data")] and len(problems) == 1
+
+
+def test_relative_repository_path(host):
+    _facts, problems, _warnings = probe(host, repository_path="backups/restic")
+    assert problems == ['repository_path "backups/restic" must be an absolute path']
+
+
+def test_schedules(host):
+    fake = FakeCommands()
+    schedules = [
+        {"option": "backup_schedule", "value": "daily"},
+        {"option": "backup_jobs[0].schedule", "value": "every tuesday-ish"},
+        {"option": "backup_forget_schedule", "value": "daily\n"},
+    ]
+    _facts, problems, warnings = probe(host, fake, schedules=schedules)
+    assert problems == [
+        'backup_jobs[0].schedule "every tuesday-ish" is not a calendar expression systemd accepts',
+        'backup_forget_schedule "daily\n" is not a calendar expression systemd accepts',
+    ]
+    assert warnings == []
+    assert ["/usr/bin/systemd-analyze", "calendar", "--", "daily"] in fake.calls
+    assert len([c for c in fake.calls if "calendar" in c]) == 2  # the control character is refused without a call
+
+
+def test_schedules_skipped_without_systemd_analyze(host):
+    fake = FakeCommands()
+    _facts, problems, warnings = probe(
+        host, fake, which=lambda name: None if name == "systemd-analyze" else "/usr/bin/" + name, schedules=[{"option": "s", "value": "nonsense"}]
+    )
+    assert problems == []
+    assert warnings == ["systemd-analyze is not installed: the schedules are not checked"]
+
+
+def test_ports_on_loopback(host):
+    server = socket.create_server(("127.0.0.1", 0))
+    open_port = server.getsockname()[1]
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        _facts, problems, _warnings = probe(host, ports=["127.0.0.1:%d" % open_port, "127.0.0.1:%d" % closed_port, "no-port"])
+    finally:
+        server.close()
+    assert len(problems) == 1
+    assert problems[0].startswith("not reachable: 127.0.0.1:%d (" % closed_port)
+    assert problems[0].endswith("; no-port (not host:port)")
+
+
+def test_module_lists_every_problem_in_one_message(tmp_path, capsys, monkeypatch):
+    fake = FakeCommands()
+    monkeypatch.setattr(bp.subprocess, "run", fake)
+    monkeypatch.setattr(bp.shutil, "which", which_all)
+    args = request(
+        paths=[{"option": "backup_paths", "path": str(tmp_path / "gone")}],
+        schedules=[{"option": "backup_schedule", "value": "never"}],
+        packages=["restic", "sqlite3"],
+        _ansible_check_mode=True,
+    )
+    with patch_module_args(args), pytest.raises(SystemExit):
+        bp.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True and result["changed"] is False
+    assert result[
+        "msg"
+    ] == 'keepdata.storage.backup: backup_paths: "%s" does not exist; backup_schedule "never" is not a calendar expression systemd accepts' % (
+        tmp_path / "gone"
+    )
+    assert result["missing"] == ["sqlite3"] and result["restic_version"] == "0.14.0"
+
+
+def test_module_passes_and_warns(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bp.subprocess, "run", FakeCommands())
+    monkeypatch.setattr(bp.shutil, "which", lambda name: None)
+    args = request(paths=[{"option": "backup_paths", "path": str(tmp_path)}], schedules=[{"option": "s", "value": "daily"}])
+    with patch_module_args(args), pytest.raises(SystemExit):
+        bp.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] is False and "failed" not in result
+    assert result["restic_version"] == "" and result["same_device"] == []
+    assert "systemd-analyze is not installed: the schedules are not checked" in json.dumps(result["warnings"])
