@@ -443,9 +443,13 @@ def backup_state(previous, started, finished, status, *, summary=None, snapshots
     else:
         state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
     if snapshots is not None:
-        state["snapshots"] = snapshots
-        state["snapshots_known"] = True
+        _record_count(state, snapshots)
     return state
+
+
+def _record_count(state, snapshots):
+    state["snapshots"] = snapshots
+    state["snapshots_known"] = True
 
 
 def forget_state(previous, started, ok, snapshots=None):
@@ -458,8 +462,7 @@ def forget_state(previous, started, ok, snapshots=None):
     else:
         state["forget_consecutive_failures"] = int(state["forget_consecutive_failures"]) + 1
     if snapshots is not None:
-        state["snapshots"] = snapshots
-        state["snapshots_known"] = True
+        _record_count(state, snapshots)
     else:
         # A retention run that failed part way may have removed snapshots: the next backup counts them again.
         state["snapshots_known"] = False

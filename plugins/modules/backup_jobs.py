@@ -118,6 +118,7 @@ import tempfile  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
 
 ARGUMENT_SPEC = dict(
@@ -185,41 +186,14 @@ def input_errors(params):
     return errors
 
 
-class Jobs:
+class Jobs(HostChanges):
     """One run: look at every managed file and timer, then change what differs, recording each change."""
 
     def __init__(self, module):
-        self.module = module
+        super(Jobs, self).__init__(module)
         self.p = module.params
-        self.actions, self.done = [], []
         self.written, self.removed, self.started, self.stopped = [], [], [], []
         self.before, self.after = [], []
-
-    def fail(self, msg):
-        done = "; done before: " + ", ".join(self.done) if self.done else "; nothing was changed"
-        self.module.fail_json(msg=msg + done, changed=bool(self.done), actions=self.done)
-
-    def act(self, what, fn, *args):
-        self.actions.append(what)
-        if self.module.check_mode:
-            return
-        try:
-            fn(*args)
-        except (IOError, OSError) as exc:
-            self.fail("%s failed (%s)" % (what, exc))
-        self.done.append(what)
-
-    def systemctl(self, *args):
-        rc, out, err = self.module.run_command(["systemctl"] + list(args))
-        return rc, (out or err).strip()
-
-    def systemctl_or_fail(self, what, *args):
-        def run():
-            rc, text = self.systemctl(*args)
-            if rc != 0:
-                raise OSError(text or "systemctl exited with %d" % rc)
-
-        self.act(what, run)
 
     @staticmethod
     def read(path):

@@ -173,6 +173,7 @@ import tempfile  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.fstab import find_line, fuse_conf_allowing_other, render_line, set_line  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import read_mounts, resolve_id  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (  # noqa: E402
     OCTAL_MODE,
@@ -211,44 +212,19 @@ def input_errors(p):
     return errors
 
 
-class Mount:
+class Mount(HostChanges):
     """One run of the module: looks first, then changes, recording each change so a failure reports it."""
 
     def __init__(self, module):
-        self.module = module
+        super(Mount, self).__init__(module, module.params["path"])
         self.p = module.params
         self.unit_stem = systemd_escape_path(self.p["path"])
         self.unit = self.unit_stem + ".mount"
-        self.actions = []
-        self.done = []
         self.diff = {"before": "", "after": ""}
 
     # -- helpers ------------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, changed=bool(self.done), actions=self.done, unit=self.unit, **extra)
-
-    def act(self, what, fn, *args):
-        """Record an action; run it unless in check mode."""
-        self.actions.append(what)
-        if self.module.check_mode:
-            return
-        try:
-            fn(*args)
-        except (OSError, IOError) as exc:
-            self.fail("%s: %s failed (%s)%s" % (self.p["path"], what, exc, "; done before: " + ", ".join(self.done) if self.done else "; nothing was changed"))
-        self.done.append(what)
-
-    def systemctl(self, *args):
-        rc, out, err = self.module.run_command(["systemctl"] + list(args))
-        return rc, (err or out).strip()
-
-    def systemctl_or_fail(self, what, *args):
-        def run():
-            rc, text = self.systemctl(*args)
-            if rc != 0:
-                raise OSError(text or "systemctl %s exited with %d" % (" ".join(args), rc))
-
-        self.act(what, run)
+        super(Mount, self).fail(msg, unit=self.unit, **extra)
 
     def read(self, path, default=""):
         try:

@@ -365,7 +365,8 @@ def test_a_failing_timer_start_reports_what_was_done(host, capsys):
     systemctl.fail["enable"] = (1, "")
     result = run(capsys, args(host))
     assert result["failed"] is True and result["changed"] is False
-    assert result["msg"] == "enable and start keepdata-backup-app1-forget.timer failed (systemctl exited with 1); nothing was changed"
+    timer = "keepdata-backup-app1-forget.timer"
+    assert result["msg"] == "enable and start %s failed (systemctl enable --now %s exited with 1); nothing was changed" % (timer, timer)
     assert result["actions"] == []
 
 
