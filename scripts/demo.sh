@@ -87,12 +87,7 @@ show "CORS preflight from https://evil.example.net" "HTTP $code (refused)"
 
 kd_step "start two app servers (systemd containers on the host network, FUSE allowed)"
 for h in "${HOSTS[@]}"; do
-  docker rm -f "$h" >/dev/null 2>&1 || true
-  docker run -d --name "$h" --label keepdata.test=demo --network host \
-    --cap-add SYS_ADMIN --device /dev/fuse --security-opt apparmor=unconfined --cgroupns host \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
-    -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    "${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}" /lib/systemd/systemd >/dev/null
+  kd_start_host "$h" demo
 done
 cat >"$DEMO_DIR/inventory.yml" <<INV
 shared_storage:

@@ -857,13 +857,19 @@ def take_snapshot(job, env, flags, outcome):
         job.warn("partial snapshot, some files could not be read: %s" % (listed(parsed["errors"]) or "restic named none"))
 
 
-def backup_steps(job, stack, outcome):
-    config = job.config
-    env = restic_env(config, job.ctx.environ)
-    check_mount(config, job.ctx.ismount)
+def open_repository(job, stack):
+    """(restic env, extra flags) once the mount is there and this host's lock of the repository is held (until
+    ``stack`` closes), with the stale locks of an interrupted restic removed."""
+    env = restic_env(job.config, job.ctx.environ)
+    check_mount(job.config, job.ctx.ismount)
     stack.enter_context(repository_lock(job))
     unlock_if_unclean(job, env)
-    flags = retry_lock_flags(restic_version(job, env))
+    return env, retry_lock_flags(restic_version(job, env))
+
+
+def backup_steps(job, stack, outcome):
+    config = job.config
+    env, flags = open_repository(job, stack)
     run_hooks(job, "pre-hook", config["pre_hooks"])
     if config["databases"]:
         dump_databases(job)
@@ -930,11 +936,7 @@ def cmd_run(ctx, config):
 
 def forget_steps(job, stack, outcome):
     config = job.config
-    env = restic_env(config, job.ctx.environ)
-    check_mount(config, job.ctx.ismount)
-    stack.enter_context(repository_lock(job))
-    unlock_if_unclean(job, env)
-    flags = retry_lock_flags(restic_version(job, env))
+    env, flags = open_repository(job, stack)
     snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
     job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
     for label, argv in forget_plan(config, snapshots, flags, job.ctx.clock()):

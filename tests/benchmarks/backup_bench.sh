@@ -13,7 +13,6 @@ set -euo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
 kd_activate
 
-IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}
 HOST=keepdata-bench-backup
 BENCH_MB=${BENCH_MB:-300}
 export KEEPDATA_RGW_DIR=/tmp/kd-rgw-bench-backup KEEPDATA_RGW_PORT=7498 KEEPDATA_MON_PORT=3398
@@ -39,12 +38,7 @@ set -a  # the keys reach the Python uploads below through the environment, not t
 # shellcheck source=/dev/null
 source "$KEEPDATA_RGW_DIR/rgw.env"
 set +a
-docker rm -f "$HOST" >/dev/null 2>&1 || true
-docker run -d --name "$HOST" --hostname "$HOST" --network host --cap-add SYS_ADMIN --device /dev/fuse \
-  --security-opt apparmor=unconfined --cgroupns host \
-  -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
-  -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw \
-  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --label keepdata.test=bench "$IMAGE" /lib/systemd/systemd >/dev/null
+kd_start_host "$HOST" bench
 in_host 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
 
 kd_step "make $BENCH_MB MB of mixed data (40% text, 40% random, 20% in 4 KiB files)"

@@ -13,7 +13,6 @@ set -euo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
 kd_activate
 
-IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}
 HOSTS=(keepdata-bench-1 keepdata-bench-2 keepdata-bench-3)
 SSHD_PORT=22271
 export KEEPDATA_RGW_DIR=/tmp/kd-rgw-bench KEEPDATA_RGW_PORT=7497 KEEPDATA_MON_PORT=3397
@@ -29,12 +28,7 @@ trap cleanup EXIT
 
 kd_step "start ${#HOSTS[@]} systemd hosts"
 for h in "${HOSTS[@]}"; do
-  docker rm -f "$h" >/dev/null 2>&1 || true
-  docker run -d --name "$h" --hostname "$h" --network host --cap-add SYS_ADMIN --device /dev/fuse \
-    --security-opt apparmor=unconfined --cgroupns host \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
-    -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw \
-    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --label keepdata.test=bench "$IMAGE" /lib/systemd/systemd >/dev/null
+  kd_start_host "$h" bench
 done
 
 kd_step "start the RGW"
