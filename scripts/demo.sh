@@ -7,6 +7,9 @@
 #      a file written on one is read on the other.
 #   3. playbooks/backup.yml schedules encrypted restic backups of app1 to a bucket; the job runs once
 #      through systemd and its snapshot is listed.
+#   4. playbooks/backup_now.yml takes a pre-update snapshot; playbooks/restore.yml previews (--check), then
+#      clones app1's app onto app2 from the same repository, moving app2's own files aside; the restore drill
+#      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256.
 # Set KEEPDATA_DEMO_KEEP=1 to leave the RGW and the containers running afterwards.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -150,9 +153,39 @@ ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[0]}" -e "
 
 kd_step "run the job as its timer would, then list the snapshot"
 docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service
-docker exec "${HOSTS[0]}" systemctl list-timers --no-pager keepdata-backup-app.timer | head -n 2
+docker exec "${HOSTS[0]}" systemctl list-timers --no-pager keepdata-backup-app.timer | sed -n 1,2p
 docker exec "${HOSTS[0]}" python3 -I /usr/local/lib/keepdata/backup_runner.py restic app snapshots
 docker exec "${HOSTS[0]}" python3 -I /usr/local/lib/keepdata/backup_runner.py restic app ls latest \
-  | grep -q '^/storage/.*uploads/old.txt$' || kd_die "the snapshot does not hold the app's uploads"
+  | grep '^/storage/.*uploads/old.txt$' >/dev/null || kd_die "the snapshot does not hold the app's uploads"
 show "metrics: last exit status" "$(docker exec "${HOSTS[0]}" grep -h '^keepdata_backup_last_exit_status' /var/lib/prometheus/node-exporter/keepdata_backup_app.prom)"
+
+kd_step "a pre-update snapshot with playbooks/backup_now.yml"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_now_hosts="${HOSTS[0]}" -e backup_now_job=app -e backup_now_tag=pre-update \
+  playbooks/backup_now.yml 2>&1 | tee "$DEMO_DIR/backup-now.log" | grep -o 'snapshot [0-9a-f]* of job app tagged.*bytes' \
+  || { tail -n 20 "$DEMO_DIR/backup-now.log"; kd_die "backup_now.yml failed"; }
+
+kd_step "clone app1's app onto app2: the same repository, app1's snapshots (preview, then the restore)"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[1]}" -e "@$DEMO_DIR/backup-vars.yml" playbooks/backup.yml \
+  >"$DEMO_DIR/backup-run-app2.log" 2>&1 || { tail -n 20 "$DEMO_DIR/backup-run-app2.log"; kd_die "the backup role failed on app2"; }
+docker exec "${HOSTS[1]}" sh -c 'echo "app2 before the clone" > /srv/app/app2-only.txt'
+restore_args=(-i "$DEMO_DIR/inventory.yml" -e restore_hosts="${HOSTS[1]}" -e restore_job=app -e restore_source_host="${HOSTS[0]}"
+  -e '{"restore_paths": ["/srv/app"], "restore_move_aside": true}' playbooks/restore.yml)
+ansible-playbook --check "${restore_args[@]}" 2>&1 | tee "$DEMO_DIR/restore-check.log" | grep -E '"(snapshot [0-9a-f]{8} of|restore /)' \
+  || { tail -n 20 "$DEMO_DIR/restore-check.log"; kd_die "the restore preview failed"; }
+ansible-playbook "${restore_args[@]}" 2>&1 | tee "$DEMO_DIR/restore.log" | grep -E '"(restore /|previous content kept)' \
+  || { tail -n 20 "$DEMO_DIR/restore.log"; kd_die "the restore failed"; }
+show "${HOSTS[1]}: app2's own file, moved aside" "$(docker exec "${HOSTS[1]}" sh -c 'cat /srv/app.keepdata-moved-*/app2-only.txt')"
+docker exec "${HOSTS[1]}" test ! -e /srv/app/app2-only.txt || kd_die "the clone did not replace app2's /srv/app"
+
+kd_step "a restore drill on app1 (a sample restored and checked, a share of the repository read)"
+docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app-drill.service
+show "metrics: drill result, files checked" "$(docker exec "${HOSTS[0]}" grep -hE '^keepdata_backup_drill_(last_result|files_checked)' \
+  /var/lib/prometheus/node-exporter/keepdata_backup_app.prom | tr '\n' ' ')"
+
+kd_step "export the latest snapshot as a tar.zst with playbooks/export.yml"
+docker exec "${HOSTS[0]}" sh -c 'command -v zstd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd >/dev/null 2>&1'
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e export_hosts="${HOSTS[0]}" -e export_job=app -e export_dest=/var/tmp/app-export.tar.zst \
+  -e export_compress=zstd playbooks/export.yml 2>&1 | tee "$DEMO_DIR/export.log" | grep -o '/var/tmp/app-export.tar.zst: .*sha256 [0-9a-f]*' \
+  || { tail -n 20 "$DEMO_DIR/export.log"; kd_die "export.yml failed"; }
+docker exec "${HOSTS[0]}" sh -c 'tar --zstd -tf /var/tmp/app-export.tar.zst | grep -c .' >/dev/null || kd_die "the export is not a readable tar"
 kd_step "demo done"

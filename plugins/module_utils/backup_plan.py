@@ -22,6 +22,7 @@ import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, JOB_NAME, JOB_TAG, TAG
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
@@ -34,9 +35,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     rel_path_ok,
 )
 
-JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=@+-]{0,63}")
-DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# JOB_NAME, TAG, DUMP_NAME and JOB_TAG come from the runner: one rule for the role and the program on the host.
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 # restic's --keep-within durations: years, months, days, hours.
 RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")
@@ -48,7 +47,16 @@ CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ +-]+")
 MEMORY = re.compile(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity")
 DUMP_OPTION = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9_-]*(?:=[A-Za-z0-9_.,:/@+=-]*)?")
 CREDENTIAL_OPTION = re.compile(r"passw|secret|token", re.IGNORECASE)
-JOB_TAG = "keepdata-job="
+# A systemd unit name (what systemctl accepts); without a known type suffix, systemctl adds .service.
+UNIT_NAME = re.compile(r"[A-Za-z0-9:_][A-Za-z0-9:_.@-]{0,254}")
+UNIT_SUFFIXES = (".service", ".socket", ".target", ".mount", ".automount", ".swap", ".path", ".timer", ".slice", ".scope", ".device")
+# backup_drill_sample: a number of files, or a share of the snapshot's file bytes.
+DRILL_FILES = re.compile(r"[0-9]+")
+DRILL_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)%")
+# Endings of every job's own unit names (keepdata-backup-NAME-forget.service, ...), and the failure handler's
+# template (keepdata-backup-failed@.service, the name of the "backup now" template of a job called failed).
+RESERVED_ENDINGS = ("-forget", "-retry", "-drill")
+RESERVED_NAMES = ("failed",)
 
 RETENTION_KEYS = ("keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 JOB_KEYS = frozenset(
@@ -66,6 +74,7 @@ JOB_KEYS = frozenset(
         "databases",
         "keep_within",
         "keep_tags",
+        "services",
     )
     + RETENTION_KEYS
 )
@@ -287,6 +296,64 @@ def _databases(value, where, errors):
     return dumps
 
 
+def _services(value, option, errors):
+    """The systemd units a restore stops before writing and starts after, as systemctl names them (.service added
+    when the name has no unit type suffix)."""
+    units = []
+    for index, item in enumerate(_strings(value, option, errors, pattern=UNIT_NAME, what="a systemd unit name (letters, digits and : _ . @ -)")):
+        where = "%s[%d]" % (option, index)
+        unit = item if item.endswith(UNIT_SUFFIXES) else item + ".service"
+        if len(unit) > 255:
+            errors.append('%s "%s" must be at most 255 characters long with its suffix' % (where, item))
+        elif "@." in unit or unit.endswith("@"):
+            errors.append('%s "%s" is a template: name an instance (such as app@main.service)' % (where, item))
+        elif unit in units:
+            errors.append('%s "%s" is listed twice' % (where, item))
+        else:
+            units.append(unit)
+    return units
+
+
+def _drill(settings, errors):
+    """The restore drills: on or off, their OnCalendar, the sample (files or share of bytes), the check's subsets."""
+    enabled = settings.get("drill_enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append("backup_drill_enabled must be true or false")
+    schedule = _text(settings.get("drill_schedule") or "Sun *-*-* 06:00")
+    if not full(CALENDAR, schedule):
+        errors.append('backup_drill_schedule "%s" must be an OnCalendar expression such as Sun *-*-* 06:00' % schedule)
+    drill = {"sample_files": 0, "sample_percent": 0, "check_subsets": 0}
+    sample = settings.get("drill_sample", "20")
+    text = _text(sample)
+    percent = DRILL_PERCENT.fullmatch(text) if isinstance(sample, str) else None
+    if percent and 0 < float(percent.group(1)) <= 100:
+        drill["sample_percent"] = float(percent.group(1))
+    elif not isinstance(sample, bool) and isinstance(sample, (int, str)) and DRILL_FILES.fullmatch(text) and 1 <= int(text) <= 100000:
+        drill["sample_files"] = int(text)
+    else:
+        errors.append(
+            'backup_drill_sample "%s" must be a number of files from 1 to 100000, or a share of the snapshot\'s bytes above 0%% and up to 100%% '
+            "such as 5%%" % text
+        )
+    drill["check_subsets"] = _int(settings.get("drill_check_subsets", 12), "backup_drill_check_subsets", errors, 1, 10000)
+    return enabled is True, schedule, drill
+
+
+def _job_name(value, where, errors):
+    """The job's name, or None (with the error) when it is not one or would clash with another job's units."""
+    name = _text(value)
+    if has_control_chars(name) or not full(JOB_NAME, name):
+        errors.append("%s.name must be 1 to 40 lowercase letters, digits, _ or - (starting with a letter or digit)" % where)
+        return None
+    if name.endswith(RESERVED_ENDINGS):
+        errors.append('%s.name "%s" must not end in -forget, -retry or -drill (the names of every job\'s own units)' % (where, name))
+        return None
+    if name in RESERVED_NAMES:
+        errors.append('%s.name "%s" is the name of the failure handler\'s units (keepdata-backup-failed@.service): choose another' % (where, name))
+        return None
+    return name
+
+
 def _job(raw, index, settings, repository, errors):
     """One job's configuration (the JSON the runner reads, plus its schedule), or None when it is unusable."""
     where = "backup_jobs[%d]" % index
@@ -296,12 +363,8 @@ def _job(raw, index, settings, repository, errors):
     unknown = sorted(set(raw) - JOB_KEYS)
     if unknown:
         errors.append("%s: unknown option(s) %s (known: %s)" % (where, ", ".join(unknown), ", ".join(sorted(JOB_KEYS))))
-    name = _text(raw.get("name"))
-    if has_control_chars(name) or not full(JOB_NAME, name):
-        errors.append("%s.name must be 1 to 40 lowercase letters, digits, _ or - (starting with a letter or digit)" % where)
-        return None
-    if name.endswith(("-forget", "-retry")):
-        errors.append('%s.name "%s" must not end in -forget or -retry (the names of every job\'s own units)' % (where, name))
+    name = _job_name(raw.get("name"), where, errors)
+    if name is None:
         return None
     where = "backup_jobs[%s]" % name
     paths = _strings(raw.get("paths"), where + ".paths", errors)
@@ -354,6 +417,7 @@ def _job(raw, index, settings, repository, errors):
         "on_failure_hooks": hooks["on_failure_hooks"],
         "hook_timeout": _int(settings.get("hook_timeout", 3600), "backup_hook_timeout", errors, 1),
         "databases": _databases(raw.get("databases"), where, errors),
+        "services": _services(raw.get("services"), where + ".services", errors),
         "dump_dir": "%s/dumps/%s" % (state_dir, name),
         "retention": retention,
         "tag_rules": tag_rules,
@@ -382,6 +446,8 @@ def _service(settings, errors):
         "timeout": _text(settings.get("timeout") or "12h"),
         "retry_delay": _text(settings.get("retry_delay") or "15min"),
         "forget_schedule": _text(settings.get("forget_schedule") or "*-*-* 05:00"),
+        "drill_enabled": False,
+        "drill_schedule": "",
         "runner": RUNNER,
     }
     if service["io_class"] not in ("idle", "best-effort", "realtime"):
@@ -439,6 +505,8 @@ def _plan(settings):
         "state_dir",
         "metrics_dir",
         "compression",
+        "drill_schedule",
+        "drill_sample",
     )
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
     secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
@@ -449,6 +517,8 @@ def _plan(settings):
     errors += _general_errors(settings)
     repository = _repository(settings, errors)
     service = _service(settings, errors)
+    drill_enabled, drill_schedule, drill = _drill(settings, errors)
+    service.update(drill_enabled=drill_enabled, drill_schedule=drill_schedule if drill_enabled else "")
     jobs_value = settings.get("jobs")
     if not isinstance(jobs_value, (list, tuple)):
         errors.append("backup_jobs must be a list of jobs (each with name and paths)")
@@ -461,6 +531,9 @@ def _plan(settings):
         if job["name"] in seen:
             errors.append('backup_jobs: job name "%s" is used twice' % job["name"])
         seen.add(job["name"])
+        # One repository per host: its first job's drill reads the repository's data, one subset per drill; the
+        # other jobs' drills restore their sample only.
+        job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)
         jobs.append(job)
     warnings = []
     if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
@@ -480,6 +553,8 @@ def backup_plan(settings):
         return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}}
     schedules = [{"option": "backup_jobs[%s].schedule" % j["name"], "value": j["schedule"]} for j in jobs]
     schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
+    if service["drill_enabled"]:
+        schedules.append({"option": "backup_drill_schedule", "value": service["drill_schedule"]})
     probe = {
         "paths": [{"option": "backup_jobs[%s].paths" % j["name"], "path": p} for j in jobs for p in j["paths"]],
         "sqlite_paths": [

@@ -5,9 +5,10 @@
 
 """The backup runner that the systemd units of role keepdata.storage.backup start on a managed host.
 
-    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py run JOB [--config-dir DIR]
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py run JOB [--tag TAG] [--config-dir DIR]
     /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py forget JOB [--config-dir DIR]
-    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py failed JOB:backup|JOB:forget [--config-dir DIR]
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py drill JOB [--config-dir DIR]
+    /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py failed JOB:backup|JOB:forget|JOB:drill [--config-dir DIR]
 
 The role copies this one file to the host, so it uses the Python standard library only (3.9+). Small pure
 functions build the restic command lines, read restic's JSON and render the state and the metrics; a thin layer
@@ -27,10 +28,12 @@ import errno
 import fcntl
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,8 +44,12 @@ from urllib.parse import quote
 DEFAULT_CONFIG_DIR = "/etc/keepdata/backup/jobs"
 DEFAULT_LOCK_DIR = "/run/lock"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-DUMP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# The one definition of these rules: backup_plan imports them, so the role refuses what the runner would refuse.
+# Whole-value rules: use fullmatch (or storage_rules.full), never match ("$" would let a trailing newline in).
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=@+-]{0,63}")
+TAG_TEXT = "1 to 64 letters, digits and . _ : = @ + - (starting with a letter or digit)"
+DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 JOB_TAG = "keepdata-job="
 RETRY_LOCK = "5m"
 RETRY_LOCK_SINCE = (0, 16)
@@ -50,7 +57,16 @@ EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 MAX_LISTED_ITEMS = 10
 JOURNAL_LINES = 30
 NOTIFY_TIMEOUT = 120
-KINDS = ("backup", "forget")
+KINDS = ("backup", "forget", "drill")
+# The state key counting each kind's failures in a row (what the failure handler reports).
+FAILURE_COUNTS = {"backup": "consecutive_failures", "forget": "forget_consecutive_failures", "drill": "drill_consecutive_failures"}
+# A restore drill restores at most this many files; restic 0.14's restore has no --include-file, so the
+# patterns go on the command line, in several restores when they would make it longer than this many bytes.
+MAX_DRILL_FILES = 1000
+INCLUDE_BUDGET = 128 * 1024
+# restic's --include patterns are Go filepath.Match patterns: these four characters must be escaped (measured
+# with restic 0.14: "[" "*" "?" and "\\" match as globs otherwise; "]", "{", "!" and "$" are taken as they are).
+_GLOB_CHARS = re.compile(r"([\\*?\[])")
 # restic's own environment is built from nothing but these, plus what restic_env sets.
 COPIED_ENV = ("PATH", "HOME", "LANG")
 REQUIRED = ("name", "repository", "repository_id", "host", "state_dir")
@@ -77,6 +93,9 @@ CONFIG_DEFAULTS = {
     "cache_dir": "",
     "password_file": "",
     "s3_credentials_file": "",
+    "drill": {"sample_files": 20, "sample_percent": 0, "check_subsets": 0},
+    # Units a restore stops and starts again; the role passes them on, the runner's commands do not use them.
+    "services": [],
 }
 STATE_DEFAULTS = {
     "last_run": 0,
@@ -92,6 +111,15 @@ STATE_DEFAULTS = {
     "last_forget": 0,
     "last_forget_exit_status": 0,
     "forget_consecutive_failures": 0,
+    "last_drill": 0,
+    "last_drill_success": 0,
+    "drill_exit_status": 0,
+    "drill_files_checked": 0,
+    "drill_bytes_checked": 0,
+    "drill_duration": 0,
+    "drill_consecutive_failures": 0,
+    "drill_next_subset": 1,
+    "drill_subset_checked": 0,
 }
 # (metric name without the keepdata_backup_ prefix, state key, help text); all gauges.
 METRICS = (
@@ -106,6 +134,13 @@ METRICS = (
     ("snapshots", "snapshots", "Snapshots of this job on this host in the repository."),
     ("consecutive_failures", "consecutive_failures", "Backup runs failed in a row since the last success."),
     ("last_forget_timestamp_seconds", "last_forget", "Unix time when the retention policy last ran successfully, 0 if never."),
+    ("drill_last_timestamp_seconds", "last_drill", "Unix time when the last restore drill started, 0 if never."),
+    ("drill_last_success_timestamp_seconds", "last_drill_success", "Unix time when the last successful restore drill started, 0 if never."),
+    ("drill_last_result", "drill_exit_status", "Outcome of the last restore drill: 0 ok, 1 failed."),
+    ("drill_files_checked", "drill_files_checked", "Files restored and verified by the last restore drill."),
+    ("drill_bytes_checked", "drill_bytes_checked", "Bytes restored and verified by the last restore drill."),
+    ("drill_duration_seconds", "drill_duration", "Duration of the last restore drill in seconds."),
+    ("drill_consecutive_failures", "drill_consecutive_failures", "Restore drills failed in a row since the last success."),
 )
 _SNAPSHOT_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
 
@@ -174,10 +209,11 @@ def backup_paths(config):
     return paths
 
 
-def backup_command(config, flags=()):
+def backup_command(config, flags=(), tag=""):
+    """restic backup of the job's paths; ``tag`` (a hand-given tag, already checked) is added to the job's tags."""
     argv = restic_command(config, "backup", *flags) + ["--json"] + job_filter(config)
-    for tag in config.get("tags") or []:
-        argv += ["--tag", tag]
+    for name in list(config.get("tags") or []) + ([tag] if tag else []):
+        argv += ["--tag", name]
     for pattern in config.get("excludes") or []:
         argv += ["--exclude", pattern]
     if int(config.get("limit_upload") or 0) > 0:
@@ -384,9 +420,152 @@ def forget_commands(config, snapshots, flags=(), now=None):
     return [argv for _label, argv in forget_plan(config, snapshots, flags, now)]
 
 
+def systemd_unescape(text):
+    """``text`` with systemd's ``\\xNN`` escapes undone (what ``systemd-escape`` makes of "-" and other characters)."""
+    return re.sub(r"\\x([0-9A-Fa-f]{2})", lambda match: chr(int(match.group(1), 16)), text or "")
+
+
+def hand_tag(text):
+    """The tag of ``run --tag``, unescaped from a unit instance name (``%i``); raises JobError when it is not a tag."""
+    tag = systemd_unescape(text)
+    if not TAG.fullmatch(tag):
+        raise JobError("invalid --tag %r: a tag is %s" % (tag, TAG_TEXT))
+    if tag.startswith(JOB_TAG):
+        raise JobError("invalid --tag %r: %s... is the tag of a job, set by the runner" % (tag, JOB_TAG))
+    return tag
+
+
+def include_pattern(path):
+    """A restic --include pattern that matches exactly ``path`` (its glob characters escaped)."""
+    return _GLOB_CHARS.sub(r"\\\1", path)
+
+
+def ls_command(config, snapshot_id):
+    return restic_command(config, "ls", "--json", snapshot_id)
+
+
+def parse_ls_line(line):
+    """(path, size) of a regular file from one line of ``restic ls --json``, else None; raises JobError on a line
+    that is not JSON. restic 0.14 marks the lines with struct_type (snapshot, node), later ones with message_type."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        node = json.loads(line)
+    except ValueError:
+        raise JobError("restic ls printed a line that is not JSON") from None
+    if not isinstance(node, dict) or (node.get("struct_type") or node.get("message_type")) != "node" or node.get("type") != "file":
+        return None
+    path = node.get("path")
+    return (path, int(node.get("size") or 0)) if isinstance(path, str) and path.startswith("/") else None
+
+
+def read_ls_listing(lines):
+    """([(path, size)] of the regular files, number left out): restic prints a name that is not valid UTF-8 with
+    U+FFFD in place of its bytes, and no --include pattern can name that file exactly."""
+    files, unnamed = [], 0
+    for line in lines:
+        item = parse_ls_line(line)
+        if item is None:
+            continue
+        if "\ufffd" in item[0]:
+            unnamed += 1
+        else:
+            files.append(item)
+    return files, unnamed
+
+
+def choose_sample(files, sample_files=0, sample_percent=0, rng=None, limit=MAX_DRILL_FILES):
+    """The files a drill restores: ``sample_files`` of them at random, or, with ``sample_percent``, random files
+    until their bytes reach that share of all the files' bytes (at least one file when there is any); never more
+    than ``limit``. ``files`` is [(path, size)]; the sample keeps the listing's order."""
+    rng = rng or random.SystemRandom()
+    files = list(files)
+    if not files:
+        return []
+    if float(sample_percent or 0) > 0:
+        wanted = sum(size for _path, size in files) * float(sample_percent) / 100.0
+        chosen, total = [], 0
+        for index in rng.sample(range(len(files)), len(files)):
+            if len(chosen) >= limit or (chosen and total >= wanted):
+                break
+            chosen.append(index)
+            total += files[index][1]
+    else:
+        count = min(int(sample_files or 0), len(files), limit)
+        chosen = rng.sample(range(len(files)), count)
+    return [files[index] for index in sorted(chosen)]
+
+
+def include_batches(paths, budget=None):
+    """``paths`` cut into lists whose --include arguments stay within ``budget`` bytes (one restic restore each)."""
+    budget = INCLUDE_BUDGET if budget is None else budget
+    batches, current, used = [], [], 0
+    for path in paths:
+        cost = len("--include") + len(include_pattern(path).encode("utf-8", "surrogateescape")) + 2
+        if current and used + cost > budget:
+            batches.append(current)
+            current, used = [], 0
+        current.append(path)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
+def restore_command(config, snapshot_id, target, paths, flags=()):
+    argv = restic_command(config, "restore", *flags) + [snapshot_id, "--target", target, "--verify"]
+    for path in paths:
+        argv += ["--include", include_pattern(path)]
+    return argv
+
+
+def restore_problems(stderr, target):
+    """What restic restore reported about files ("ignoring error for PATH: ..."), the target directory left out of
+    the paths. restic 0.14 says so for a damaged blob ("ciphertext verification failed") and, with --verify, for a
+    restored file that differs ("Unexpected content in ...", "Invalid file size for ...")."""
+    prefix, root = "ignoring error for ", target.rstrip("/")
+    problems = []
+    for line in (stderr or "").splitlines():
+        if line.startswith(prefix):
+            text = line[len(prefix) :].replace(root + "/", "/")
+            if text not in problems:
+                problems.append(text)
+    return problems
+
+
+def restored_problems(target, sample):
+    """'PATH: what' for every sampled file that is not under ``target`` as a regular file of its recorded size."""
+    problems = []
+    for path, size in sample:
+        try:
+            info = os.lstat(os.path.join(target, path.lstrip("/")))
+        except OSError:
+            problems.append("%s: missing after the restore" % path)
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append("%s: not a regular file after the restore" % path)
+        elif info.st_size != size:
+            problems.append("%s: %d bytes restored, %d in the snapshot" % (path, info.st_size, size))
+    return problems
+
+
+def next_subset(state, subsets):
+    """K of the next ``check --read-data-subset=K/N``: the state's, or 1 when it is out of 1..N (N changed)."""
+    try:
+        subset = int((state or {}).get("drill_next_subset") or 1)
+    except (TypeError, ValueError):
+        subset = 1
+    return subset if 1 <= subset <= subsets else 1
+
+
+def check_command(config, subset, subsets, flags=()):
+    return restic_command(config, "check", *flags) + ["--read-data-subset=%d/%d" % (subset, subsets)]
+
+
 def dump_file_name(database):
     name = str(database.get("name", ""))
-    if not DUMP_NAME.match(name):
+    if not DUMP_NAME.fullmatch(name):
         raise JobError("invalid database dump name %r" % name)
     extension = {"sqlite": "sqlite3", "postgresql": "pgdump", "mysql": "sql"}.get(database.get("type"))
     if not extension:
@@ -469,6 +648,29 @@ def forget_state(previous, started, ok, snapshots=None):
     return state
 
 
+def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None, subsets=0):
+    """The state after a restore drill; ``subset`` is the K of a successful ``check --read-data-subset=K/N``, which
+    is the only thing that moves the rotation on."""
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    state.update(
+        last_drill=int(started),
+        drill_exit_status=EXIT_OK if ok else EXIT_FAILED,
+        drill_duration=round(max(0.0, finished - started), 3),
+        drill_files_checked=int(files),
+        drill_bytes_checked=int(size),
+    )
+    if ok:
+        state["last_drill_success"] = int(started)
+        state["drill_consecutive_failures"] = 0
+    else:
+        state["drill_consecutive_failures"] = int(state["drill_consecutive_failures"]) + 1
+    if subset is not None and subsets > 0:
+        state["drill_subset_checked"] = int(subset)
+        state["drill_next_subset"] = int(subset) % int(subsets) + 1
+    return state
+
+
 def _metric_value(value):
     if isinstance(value, bool) or isinstance(value, int):
         return str(int(value))
@@ -505,11 +707,20 @@ def unit_name(job, kind):
     return "keepdata-backup-%s%s.service" % (job, "" if kind == "backup" else "-" + kind)
 
 
+def journal_units(job, kind):
+    """The units whose log the failure handler sends: a backup's include its tagged runs (keepdata-backup-JOB@TAG),
+    which report to the same handler; journalctl takes the pattern and interleaves them by time."""
+    units = [unit_name(job, kind)]
+    if kind == "backup":
+        units.append("keepdata-backup-%s@*.service" % job)
+    return units
+
+
 def parse_failed_target(target):
     """(job, kind) from the failure handler's instance ``JOB:KIND``."""
     job, sep, kind = target.rpartition(":")
-    if not sep or kind not in KINDS or not JOB_NAME.match(job):
-        raise JobError("expected JOB:backup or JOB:forget, got %r" % target)
+    if not sep or kind not in KINDS or not JOB_NAME.fullmatch(job):
+        raise JobError("expected JOB:backup, JOB:forget or JOB:drill, got %r" % target)
     return job, kind
 
 
@@ -560,7 +771,7 @@ def read_state(path):
 
 
 def load_config(config_dir, job):
-    if not JOB_NAME.match(job or ""):
+    if not JOB_NAME.fullmatch(job or ""):
         raise JobError("invalid job name %r (expected [a-z0-9][a-z0-9_-]{0,39})" % job)
     path = os.path.join(config_dir, job + ".json")
     try:
@@ -624,8 +835,10 @@ def _terminate(signum, frame):
 class Context:
     """What the runner touches outside itself; tests give fakes."""
 
-    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None):
+    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None):
         self.run = run or subprocess.run
+        # The drill's sample; tests give a seeded random.Random.
+        self.rng = rng or random.SystemRandom()
         self.clock = clock or time.time
         self.environ = dict(os.environ if environ is None else environ)
         self.lock_dir = lock_dir
@@ -834,16 +1047,22 @@ def count_snapshots(job, env):
     return count
 
 
-def take_snapshot(job, env, flags, outcome):
-    """restic backup; fills outcome (status, summary) or raises JobError."""
+def restic_marked(job, env, argv):
+    """restic_relocking with the unclean marker in place while restic runs (see unlock_if_unclean)."""
     marker = unclean_path(job.config)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     with open(marker, "w"):
         pass
-    proc = restic_relocking(job, env, backup_command(job.config, flags))
+    proc = restic_relocking(job, env, argv)
     if proc.returncode >= 0:
         # restic ended by itself and released its lock; killed by a signal, its lock stays until the next run.
         os.remove(marker)
+    return proc
+
+
+def take_snapshot(job, env, flags, outcome):
+    """restic backup; fills outcome (status, summary) or raises JobError."""
+    proc = restic_marked(job, env, backup_command(job.config, flags, outcome.get("tag", "")))
     parsed = parse_backup_output(proc.stdout, proc.stderr)
     status = backup_status(proc.returncode)
     if status == EXIT_FAILED:
@@ -913,12 +1132,15 @@ def previous_state(job):
         return {}
 
 
-def cmd_run(ctx, config):
+def cmd_run(ctx, config, tag=""):
+    """One backup; ``tag`` (checked by hand_tag) is added to the snapshot's tags ("backup now" with a tag)."""
     job = Job(ctx, "backup", config)
     started = ctx.clock()
     previous = previous_state(job)
     known = previous.get("snapshots") if previous.get("snapshots_known") else None
-    outcome = {"status": EXIT_FAILED, "summary": None, "snapshots": None, "previous_snapshots": known}
+    outcome = {"status": EXIT_FAILED, "summary": None, "snapshots": None, "previous_snapshots": known, "tag": tag}
+    if tag:
+        job.info("backup now, tagged %s" % tag)
     with contextlib.ExitStack() as stack:
         ok = guarded(job, backup_steps, stack, outcome)
         if not ok:
@@ -959,8 +1181,134 @@ def cmd_forget(ctx, config):
     return EXIT_OK if ok and saved else EXIT_FAILED
 
 
-def journal_tail(ctx, unit, complain):
-    argv = ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager", "-o", "cat"]
+def remove_tree(path):
+    """Remove a drill's directory, whatever modes restic restored on the directories inside it."""
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            inner = os.path.join(root, name)
+            if not os.path.islink(inner):
+                os.chmod(inner, 0o700)
+    shutil.rmtree(path)
+
+
+def fresh_work_dir(job):
+    """A new 0700 directory for one drill under the state directory, once what an interrupted drill left is gone.
+
+    Job names hold no dot, so ``.drill-NAME.`` is this job's prefix only."""
+    state_dir = job.config["state_dir"]
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    prefix = ".drill-%s." % job.name
+    for entry in sorted(os.listdir(state_dir)):
+        if entry.startswith(prefix) and os.path.isdir(os.path.join(state_dir, entry)):
+            job.info("removing %s, left by an interrupted drill" % entry)
+            remove_tree(os.path.join(state_dir, entry))
+    return tempfile.mkdtemp(prefix=prefix, dir=state_dir)
+
+
+def drop_work_dir(job, path):
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        job.warn("cannot remove %s: %s" % (path, exc))
+
+
+def list_snapshot_files(job, env, snapshot_id, work_dir):
+    """([(path, size)], number left out) of the snapshot's regular files; the listing goes through a file, not memory."""
+    listing = os.path.join(work_dir, "listing.json")
+    with open(listing, "wb", opener=_private) as handle:
+        argv = ls_command(job.config, snapshot_id)
+        proc = call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        raise JobError("restic ls failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr)))
+    with open(listing, encoding="utf-8", errors="replace") as handle:
+        return read_ls_listing(handle)
+
+
+def restore_sample(job, env, snapshot_id, sample, *, target, flags=()):
+    """restic restore --verify of the sampled files into ``target``, then each file looked at; raises JobError."""
+    size = sum(item[1] for item in sample)
+    batches = include_batches([path for path, _size in sample])
+    several = " in %d restores" % len(batches) if len(batches) > 1 else ""
+    job.info("restoring %d sampled files (%s) with --verify%s" % (len(sample), format_bytes(size), several))
+    for batch in batches:
+        proc = restic_marked(job, env, restore_command(job.config, snapshot_id, target, batch, flags))
+        if proc.returncode != 0:
+            hint, problems = restic_hint(proc.stderr), restore_problems(proc.stderr, target)
+            raise JobError(
+                "restic restore --verify failed (%s)%s%s"
+                % (describe_exit(proc.returncode), ": " + hint if hint else "", "; " + listed(problems) if problems else "")
+            )
+    problems = restored_problems(target, sample)
+    if problems:
+        raise JobError("%d of %d restored files are not as the snapshot recorded them: %s" % (len(problems), len(sample), listed(problems)))
+    job.info("%d files restored, verified by restic and found with their recorded sizes (%s)" % (len(sample), format_bytes(size)))
+
+
+def check_subset(job, env, flags, subsets, outcome):
+    """restic check --read-data-subset=K/N, K taken from the state; outcome["subset"] = K once it passed."""
+    subset = next_subset(previous_state(job), subsets)
+    proc = restic_marked(job, env, check_command(job.config, subset, subsets, flags))
+    if proc.returncode != 0:
+        reported = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip() and not line.strip().startswith("Fatal:")]
+        if reported:
+            job.error("restic check reported: %s" % listed(reported))
+        raise JobError("restic check --read-data-subset=%d/%d failed (%s): %s" % (subset, subsets, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+    outcome["subset"] = subset
+    job.info("restic check --read-data-subset=%d/%d done (the repository's data is read in %d drills)" % (subset, subsets, subsets))
+
+
+def drill_steps(job, stack, outcome):
+    config = job.config
+    drill = dict(CONFIG_DEFAULTS["drill"])
+    drill.update(config.get("drill") or {})
+    env, flags = open_repository(job, stack)
+    latest = latest_snapshot(parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout))
+    if not latest or not latest.get("id"):
+        raise JobError("no snapshot of this job to drill")
+    snapshot_id = latest["id"]
+    work = fresh_work_dir(job)
+    try:
+        files, unnamed = list_snapshot_files(job, env, snapshot_id, work)
+        total = sum(size for _path, size in files)
+        job.info("snapshot %s of %s: %d files, %s" % (snapshot_id[:8], latest.get("time") or "?", len(files), format_bytes(total)))
+        if unnamed:
+            job.warn("%d files are left out of the sample: restic does not print their names exactly (not UTF-8)" % unnamed)
+        sample = choose_sample(files, drill["sample_files"], drill["sample_percent"], job.ctx.rng)
+        if not files:
+            job.warn("the snapshot holds no regular file: nothing to restore (0 files checked)")
+        elif sample:
+            restore_sample(job, env, snapshot_id, sample, target=os.path.join(work, "restore"), flags=flags)
+            outcome.update(files=len(sample), size=sum(size for _path, size in sample))
+    finally:
+        drop_work_dir(job, work)
+    subsets = int(drill.get("check_subsets") or 0)
+    if subsets > 0:
+        check_subset(job, env, flags, subsets, outcome)
+    else:
+        job.info("no repository check in this job's drill (the repository's first job reads its data)")
+
+
+def cmd_drill(ctx, config):
+    """A restore drill: a random sample of the latest snapshot restored and verified, then (for the repository's
+    first job) one rotating subset of the repository's data read back."""
+    job = Job(ctx, "drill", config)
+    started = ctx.clock()
+    outcome = {"files": 0, "size": 0, "subset": None}
+    subsets = int((config.get("drill") or {}).get("check_subsets") or 0)
+    with contextlib.ExitStack() as stack:
+        ok = guarded(job, drill_steps, stack, outcome)
+        finished = ctx.clock()
+        state = drill_state(previous_state(job), started, finished, ok, files=outcome["files"], size=outcome["size"], subset=outcome["subset"], subsets=subsets)
+        saved = save_state(job, state)
+    if ok:
+        job.info("done in %.1f s: %d files checked (%s)" % (finished - started, outcome["files"], format_bytes(outcome["size"])))
+    else:
+        job.error("drill failed after %.1f s (%d failures in a row)" % (finished - started, state["drill_consecutive_failures"]))
+    return EXIT_OK if ok and saved else EXIT_FAILED
+
+
+def journal_tail(ctx, units, complain):
+    argv = ["journalctl"] + [arg for unit in units for arg in ("-u", unit)] + ["-n", str(JOURNAL_LINES), "--no-pager", "-o", "cat"]
     try:
         proc = call(ctx, argv, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
     except JobError as exc:
@@ -1007,7 +1355,8 @@ def notify(job, unit, kind, failures, lines):
 
 
 def cmd_failed(ctx, target, config_dir):
-    """The OnFailure handler: arm the retry timer while retries are left, and hand the log to notify_command."""
+    """The OnFailure handler: after a backup, arm the retry timer while retries are left; after any failure, hand
+    the log to notify_command (a failed retention or drill is not retried: its own timer runs it again)."""
     try:
         name, kind = parse_failed_target(target)
     except JobError as exc:
@@ -1015,7 +1364,7 @@ def cmd_failed(ctx, target, config_dir):
         return EXIT_FAILED
     unit = unit_name(name, kind)
     prefix = "failed %s:%s" % (name, kind)
-    lines = journal_tail(ctx, unit, lambda text: ctx.complain("%s: warning: %s" % (prefix, text)))
+    lines = journal_tail(ctx, journal_units(name, kind), lambda text: ctx.complain("%s: warning: %s" % (prefix, text)))
     try:
         config = load_config(config_dir, name)
     except JobError as exc:
@@ -1023,7 +1372,7 @@ def cmd_failed(ctx, target, config_dir):
         return EXIT_FAILED
     job = Job(ctx, "failed", config, label="%s:%s" % (name, kind))
     state = previous_state(job)
-    failures = int(state.get("consecutive_failures" if kind == "backup" else "forget_consecutive_failures") or 0)
+    failures = int(state.get(FAILURE_COUNTS[kind]) or 0)
     job.info("%s failed (%d failures in a row)" % (unit, failures))
     ok = True
     if kind == "backup":
@@ -1046,19 +1395,37 @@ def cmd_restic(ctx, config, args):
     return proc.returncode
 
 
-COMMANDS = {"run": cmd_run, "forget": cmd_forget}
+COMMANDS = {"run": cmd_run, "forget": cmd_forget, "drill": cmd_drill}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="backup_runner.py", description="Run a keepdata backup job (restic) for its systemd units.")
     parser.add_argument(
         "command",
-        choices=("run", "forget", "failed", "restic"),
-        help="run: one backup; forget: retention; failed: the OnFailure handler; restic JOB ARGS...: restic with the job's repository and secrets",
+        choices=("run", "forget", "drill", "failed", "restic"),
+        help="run: one backup; forget: retention; drill: a restore drill; failed: the OnFailure handler; "
+        "restic JOB ARGS...: restic with the job's repository and secrets",
     )
-    parser.add_argument("job", help="the job name; JOB:backup or JOB:forget for failed")
+    parser.add_argument("job", help="the job name; JOB:backup, JOB:forget or JOB:drill for failed")
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help="where JOB.json lives (default %(default)s)")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="run only: one more tag for this snapshot (systemd's \\xNN escapes are undone, as in a unit's %%i)",
+    )
     return parser.parse_args(argv)
+
+
+def tag_option(command, tags):
+    """The checked tag of ``run --tag`` ("" without one); raises JobError when it is misused or not a tag."""
+    if not tags:
+        return ""
+    if command != "run":
+        raise JobError("--tag is an option of run only")
+    if len(tags) > 1:
+        raise JobError("give --tag once")
+    return hand_tag(tags[0])
 
 
 def main(argv=None, ctx=None):
@@ -1079,10 +1446,13 @@ def main(argv=None, ctx=None):
     if args.command == "failed":
         return cmd_failed(ctx, args.job, args.config_dir)
     try:
+        tag = tag_option(args.command, args.tag)
         config = load_config(args.config_dir, args.job)
     except JobError as exc:
         ctx.complain("%s %s: error: %s" % ("backup" if args.command == "run" else args.command, args.job, exc))
         return EXIT_FAILED
+    if tag:
+        return cmd_run(ctx, config, tag=tag)
     return COMMANDS[args.command](ctx, config)
 
 

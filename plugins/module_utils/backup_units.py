@@ -29,14 +29,18 @@ HEADER = "# Managed by Ansible (role keepdata.storage.backup): changes made here
 
 
 def unit_names(name):
-    """The units of one job: backup service and timer, retention service and timer, retry timer."""
+    """The units of one job: backup service and timer, the "backup now with a tag" template, retention service and
+    timer, retry timer, restore drill service and timer."""
     base = UNIT_PREFIX + name
     return {
         "service": base + ".service",
         "timer": base + ".timer",
+        "tagged_service": base + "@.service",
         "forget_service": base + "-forget.service",
         "forget_timer": base + "-forget.timer",
         "retry_timer": base + "-retry.timer",
+        "drill_service": base + "-drill.service",
+        "drill_timer": base + "-drill.timer",
     }
 
 
@@ -45,17 +49,28 @@ def job_config(job):
     return json.dumps({k: v for k, v in job.items() if k not in UNIT_ONLY}, indent=2, sort_keys=True) + "\n"
 
 
-def _service(job, service, kind, config_dir):
-    """A Type=oneshot service: systemd sees the runner's real exit status, and OnFailure= reports it."""
+# The runner's command of each service, what its Description says, and the failure handler's KIND.
+KINDS = {
+    "run": ("backup", "backup"),
+    "forget": ("retention (forget, prune)", "forget"),
+    "drill": ("restore drill (a sample restored and verified, the repository checked)", "drill"),
+}
+
+
+def _service(job, service, kind, config_dir, *, tagged=False):
+    """A Type=oneshot service: systemd sees the runner's real exit status, and OnFailure= reports it.
+
+    ``tagged``: the template of "backup now with a tag" (``keepdata-backup-NAME@TAG.service``), the backup service
+    with ``--tag %i``; %i keeps systemd's escapes (``pre\\x2dupdate``) and the runner undoes them."""
     name = job["name"]
-    what = "backup" if kind == "run" else "retention (forget, prune)"
+    what, failed_kind = KINDS[kind]
     lines = [
         HEADER,
         "[Unit]",
-        "Description=keepdata backup job %s: %s" % (name, what),
+        "Description=keepdata backup job %s: %s" % (name, "backup now, tagged %i" if tagged else what),
         "Wants=network-online.target",
         "After=network-online.target",
-        "OnFailure=keepdata-backup-failed@%s:%s.service" % (name, "backup" if kind == "run" else "forget"),
+        "OnFailure=keepdata-backup-failed@%s:%s.service" % (name, failed_kind),
     ]
     if job.get("mount_point"):
         # Wants=, not RequiresMountsFor=: when the mount cannot come up, Requires= would cancel the job without the
@@ -69,7 +84,7 @@ def _service(job, service, kind, config_dir):
         "",
         "[Service]",
         "Type=oneshot",
-        "ExecStart=%s -I %s %s %s" % (PYTHON, service["runner"], kind, name),
+        "ExecStart=%s -I %s %s %s%s" % (PYTHON, service["runner"], kind, name, " --tag %i" if tagged else ""),
         "LoadCredential=restic-password:%s/repository.password" % config_dir,
     ]
     if job["s3_credentials_file"]:
@@ -102,7 +117,8 @@ def _timer(description, unit, calendar=None, delay="0", active=None):
 
 
 def failed_unit(service):
-    """The OnFailure= handler (instance "<job>:backup" or "<job>:forget"): notify, then arm the retry timer."""
+    """The OnFailure= handler (instance "<job>:backup", "<job>:forget" or "<job>:drill"): notify, and after a
+    backup arm the retry timer."""
     lines = [
         HEADER,
         "[Unit]",
@@ -132,6 +148,7 @@ def desired_files(jobs, service, config_dir, units_dir, *, password, access_key=
         name, units = job["name"], unit_names(job["name"])
         files["%s/jobs/%s.json" % (config_dir, name)] = (job_config(job), "0600", False)
         files["%s/%s" % (units_dir, units["service"])] = (_service(job, service, "run", config_dir), "0644", False)
+        files["%s/%s" % (units_dir, units["tagged_service"])] = (_service(job, service, "run", config_dir, tagged=True), "0644", False)
         files["%s/%s" % (units_dir, units["forget_service"])] = (_service(job, service, "forget", config_dir), "0644", False)
         files["%s/%s" % (units_dir, units["forget_timer"])] = (
             _timer("keepdata backup job %s: retention schedule" % name, units["forget_service"], service["forget_schedule"], job["randomized_delay"]),
@@ -149,16 +166,26 @@ def desired_files(jobs, service, config_dir, units_dir, *, password, access_key=
                 "0644",
                 False,
             )
+        if service.get("drill_enabled"):
+            # Every job, enabled or not: a disabled job's snapshots are still what a restore would use.
+            files["%s/%s" % (units_dir, units["drill_service"])] = (_service(job, service, "drill", config_dir), "0644", False)
+            files["%s/%s" % (units_dir, units["drill_timer"])] = (
+                _timer("keepdata backup job %s: restore drill schedule" % name, units["drill_service"], service["drill_schedule"], job["randomized_delay"]),
+                "0644",
+                False,
+            )
     return files
 
 
-def timers(jobs):
+def timers(jobs, service):
     """{timer unit: wanted enabled?} for the schedule timers; retry timers are armed only by the failure handler."""
     wanted = {}
     for job in jobs:
         units = unit_names(job["name"])
         wanted[units["timer"]] = job["enabled"]
         wanted[units["forget_timer"]] = True
+        if service.get("drill_enabled"):
+            wanted[units["drill_timer"]] = True
     return wanted
 
 

@@ -14,9 +14,10 @@ short_description: Install restic backup jobs as systemd services and timers, wi
 version_added: "0.3.0"
 description:
   - Writes, for every job planned by the role C(keepdata.storage.backup), its configuration (JSON read by the job
-    runner), a C(Type=oneshot) backup service and its timer, a retention service and its timer, and a retry timer
-    armed by the failure handler; writes the repository password and the S3 keys into root-only C(0600) files that
-    the units hand to the runner with C(LoadCredential=).
+    runner), a C(Type=oneshot) backup service and its timer, a C(keepdata-backup-NAME@.service) template that makes
+    a snapshot tagged with its instance, a retention service and its timer, a retry timer armed by the failure
+    handler and, when drills are on, a restore drill service and its timer; writes the repository password and the
+    S3 keys into root-only C(0600) files that the units hand to the runner with C(LoadCredential=).
   - Removes the units and configuration of jobs that are no longer listed (their timers are stopped first; a run in
     progress is not interrupted); snapshots in the repository are never touched.
   - Reloads systemd when a unit changed, then enables and starts the schedule timers.
@@ -35,7 +36,8 @@ options:
   service:
     description:
       - Settings shared by every unit, as planned by C(keepdata.storage.backup_plan) (its C(service) mapping).
-      - C(runner), C(nice), C(io_class), C(cpu_policy), C(memory_max), C(timeout), C(retry_delay), C(forget_schedule).
+      - C(runner), C(nice), C(io_class), C(cpu_policy), C(memory_max), C(timeout), C(retry_delay), C(forget_schedule),
+        C(drill_enabled), C(drill_schedule).
     type: dict
     required: true
   password:
@@ -112,11 +114,11 @@ actions:
 """
 
 import os  # noqa: E402
-import re  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import JOB_NAME  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
@@ -130,8 +132,7 @@ ARGUMENT_SPEC = dict(
     config_dir=dict(type="path", default="/etc/keepdata/backup"),
     units_dir=dict(type="path", default="/etc/systemd/system"),
 )
-JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-SERVICE_KEYS = ("runner", "nice", "io_class", "cpu_policy", "memory_max", "timeout", "retry_delay", "forget_schedule")
+SERVICE_KEYS = ("runner", "nice", "io_class", "cpu_policy", "memory_max", "timeout", "retry_delay", "forget_schedule", "drill_enabled", "drill_schedule")
 
 
 def _has_control(value):
@@ -175,6 +176,10 @@ def input_errors(params):
         errors.append("service must not hold control characters")
     if not isinstance(params["service"].get("nice", 0), int) or isinstance(params["service"].get("nice"), bool):
         errors.append("service.nice must be a whole number")
+    if not isinstance(params["service"].get("drill_enabled", False), bool):
+        errors.append("service.drill_enabled must be true or false")
+    if params["service"].get("drill_enabled") and not params["service"].get("drill_schedule"):
+        errors.append("service.drill_schedule is required when drills are enabled")
     names = []
     for index, job in enumerate(params["jobs"]):
         errors += _job_errors(index, job, names)
@@ -292,7 +297,7 @@ class Jobs(HostChanges):
             units_changed = units_changed or path.startswith(units_dir + "/")
         if units_changed:
             self.systemctl_or_fail("systemctl daemon-reload", "daemon-reload")
-        for unit, wanted in sorted(timers(p["jobs"]).items()):
+        for unit, wanted in sorted(timers(p["jobs"], p["service"]).items()):
             if not wanted:
                 continue
             enabled = self.systemctl("is-enabled", unit)[1] == "enabled"

@@ -10,44 +10,13 @@
 # Data: BENCH_MB (default 300) MB of mixed files: compressible text, random binary, and many small files.
 # Runs are interleaved (role, bare, role, bare) and the page cache is warmed first; the medians are printed.
 set -euo pipefail
-source "$(dirname "$0")/../../scripts/common.sh"
-kd_activate
-
 HOST=keepdata-bench-backup
-BENCH_MB=${BENCH_MB:-300}
 export KEEPDATA_RGW_DIR=/tmp/kd-rgw-bench-backup KEEPDATA_RGW_PORT=7498 KEEPDATA_MON_PORT=3398
-W=$(mktemp -d "$KD_WORK/bench-backup.XXXXXX")
-export ANSIBLE_NOCOLOR=1 ANSIBLE_STDOUT_CALLBACK=default
+source "$(dirname "$0")/backup_bench_lib.sh"
 PASSWORD=bench-password-not-secret-0001
 
-cleanup() {
-  docker rm -f "$HOST" >/dev/null 2>&1 || true
-  "$KD_ROOT/tests/rig/rgw.sh" down >/dev/null 2>&1 || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-in_host() { docker exec "$HOST" bash -c "$1"; }
-# now_ms: wall clock in milliseconds.
-now_ms() { date +%s%3N; }
-
-kd_step "start the RGW and a systemd host"
-"$KD_ROOT/tests/rig/rgw.sh" down >/dev/null 2>&1 || true
-"$KD_ROOT/tests/rig/rgw.sh" up >/dev/null
-set -a  # the keys reach the Python uploads below through the environment, not their command lines
-# shellcheck source=/dev/null
-source "$KEEPDATA_RGW_DIR/rgw.env"
-set +a
-kd_start_host "$HOST" bench
-in_host 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
-
-kd_step "make $BENCH_MB MB of mixed data (40% text, 40% random, 20% in 4 KiB files)"
-in_host "set -e; mkdir -p /srv/bench/text /srv/bench/bin /srv/bench/small
-  text_mb=\$(( $BENCH_MB * 4 / 10 )); bin_mb=\$(( $BENCH_MB * 4 / 10 )); small_n=\$(( $BENCH_MB * 1024 / 5 / 4 ))
-  for i in \$(seq 1 \$(( text_mb / 10 ))); do head -c 7500000 /dev/urandom | base64 -w 120 | head -c 10000000 > /srv/bench/text/t\$i.txt; done
-  for i in \$(seq 1 \$(( bin_mb / 10 ))); do head -c 10000000 /dev/urandom > /srv/bench/bin/b\$i.bin; done
-  mkdir -p /srv/bench/small/d; head -c \$(( small_n * 4096 )) /dev/urandom | split -b 4096 -a 5 - /srv/bench/small/d/f
-  du -sm /srv/bench | cut -f1"
+bench_start
+bench_make_data
 
 kd_step "install the job with playbooks/backup.yml"
 cat >"$W/inventory.yml" <<INV
@@ -141,9 +110,6 @@ PY
 )
 read -r role_size bare_size tar_size <<<"$sizes"
 
-# div A B [DECIMALS]: A / B as a decimal number.
-div() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { printf "%.*f", d, a / b }'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 role_med=$(median "${role_ms[@]}"); bare_med=$(median "${bare_ms[@]}"); nice_med=$(median "${nice_ms[@]}")
 kd_step "results ($(( data_bytes / 1000000 )) MB of data)"
 printf '%-52s %12s %14s\n' "run" "time (s)" "stored (MB)"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.keepdata.storage.plugins.module_utils import backup_plan as bp
+from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -80,12 +82,16 @@ def test_s3_repository_job_and_probe():
         "schedules": [
             {"option": "backup_jobs[app1].schedule", "value": "daily"},
             {"option": "backup_forget_schedule", "value": "*-*-* 05:00"},
+            {"option": "backup_drill_schedule", "value": "Sun *-*-* 06:00"},
         ],
         "packages": ["restic"],
         "ports": ["127.0.0.1:7496"],
     }
     assert result["bucket"] == {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
     assert result["service"]["runner"] == "/usr/local/lib/keepdata/backup_runner.py"
+    assert (result["service"]["drill_enabled"], result["service"]["drill_schedule"]) == (True, "Sun *-*-* 06:00")
+    assert app["drill"] == {"sample_files": 20, "sample_percent": 0, "check_subsets": 12}
+    assert app["services"] == []
     assert (result["service"]["nice"], result["service"]["memory_max"], result["service"]["retry_delay"]) == (15, "2G", "15min")
 
 
@@ -97,7 +103,7 @@ def test_repository_id_is_stable_and_follows_the_url():
 
 
 def test_path_repository():
-    result = plan(PATH, jobs=[job(name="app1", paths=["/srv/app1/"], schedule="*-*-* 03:00", enabled=False)], forget_schedule="Sun 04:00")
+    result = plan(PATH, jobs=[job(name="app1", paths=["/srv/app1/"], schedule="*-*-* 03:00", enabled=False)], forget_schedule="Sun 04:00", drill_enabled=False)
     assert result["errors"] == []
     assert result["repository"]["url"] == "/mnt/backup/restic" and result["repository"]["options"] == []
     [app] = result["jobs"]
@@ -231,6 +237,81 @@ def test_job_values_and_role_defaults():
     assert [p["path"] for p in result["probe"]["paths"]] == ["/srv/app1"]
 
 
+@pytest.mark.parametrize(
+    ("sample", "expect"),
+    [
+        ("20", (20, 0)),
+        (20, (20, 0)),
+        ("1", (1, 0)),
+        (100000, (100000, 0)),
+        ("5%", (0, 5.0)),
+        ("0.5%", (0, 0.5)),
+        ("12.25%", (0, 12.25)),
+        ("100%", (0, 100.0)),
+        ("100.0%", (0, 100.0)),
+    ],
+)
+def test_drill_sample_is_a_count_or_a_share(sample, expect):
+    result = plan(drill_sample=sample)
+    assert result["errors"] == []
+    drill = result["jobs"][0]["drill"]
+    assert (drill["sample_files"], drill["sample_percent"]) == expect
+    assert isinstance(drill["sample_files"], int) and isinstance(drill["sample_percent"], (int, float))
+
+
+def test_only_the_first_job_checks_the_repository():
+    jobs = [job(name="first", paths=["/srv/a"]), job(name="second", paths=["/srv/b"], enabled=False), job(name="third", paths=["/srv/c"])]
+    result = plan(jobs=jobs, drill_check_subsets="30", drill_sample="2.5%")
+    assert result["errors"] == []
+    assert [j["drill"] for j in result["jobs"]] == [
+        {"sample_files": 0, "sample_percent": 2.5, "check_subsets": 30},
+        {"sample_files": 0, "sample_percent": 2.5, "check_subsets": 0},
+        {"sample_files": 0, "sample_percent": 2.5, "check_subsets": 0},
+    ]
+    # The first job in the list, whatever its name or state.
+    assert [j["drill"]["check_subsets"] for j in plan(jobs=list(reversed(jobs)))["jobs"]] == [12, 0, 0]
+
+
+def test_drills_switched_off():
+    result = plan(drill_enabled=False, drill_schedule="weekly")
+    assert result["errors"] == []
+    assert (result["service"]["drill_enabled"], result["service"]["drill_schedule"]) == (False, "")
+    assert [s["option"] for s in result["probe"]["schedules"]] == ["backup_jobs[app1].schedule", "backup_forget_schedule"]
+    assert plan(drill_schedule="Mon,Thu *-*-* 02:30")["probe"]["schedules"][-1] == {"option": "backup_drill_schedule", "value": "Mon,Thu *-*-* 02:30"}
+
+
+def test_services_are_unit_names_with_their_suffix():
+    services = ["nginx", "app.service", "php8.2-fpm", "docker.socket", "srv-data.mount", "getty@tty1", "user@1000.service", "a:b_c"]
+    result = plan(jobs=[job(services=services)])
+    assert result["errors"] == []
+    assert result["jobs"][0]["services"] == [
+        "nginx.service",
+        "app.service",
+        "php8.2-fpm.service",
+        "docker.socket",
+        "srv-data.mount",
+        "getty@tty1.service",
+        "user@1000.service",
+        "a:b_c.service",
+    ]
+    # One name as a string, as for the other lists; the longest name systemd takes.
+    assert plan(jobs=[job(services="nginx")])["jobs"][0]["services"] == ["nginx.service"]
+    assert plan(jobs=[job(services=["a" * 247])])["jobs"][0]["services"] == ["a" * 247 + ".service"]
+    assert plan(jobs=[job(services=["a" * 249 + ".mount"])])["jobs"][0]["services"] == ["a" * 249 + ".mount"]
+
+
+def test_the_rules_are_the_runners():
+    assert (bp.JOB_NAME, bp.TAG, bp.DUMP_NAME, bp.JOB_TAG) == (br.JOB_NAME, br.TAG, br.DUMP_NAME, br.JOB_TAG)
+    # What the plan accepts, the runner accepts: the longest dump name and tag.
+    longest = plan(jobs=[job(tags=["t" * 64], databases=[{"type": "sqlite", "name": "d" * 64, "path": "/srv/x.db"}])])
+    assert longest["errors"] == []
+    assert br.dump_file_name(longest["jobs"][0]["databases"][0]) == "d" * 64 + ".sqlite3"
+    assert br.hand_tag("t" * 64) == "t" * 64
+    assert "must be a dump name" in errors(jobs=[job(databases=[{"type": "sqlite", "name": "d" * 65, "path": "/srv/x.db"}])])[0]
+    with pytest.raises(br.JobError):
+        br.dump_file_name({"type": "sqlite", "name": "d" * 65})
+
+
 def test_a_database_without_paths_is_a_job():
     assert errors(jobs=[job(paths=[], databases=[{"type": "sqlite", "path": "/srv/db.sqlite"}])]) == []
 
@@ -296,8 +377,42 @@ BAD = [
     ({"jobs": [job(name="app\n")]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
     ({"jobs": [job(name=None)]}, "backup_jobs[0].name must be 1 to 40 lowercase letters"),
     ({"jobs": [job(), job(paths=["/srv/other"])]}, 'backup_jobs: job name "app" is used twice'),
-    ({"jobs": [job(name="app-forget")]}, 'backup_jobs[0].name "app-forget" must not end in -forget or -retry'),
-    ({"jobs": [job(name="app-retry")]}, 'backup_jobs[0].name "app-retry" must not end in -forget or -retry'),
+    ({"jobs": [job(name="app-forget")]}, 'backup_jobs[0].name "app-forget" must not end in -forget, -retry or -drill'),
+    ({"jobs": [job(name="app-retry")]}, 'backup_jobs[0].name "app-retry" must not end in -forget, -retry or -drill'),
+    ({"jobs": [job(name="app-drill")]}, 'backup_jobs[0].name "app-drill" must not end in -forget, -retry or -drill (the names of every job\'s own units)'),
+    ({"jobs": [job(name="failed")]}, 'backup_jobs[0].name "failed" is the name of the failure handler\'s units (keepdata-backup-failed@.service)'),
+    ({"drill_enabled": "yes"}, "backup_drill_enabled must be true or false"),
+    ({"drill_schedule": "Sun; reboot"}, 'backup_drill_schedule "Sun; reboot" must be an OnCalendar expression such as Sun *-*-* 06:00'),
+    ({"drill_schedule": "Sun\n06:00"}, "backup_drill_schedule must not contain control characters"),
+    ({"drill_sample": "0"}, 'backup_drill_sample "0" must be a number of files from 1 to 100000, or a share of the snapshot\'s bytes above 0% and up to 100%'),
+    ({"drill_sample": 100001}, 'backup_drill_sample "100001" must be a number of files from 1 to 100000'),
+    ({"drill_sample": -5}, 'backup_drill_sample "-5" must be a number of files'),
+    ({"drill_sample": "0%"}, 'backup_drill_sample "0%" must be a number of files'),
+    ({"drill_sample": "0.0%"}, 'backup_drill_sample "0.0%" must be a number of files'),
+    ({"drill_sample": "100.5%"}, 'backup_drill_sample "100.5%" must be a number of files'),
+    ({"drill_sample": "5 %"}, 'backup_drill_sample "5 %" must be a number of files'),
+    ({"drill_sample": ".5%"}, 'backup_drill_sample ".5%" must be a number of files'),
+    ({"drill_sample": "ten"}, 'backup_drill_sample "ten" must be a number of files'),
+    ({"drill_sample": 2.5}, 'backup_drill_sample "2.5" must be a number of files'),
+    ({"drill_sample": True}, 'backup_drill_sample "True" must be a number of files'),
+    ({"drill_sample": None}, 'backup_drill_sample "" must be a number of files'),
+    ({"drill_sample": "5%\n"}, "backup_drill_sample must not contain control characters"),
+    ({"drill_check_subsets": 0}, "backup_drill_check_subsets must be between 1 and 10000 (got 0)"),
+    ({"drill_check_subsets": 10001}, "backup_drill_check_subsets must be between 1 and 10000 (got 10001)"),
+    ({"drill_check_subsets": "twelve"}, "backup_drill_check_subsets must be a whole number"),
+    ({"jobs": [job(services=["nginx", "bad unit"])]}, 'backup_jobs[app].services[1] "bad unit" must be a systemd unit name (letters, digits and : _ . @ -)'),
+    ({"jobs": [job(services=["nginx;reboot"])]}, 'backup_jobs[app].services[0] "nginx;reboot" must be a systemd unit name'),
+    ({"jobs": [job(services=["-nginx"])]}, 'backup_jobs[app].services[0] "-nginx" must be a systemd unit name'),
+    ({"jobs": [job(services=["../nginx"])]}, 'backup_jobs[app].services[0] "../nginx" must be a systemd unit name'),
+    ({"jobs": [job(services=["nginx\n"])]}, "backup_jobs[app].services[0] must not contain control characters"),
+    ({"jobs": [job(services=["ok", "a\tb"])]}, "backup_jobs[app].services[1] must not contain control characters"),
+    ({"jobs": [job(services=[""])]}, "backup_jobs[app].services[0] must be a non-empty string"),
+    ({"jobs": [job(services=[["nginx"]])]}, "backup_jobs[app].services[0] must be a non-empty string"),
+    ({"jobs": [job(services=["a" * 248])]}, "must be at most 255 characters long with its suffix"),
+    ({"jobs": [job(services=["a" * 256])]}, "must be a systemd unit name"),
+    ({"jobs": [job(services=["getty@.service"])]}, 'backup_jobs[app].services[0] "getty@.service" is a template: name an instance'),
+    ({"jobs": [job(services=["getty@"])]}, 'backup_jobs[app].services[0] "getty@" is a template'),
+    ({"jobs": [job(services=["nginx", "nginx.service"])]}, 'backup_jobs[app].services[1] "nginx.service" is listed twice'),
     ({"jobs": [job(tags=["a b"])]}, 'backup_jobs[app].tags[0] "a b" must be a tag'),
     ({"jobs": [job(tags=["ok", ""])]}, "backup_jobs[app].tags[1] must be a non-empty string"),
     ({"jobs": [job(tags=["keepdata-job=other"])]}, "backup_jobs[app].tags: keepdata-job=... is set by the role"),

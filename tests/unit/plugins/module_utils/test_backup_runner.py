@@ -10,6 +10,8 @@ import io
 import itertools
 import json
 import os
+import random
+import re
 import sqlite3
 import stat
 import subprocess
@@ -37,7 +39,7 @@ SUMMARY = {
     "total_duration": 4.1,
     "snapshot_id": "1a2b3c4d5e6f7a8b",
 }
-RESTIC_SUBCOMMANDS = ("version", "unlock", "backup", "snapshots", "forget", "prune")
+RESTIC_SUBCOMMANDS = ("version", "unlock", "backup", "snapshots", "forget", "prune", "ls", "restore", "check")
 LOCKED = "Fatal: unable to create lock in backend: repository is already locked by PID 4711 on web2 by root (UID 0, GID 0)\n"
 
 
@@ -385,6 +387,27 @@ def test_metrics_text_exact():
         "# HELP keepdata_backup_last_forget_timestamp_seconds Unix time when the retention policy last ran successfully, 0 if never.\n"
         "# TYPE keepdata_backup_last_forget_timestamp_seconds gauge\n"
         'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 1699990000\n'
+        "# HELP keepdata_backup_drill_last_timestamp_seconds Unix time when the last restore drill started, 0 if never.\n"
+        "# TYPE keepdata_backup_drill_last_timestamp_seconds gauge\n"
+        'keepdata_backup_drill_last_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_last_success_timestamp_seconds Unix time when the last successful restore drill started, 0 if never.\n"
+        "# TYPE keepdata_backup_drill_last_success_timestamp_seconds gauge\n"
+        'keepdata_backup_drill_last_success_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_last_result Outcome of the last restore drill: 0 ok, 1 failed.\n"
+        "# TYPE keepdata_backup_drill_last_result gauge\n"
+        'keepdata_backup_drill_last_result{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_files_checked Files restored and verified by the last restore drill.\n"
+        "# TYPE keepdata_backup_drill_files_checked gauge\n"
+        'keepdata_backup_drill_files_checked{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_bytes_checked Bytes restored and verified by the last restore drill.\n"
+        "# TYPE keepdata_backup_drill_bytes_checked gauge\n"
+        'keepdata_backup_drill_bytes_checked{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_duration_seconds Duration of the last restore drill in seconds.\n"
+        "# TYPE keepdata_backup_drill_duration_seconds gauge\n"
+        'keepdata_backup_drill_duration_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_drill_consecutive_failures Restore drills failed in a row since the last success.\n"
+        "# TYPE keepdata_backup_drill_consecutive_failures gauge\n"
+        'keepdata_backup_drill_consecutive_failures{backup_job="app1"} 0\n'
     )
 
 
@@ -445,10 +468,13 @@ def test_config_problems_and_failed_target():
     ]
     assert br.parse_failed_target("app-1:backup") == ("app-1", "backup")
     assert br.parse_failed_target("app1:forget") == ("app1", "forget")
-    for bad in ("app1", "app1:restore", "../x:backup", ":backup"):
+    assert br.parse_failed_target("app1:drill") == ("app1", "drill")
+    for bad in ("app1", "app1:restore", "../x:backup", ":backup", "app1\n:backup", "app1:drill\n", "App1:drill"):
         with pytest.raises(br.JobError):
             br.parse_failed_target(bad)
     assert br.unit_name("app1", "forget") == "keepdata-backup-app1-forget.service"
+    assert br.unit_name("app1", "drill") == "keepdata-backup-app1-drill.service"
+    assert br.unit_name("app1", "backup") == "keepdata-backup-app1.service"
     assert [br.retry_left(failures, 3) for failures in (0, 1, 3, 4)] == [False, True, True, False]
     assert br.lock_path("/run/lock", "3f2a/../x") == "/run/lock/keepdata-backup-3f2a____x.lock"
 
@@ -1029,7 +1055,10 @@ def test_failed_arms_the_retry_timer_and_feeds_the_log_to_notify(tmp_path):
     fake = FakeRun()
     ctx = context(tmp_path, fake)
     assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=ctx) == 0
-    assert fake.argvs("journalctl") == [["journalctl", "-u", "keepdata-backup-app1.service", "-n", "30", "--no-pager", "-o", "cat"]]
+    # The backup's log, with its runs tagged by hand (keepdata-backup-app1@TAG.service report here too).
+    assert fake.argvs("journalctl") == [
+        ["journalctl", "-u", "keepdata-backup-app1.service", "-u", "keepdata-backup-app1@*.service", "-n", "30", "--no-pager", "-o", "cat"]
+    ]
     assert fake.argvs("systemctl") == [["systemctl", "restart", "keepdata-backup-app1-retry.timer"]]
     assert "failed app1:backup: retry 2 of 3 in the retry timer\n" in ctx.out.getvalue()
     assert got_log.read_text() == "line one\nline two\n"
@@ -1059,7 +1088,7 @@ def test_failed_forget_never_retries_and_a_failing_notify_fails_the_handler(tmp_
     fake = FakeRun(journalctl=done(1, stderr="No journal files were found.\n"))
     ctx = context(tmp_path, fake)
     assert br.main(["failed", "app1:forget", "--config-dir", jobs], ctx=ctx) == 1
-    assert fake.argvs("journalctl")[0][:3] == ["journalctl", "-u", "keepdata-backup-app1-forget.service"]
+    assert fake.argvs("journalctl")[0][:4] == ["journalctl", "-u", "keepdata-backup-app1-forget.service", "-n"]
     assert "systemctl" not in fake.keys()
     err = ctx.err.getvalue()
     assert "failed app1:forget: warning: journalctl failed (exit status 1)" in err
@@ -1097,7 +1126,11 @@ def test_main_reads_the_job_config(tmp_path):
     assert "name is 'app1', not 'app3'" in ctx.err.getvalue()
     ctx = context(tmp_path, FakeRun())
     assert br.main(["failed", "app1", "--config-dir", jobs], ctx=ctx) == 1
-    assert "expected JOB:backup or JOB:forget" in ctx.err.getvalue()
+    assert "expected JOB:backup, JOB:forget or JOB:drill, got 'app1'" in ctx.err.getvalue()
+    # A trailing newline is not a job name ("$" of the old pattern let it through).
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["run", "app1\n", "--config-dir", jobs], ctx=ctx) == 1
+    assert "invalid job name 'app1\\n'" in ctx.err.getvalue()
     with pytest.raises(SystemExit):
         br.main(["restore", "app1"], ctx=ctx)
 
@@ -1123,3 +1156,718 @@ def test_a_retention_run_that_fails_part_way_makes_the_next_backup_count_again()
     state = br.forget_state({"snapshots": 40, "snapshots_known": True}, 1700000000, False, None)
     assert state["snapshots_known"] is False
     assert br.forget_state(state, 1700000100, True, 12)["snapshots_known"] is True
+
+
+# --- backup now with a tag -------------------------------------------------------------------------------------
+
+
+def test_tag_is_unescaped_then_checked():
+    # What systemd-escape --template keepdata-backup-app1@.service pre-update puts in the instance (%i).
+    assert br.systemd_unescape("pre\\x2dupdate") == "pre-update"
+    assert br.systemd_unescape("a\\x2Db\\x3dc") == "a-b=c"
+    assert br.systemd_unescape("plain-tag") == "plain-tag"
+    assert br.systemd_unescape("odd\\x2") == "odd\\x2"
+    assert br.hand_tag("pre\\x2dupdate") == "pre-update"
+    assert br.hand_tag("pre-update") == "pre-update"  # started without systemd-escape: the same tag
+    assert br.hand_tag("v\\x3d2.1\\x2b") == "v=2.1+"
+    assert br.hand_tag("x" * 64) == "x" * 64
+    for bad, shown in (
+        ("a\\x20b", "'a b'"),
+        ("", "''"),
+        ("-x", "'-x'"),
+        ("x" * 65, repr("x" * 65)),
+        ("a\\x0ab", repr("a\nb")),
+        ("caf\\xc3\\xa9", repr("caf\u00c3\u00a9")),
+        ("a/b", "'a/b'"),
+        ("a\\x2fb", "'a/b'"),
+    ):
+        with pytest.raises(br.JobError) as info:
+            br.hand_tag(bad)
+        assert str(info.value) == "invalid --tag %s: a tag is %s" % (shown, br.TAG_TEXT)
+        assert "\n" not in str(info.value)
+    with pytest.raises(br.JobError, match="is the tag of a job, set by the runner"):
+        br.hand_tag("keepdata-job\\x3dother")
+
+
+def test_backup_command_with_a_hand_tag(tmp_path):
+    config = make_config(tmp_path, tags=["app1"])
+    argv = br.backup_command(config, tag="pre-update")
+    assert argv[argv.index("--tag") : argv.index("--exclude")] == ["--tag", "keepdata-job=app1", "--tag", "app1", "--tag", "pre-update"]
+    assert br.backup_command(config, tag="") == br.backup_command(config)
+
+
+def test_run_with_a_tag_from_the_template_unit(tmp_path):
+    config = make_config(tmp_path)
+    jobs = write_job(tmp_path, config, failures=0)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    # ExecStart=... run app1 --tag %i of keepdata-backup-app1@pre\x2dupdate.service
+    assert br.main(["run", "app1", "--tag", "pre\\x2dupdate", "--config-dir", jobs], ctx=ctx) == 0
+    [argv] = fake.argvs("backup")
+    assert argv == br.backup_command(config, tag="pre-update")
+    assert "backup app1: backup now, tagged pre-update\n" in ctx.out.getvalue()
+    state = read_state(config)
+    assert (state["last_exit_status"], state["consecutive_failures"]) == (0, 0)
+    # Without --tag, no extra tag.
+    fake = FakeRun()
+    assert br.main(["run", "app1", "--config-dir", jobs], ctx=context(tmp_path, fake)) == 0
+    assert "pre-update" not in fake.argvs("backup")[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "app1", "--tag", "pre\\x20update"], "backup app1: error: invalid --tag 'pre update': a tag is 1 to 64 letters"),
+        (["run", "app1", "--tag", "keepdata-job=app2"], "backup app1: error: invalid --tag 'keepdata-job=app2': keepdata-job=... is the tag of a job"),
+        (["run", "app1", "--tag", "a", "--tag", "b"], "backup app1: error: give --tag once"),
+        (["forget", "app1", "--tag", "a"], "forget app1: error: --tag is an option of run only"),
+        (["drill", "app1", "--tag", "a"], "drill app1: error: --tag is an option of run only"),
+    ],
+)
+def test_a_bad_tag_fails_before_anything_runs(tmp_path, argv, message):
+    config = make_config(tmp_path)
+    jobs = write_job(tmp_path, config, failures=0)
+    before = read_state(config)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.main(argv + ["--config-dir", jobs], ctx=ctx) == 1
+    assert message in ctx.err.getvalue()
+    assert fake.calls == []
+    assert read_state(config) == before  # not a failed backup: nothing ran
+
+
+# --- restore drills: the pure part -----------------------------------------------------------------------------
+
+# restic 0.14's ls --json, as measured: the snapshot first, then the nodes (struct_type); later versions say
+# message_type instead. A name that is not UTF-8 comes out with U+FFFD.
+LS_SNAPSHOT = {"time": "2026-11-30T04:00:00Z", "tree": "t", "paths": ["/srv/app1"], "hostname": "web1", "id": "aaaa1111" * 8, "struct_type": "snapshot"}
+
+
+def ls_node(path, kind="file", size=None, key="struct_type"):
+    node = {"name": path.rsplit("/", 1)[-1], "type": kind, "path": path, "uid": 0, "gid": 0, "mode": 420, key: "node"}
+    if size is not None:
+        node["size"] = size
+    return node
+
+
+def ls_text(*nodes, snapshot=True):
+    lines = ([LS_SNAPSHOT] if snapshot else []) + list(nodes)
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def test_read_ls_listing_keeps_regular_files_with_their_sizes():
+    text = ls_text(
+        ls_node("/srv", "dir"),
+        ls_node("/srv/app1", "dir"),
+        ls_node("/srv/app1/a.txt", size=12),
+        ls_node("/srv/app1/empty", size=0),
+        ls_node("/srv/app1/no-size-key"),
+        ls_node("/srv/app1/link", "symlink"),
+        ls_node("/srv/app1/fifo", "fifo"),
+        ls_node("/srv/app1/bad\ufffd.txt", size=1),
+        ls_node("/srv/app1/new-style", size=5, key="message_type"),
+        ls_node("/srv/app1/st*r [1].txt", size=3),
+        ls_node("/srv/app1/nl\nline", size=2),
+    )
+    files, unnamed = br.read_ls_listing(io.StringIO(text))
+    assert files == [
+        ("/srv/app1/a.txt", 12),
+        ("/srv/app1/empty", 0),
+        ("/srv/app1/no-size-key", 0),
+        ("/srv/app1/new-style", 5),
+        ("/srv/app1/st*r [1].txt", 3),
+        ("/srv/app1/nl\nline", 2),
+    ]
+    assert unnamed == 1
+    assert br.read_ls_listing(io.StringIO(ls_text())) == ([], 0)
+    assert br.read_ls_listing(io.StringIO("\n\n")) == ([], 0)
+    # The snapshot line never counts as a file, even one that looks like it.
+    assert br.parse_ls_line(json.dumps(dict(LS_SNAPSHOT, type="file", path="/x", size=1))) is None
+    with pytest.raises(br.JobError, match="restic ls printed a line that is not JSON"):
+        br.read_ls_listing(io.StringIO(ls_text(ls_node("/srv/a", size=1)) + "Warning: something\n"))
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern"),
+    [
+        # Measured with restic 0.14 restore --include: these match exactly the one file, and nothing else.
+        ("/srv/plain.txt", "/srv/plain.txt"),
+        ("/srv/br[ac]ket.txt", "/srv/br\\[ac]ket.txt"),
+        ("/srv/star*.txt", "/srv/star\\*.txt"),
+        ("/srv/q?.txt", "/srv/q\\?.txt"),
+        ("/srv/back\\slash.txt", "/srv/back\\\\slash.txt"),
+        ("/srv/end\\", "/srv/end\\\\"),
+        ("/srv/**", "/srv/\\*\\*"),
+        ("/srv/d[1]/st*r/f.txt", "/srv/d\\[1]/st\\*r/f.txt"),
+        # Taken as they are.
+        ("/srv/]close", "/srv/]close"),
+        ("/srv/brace{a,b}.txt", "/srv/brace{a,b}.txt"),
+        ("/srv/!neg", "/srv/!neg"),
+        ("/srv/dollar$HOME.txt", "/srv/dollar$HOME.txt"),
+        ("/srv/sp ace/nl\nline", "/srv/sp ace/nl\nline"),
+        ("/srv/-dash", "/srv/-dash"),
+    ],
+)
+def test_include_pattern_escapes_what_restic_takes_as_a_glob(path, pattern):
+    assert br.include_pattern(path) == pattern
+
+
+FILES = [("/srv/app1/f%03d" % number, 100) for number in range(200)]
+
+
+def seeded(seed):
+    return random.Random(seed)  # noqa: S311 - a repeatable sample in tests, not a secret
+
+
+def test_sample_by_count():
+    sample = br.choose_sample(FILES, 20, 0, seeded(1))
+    assert len(sample) == 20 and len(set(sample)) == 20
+    assert set(sample) <= set(FILES)
+    assert sample == sorted(sample, key=FILES.index)  # the listing's order
+    assert br.choose_sample(FILES, 20, 0, seeded(1)) == sample  # seeded: the same sample
+    assert br.choose_sample(FILES, 20, 0, seeded(2)) != sample
+    # More asked than there are: all of them.
+    assert br.choose_sample(FILES[:5], 20, 0, seeded(1)) == FILES[:5]
+    assert br.choose_sample([], 20, 0, seeded(1)) == []
+    assert br.choose_sample(FILES, 0, 0, seeded(1)) == []
+
+
+def test_samples_differ_from_drill_to_drill():
+    seen = {tuple(br.choose_sample(FILES, 3, 0, seeded(seed))) for seed in range(20)}
+    assert len(seen) > 15
+    # The runner's own randomness, when no test gives one.
+    assert isinstance(br.Context().rng, random.SystemRandom)
+    assert len(br.choose_sample(FILES, 3)) == 3
+
+
+def test_sample_by_share_of_bytes():
+    # 200 files of 100 bytes: 5% is 1000 bytes, 10 files.
+    sample = br.choose_sample(FILES, 0, 5, seeded(3))
+    assert len(sample) == 10 and sum(size for _path, size in sample) == 1000
+    # 5.5% is 1100 bytes: 11 files; a share that falls inside a file takes that file (reached, not approached).
+    assert len(br.choose_sample(FILES, 0, 5.5, seeded(3))) == 11
+    assert len(br.choose_sample(FILES, 0, 5.2, seeded(3))) == 11
+    assert br.choose_sample(FILES, 0, 100, seeded(3)) == FILES
+    # A tiny share: still one file. Only empty files: one file.
+    assert len(br.choose_sample(FILES, 0, 0.001, seeded(3))) == 1
+    assert len(br.choose_sample([("/e1", 0), ("/e2", 0)], 0, 50, seeded(3))) == 1
+    # Sizes differ: the sample's bytes reach the share, and without its last pick they would not.
+    mixed = [("/m%d" % n, size) for n, size in enumerate([5000, 10, 10, 10, 3000, 7, 1, 900, 80, 20] * 3)]
+    total = sum(size for _path, size in mixed)
+    for seed in range(30):
+        rng = seeded(seed)
+        sample = br.choose_sample(mixed, 0, 20, rng)
+        picked = sum(size for _path, size in sample)
+        assert picked >= total * 0.2
+        order = seeded(seed).sample(range(len(mixed)), len(mixed))
+        chosen = [mixed[i] for i in order[: len(sample)]]
+        assert sorted(chosen, key=mixed.index) == sample
+        assert sum(size for _path, size in chosen[:-1]) < total * 0.2
+    # The share wins over the count when both are given (the plan gives one of them).
+    assert len(br.choose_sample(FILES, 150, 1, seeded(3))) == 2
+
+
+def test_sample_is_capped_at_1000_files():
+    many = [("/srv/f%05d" % number, 1) for number in range(5000)]
+    assert br.MAX_DRILL_FILES == 1000
+    assert len(br.choose_sample(many, 100000, 0, seeded(1))) == 1000
+    assert len(br.choose_sample(many, 0, 100, seeded(1))) == 1000
+    assert len(br.choose_sample(many, 0, 50, seeded(1), limit=7)) == 7
+
+
+def test_include_batches_keep_the_command_line_short():
+    paths = ["/srv/app1/%s" % ("x" * 90 + "%03d" % number) for number in range(100)]
+    assert br.include_batches(paths) == [paths]
+    cost = len("--include") + len(paths[0]) + 2
+    batches = br.include_batches(paths, budget=cost * 30)
+    assert [len(batch) for batch in batches] == [30, 30, 30, 10]
+    assert [path for batch in batches for path in batch] == paths
+    # A path longer than the budget still goes, alone.
+    assert br.include_batches(["/" + "y" * 500, "/z"], budget=100) == [["/" + "y" * 500], ["/z"]]
+    assert br.include_batches([]) == []
+
+
+def test_restore_and_check_commands(tmp_path):
+    config = make_config(tmp_path)
+    sid = "aaaa1111" * 8
+    assert br.ls_command(config, sid) == ["restic", "-o", "s3.bucket-lookup=path", "ls", "--json", sid]
+    assert br.restore_command(config, sid, "/var/lib/kd/.drill-app1.x/restore", ["/srv/a b", "/srv/q?[1]"], ["--retry-lock", "5m"]) == [
+        "restic",
+        "-o",
+        "s3.bucket-lookup=path",
+        "restore",
+        "--retry-lock",
+        "5m",
+        sid,
+        "--target",
+        "/var/lib/kd/.drill-app1.x/restore",
+        "--verify",
+        "--include",
+        "/srv/a b",
+        "--include",
+        "/srv/q\\?\\[1]",
+    ]
+    assert br.check_command(config, 3, 12) == ["restic", "-o", "s3.bucket-lookup=path", "check", "--read-data-subset=3/12"]
+    assert br.check_command(make_config(tmp_path, restic_options=[]), 12, 12, ["--retry-lock", "5m"]) == [
+        "restic",
+        "check",
+        "--retry-lock",
+        "5m",
+        "--read-data-subset=12/12",
+    ]
+
+
+def test_restore_problems_from_restic_014_stderr():
+    target = "/var/lib/kd/.drill-app1.x/restore"
+    # A damaged pack (measured): the blob fails to decrypt, and the file's times cannot be set after it.
+    damaged = (
+        "ignoring error for /srv/app1/small.bin: ciphertext verification failed\n"
+        "ignoring error for /srv/app1/small.bin: UtimesNano: no such file or directory\n"
+        "Fatal: There were 2 errors\n"
+    )
+    assert br.restore_problems(damaged, target) == [
+        "/srv/app1/small.bin: ciphertext verification failed",
+        "/srv/app1/small.bin: UtimesNano: no such file or directory",
+    ]
+    assert br.restic_hint(damaged) == "Fatal: There were 2 errors"
+    # --verify finding a restored file that differs (measured): the path carries the target directory.
+    verify = (
+        "ignoring error for %s/srv/app1/h.bin: Unexpected content in %s/srv/app1/h.bin, starting at offset 399226879\n"
+        "ignoring error for %s/srv/app1/s.bin: Invalid file size for %s/srv/app1/s.bin: expected 400000000, got 1000\n"
+        "ignoring error for %s/srv/app1/h.bin: Unexpected content in %s/srv/app1/h.bin, starting at offset 399226879\n"
+        "Fatal: There were 3 errors\n"
+    ) % ((target,) * 6)
+    assert br.restore_problems(verify, target + "/") == [
+        "/srv/app1/h.bin: Unexpected content in /srv/app1/h.bin, starting at offset 399226879",
+        "/srv/app1/s.bin: Invalid file size for /srv/app1/s.bin: expected 400000000, got 1000",
+    ]
+    assert br.restore_problems("Fatal: unable to open config file\n", target) == []
+    assert br.restore_problems(None, target) == []
+
+
+def test_restored_problems_look_at_each_file(tmp_path):
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "ok").write_bytes(b"12345")
+    (tmp_path / "srv" / "short").write_bytes(b"12")
+    (tmp_path / "srv" / "dir").mkdir()
+    os.symlink("ok", str(tmp_path / "srv" / "link"))
+    sample = [("/srv/ok", 5), ("/srv/short", 5), ("/srv/missing", 1), ("/srv/dir", 0), ("/srv/link", 5)]
+    assert br.restored_problems(str(tmp_path), sample) == [
+        "/srv/short: 2 bytes restored, 5 in the snapshot",
+        "/srv/missing: missing after the restore",
+        "/srv/dir: not a regular file after the restore",
+        "/srv/link: not a regular file after the restore",
+    ]
+    assert br.restored_problems(str(tmp_path), [("/srv/ok", 5)]) == []
+
+
+def test_subset_rotation_and_drill_state():
+    assert [br.next_subset({"drill_next_subset": k}, 12) for k in (1, 5, 12)] == [1, 5, 12]
+    # Out of range (N was lowered, or nonsense in the state): back to 1.
+    assert [br.next_subset(state, 12) for state in ({}, None, {"drill_next_subset": 13}, {"drill_next_subset": 0}, {"drill_next_subset": "x"})] == [1] * 5
+    first = br.drill_state({}, 1000.0, 1030.5, True, files=20, size=4096, subset=1, subsets=3)
+    assert (first["last_drill"], first["last_drill_success"], first["drill_exit_status"], first["drill_duration"]) == (1000, 1000, 0, 30.5)
+    assert (first["drill_files_checked"], first["drill_bytes_checked"], first["drill_subset_checked"], first["drill_next_subset"]) == (20, 4096, 1, 2)
+    second = br.drill_state(first, 2000.0, 2001.0, True, subset=2, subsets=3)
+    third = br.drill_state(second, 3000.0, 3001.0, True, subset=3, subsets=3)
+    assert (second["drill_next_subset"], third["drill_next_subset"], third["drill_subset_checked"]) == (3, 1, 3)
+    # A failure: counted, last success kept, and the rotation stays where it is.
+    failed = br.drill_state(third, 4000.0, 4002.0, False, files=3, size=10)
+    again = br.drill_state(failed, 5000.0, 5002.0, False)
+    assert (again["last_drill"], again["last_drill_success"], again["drill_exit_status"], again["drill_consecutive_failures"]) == (5000, 3000, 1, 2)
+    assert (again["drill_next_subset"], again["drill_subset_checked"]) == (1, 3)
+    assert (failed["drill_files_checked"], again["drill_files_checked"]) == (3, 0)
+    assert br.drill_state(again, 6000.0, 6001.0, True)["drill_consecutive_failures"] == 0
+    # A drill that checks nothing leaves the rotation alone; the backup's own keys are untouched.
+    assert br.drill_state({"drill_next_subset": 4, "consecutive_failures": 2}, 1.0, 2.0, True) == dict(
+        br.STATE_DEFAULTS, drill_next_subset=4, consecutive_failures=2, last_drill=1, last_drill_success=1, drill_duration=1.0
+    )
+
+
+# --- restore drills: a run ---------------------------------------------------------------------------------------
+
+
+class FakeRestic:
+    """restic ls and restore of one snapshot ({path: content}): ls writes the listing where the runner asks, and
+    restore makes the included files under --target, as restic does; ``damage`` changes what it restores."""
+
+    def __init__(self, files, damage=None):
+        self.files = dict(files)
+        self.damage = dict(damage or {})
+        self.targets, self.modes, self.listings = [], [], []
+
+    def ls(self, argv, kwargs):
+        nodes = [ls_node("/srv", "dir")] + [ls_node(path, size=len(body)) for path, body in self.files.items()]
+        kwargs["stdout"].write(ls_text(*nodes).encode())
+        self.listings.append((kwargs["stdout"].name, stat.S_IMODE(os.fstat(kwargs["stdout"].fileno()).st_mode)))
+        return done(stderr="")
+
+    def restore(self, argv, kwargs):
+        target = argv[argv.index("--target") + 1]
+        self.targets.append(target)
+        self.modes.append(stat.S_IMODE(os.stat(os.path.dirname(target)).st_mode))
+        for index, arg in enumerate(argv):
+            if arg == "--include":
+                path = re.sub(r"\\(.)", r"\1", argv[index + 1])
+                body = self.damage.get(path, self.files[path])
+                if body is None:
+                    continue
+                full = os.path.join(target, path.lstrip("/"))
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "wb") as handle:
+                    handle.write(body)
+        return done(stdout="restoring <Snapshot aaaa1111 of [/srv/app1]> to %s\nverifying files in %s\n" % (target, target))
+
+
+SNAPSHOT_FILES = {"/srv/app1/f%02d [x]*.txt" % number: b"x" * (number + 1) for number in range(30)}
+
+
+def drill_config(tmp_path, **drill):
+    settings = {"sample_files": 5, "sample_percent": 0, "check_subsets": 3}
+    settings.update(drill)
+    return make_config(tmp_path, drill=settings)
+
+
+def drill_run(restic=None, **answers):
+    restic = restic or FakeRestic(SNAPSHOT_FILES)
+    answers.setdefault("ls", restic.ls)
+    answers.setdefault("restore", restic.restore)
+    answers.setdefault("check", done(stdout="no errors were found\n"))
+    return restic, FakeRun(**answers)
+
+
+def drill_context(tmp_path, fake, seed=7):
+    ctx = context(tmp_path, fake)
+    ctx.rng = seeded(seed)
+    return ctx
+
+
+def drill_dirs(config):
+    return [entry for entry in os.listdir(config["state_dir"]) if entry.startswith(".drill-")]
+
+
+def test_a_drill_restores_a_sample_verifies_it_and_checks_a_subset(tmp_path):
+    config = drill_config(tmp_path)
+    restic, fake = drill_run()
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    assert fake.keys() == ["version", "snapshots", "ls", "restore", "check"]
+    sid = "aaaa1111" * 8
+    assert fake.argvs("snapshots") == [br.snapshots_command(config)]
+    assert fake.argvs("ls") == [br.ls_command(config, sid)]
+    sample = br.choose_sample([(path, len(body)) for path, body in SNAPSHOT_FILES.items()], 5, 0, seeded(7))
+    [target] = restic.targets
+    assert os.path.dirname(os.path.dirname(target)) == config["state_dir"]
+    assert os.path.basename(os.path.dirname(target)).startswith(".drill-app1.") and os.path.basename(target) == "restore"
+    assert fake.argvs("restore") == [br.restore_command(config, sid, target, [path for path, _size in sample])]
+    includes = [argv[index + 1] for argv in fake.argvs("restore") for index, arg in enumerate(argv) if arg == "--include"]
+    assert len(includes) == 5 and all(arg.endswith(" \\[x]\\*.txt") for arg in includes)
+    assert fake.argvs("check") == [["restic", "-o", "s3.bucket-lookup=path", "check", "--read-data-subset=1/3"]]
+    # A private directory while restic works in it, gone afterwards; the listing was a private file in it.
+    assert restic.modes == [0o700]
+    assert drill_dirs(config) == []
+    assert [(os.path.dirname(name), mode) for name, mode in restic.listings] == [(os.path.dirname(target), 0o600)]
+    for _argv, kwargs in fake.calls:
+        assert kwargs["env"]["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE
+        assert kwargs["stdin"] == subprocess.DEVNULL
+    size = sum(size for _path, size in sample)
+    out = ctx.out.getvalue()
+    assert "drill app1: snapshot aaaa1111 of 2026-11-30T04:00:00.123456789+00:00: 30 files, 465 B\n" in out
+    assert "drill app1: restoring 5 sampled files (%d B) with --verify\n" % size in out
+    assert "drill app1: 5 files restored, verified by restic and found with their recorded sizes (%d B)\n" % size in out
+    assert "drill app1: restic check --read-data-subset=1/3 done (the repository's data is read in 3 drills)\n" in out
+    assert ctx.err.getvalue() == ""
+    state = read_state(config)
+    assert (state["last_drill"], state["last_drill_success"], state["drill_exit_status"]) == (1700000000, 1700000000, 0)
+    assert (state["drill_files_checked"], state["drill_bytes_checked"], state["drill_duration"]) == (5, size, 2.5)
+    assert (state["drill_subset_checked"], state["drill_next_subset"], state["drill_consecutive_failures"]) == (1, 2, 0)
+    lines = metric_lines(config)
+    assert 'keepdata_backup_drill_last_result{backup_job="app1"} 0' in lines
+    assert 'keepdata_backup_drill_files_checked{backup_job="app1"} 5' in lines
+    assert 'keepdata_backup_drill_bytes_checked{backup_job="app1"} %d' % size in lines
+    assert 'keepdata_backup_drill_last_success_timestamp_seconds{backup_job="app1"} 1700000000' in lines
+    # The backup's metrics stay in the same file.
+    assert 'keepdata_backup_last_exit_status{backup_job="app1"} 0' in lines
+    assert not any("subset" in line for line in lines)
+
+
+def test_the_drill_takes_the_latest_snapshot_and_holds_the_host_lock(tmp_path):
+    config = drill_config(tmp_path, check_subsets=0)
+    snapshots = [
+        snapshot("bbbb2222", "2026-11-29T04:00:00Z", "keepdata-job=app1"),
+        snapshot("cccc3333", "2026-11-30T05:00:00+00:00", "keepdata-job=app1"),
+        snapshot("dddd4444", "2026-11-30T06:00:00+02:00", "keepdata-job=app1"),
+    ]
+    held = []
+    restic = FakeRestic(SNAPSHOT_FILES)
+
+    def restore(argv, kwargs):
+        held.append(lock_is_held(tmp_path))
+        return restic.restore(argv, kwargs)
+
+    _restic, fake = drill_run(restic, restore=restore, snapshots=done(stdout=json.dumps(snapshots)))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    assert fake.argvs("ls")[0][-1] == "cccc3333" * 8
+    assert fake.argvs("restore")[0][4] == "cccc3333" * 8
+    assert held == [True]
+    # No check for this job: the repository's first job reads the data.
+    assert "check" not in fake.keys()
+    assert "drill app1: no repository check in this job's drill (the repository's first job reads its data)\n" in ctx.out.getvalue()
+    state = read_state(config)
+    assert (state["drill_next_subset"], state["drill_subset_checked"]) == (1, 0)
+
+
+def test_subsets_rotate_one_per_drill_and_only_after_a_check_that_passed(tmp_path):
+    config = drill_config(tmp_path, check_subsets=3)
+    checked = []
+    for answer in (done(), done(), done(1, stderr="Pack ID does not match\nFatal: repository contains errors\n"), done(), done(), done()):
+        _restic, fake = drill_run(check=answer)
+        status = br.cmd_drill(drill_context(tmp_path, fake), config)
+        checked.append((fake.argvs("check")[0][-1], status, read_state(config)["drill_next_subset"]))
+    assert checked == [
+        ("--read-data-subset=1/3", 0, 2),
+        ("--read-data-subset=2/3", 0, 3),
+        ("--read-data-subset=3/3", 1, 3),  # failed: subset 3 again next time
+        ("--read-data-subset=3/3", 0, 1),
+        ("--read-data-subset=1/3", 0, 2),
+        ("--read-data-subset=2/3", 0, 3),
+    ]
+    # N lowered below the next K: start again at 1.
+    _restic, fake = drill_run()
+    assert br.cmd_drill(drill_context(tmp_path, fake), drill_config(tmp_path, check_subsets=2)) == 0
+    assert fake.argvs("check")[0][-1] == "--read-data-subset=1/2"
+
+
+def test_a_failed_check_fails_the_drill_and_says_what_restic_found(tmp_path):
+    config = drill_config(tmp_path)
+    stderr = "Pack ID does not match, want 14e8cf87, got fbe4c906\nFatal: repository contains errors\n"
+    _restic, fake = drill_run(check=done(1, stdout="read group #1 of 2 data packs\n", stderr=stderr))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    err = ctx.err.getvalue()
+    assert "drill app1: error: restic check reported: Pack ID does not match, want 14e8cf87, got fbe4c906\n" in err
+    assert "drill app1: error: restic check --read-data-subset=1/3 failed (exit status 1): Fatal: repository contains errors\n" in err
+    assert "drill app1: error: drill failed after 2.5 s (1 failures in a row)\n" in err
+    state = read_state(config)
+    # The sample was restored and verified: that much was checked.
+    assert (state["drill_exit_status"], state["drill_consecutive_failures"], state["last_drill_success"], state["drill_files_checked"]) == (1, 1, 0, 5)
+    assert 'keepdata_backup_drill_last_result{backup_job="app1"} 1' in metric_lines(config)
+    assert 'keepdata_backup_drill_consecutive_failures{backup_job="app1"} 1' in metric_lines(config)
+
+
+def test_a_damaged_pack_fails_the_restore_and_names_the_files(tmp_path):
+    config = drill_config(tmp_path)
+    stderr = "".join("ignoring error for /srv/app1/f%02d: ciphertext verification failed\n" % n for n in range(12)) + "Fatal: There were 12 errors\n"
+    restic, fake = drill_run(restore=done(1, stderr=stderr))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    assert "check" not in fake.keys()
+    err = ctx.err.getvalue()
+    assert (
+        "drill app1: error: restic restore --verify failed (exit status 1): Fatal: There were 12 errors; /srv/app1/f00: ciphertext verification failed;" in err
+    )
+    assert "/srv/app1/f09: ciphertext verification failed; and 2 more\n" in err
+    assert "f10" not in err
+    assert drill_dirs(config) == []
+    state = read_state(config)
+    assert (state["drill_exit_status"], state["drill_files_checked"], state["drill_bytes_checked"], state["drill_next_subset"]) == (1, 0, 0, 1)
+
+
+def test_verify_finding_a_difference_fails_the_drill(tmp_path):
+    config = drill_config(tmp_path)
+    restic = FakeRestic(SNAPSHOT_FILES)
+
+    def restore(argv, kwargs):
+        restic.restore(argv, kwargs)
+        target = argv[argv.index("--target") + 1]
+        return done(
+            1,
+            stderr="ignoring error for %s/srv/app1/f03: Unexpected content in %s/srv/app1/f03, starting at offset 0\nFatal: There were 1 errors\n"
+            % (target, target),
+        )
+
+    _restic, fake = drill_run(restic, restore=restore)
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    assert "Fatal: There were 1 errors; /srv/app1/f03: Unexpected content in /srv/app1/f03, starting at offset 0\n" in ctx.err.getvalue()
+    assert ".drill-" not in ctx.err.getvalue()
+    assert drill_dirs(config) == []
+
+
+def test_a_file_missing_or_of_another_size_after_the_restore_fails_the_drill(tmp_path):
+    config = drill_config(tmp_path, sample_files=30)
+    damage = {path: None for path in list(SNAPSHOT_FILES)[:11]}
+    damage[list(SNAPSHOT_FILES)[20]] = b"short"
+    restic, fake = drill_run(FakeRestic(SNAPSHOT_FILES, damage=damage))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    [line] = [line for line in ctx.err.getvalue().splitlines() if "restored files" in line]
+    assert line.startswith(
+        "drill app1: error: 12 of 30 restored files are not as the snapshot recorded them: /srv/app1/f00 [x]*.txt: missing after the restore;"
+    )
+    assert line.endswith("; and 2 more")
+    assert "/srv/app1/f20 [x]*.txt: 5 bytes restored, 21 in the snapshot" not in line  # the 12th problem: past the ten named
+    assert "check" not in fake.keys()
+    assert drill_dirs(config) == []
+    assert read_state(config)["drill_exit_status"] == 1
+
+
+def test_a_sample_by_share_and_several_restores(tmp_path, monkeypatch):
+    config = drill_config(tmp_path, sample_files=0, sample_percent=50, check_subsets=0)
+    cost = len("--include") + len(br.include_pattern(list(SNAPSHOT_FILES)[0])) + 2
+    monkeypatch.setattr(br, "INCLUDE_BUDGET", cost * 4)
+    restic, fake = drill_run()
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    restores = fake.argvs("restore")
+    included = [arg for argv in restores for arg in argv if arg.startswith("/srv/")]
+    assert len(restores) == -(-len(included) // 4) > 1
+    assert len(set(restic.targets)) == 1
+    state = read_state(config)
+    assert state["drill_bytes_checked"] >= sum(len(body) for body in SNAPSHOT_FILES.values()) / 2
+    assert state["drill_files_checked"] == len(included)
+    assert "drill app1: restoring %d sampled files" % len(included) in ctx.out.getvalue()
+    assert " with --verify in %d restores\n" % len(restores) in ctx.out.getvalue()
+
+
+def test_no_snapshot_to_drill(tmp_path):
+    config = drill_config(tmp_path)
+    _restic, fake = drill_run(snapshots=done(stdout="[]"))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    assert fake.keys() == ["version", "snapshots"]
+    assert "drill app1: error: no snapshot of this job to drill\n" in ctx.err.getvalue()
+    assert read_state(config)["drill_consecutive_failures"] == 1
+    assert drill_dirs(config) == []
+
+
+def test_an_empty_snapshot_passes_with_nothing_restored(tmp_path):
+    config = drill_config(tmp_path)
+    restic, fake = drill_run(FakeRestic({}))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    assert fake.keys() == ["version", "snapshots", "ls", "check"]
+    assert "drill app1: warning: the snapshot holds no regular file: nothing to restore (0 files checked)\n" in ctx.err.getvalue()
+    state = read_state(config)
+    assert (state["drill_exit_status"], state["drill_files_checked"], state["drill_next_subset"]) == (0, 0, 2)
+
+
+def test_names_restic_cannot_print_are_left_out_of_the_sample(tmp_path):
+    config = drill_config(tmp_path, sample_files=1000, check_subsets=0)
+    restic = FakeRestic({"/srv/app1/ok": b"1", "/srv/app1/bad\ufffd": b"2"})
+    _restic, fake = drill_run(restic)
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    assert [arg for arg in fake.argvs("restore")[0] if arg.startswith("/srv/")] == ["/srv/app1/ok"]
+    assert "drill app1: warning: 1 files are left out of the sample: restic does not print their names exactly (not UTF-8)\n" in ctx.err.getvalue()
+
+
+def test_a_failing_ls_fails_the_drill(tmp_path):
+    config = drill_config(tmp_path)
+    _restic, fake = drill_run(ls=done(1, stderr="Fatal: wrong password or no key found\n"))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    assert "drill app1: error: restic ls failed (exit status 1): wrong repository password\n" in ctx.err.getvalue()
+    assert drill_dirs(config) == []
+
+
+def test_a_drill_stopped_by_systemd_still_removes_its_directory(tmp_path):
+    config = drill_config(tmp_path)
+    restic = FakeRestic(SNAPSHOT_FILES)
+
+    def restore(argv, kwargs):
+        restic.restore(argv, kwargs)
+        raise br.Terminated("stopped by signal 15 (unit stopped or timed out)")
+
+    _restic, fake = drill_run(restic, restore=restore)
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    assert not os.path.exists(restic.targets[0])
+    assert drill_dirs(config) == []
+    assert "drill app1: error: stopped by signal 15" in ctx.err.getvalue()
+    assert read_state(config)["drill_exit_status"] == 1
+
+
+def test_what_an_interrupted_drill_left_is_removed_first(tmp_path):
+    config = drill_config(tmp_path)
+    os.makedirs(config["state_dir"])
+    left = os.path.join(config["state_dir"], ".drill-app1.k3j4l5")
+    os.makedirs(os.path.join(left, "restore", "srv", "locked"))
+    os.chmod(os.path.join(left, "restore", "srv", "locked"), 0o500)
+    os.chmod(os.path.join(left, "restore", "srv"), 0o500)
+    other = os.path.join(config["state_dir"], ".drill-app10.a1b2c3")  # job app10's
+    os.makedirs(other)
+    _restic, fake = drill_run()
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 0
+    assert not os.path.exists(left) and os.path.isdir(other)
+    assert "drill app1: removing .drill-app1.k3j4l5, left by an interrupted drill\n" in ctx.out.getvalue()
+
+
+def test_a_drill_after_a_killed_restic_unlocks_first_and_marks_its_own_restic_runs(tmp_path):
+    config = drill_config(tmp_path)
+    os.makedirs(config["state_dir"])
+    open(br.unclean_path(config), "w").close()
+    present = []
+    restic = FakeRestic(SNAPSHOT_FILES)
+
+    def restore(argv, kwargs):
+        present.append(os.path.exists(br.unclean_path(config)))
+        return restic.restore(argv, kwargs)
+
+    _restic, fake = drill_run(restic, restore=restore, check=done(-9))
+    assert br.cmd_drill(drill_context(tmp_path, fake), config) == 1
+    assert fake.keys()[:2] == ["unlock", "version"]
+    assert present == [True]
+    # check killed by a signal: its lock may be left, so the marker stays for the next run.
+    assert os.path.exists(br.unclean_path(config))
+
+
+def test_a_lock_error_on_restore_or_check_unlocks_and_retries_once(tmp_path):
+    config = drill_config(tmp_path)
+    restic = FakeRestic(SNAPSHOT_FILES)
+    _restic, fake = drill_run(restic, restore=[done(1, stderr=LOCKED), restic.restore], check=[done(1, stderr=LOCKED), done()])
+    assert br.cmd_drill(drill_context(tmp_path, fake), config) == 0
+    assert fake.keys() == ["version", "snapshots", "ls", "restore", "unlock", "restore", "check", "unlock", "check"]
+
+
+def test_restic_016_gets_retry_lock_on_restore_and_check(tmp_path):
+    config = drill_config(tmp_path)
+    _restic, fake = drill_run(version=done(stdout=VERSION_016))
+    assert br.cmd_drill(drill_context(tmp_path, fake), config) == 0
+    assert fake.argvs("restore")[0][3:6] == ["restore", "--retry-lock", "5m"]
+    assert fake.argvs("check")[0][3:6] == ["check", "--retry-lock", "5m"]
+    assert "--retry-lock" not in fake.argvs("ls")[0] + fake.argvs("snapshots")[0]
+
+
+def test_drill_from_the_command_line_and_a_job_config_without_drill_settings(tmp_path):
+    config = make_config(tmp_path)
+    del config["drill"]
+    jobs = write_job(tmp_path, config, failures=0)
+    _restic, fake = drill_run()
+    ctx = drill_context(tmp_path, fake)
+    assert br.main(["drill", "app1", "--config-dir", jobs], ctx=ctx) == 0
+    # The defaults: 20 files, no check.
+    assert len([arg for arg in fake.argvs("restore")[0] if arg == "--include"]) == 20
+    assert "check" not in fake.keys()
+    ctx = context(tmp_path, FakeRun())
+    assert br.main(["drill", "app2", "--config-dir", jobs], ctx=ctx) == 1
+    assert "drill app2: error: cannot read the job config" in ctx.err.getvalue()
+    assert br.with_defaults({})["services"] == []
+
+
+def test_a_failed_drill_notifies_and_never_arms_the_retry_timer(tmp_path):
+    got_log, got_vars = tmp_path / "log.txt", tmp_path / "vars.txt"
+    notify = 'cat > %s; echo "$KEEPDATA_BACKUP_JOB $KEEPDATA_BACKUP_UNIT $KEEPDATA_BACKUP_KIND $KEEPDATA_BACKUP_FAILURES" > %s' % (got_log, got_vars)
+    config = make_config(tmp_path, notify_command=notify)
+    jobs = write_job(tmp_path, config, failures=1)  # the backup failed once too: its count is not the drill's
+    write_state(config, consecutive_failures=1, drill_consecutive_failures=2)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.main(["failed", "app1:drill", "--config-dir", jobs], ctx=ctx) == 0
+    assert fake.argvs("journalctl") == [["journalctl", "-u", "keepdata-backup-app1-drill.service", "-n", "30", "--no-pager", "-o", "cat"]]
+    assert "systemctl" not in fake.keys()
+    assert "failed app1:drill: keepdata-backup-app1-drill.service failed (2 failures in a row)\n" in ctx.out.getvalue()
+    assert got_log.read_text() == "line one\nline two\n"
+    assert got_vars.read_text() == "app1 keepdata-backup-app1-drill.service drill 2\n"

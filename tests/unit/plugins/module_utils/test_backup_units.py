@@ -102,9 +102,12 @@ def test_s3_job_files_modes_and_secrets(s3):
             UNITS + "/" + FAILED_UNIT,
             UNITS + "/keepdata-backup-app1.service",
             UNITS + "/keepdata-backup-app1.timer",
+            UNITS + "/keepdata-backup-app1@.service",
             UNITS + "/keepdata-backup-app1-forget.service",
             UNITS + "/keepdata-backup-app1-forget.timer",
             UNITS + "/keepdata-backup-app1-retry.timer",
+            UNITS + "/keepdata-backup-app1-drill.service",
+            UNITS + "/keepdata-backup-app1-drill.timer",
         ]
     )
     assert files[CFG + "/repository.password"] == (PASSWORD + "\n", "0600", True)
@@ -226,14 +229,19 @@ def test_a_disabled_job_has_no_schedule_timer(path):
     assert UNITS + "/keepdata-backup-off.timer" not in files
     for unit in ("keepdata-backup-off.service", "keepdata-backup-off-forget.service", "keepdata-backup-off-forget.timer", "keepdata-backup-off-retry.timer"):
         assert UNITS + "/" + unit in files
+    # A disabled job's snapshots are still drilled, and it can still be backed up now with a tag.
+    for unit in ("keepdata-backup-off-drill.service", "keepdata-backup-off-drill.timer", "keepdata-backup-off@.service"):
+        assert UNITS + "/" + unit in files
     assert CFG + "/jobs/off.json" in files
-    assert timers(plan["jobs"]) == {
+    assert timers(plan["jobs"], plan["service"]) == {
         "keepdata-backup-app2.timer": True,
         "keepdata-backup-app2-forget.timer": True,
+        "keepdata-backup-app2-drill.timer": True,
         "keepdata-backup-off.timer": False,
         "keepdata-backup-off-forget.timer": True,
+        "keepdata-backup-off-drill.timer": True,
     }
-    assert timers([]) == {}
+    assert timers([], plan["service"]) == {}
 
 
 def test_without_jobs_only_the_password_and_the_handler():
@@ -261,13 +269,77 @@ def test_job_config_leaves_out_unit_only_keys_and_is_stable():
         assert value not in text
 
 
+def test_drill_service_is_the_backup_service_running_drill(path):
+    plan, files = path
+    run, drill = files[UNITS + "/keepdata-backup-app2.service"][0], files[UNITS + "/keepdata-backup-app2-drill.service"][0]
+    assert values(drill, "Unit", "Description") == ["keepdata backup job app2: restore drill (a sample restored and verified, the repository checked)"]
+    assert values(drill, "Unit", "OnFailure") == ["keepdata-backup-failed@app2:drill.service"]
+    assert values(drill, "Service", "ExecStart") == ["/usr/bin/python3 -I %s drill app2" % RUNNER]
+    # Everything else as the backup service: resources, credentials, the repository's mount.
+    differ = {"Description", "OnFailure", "ExecStart"}
+    for section in ("Unit", "Service"):
+        assert [kv for kv in units(drill)[section] if kv[0] not in differ] == [kv for kv in units(run)[section] if kv[0] not in differ]
+    assert values(drill, "Unit", "RequiresMountsFor") == ["/mnt/backup/restic"]
+    assert values(drill, "Service", "LoadCredential") == ["restic-password:%s/repository.password" % CFG]
+    assert (values(drill, "Service", "Type"), values(drill, "Service", "MemoryMax")) == (["oneshot"], ["2G"])
+    # On a mount: the drill wants the mount unit as the backup does.
+    jobs = [dict(job, mount_point="/mnt/backup") for job in plan["jobs"]]
+    mounted = desired_files(jobs, plan["service"], CFG, UNITS, password=PASSWORD)[UNITS + "/keepdata-backup-app2-drill.service"][0]
+    assert values(mounted, "Unit", "Wants") == ["network-online.target", "mnt-backup.mount"]
+
+
+def test_drill_timer_uses_the_drill_schedule_and_the_jobs_delay(path):
+    _plan, files = path
+    assert units(files[UNITS + "/keepdata-backup-app2-drill.timer"][0]) == {
+        "Unit": [("Description", "keepdata backup job app2: restore drill schedule")],
+        "Timer": [("OnCalendar", "Sun *-*-* 06:00"), ("Persistent", "true"), ("RandomizedDelaySec", "0"), ("Unit", "keepdata-backup-app2-drill.service")],
+        "Install": [("WantedBy", "timers.target")],
+    }
+    off = files[UNITS + "/keepdata-backup-off-drill.timer"][0]
+    assert values(off, "Timer", "RandomizedDelaySec") == ["30min"]
+    plan = planned(PATH_SETTINGS, drill_schedule="*-*-01 02:00")
+    timer = desired_files(plan["jobs"], plan["service"], CFG, UNITS, password=PASSWORD)[UNITS + "/keepdata-backup-app2-drill.timer"][0]
+    assert values(timer, "Timer", "OnCalendar") == ["*-*-01 02:00"]
+
+
+def test_drills_off_means_no_drill_units_nor_timers():
+    plan = planned(PATH_SETTINGS, drill_enabled=False)
+    assert (plan["service"]["drill_enabled"], plan["service"]["drill_schedule"]) == (False, "")
+    files = desired_files(plan["jobs"], plan["service"], CFG, UNITS, password=PASSWORD)
+    assert not [name for name in files if "-drill." in name]
+    assert timers(plan["jobs"], plan["service"]) == {
+        "keepdata-backup-app2.timer": True,
+        "keepdata-backup-app2-forget.timer": True,
+        "keepdata-backup-off.timer": False,
+        "keepdata-backup-off-forget.timer": True,
+    }
+    # The tagged template does not depend on the drills.
+    assert UNITS + "/keepdata-backup-app2@.service" in files
+
+
+def test_backup_now_with_a_tag_template(s3):
+    _plan, files = s3
+    run, tagged = files[UNITS + "/keepdata-backup-app1.service"][0], files[UNITS + "/keepdata-backup-app1@.service"][0]
+    assert values(tagged, "Unit", "Description") == ["keepdata backup job app1: backup now, tagged %i"]
+    # %i, not %I: the instance keeps systemd's escapes (pre\x2dupdate), which the runner undoes.
+    assert values(tagged, "Service", "ExecStart") == ["/usr/bin/python3 -I %s run app1 --tag %%i" % RUNNER]
+    # A failed tagged backup is a failed backup: the same handler, the same retry.
+    assert values(tagged, "Unit", "OnFailure") == ["keepdata-backup-failed@app1:backup.service"]
+    assert tagged.replace("backup now, tagged %i", "backup").replace(" --tag %i", "") == run
+    assert is_managed_unit("keepdata-backup-app1@.service")
+    assert "keepdata-backup-app1@.service" not in timers(_plan["jobs"], _plan["service"])
+
+
 def test_unit_names_and_managed_units():
     assert unit_names("app1") == {
         "service": "keepdata-backup-app1.service",
         "timer": "keepdata-backup-app1.timer",
+        "tagged_service": "keepdata-backup-app1@.service",
         "forget_service": "keepdata-backup-app1-forget.service",
         "forget_timer": "keepdata-backup-app1-forget.timer",
         "retry_timer": "keepdata-backup-app1-retry.timer",
+        "drill_service": "keepdata-backup-app1-drill.service",
+        "drill_timer": "keepdata-backup-app1-drill.timer",
     }
     for name in list(unit_names("app1").values()) + [FAILED_UNIT, "keepdata-backup-x_y.timer"]:
         assert is_managed_unit(name), name
@@ -300,7 +372,7 @@ def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
         if name.startswith(str(unit_dir) + "/"):
             Path(name).write_text(content)
             rendered.append(name)
-    assert len(rendered) == 1 + 5 + 5 + 4  # the handler, app1, app2, off (no schedule timer)
+    assert len(rendered) == 1 + 8 + 8 + 7  # the handler, app1, app2, off (no schedule timer)
     env = dict(os.environ, SYSTEMD_UNIT_PATH="%s:" % unit_dir, SYSTEMD_LOG_COLOR="0")
     proc = subprocess.run(["systemd-analyze", "verify"] + sorted(rendered), capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr

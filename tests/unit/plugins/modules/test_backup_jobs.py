@@ -124,7 +124,9 @@ def mode(path):
 
 
 UNITS_OF_APP1 = ["keepdata-backup-app1-forget.service", "keepdata-backup-app1-forget.timer", "keepdata-backup-app1-retry.timer"]
-UNITS_OF_APP1 += ["keepdata-backup-app1.service", "keepdata-backup-app1.timer"]
+UNITS_OF_APP1 += ["keepdata-backup-app1.service", "keepdata-backup-app1.timer", "keepdata-backup-app1@.service"]
+UNITS_OF_APP1 += ["keepdata-backup-app1-drill.service", "keepdata-backup-app1-drill.timer"]
+TIMERS_OF_APP1 = ["keepdata-backup-app1-drill.timer", "keepdata-backup-app1-forget.timer", "keepdata-backup-app1.timer"]
 
 
 def test_first_run_writes_everything_then_nothing_changes(host, capsys):
@@ -149,19 +151,15 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
         assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
     # No temporary file left behind.
     assert not list(cfg.rglob(".keepdata-*")) + list(units.glob(".keepdata-*"))
-    assert systemctl.changes() == ["daemon-reload", "enable --now keepdata-backup-app1-forget.timer", "enable --now keepdata-backup-app1.timer"]
-    assert result["timers_started"] == ["keepdata-backup-app1-forget.timer", "keepdata-backup-app1.timer"]
+    assert systemctl.changes() == ["daemon-reload"] + ["enable --now " + timer for timer in TIMERS_OF_APP1]
+    assert result["timers_started"] == TIMERS_OF_APP1
     assert result["timers_stopped"] == [] and result["removed"] == []
     assert sorted(result["written"]) == sorted(
         ["%s/%s" % (units, u) for u in UNITS_OF_APP1 + ["keepdata-backup-failed@.service"]]
         + ["%s/jobs/app1.json" % cfg, "%s/repository.password" % cfg, "%s/s3.credentials" % cfg]
     )
     assert result["actions"][:2] == ["create %s" % cfg, "create %s/jobs" % cfg]
-    assert result["actions"][-3:] == [
-        "systemctl daemon-reload",
-        "enable and start keepdata-backup-app1-forget.timer",
-        "enable and start keepdata-backup-app1.timer",
-    ]
+    assert result["actions"][-4:] == ["systemctl daemon-reload"] + ["enable and start " + timer for timer in TIMERS_OF_APP1]
     assert "diff" not in result
 
     before = len(systemctl.calls)
@@ -178,7 +176,7 @@ def test_check_mode_writes_nothing_and_changes_no_unit(host, capsys):
     assert host["systemctl"].changes() == []
     assert result["actions"][0] == "create %s" % host["cfg"]
     assert "systemctl daemon-reload" in result["actions"]
-    assert result["timers_started"] == ["keepdata-backup-app1-forget.timer", "keepdata-backup-app1.timer"]
+    assert result["timers_started"] == TIMERS_OF_APP1
     assert "%s/repository.password: (hidden)" % host["cfg"] in result["diff"]["after"]
     assert "%s/repository.password: (absent)" % host["cfg"] in result["diff"]["before"]
 
@@ -192,10 +190,10 @@ def test_check_mode_previews_a_removal_without_doing_it(host, capsys):
     before = sorted(os.listdir(host["units"]))
     result = run(capsys, args(host, plan(host, jobs=[])), check_mode=True)
     assert result["changed"] is True
-    assert sorted(result["timers_stopped"]) == ["keepdata-backup-app1-forget.timer", "keepdata-backup-app1.timer"]
+    assert sorted(result["timers_stopped"]) == TIMERS_OF_APP1
     assert sorted(os.listdir(host["units"])) == before
     assert (host["cfg"] / "s3.credentials").exists()
-    assert host["systemctl"].changes() == ["daemon-reload", "enable --now keepdata-backup-app1-forget.timer", "enable --now keepdata-backup-app1.timer"]
+    assert host["systemctl"].changes() == ["daemon-reload"] + ["enable --now " + timer for timer in TIMERS_OF_APP1]
 
 
 def test_removing_a_job_stops_its_timers_then_removes_its_files(host, capsys):
@@ -211,16 +209,12 @@ def test_removing_a_job_stops_its_timers_then_removes_its_files(host, capsys):
     assert sorted(os.listdir(host["units"])) == sorted(UNITS_OF_APP1 + ["keepdata-backup-failed@.service"])
     assert os.listdir(host["cfg"] / "jobs") == ["app1.json"]
     assert result["written"] == []
-    assert result["timers_stopped"] == ["keepdata-backup-app2-forget.timer", "keepdata-backup-app2-retry.timer", "keepdata-backup-app2.timer"]
+    stopped = ["keepdata-backup-app2-drill.timer", "keepdata-backup-app2-forget.timer", "keepdata-backup-app2-retry.timer", "keepdata-backup-app2.timer"]
+    assert result["timers_stopped"] == stopped
     changes = [c for c in systemctl.calls[before:] if c["argv"][1] not in QUERIES]
-    assert [" ".join(c["argv"][1:]) for c in changes] == [
-        "disable --now keepdata-backup-app2-forget.timer",
-        "disable --now keepdata-backup-app2-retry.timer",
-        "disable --now keepdata-backup-app2.timer",
-        "daemon-reload",
-    ]
+    assert [" ".join(c["argv"][1:]) for c in changes] == ["disable --now " + timer for timer in stopped] + ["daemon-reload"]
     # Each timer stopped while its file was still there; the files went before the reload.
-    assert [c["present"] for c in changes[:3]] == [[True], [True], [True]]
+    assert [c["present"] for c in changes[:4]] == [[True], [True], [True], [True]]
     assert result["actions"].index("remove %s/keepdata-backup-app2.timer" % host["units"]) > result["actions"].index(
         "stop and disable keepdata-backup-app2.timer"
     )
@@ -327,6 +321,10 @@ def job_with(host, **changes):
         (lambda h: {"jobs": job_with(h, pre_hooks=["ok", "a\nb"])}, "jobs[app1] must not hold control characters"),
         (lambda h: {"service": dict(plan(h)["service"], memory_max="2G\n[Service]")}, "service must not hold control characters"),
         (lambda h: {"service": {k: v for k, v in plan(h)["service"].items() if k != "runner"}}, "service lacks runner"),
+        (lambda h: {"service": {k: v for k, v in plan(h)["service"].items() if k != "drill_schedule"}}, "service lacks drill_schedule"),
+        (lambda h: {"service": dict(plan(h)["service"], drill_enabled="yes")}, "service.drill_enabled must be true or false"),
+        (lambda h: {"service": dict(plan(h)["service"], drill_schedule="")}, "service.drill_schedule is required when drills are enabled"),
+        (lambda h: {"jobs": job_with(h, name="app1\n")}, "jobs[0].name must be 1 to 40"),
         (lambda h: {"password": PASSWORD + "\n"}, "password must be a non-empty line"),
         (lambda h: {"password": ""}, "password must be a non-empty line"),
         (lambda h: {"secret_key": ""}, "access_key and secret_key are required when a job uses an S3 repository"),
@@ -365,7 +363,7 @@ def test_a_failing_timer_start_reports_what_was_done(host, capsys):
     systemctl.fail["enable"] = (1, "")
     result = run(capsys, args(host))
     assert result["failed"] is True and result["changed"] is False
-    timer = "keepdata-backup-app1-forget.timer"
+    timer = "keepdata-backup-app1-drill.timer"
     assert result["msg"] == "enable and start %s failed (systemctl enable --now %s exited with 1); nothing was changed" % (timer, timer)
     assert result["actions"] == []
 
@@ -376,7 +374,7 @@ def test_a_failure_before_any_change_says_so(host, capsys):
     host["systemctl"].fail["disable"] = (1, "Failed to disable unit: Access denied")
     result = run(capsys, args(host))
     assert result["failed"] is True and result["changed"] is False
-    assert result["msg"] == "stop and disable keepdata-backup-app2-forget.timer failed (Failed to disable unit: Access denied); nothing was changed"
+    assert result["msg"] == "stop and disable keepdata-backup-app2-drill.timer failed (Failed to disable unit: Access denied); nothing was changed"
     assert (host["units"] / "keepdata-backup-app2.timer").exists() and (host["cfg"] / "jobs/app2.json").exists()
 
 
@@ -388,3 +386,35 @@ def test_a_config_dir_open_to_others_is_made_root_only(host, capsys):
     assert mode(host["cfg"]) == "0o700"
     # Once fixed, nothing more to do.
     assert run(capsys, args(host))["changed"] is False
+
+
+def test_switching_drills_off_stops_and_removes_the_drill_units_and_back_on(host, capsys):
+    run(capsys, args(host))
+    systemctl = host["systemctl"]
+    before = len(systemctl.calls)
+    result = run(capsys, args(host, plan(host, drill_enabled=False)))
+    drill = ["keepdata-backup-app1-drill.service", "keepdata-backup-app1-drill.timer"]
+    assert result["timers_stopped"] == ["keepdata-backup-app1-drill.timer"]
+    assert sorted(result["removed"]) == ["%s/%s" % (host["units"], unit) for unit in drill]
+    assert sorted(os.listdir(host["units"])) == sorted(set(UNITS_OF_APP1 + ["keepdata-backup-failed@.service"]) - set(drill))
+    changes = [c for c in systemctl.calls[before:] if c["argv"][1] not in QUERIES]
+    assert [(" ".join(c["argv"][1:]), c["present"]) for c in changes] == [("disable --now keepdata-backup-app1-drill.timer", [True]), ("daemon-reload", [])]
+    # The job's configuration still says how a drill by hand samples: not rewritten.
+    assert result["written"] == []
+    # On again: written and started.
+    result = run(capsys, args(host))
+    assert sorted(result["written"]) == ["%s/%s" % (host["units"], unit) for unit in drill]
+    assert result["timers_started"] == ["keepdata-backup-app1-drill.timer"]
+
+
+def test_the_tagged_template_is_kept_and_removed_with_its_job(host, capsys):
+    two = plan(host, jobs=[{"name": "app1", "paths": ["/srv/app1"]}, {"name": "app2", "paths": ["/srv/app2"]}])
+    run(capsys, args(host, two))
+    template = host["units"] / "keepdata-backup-app2@.service"
+    assert "ExecStart=/usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py run app2 --tag %i\n" in template.read_text()
+    # A drop-in directory or an instance link of an operator is not the role's: left alone.
+    (host["units"] / "keepdata-backup-app2@.service.d").mkdir()
+    result = run(capsys, args(host))
+    assert "%s/keepdata-backup-app2@.service" % host["units"] in result["removed"]
+    assert not template.exists() and (host["units"] / "keepdata-backup-app2@.service.d").is_dir()
+    assert (host["units"] / "keepdata-backup-app1@.service").exists()

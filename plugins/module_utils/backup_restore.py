@@ -1,0 +1,629 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Listing, restoring and exporting the snapshots of a job of role keepdata.storage.backup.
+
+Used by modules backup_info, backup_restore and backup_export on the managed host. They read the job's
+configuration that the role wrote (``<config_dir>/jobs/<job>.json``) and run restic with the same repository,
+options and secret files as the job's units: restic's environment is built by the runner's ``restic_env``, so
+secrets reach restic as file paths only.
+
+Pure functions choose the snapshot and plan the restore; ``JobRestic`` runs restic; ``Restore`` does the work in
+an order that never loses what is there: every check first, then each path restored into a staging directory
+beside its destination (same file system) and verified, and only when all of them are staged, the existing
+content is renamed aside and the staged tree renamed into place.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as runner
+from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import TRANSIENT_PAUSES, is_transient
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, has_control_chars
+
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+AS_OF = re.compile(r"[A-Za-z0-9 :.,+/@-]{1,64}")
+ASIDE_MARK = ".keepdata-moved-"
+STAGE_PREFIX = ".keepdata-restore-"
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+CHUNK = 1 << 20
+
+
+class RestoreError(Exception):
+    """A check or a step failed; the message names the option or the path, never a secret."""
+
+
+# --- input -----------------------------------------------------------------------------------------------------
+
+
+def selection_spec(**extra):
+    """The argument spec of the options that choose the job and the snapshot (doc fragment backup_job), plus ``extra``."""
+    spec = dict(
+        job=dict(type="str", required=True),
+        config_dir=dict(type="path", default="/etc/keepdata/backup"),
+        source_host=dict(type="str", default=""),
+        snapshot=dict(type="str", default="latest"),
+        as_of=dict(type="str", default=""),
+    )
+    spec.update(extra)
+    return spec
+
+
+def inside_path_error(option, value):
+    """None when ``value`` is an absolute path of a snapshot (any name but control characters, no . or ..)."""
+    if not isinstance(value, str) or has_control_chars(value):
+        return "%s must not contain control characters (newline, tab, ...)" % option
+    parts = value.split("/")
+    if not value.startswith("/") or value == "/" or "" in parts[1:] or any(part in (".", "..") for part in parts):
+        return '%s "%s" must be an absolute path other than /, without . or .. or //' % (option, value)
+    return None
+
+
+def selection_errors(params):
+    """Errors of the options that choose the job and the snapshot (shared by the three modules)."""
+    errors = []
+    job = params.get("job") or ""
+    if has_control_chars(job) or not runner.JOB_NAME.match(job):
+        errors.append("job must be a job name of role keepdata.storage.backup (1 to 40 of a-z 0-9 _ -)")
+    config_dir = params.get("config_dir") or ""
+    problem = abs_path_error("config_dir", config_dir.rstrip("/"))
+    if problem:
+        errors.append(problem)
+    snapshot = params.get("snapshot") or "latest"
+    if snapshot != "latest" and (has_control_chars(snapshot) or not SNAPSHOT_ID.fullmatch(snapshot)):
+        errors.append("snapshot must be latest or a snapshot ID (8 to 64 hexadecimal digits)")
+    as_of = params.get("as_of") or ""
+    if as_of and (has_control_chars(as_of) or not AS_OF.fullmatch(as_of)):
+        errors.append("as_of must be a date and time such as 2026-11-30 18:00 or yesterday 18:00 (letters, digits, blanks and : . , + / @ -)")
+    if as_of and snapshot != "latest":
+        errors.append("snapshot and as_of are mutually exclusive: give one")
+    source_host = params.get("source_host") or ""
+    if source_host and (has_control_chars(source_host) or not HOST_NAME.fullmatch(source_host)):
+        errors.append("source_host must be a host name (letters, digits, . _ -)")
+    return errors
+
+
+# --- snapshots -------------------------------------------------------------------------------------------------
+
+
+def snapshot_facts(snap):
+    """What the modules report of one snapshot (restic's own keys renamed for readers)."""
+    return {
+        "id": snap.get("id", ""),
+        "short_id": snap.get("short_id") or snap.get("id", "")[:8],
+        "time": snap.get("time", ""),
+        "timestamp": runner.snapshot_time(snap.get("time")),
+        "host": snap.get("hostname", ""),
+        "tags": list(snap.get("tags") or []),
+        "paths": list(snap.get("paths") or []),
+    }
+
+
+def sorted_snapshots(snapshots):
+    """Oldest first by time (restic's order breaks ties)."""
+    keyed = [(runner.snapshot_time(snap.get("time")), index, snap) for index, snap in enumerate(snapshots)]
+    keyed.sort(key=lambda item: (item[0] if item[0] is not None else float("-inf"), item[1]))
+    return [snap for _moment, _index, snap in keyed]
+
+
+def pick_snapshot(snapshots, *, snapshot="latest", as_of=None, where=""):
+    """The snapshot chosen by ID prefix, by time (the newest at or before ``as_of``, seconds) or the latest."""
+    if not snapshots:
+        raise RestoreError("no snapshot of %s" % where)
+    if snapshot and snapshot != "latest":
+        found = [snap for snap in snapshots if str(snap.get("id", "")).startswith(snapshot)]
+        if not found:
+            raise RestoreError("no snapshot %s among the %d snapshots of %s" % (snapshot, len(snapshots), where))
+        if len(found) > 1:
+            raise RestoreError("snapshot %s is ambiguous: %d snapshots of %s start with it" % (snapshot, len(found), where))
+        return found[0]
+    if as_of is not None:
+        before = [snap for snap in sorted_snapshots(snapshots) if (runner.snapshot_time(snap.get("time")) or float("inf")) <= as_of]
+        if not before:
+            raise RestoreError("no snapshot of %s at or before %s" % (where, time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(as_of))))
+        return before[-1]
+    return runner.latest_snapshot(snapshots)
+
+
+def parse_nodes(text):
+    """The nodes of ``restic ls --json`` (the first line describes the snapshot, the others its files)."""
+    nodes = []
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            node = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(node, dict) and node.get("struct_type", "node") == "node" and node.get("path"):
+            nodes.append(node)
+    return nodes
+
+
+def under(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def tally(nodes, source):
+    """(files, bytes) of the regular files at or under ``source``."""
+    files = [node for node in nodes if node.get("type") == "file" and under(node["path"], source)]
+    return len(files), sum(int(node.get("size") or 0) for node in files)
+
+
+# --- the restore plan ------------------------------------------------------------------------------------------
+
+
+def destination(source, target):
+    """Where ``source`` lands: itself, or the same path below ``target``."""
+    return source if not target else os.path.join(target, source.lstrip("/"))
+
+
+def restore_items(snapshot, config, *, paths=(), target=""):
+    """[{source, destination}]: the chosen paths (default: the snapshot's, the dumps only into another target)."""
+    snap_paths = [path.rstrip("/") or "/" for path in snapshot.get("paths") or []]
+    dump_dir = config.get("dump_dir") or ""
+    if paths:
+        sources = [path.rstrip("/") for path in paths]
+        for source in sources:
+            if not any(under(source, root) for root in snap_paths):
+                raise RestoreError('paths: "%s" is not in snapshot %s (it holds %s)' % (source, snapshot.get("short_id"), ", ".join(snap_paths)))
+    else:
+        sources = [path for path in snap_paths if target or not (dump_dir and under(path, dump_dir))]
+    for index, source in enumerate(sources):
+        for other in sources[index + 1 :]:
+            if under(source, other) or under(other, source):
+                raise RestoreError('paths: "%s" and "%s" overlap: give one of them' % (source, other))
+    return [{"source": source, "destination": destination(source, target)} for source in sources]
+
+
+def aside_path(dest, stamp, exists=os.path.lexists):
+    """A free name beside ``dest`` for what is there now: DEST.keepdata-moved-STAMP[-N]."""
+    base = "%s%s%s" % (dest.rstrip("/"), ASIDE_MARK, stamp)
+    candidate, number = base, 1
+    while exists(candidate):
+        number += 1
+        candidate = "%s-%d" % (base, number)
+    return candidate
+
+
+def restore_argv(config, snapshot_id, stage, sources, *, verify=True):
+    argv = runner.restic_command(config, "restore", snapshot_id, "--target", stage)
+    if verify:
+        argv.append("--verify")
+    for source in sources:
+        argv += ["--include", runner.include_pattern(source)]
+    return argv
+
+
+def dump_path(config, database):
+    return os.path.join(config["dump_dir"], runner.dump_file_name(database))
+
+
+def import_argv(database, dump_file):
+    """The argv that loads a PostgreSQL or MySQL dump into the database (its current data saved aside first)."""
+    if database["type"] == "postgresql":
+        user = database.get("user") or "postgres"
+        return ["runuser", "-u", user, "--", "pg_restore", "--clean", "--if-exists", "--dbname", database["database"], dump_file]
+    if database["type"] == "mysql":
+        argv = ["mysql"]
+        if database.get("defaults_file"):
+            argv.append("--defaults-extra-file=" + database["defaults_file"])
+        return argv + [database["database"]]
+    raise RestoreError("database %s: no import command for type %s" % (database.get("name"), database.get("type")))
+
+
+def sqlite_target(database, items):
+    """(path, restored with the files?) of an SQLite database."""
+    path = database["path"]
+    return path, any(under(path, item["source"]) for item in items)
+
+
+def describe_plan(snapshot, items, databases, services):
+    """The lines a --check or --diff shows: what would be restored where, and what would move aside."""
+    lines = ["snapshot %s of %s at %s" % (snapshot["short_id"], snapshot["host"], snapshot["time"])]
+    for item in items:
+        line = "restore %s -> %s (%d files, %s)" % (item["source"], item["destination"], item["files"], runner.format_bytes(item["bytes"]))
+        if item.get("moved_aside"):
+            line += "; current content moved to %s" % item["moved_aside"]
+        lines.append(line)
+    lines += ["import %s database %s" % (db["type"], db["name"]) for db in databases]
+    if services:
+        lines.append("stop, then start again: %s" % ", ".join(services))
+    return lines
+
+
+# --- restic ----------------------------------------------------------------------------------------------------
+
+
+class JobRestic:
+    """restic with the job's repository, options and secret files; read-only commands retried when transient."""
+
+    def __init__(self, config, *, run=subprocess.run, sleep=time.sleep, environ=None, timeout=None):
+        self.config = config
+        self.env = runner.restic_env(config, dict(os.environ if environ is None else environ))
+        self.run = run
+        self.sleep = sleep
+        self.timeout = timeout
+
+    def call(self, argv, *, retry=False, stdout=None):
+        pauses = list(TRANSIENT_PAUSES) if retry else []
+        while True:
+            kwargs = {"stdout": stdout} if stdout is not None else {"stdout": subprocess.PIPE}
+            try:
+                proc = self.run(argv, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, timeout=self.timeout, **kwargs)
+            except OSError as exc:
+                raise RestoreError("cannot run restic: %s" % (exc.strerror or exc)) from exc
+            except subprocess.TimeoutExpired as exc:
+                raise RestoreError(
+                    "restic %s did not finish within %s seconds" % (argv[len(self.config.get("restic_options") or []) + 1], self.timeout)
+                ) from exc
+            out = _text(proc.stdout)
+            err = _text(proc.stderr)
+            if not pauses or proc.returncode == 0 or not is_transient(proc.returncode, err):
+                return proc.returncode, out, err
+            self.sleep(pauses.pop(0))
+
+    def checked(self, argv, what, *, retry=False, stdout=None):
+        rc, out, err = self.call(argv, retry=retry, stdout=stdout)
+        if rc != 0:
+            raise RestoreError("%s failed (%s): %s" % (what, runner.describe_exit(rc), runner.restic_hint(err)))
+        return out
+
+    def snapshots(self, host):
+        argv = runner.restic_command(self.config, "snapshots", "--json", "--host", host, "--tag", runner.job_tag(self.config["name"]))
+        return runner.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
+
+    def nodes(self, snapshot_id):
+        return parse_nodes(self.checked(runner.restic_command(self.config, "ls", "--json", snapshot_id), "restic ls", retry=True))
+
+    def restore_size(self, snapshot_id):
+        out = self.checked(runner.restic_command(self.config, "stats", "--json", "--mode", "restore-size", snapshot_id), "restic stats", retry=True)
+        try:
+            return int(json.loads(out).get("total_size") or 0)
+        except (ValueError, AttributeError):
+            return None
+
+    def repository(self):
+        """{id, version, locks} of the repository (the config needs the password: it proves the repository opens)."""
+        config = json.loads(self.checked(runner.restic_command(self.config, "cat", "config"), "restic cat config", retry=True) or "{}")
+        locks = self.checked(runner.restic_command(self.config, "list", "locks", "--no-lock"), "restic list locks", retry=True)
+        return {"id": config.get("id", ""), "version": config.get("version", 0), "locks": len([line for line in locks.splitlines() if line.strip()])}
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""
+
+
+def load_job(config_dir, job):
+    try:
+        return runner.load_config(os.path.join(config_dir.rstrip("/"), "jobs"), job)
+    except runner.JobError as exc:
+        raise RestoreError("job %s: %s (is role keepdata.storage.backup applied to this host?)" % (job, exc)) from exc
+
+
+def epoch_reader(run_command):
+    """A function reading a time text as seconds since the epoch with GNU date on this host (its time zone)."""
+
+    def epoch_of(text):
+        rc, out, _err = run_command(["date", "-d", text, "+%s"], environ_update={"LC_ALL": "C"})
+        if rc != 0 or not out.strip().lstrip("-").isdigit():
+            raise RestoreError('as_of "%s" is not a date that date -d understands' % text)
+        return int(out.strip())
+
+    return epoch_of
+
+
+def choose(restic, config, params, epoch_of):
+    """The snapshot the options name, as restic's dict, and the host whose snapshots were searched."""
+    host = params.get("source_host") or config["host"]
+    as_of = epoch_of(params["as_of"]) if params.get("as_of") else None
+    snapshots = restic.snapshots(host)
+    where = "job %s of host %s" % (config["name"], host)
+    return pick_snapshot(snapshots, snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where), host
+
+
+# --- the host --------------------------------------------------------------------------------------------------
+
+
+def content_state(path):
+    """missing, empty (an empty directory), mount (a mount point), or present (anything else, a symlink included)."""
+    if not os.path.lexists(path):
+        return "missing"
+    if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.ismount(path):
+            return "mount"
+        with os.scandir(path) as entries:
+            return "present" if any(True for _entry in entries) else "empty"
+    return "present"
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Restore:
+    """One restore: ``plan()`` checks everything and says what would happen; ``apply()`` does it."""
+
+    def __init__(self, restic, config, snapshot, params, *, run=subprocess.run, stamp=None):
+        self.restic = restic
+        self.config = config
+        self.snapshot = snapshot
+        self.facts = snapshot_facts(snapshot)
+        self.params = params
+        self.run = run
+        self.stamp = stamp or time.strftime("%Y%m%dT%H%M%S")
+        self.target = (params.get("target") or "").rstrip("/")
+        self.items = []
+        self.databases = []
+        self.services = []
+        self.plan_lines = None
+        # What has been done, for an honest result when a later step fails.
+        self.done = {"moved_aside": [], "restored": [], "imported": [], "stopped": [], "started": [], "created_dirs": []}
+
+    # -- checks
+    def plan(self):
+        self.items = restore_items(self.snapshot, self.config, paths=self.params.get("paths") or (), target=self.target)
+        nodes = self.restic.nodes(self.facts["id"])
+        refused = []
+        for item in self.items:
+            item["files"], item["bytes"] = tally(nodes, item["source"])
+            if not any(under(node["path"], item["source"]) for node in nodes):
+                raise RestoreError('snapshot %s holds nothing at "%s"' % (self.facts["short_id"], item["source"]))
+            item["state"] = content_state(item["destination"])
+            if item["state"] == "mount":
+                raise RestoreError(
+                    "%s is a mount point: a restore cannot move it aside; restore into another directory (target) and copy" % item["destination"]
+                )
+            if item["state"] == "present":
+                if self.params.get("move_aside"):
+                    item["moved_aside"] = aside_path(item["destination"], self.stamp)
+                else:
+                    refused.append(item["destination"])
+        self.databases = self._database_plan(refused)
+        if refused:
+            raise RestoreError(
+                "not empty: %s. Nothing was changed; set move_aside to move the current content aside (never deleted), "
+                "or restore into another directory (target)" % ", ".join(refused)
+            )
+        self.services = list(self.config.get("services") or []) if not self.target and self.params.get("stop_services", True) else []
+        self.plan_lines = describe_plan(self.facts, self.items, self.databases, self.services)
+        return self.plan_lines
+
+    def _database_plan(self, refused):
+        """The databases to re-import: only when restoring to the original paths."""
+        if self.target or not self.params.get("databases", True):
+            return []
+        plan = []
+        for database in self.config.get("databases") or []:
+            entry = {"name": database["name"], "type": database["type"], "dump": dump_path(self.config, database), "database": database}
+            if database["type"] == "sqlite":
+                path, with_files = sqlite_target(database, self.items)
+                entry["path"] = path
+                if not with_files and content_state(path) == "present":
+                    if self.params.get("move_aside"):
+                        entry["moved_aside"] = aside_path(path, self.stamp)
+                    else:
+                        refused.append(path)
+            plan.append(entry)
+        return plan
+
+    # -- changes
+    def apply(self):
+        """Stage and verify every path and fetch every dump first; only then swap the paths in and import."""
+        staged, dumps = [], {}
+        try:
+            self._stop_services()
+            for item in self.items:
+                staged.append((item, self._stage(item)))
+            for entry in self.databases:
+                dumps[entry["name"]] = self._fetch_dump(entry)
+            for item, (stage, tree) in staged:
+                self._swap(item, tree)
+                shutil.rmtree(stage, ignore_errors=True)
+            staged = []
+            for entry in self.databases:
+                self._import(entry, dumps[entry["name"]])
+        finally:
+            for _item, (stage, _tree) in staged:
+                shutil.rmtree(stage, ignore_errors=True)
+            for path in dumps.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            self._start_services()
+
+    def _stage(self, item):
+        """Restore one path into a staging directory beside its destination (same file system), verified."""
+        parent = os.path.dirname(item["destination"])
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o755)
+            self.done["created_dirs"].append(parent)
+        stage = tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent)
+        try:
+            argv = restore_argv(self.config, self.facts["id"], stage, [item["source"]], verify=self.params.get("verify", True))
+            rc, out, err = self.restic.call(argv)
+            tree = os.path.join(stage, item["source"].lstrip("/"))
+            if rc != 0:
+                raise RestoreError("restic restore of %s failed (%s): %s" % (item["source"], runner.describe_exit(rc), runner.restic_hint(err)))
+            if self.params.get("verify", True) and "finished verifying" not in out + err:
+                raise RestoreError("restic restore of %s did not report its verification" % item["source"])
+            if not os.path.lexists(tree):
+                raise RestoreError("restic restore of %s wrote nothing" % item["source"])
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return stage, tree
+
+    def _swap(self, item, tree):
+        dest = item["destination"]
+        state = content_state(dest)
+        if state == "present":
+            if not item.get("moved_aside"):
+                raise RestoreError("%s was filled while the restore ran; nothing of it was touched" % dest)
+            os.rename(dest, item["moved_aside"])
+            self.done["moved_aside"].append({"path": dest, "moved_to": item["moved_aside"]})
+        elif state == "empty":
+            os.rmdir(dest)
+        elif state == "mount":
+            raise RestoreError("%s became a mount point while the restore ran" % dest)
+        os.rename(tree, dest)
+        self.done["restored"].append(dest)
+
+    def _fetch_dump(self, entry):
+        """The database's dump from the snapshot, in a private temporary file under the state directory."""
+        directory = self.config.get("state_dir") or None
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(prefix=".keepdata-dump-", dir=directory, delete=False)
+        try:
+            with handle:
+                os.fchmod(handle.fileno(), 0o600)
+                self.restic.checked(
+                    runner.restic_command(self.config, "dump", self.facts["id"], entry["dump"]), "restic dump of %s" % entry["dump"], stdout=handle
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(handle.name)
+            raise
+        return handle.name
+
+    def _import(self, entry, dump_file):
+        if entry["type"] == "sqlite":
+            self._import_sqlite(entry, dump_file)
+        else:
+            self._import_server(entry, dump_file)
+        self.done["imported"].append(entry["name"])
+
+    def _import_sqlite(self, entry, dump_file):
+        path = entry["path"]
+        if entry.get("moved_aside"):
+            for suffix in ("",) + SQLITE_SIDE_FILES:
+                if os.path.lexists(path + suffix):
+                    os.rename(path + suffix, entry["moved_aside"] + suffix)
+            self.done["moved_aside"].append({"path": path, "moved_to": entry["moved_aside"]})
+        reference = path if os.path.exists(path) else os.path.dirname(path)
+        info = os.stat(reference) if os.path.exists(reference) else None
+        temp = path + ".keepdata-restore.tmp"
+        shutil.copyfile(dump_file, temp)
+        if info is not None:
+            os.chown(temp, info.st_uid, info.st_gid)
+            os.chmod(temp, info.st_mode & 0o777 if reference == path else 0o640)
+        os.replace(temp, path)
+        # The files restore brought back the live database's journal next to a copy taken while it ran: the dump is
+        # the consistent one, and a journal beside it would be replayed over it.
+        for suffix in SQLITE_SIDE_FILES:
+            if os.path.lexists(path + suffix):
+                os.unlink(path + suffix)
+
+    def _import_server(self, entry, dump_file):
+        database = entry["database"]
+        aside = os.path.join(
+            self.config["state_dir"], "restore-aside", "%s-%s.%s" % (database["name"], self.stamp, runner.dump_file_name(database).rsplit(".", 1)[1])
+        )
+        os.makedirs(os.path.dirname(aside), mode=0o700, exist_ok=True)
+        with open(aside, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
+            proc = self.run(runner.dump_command(database), stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0:
+            raise RestoreError(
+                "saving the current %s database %s aside failed (%s); it was not replaced"
+                % (database["type"], database["name"], runner.describe_exit(proc.returncode))
+            )
+        self.done["moved_aside"].append({"path": "%s database %s" % (database["type"], database["name"]), "moved_to": aside})
+        with open(dump_file, "rb") as source:
+            argv = import_argv(database, dump_file)
+            stdin = source if database["type"] == "mysql" else subprocess.DEVNULL
+            proc = self.run(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if proc.returncode != 0:
+            raise RestoreError(
+                "import of %s database %s failed (%s): %s"
+                % (database["type"], database["name"], runner.describe_exit(proc.returncode), runner.last_line(_text(proc.stderr)))
+            )
+
+    def _systemctl(self, *args):
+        return self.run(["systemctl"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+
+    def _stop_services(self):
+        for unit in self.services:
+            if self._systemctl("is-active", "--quiet", unit).returncode != 0:
+                continue
+            proc = self._systemctl("stop", unit)
+            if proc.returncode != 0:
+                raise RestoreError("systemctl stop %s failed: %s" % (unit, runner.last_line(_text(proc.stderr))))
+            self.done["stopped"].append(unit)
+
+    def _start_services(self):
+        failed = []
+        for unit in self.done["stopped"]:
+            if self._systemctl("start", unit).returncode == 0:
+                self.done["started"].append(unit)
+            else:
+                failed.append(unit)
+        if failed:
+            raise RestoreError("could not start again: %s" % ", ".join(failed))
+
+
+# --- export ----------------------------------------------------------------------------------------------------
+
+
+def export_argv(config, snapshot_id, path="/"):
+    return runner.restic_command(config, "dump", "--archive", "tar", snapshot_id, path)
+
+
+def export(restic, config, snapshot_id, dest, *, compress="none", popen=subprocess.Popen):
+    """Write the snapshot as a tar (zstd-compressed when asked) to DEST through a temporary file; its sha256 and size."""
+    directory = os.path.dirname(dest)
+    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if compress == "zstd":
+                _export_zstd(restic, config, snapshot_id, handle, popen)
+            else:
+                restic.checked(export_argv(config, snapshot_id), "restic dump", stdout=handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o600)
+        digest, size = sha256_file(temp), os.path.getsize(temp)
+        os.rename(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return digest, size
+
+
+def _export_zstd(restic, config, snapshot_id, handle, popen):
+    zstd = shutil.which("zstd")
+    if not zstd:
+        raise RestoreError("compress=zstd needs the zstd command on the host (package zstd)")
+    squeezer = popen([zstd, "-q", "-T0", "-c"], stdin=subprocess.PIPE, stdout=handle, stderr=subprocess.PIPE)
+    try:
+        rc, _out, err = restic.call(export_argv(config, snapshot_id), stdout=squeezer.stdin)
+    finally:
+        squeezer.stdin.close()
+        zstd_err = squeezer.stderr.read()
+        squeezer.stderr.close()
+        zstd_rc = squeezer.wait()
+    if rc != 0:
+        raise RestoreError("restic dump failed (%s): %s" % (runner.describe_exit(rc), runner.restic_hint(err)))
+    if zstd_rc != 0:
+        raise RestoreError("zstd failed (%s): %s" % (runner.describe_exit(zstd_rc), runner.last_line(_text(zstd_err))))

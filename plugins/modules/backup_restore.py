@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: backup_restore
+short_description: Restore a snapshot of a backup job, never over data that is there
+version_added: "0.4.0"
+description:
+  - Restores a snapshot of one job of role C(keepdata.storage.backup) (the latest, one by ID, or the newest at or
+    before a time), whole or some of its paths, to the original paths or below another directory, from this host's
+    snapshots or, with O(source_host), from another host's (clone or migrate through the same repository).
+  - Never loses what is there. Every check runs first; a destination that is not empty fails the module unless
+    O(move_aside), and then its content is renamed to C(DEST.keepdata-moved-TIME) (RV(moved_aside)), never deleted.
+  - Either completes or changes nothing at the destinations. Each path is restored into a staging directory beside
+    its destination (same file system) and checked with restic's C(--verify); only when every path is staged are the
+    current contents renamed aside and the staged trees renamed into place.
+  - To the original paths, stops the job's C(services) that are running before the first change and starts them
+    again afterwards, also when the restore failed; then re-imports the job's database dumps from the snapshot
+    (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the
+    role's state directory, then load the snapshot's dump).
+  - A destination that is a mount point is refused (it cannot be renamed aside); restore below another directory.
+author:
+  - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.backup_job
+options:
+  paths:
+    description: Paths to restore, each one of the snapshot's paths or a path below one. Default every path of the snapshot.
+    type: list
+    elements: str
+    default: []
+  target:
+    description:
+      - Restore below this directory (C(TARGET/srv/app) for C(/srv/app)) instead of to the original paths. Services
+        are then left alone and databases are not imported (their dumps land as files below O(target)).
+    type: path
+    default: ""
+  move_aside:
+    description: Move the current content of a destination that is not empty aside (renamed, never deleted) instead of failing.
+    type: bool
+    default: false
+  databases:
+    description: Re-import the job's databases from their dumps after the files (only to the original paths).
+    type: bool
+    default: true
+  stop_services:
+    description: Stop the job's running C(services) during a restore to the original paths, and start them afterwards.
+    type: bool
+    default: true
+  verify:
+    description: Have restic read every restored file back and compare it with the snapshot (C(restore --verify)).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Chooses the snapshot, checks every destination and returns RV(plan) of what would be restored where; changes nothing.
+  diff_mode:
+    support: full
+    description: The plan, and what moves aside, as the diff's after text.
+  platform:
+    support: full
+    description: Debian-family hosts with systemd.
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Restore job app as of yesterday 18:00, moving what is there now aside
+  keepdata.storage.backup_restore:
+    job: app
+    as_of: yesterday 18:00
+    move_aside: true
+
+- name: Clone the app of old-server onto this host
+  keepdata.storage.backup_restore:
+    job: app
+    source_host: old-server
+
+- name: One directory of the latest snapshot, below /var/tmp/inspect
+  keepdata.storage.backup_restore:
+    job: app
+    paths: [/srv/app/uploads]
+    target: /var/tmp/inspect
+"""
+
+RETURN = r"""
+snapshot:
+  description: The snapshot restored (see module M(keepdata.storage.backup_info) for its keys).
+  returned: always
+  type: dict
+plan:
+  description: What is (or in check mode would be) restored where, one line each.
+  returned: always
+  type: list
+  elements: str
+restored:
+  description: The paths restored, with their destination, files and bytes.
+  returned: always
+  type: list
+  elements: dict
+moved_aside:
+  description: Where the previous content went (C(path), C(moved_to)); empty when nothing was there.
+  returned: always
+  type: list
+  elements: dict
+databases:
+  description: The databases re-imported.
+  returned: always
+  type: list
+  elements: str
+services_stopped:
+  description: The services stopped for the restore.
+  returned: always
+  type: list
+  elements: str
+services_started:
+  description: The services started again.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import subprocess  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import (  # noqa: E402
+    JobRestic,
+    Restore,
+    RestoreError,
+    choose,
+    epoch_reader,
+    inside_path_error,
+    load_job,
+    selection_errors,
+    selection_spec,
+)
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error  # noqa: E402
+
+
+def input_errors(params):
+    errors = selection_errors(params)
+    for index, path in enumerate(params["paths"]):
+        problem = inside_path_error("paths[%d]" % index, path)
+        if problem:
+            errors.append(problem)
+    if params["target"]:
+        problem = abs_path_error("target", params["target"].rstrip("/"))
+        if problem:
+            errors.append(problem)
+    return errors
+
+
+def result_of(restore, changed):
+    done = restore.done
+    return dict(
+        changed=changed,
+        snapshot=restore.facts,
+        plan=restore.plan_lines,
+        restored=[
+            {"source": item["source"], "destination": item["destination"], "files": item["files"], "bytes": item["bytes"]}
+            for item in restore.items
+            if item["destination"] in done["restored"]
+        ],
+        moved_aside=done["moved_aside"],
+        databases=done["imported"],
+        services_stopped=done["stopped"],
+        services_started=done["started"],
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=selection_spec(
+            paths=dict(type="list", elements="str", default=[]),
+            target=dict(type="path", default=""),
+            move_aside=dict(type="bool", default=False),
+            databases=dict(type="bool", default=True),
+            stop_services=dict(type="bool", default=True),
+            verify=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    errors = input_errors(module.params)
+    if errors:
+        module.fail_json(msg="keepdata.storage.backup_restore: " + "; ".join(errors))
+    restore = None
+    try:
+        config = load_job(module.params["config_dir"], module.params["job"])
+        restic = JobRestic(config, run=subprocess.run)
+        snapshot, _host = choose(restic, config, module.params, epoch_reader(module.run_command))
+        restore = Restore(restic, config, snapshot, module.params)
+        restore.plan()
+        diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}
+        if module.check_mode:
+            module.exit_json(diff=diff, **result_of(restore, True))
+        restore.apply()
+    except (RestoreError, OSError) as exc:
+        extra = {}
+        if restore is not None and restore.plan_lines is not None:
+            done = restore.done
+            changed = bool(done["moved_aside"] or done["restored"] or done["imported"] or done["stopped"] or done["created_dirs"])
+            extra = result_of(restore, changed)
+        module.fail_json(msg="keepdata.storage.backup_restore: %s" % exc, **extra)
+    module.exit_json(diff=diff, **result_of(restore, True))
+
+
+if __name__ == "__main__":
+    main()

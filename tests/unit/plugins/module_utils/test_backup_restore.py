@@ -1,0 +1,538 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+from ansible_collections.keepdata.storage.plugins.module_utils import backup_restore as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import RestoreError
+
+PASSWORD_FILE = "/etc/kd/pw"  # noqa: S105 - a path, not a secret
+SNAP_A = {
+    "id": "aaaa1111" + "0" * 56,
+    "short_id": "aaaa1111",
+    "time": "2026-11-01T10:00:00Z",
+    "hostname": "web1",
+    "tags": ["keepdata-job=app"],
+    "paths": ["/srv/app"],
+}
+SNAP_B = {
+    "id": "bbbb2222" + "0" * 56,
+    "short_id": "bbbb2222",
+    "time": "2026-11-02T10:00:00+01:00",
+    "hostname": "web1",
+    "tags": ["keepdata-job=app"],
+    "paths": ["/srv/app"],
+}
+SNAP_C = {
+    "id": "bbbb3333" + "0" * 56,
+    "short_id": "bbbb3333",
+    "time": "2026-11-03T10:00:00.5Z",
+    "hostname": "web1",
+    "tags": ["keepdata-job=app"],
+    "paths": ["/srv/app"],
+}
+
+
+def params(**overrides):
+    base = {"job": "app", "config_dir": "/etc/keepdata/backup", "snapshot": "latest", "as_of": "", "source_host": ""}
+    base.update(overrides)
+    return base
+
+
+# --- input -----------------------------------------------------------------------------------------------------
+
+
+def test_good_selection_has_no_error():
+    assert br.selection_errors(params()) == []
+    assert br.selection_errors(params(snapshot="aaaa1111", source_host="old-web.example")) == []
+    assert br.selection_errors(params(as_of="yesterday 18:00")) == []
+    assert br.selection_errors(params(as_of="@1796061600")) == []
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"job": "My App"}, "job must be a job name"),
+        ({"job": "app\n"}, "job must be a job name"),
+        ({"config_dir": "etc/keepdata"}, 'config_dir "etc/keepdata" must be an absolute path'),
+        ({"snapshot": "aaaa"}, "snapshot must be latest or a snapshot ID"),
+        ({"snapshot": "ZZZZ1111"}, "snapshot must be latest or a snapshot ID"),
+        ({"snapshot": "aaaa1111\n"}, "snapshot must be latest or a snapshot ID"),
+        ({"as_of": "now; rm -rf /"}, "as_of must be a date and time"),
+        ({"as_of": "today\t18:00"}, "as_of must be a date and time"),
+        ({"as_of": "today", "snapshot": "aaaa1111"}, "mutually exclusive"),
+        ({"source_host": "-rf"}, "source_host must be a host name"),
+        ({"source_host": "web\r1"}, "source_host must be a host name"),
+    ],
+)
+def test_bad_selection_names_the_option(overrides, expected):
+    errors = br.selection_errors(params(**overrides))
+    assert any(expected in error for error in errors), errors
+
+
+@pytest.mark.parametrize("value", ["/srv/app", "/srv/app/My Files", "/srv/app/café", "/srv/a[1]*"])
+def test_inside_paths_accept_any_name(value):
+    assert br.inside_path_error("paths[0]", value) is None
+
+
+@pytest.mark.parametrize("value", ["srv/app", "/", "/srv/../etc", "/srv/./app", "/srv//app", "/srv/app\n", "/srv/\x00", "/srv/\tx"])
+def test_inside_paths_refuse_relative_dots_and_control_characters(value):
+    assert br.inside_path_error("paths[0]", value).startswith("paths[0]")
+
+
+# --- snapshots -------------------------------------------------------------------------------------------------
+
+
+def test_latest_is_the_newest_by_time():
+    assert br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B])["id"] == SNAP_C["id"]
+
+
+def test_snapshot_by_id_prefix():
+    assert br.pick_snapshot([SNAP_A, SNAP_B, SNAP_C], snapshot="bbbb2222")["id"] == SNAP_B["id"]
+
+
+def test_ambiguous_and_unknown_ids_fail():
+    with pytest.raises(RestoreError, match="ambiguous: 2 snapshots"):
+        br.pick_snapshot([SNAP_A, SNAP_B, SNAP_C], snapshot="bbbb")
+    with pytest.raises(RestoreError, match="no snapshot cccc0000 among the 3"):
+        br.pick_snapshot([SNAP_A, SNAP_B, SNAP_C], snapshot="cccc0000")
+
+
+def test_as_of_picks_the_newest_at_or_before_the_time():
+    # SNAP_B is 2026-11-02 09:00 UTC (written with +01:00).
+    b_time = br.runner.snapshot_time(SNAP_B["time"])
+    assert br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B], as_of=b_time)["id"] == SNAP_B["id"]
+    assert br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B], as_of=b_time - 1)["id"] == SNAP_A["id"]
+    with pytest.raises(RestoreError, match="no snapshot of job app at or before"):
+        br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B], as_of=0, where="job app")
+
+
+def test_no_snapshot_at_all():
+    with pytest.raises(RestoreError, match="no snapshot of job app of host web1"):
+        br.pick_snapshot([], where="job app of host web1")
+
+
+def test_snapshot_facts_and_order():
+    facts = br.snapshot_facts(SNAP_B)
+    assert facts["host"] == "web1" and facts["short_id"] == "bbbb2222" and facts["timestamp"] == br.runner.snapshot_time(SNAP_B["time"])
+    assert [snap["id"] for snap in br.sorted_snapshots([SNAP_C, SNAP_B, SNAP_A])] == [SNAP_A["id"], SNAP_B["id"], SNAP_C["id"]]
+
+
+def node(path, kind="file", size=0):
+    return json.dumps({"path": path, "type": kind, "size": size, "struct_type": "node"})
+
+
+def test_nodes_and_tally():
+    text = "\n".join(
+        [
+            json.dumps(dict(SNAP_A, struct_type="snapshot")),
+            node("/srv", "dir"),
+            node("/srv/app", "dir"),
+            node("/srv/app/a", size=5),
+            node("/srv/app/b/c", size=7),
+            node("/srv/apps/x", size=100),
+            "not json",
+            "",
+        ]
+    )
+    nodes = br.parse_nodes(text)
+    assert [n["path"] for n in nodes] == ["/srv", "/srv/app", "/srv/app/a", "/srv/app/b/c", "/srv/apps/x"]
+    assert br.tally(nodes, "/srv/app") == (2, 12)
+    assert br.tally(nodes, "/srv/app/b") == (1, 7)
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+CONFIG = {
+    "name": "app",
+    "dump_dir": "/var/lib/keepdata/backup/dumps/app",
+    "restic_options": ["-o", "s3.connections=5"],
+    "state_dir": "/var/lib/keepdata/backup",
+}
+SNAP_DUMPS = dict(SNAP_A, paths=["/srv/app", "/srv/media", "/var/lib/keepdata/backup/dumps/app"])
+
+
+def test_items_to_the_original_paths_leave_the_dumps_out():
+    items = br.restore_items(SNAP_DUMPS, CONFIG)
+    assert items == [{"source": "/srv/app", "destination": "/srv/app"}, {"source": "/srv/media", "destination": "/srv/media"}]
+
+
+def test_items_below_a_target_keep_the_dumps_as_files():
+    items = br.restore_items(SNAP_DUMPS, CONFIG, target="/inspect/x")
+    assert [item["destination"] for item in items] == ["/inspect/x/srv/app", "/inspect/x/srv/media", "/inspect/x/var/lib/keepdata/backup/dumps/app"]
+
+
+def test_items_of_chosen_paths():
+    assert br.restore_items(SNAP_DUMPS, CONFIG, paths=["/srv/app/uploads/"]) == [{"source": "/srv/app/uploads", "destination": "/srv/app/uploads"}]
+    with pytest.raises(RestoreError, match='"/srv/apps" is not in snapshot aaaa1111'):
+        br.restore_items(SNAP_DUMPS, CONFIG, paths=["/srv/apps"])
+    with pytest.raises(RestoreError, match="overlap"):
+        br.restore_items(SNAP_DUMPS, CONFIG, paths=["/srv/app", "/srv/app/uploads"])
+
+
+def test_aside_path_never_reuses_a_name():
+    taken = {"/srv/app.keepdata-moved-T1", "/srv/app.keepdata-moved-T1-2"}
+    assert br.aside_path("/srv/app/", "T1", exists=taken.__contains__) == "/srv/app.keepdata-moved-T1-3"
+    assert br.aside_path("/srv/app", "T2", exists=taken.__contains__) == "/srv/app.keepdata-moved-T2"
+
+
+def test_restore_argv_verifies_and_includes_the_escaped_path():
+    argv = br.restore_argv(CONFIG, "aaaa1111", "/srv/.stage", ["/srv/app/a[1]"])
+    assert argv[:6] == ["restic", "-o", "s3.connections=5", "restore", "aaaa1111", "--target"]
+    assert "--verify" in argv
+    assert argv[-2:] == ["--include", br.runner.include_pattern("/srv/app/a[1]")]
+    assert "--verify" not in br.restore_argv(CONFIG, "aaaa1111", "/s", ["/srv/app"], verify=False)
+
+
+def test_import_commands():
+    pg = {"type": "postgresql", "name": "app", "database": "appdb", "user": "app"}
+    assert br.import_argv(pg, "/dumps/d") == ["runuser", "-u", "app", "--", "pg_restore", "--clean", "--if-exists", "--dbname", "appdb", "/dumps/d"]
+    my = {"type": "mysql", "name": "app", "database": "appdb", "defaults_file": "/root/.my.cnf"}
+    assert br.import_argv(my, "/dumps/d") == ["mysql", "--defaults-extra-file=/root/.my.cnf", "appdb"]
+    with pytest.raises(RestoreError):
+        br.import_argv({"type": "oracle", "name": "x"}, "/dumps/d")
+
+
+def test_describe_plan_says_where_things_go():
+    facts = br.snapshot_facts(SNAP_A)
+    items = [{"source": "/srv/app", "destination": "/srv/app", "files": 3, "bytes": 2048, "moved_aside": "/srv/app.keepdata-moved-T"}]
+    lines = br.describe_plan(facts, items, [{"type": "sqlite", "name": "app"}], ["app.service"])
+    assert lines == [
+        "snapshot aaaa1111 of web1 at 2026-11-01T10:00:00Z",
+        "restore /srv/app -> /srv/app (3 files, 2.0 KiB); current content moved to /srv/app.keepdata-moved-T",
+        "import sqlite database app",
+        "stop, then start again: app.service",
+    ]
+
+
+# --- a restore on a real temporary tree with a fake restic ---------------------------------------------------------
+
+
+class FakeRestic:
+    """Restores by writing the snapshot's files (a dict path -> content) into the staging directory."""
+
+    def __init__(self, files, *, fail_on=(), dumps=None):
+        self.files = files
+        self.fail_on = set(fail_on)
+        self.dumps = dumps or {}
+        self.calls = []
+
+    def nodes(self, _snapshot_id):
+        nodes, dirs = [], set()
+        for path, content in self.files.items():
+            nodes.append({"path": path, "type": "file", "size": len(content)})
+            parent = os.path.dirname(path)
+            while parent != "/":
+                dirs.add(parent)
+                parent = os.path.dirname(parent)
+        return nodes + [{"path": d, "type": "dir"} for d in sorted(dirs)]
+
+    def call(self, argv, retry=False, stdout=None):
+        self.calls.append(argv)
+        stage = argv[argv.index("--target") + 1]
+        include = argv[argv.index("--include") + 1]
+        if include in self.fail_on:
+            return 1, "", "Fatal: something broke"
+        for path, content in self.files.items():
+            if br.under(path, include):
+                full = os.path.join(stage, path.lstrip("/"))
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "w") as handle:
+                    handle.write(content)
+        return 0, "verifying files in %s\nfinished verifying 1 files in %s" % (stage, stage), ""
+
+    def checked(self, argv, what, retry=False, stdout=None):
+        self.calls.append(argv)
+        stdout.write(self.dumps[argv[-1]])
+        return ""
+
+
+class Systemctl:
+    def __init__(self, active=(), fail_start=()):
+        self.active = set(active)
+        self.fail_start = set(fail_start)
+        self.calls = []
+
+    def __call__(self, argv, **_kwargs):
+        self.calls.append(argv)
+        unit = argv[-1]
+        rc = 0
+        if argv[1] == "is-active":
+            rc = 0 if unit in self.active else 3
+        elif argv[1] == "stop":
+            self.active.discard(unit)
+        elif argv[1] == "start":
+            rc = 1 if unit in self.fail_start else 0
+            if not rc:
+                self.active.add(unit)
+        return subprocess.CompletedProcess(argv, rc, b"", b"")
+
+
+def tree(root):
+    found = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path) as handle:
+                found[os.path.relpath(path, root)] = handle.read()
+    return found
+
+
+@pytest.fixture
+def site(tmp_path):
+    app = tmp_path / "srv" / "app"
+    media = tmp_path / "srv" / "media"
+    app.mkdir(parents=True)
+    media.mkdir()
+    (app / "current.txt").write_text("now")
+    config = dict(CONFIG, name="app", services=["app.service"], databases=[], state_dir=str(tmp_path / "state"), dump_dir=str(tmp_path / "dumps"))
+    snapshot = dict(SNAP_A, paths=[str(app), str(media)])
+    files = {str(app / "old.txt"): "then", str(media / "m.txt"): "media"}
+    return tmp_path, config, snapshot, files
+
+
+def run_restore(site, *, fake=None, systemctl=None, **options):
+    tmp_path, config, snapshot, files = site
+    restic = fake or FakeRestic(files)
+    opts = {"paths": [], "target": "", "move_aside": False, "databases": True, "stop_services": True, "verify": True}
+    opts.update(options)
+    restore = br.Restore(restic, config, snapshot, opts, run=systemctl or Systemctl(active=["app.service"]), stamp="T1")
+    restore.plan()
+    return restore
+
+
+def test_a_non_empty_destination_is_refused_before_any_change(site):
+    tmp_path = site[0]
+    before = tree(tmp_path)
+    with pytest.raises(RestoreError, match=r"not empty: .*srv/app\. Nothing was changed"):
+        run_restore(site)
+    assert tree(tmp_path) == before
+
+
+def test_move_aside_keeps_the_current_content_and_restores_the_snapshot(site):
+    tmp_path = site[0]
+    systemctl = Systemctl(active=["app.service"])
+    restore = run_restore(site, move_aside=True, systemctl=systemctl)
+    assert restore.plan_lines[1].endswith("current content moved to %s/srv/app.keepdata-moved-T1" % tmp_path)
+    restore.apply()
+    assert tree(tmp_path / "srv") == {"app/old.txt": "then", "media/m.txt": "media", "app.keepdata-moved-T1/current.txt": "now"}
+    assert restore.done["moved_aside"] == [{"path": str(tmp_path / "srv/app"), "moved_to": str(tmp_path / "srv/app.keepdata-moved-T1")}]
+    assert restore.done["stopped"] == ["app.service"] and restore.done["started"] == ["app.service"]
+    assert [call[1] for call in systemctl.calls] == ["is-active", "stop", "start"]
+    # No staging directory is left behind.
+    assert not [name for name in os.listdir(tmp_path / "srv") if name.startswith(br.STAGE_PREFIX)]
+
+
+def test_a_failure_while_staging_changes_nothing_and_starts_the_services_again(site):
+    tmp_path, _config, _snapshot, files = site
+    before = tree(tmp_path)
+    systemctl = Systemctl(active=["app.service"])
+    restore = run_restore(site, move_aside=True, fake=FakeRestic(files, fail_on=[br.runner.include_pattern(str(tmp_path / "srv/media"))]), systemctl=systemctl)
+    with pytest.raises(RestoreError, match="restic restore of .*/srv/media failed"):
+        restore.apply()
+    assert tree(tmp_path) == before
+    assert sorted(os.listdir(tmp_path / "srv")) == ["app", "media"]
+    assert restore.done["moved_aside"] == [] and restore.done["started"] == ["app.service"]
+    assert "app.service" in systemctl.active
+
+
+def test_a_service_that_does_not_start_again_is_reported(site):
+    restore = run_restore(site, move_aside=True, systemctl=Systemctl(active=["app.service"], fail_start=["app.service"]))
+    with pytest.raises(RestoreError, match="could not start again: app.service"):
+        restore.apply()
+    assert restore.done["restored"]
+
+
+def test_restore_below_a_target_leaves_services_and_databases_alone(site):
+    tmp_path = site[0]
+    systemctl = Systemctl(active=["app.service"])
+    restore = run_restore(site, target=str(tmp_path / "inspect"), systemctl=systemctl)
+    restore.apply()
+    assert tree(tmp_path / "inspect")[str(tmp_path / "srv/app/old.txt").lstrip("/")] == "then"
+    assert (tmp_path / "srv/app/current.txt").read_text() == "now"
+    assert systemctl.calls == [] and restore.services == []
+
+
+def test_an_empty_destination_is_replaced_without_moving_aside(site):
+    tmp_path = site[0]
+    (tmp_path / "srv/app/current.txt").unlink()
+    restore = run_restore(site)
+    restore.apply()
+    assert restore.done["moved_aside"] == []
+    assert (tmp_path / "srv/app/old.txt").read_text() == "then"
+
+
+def test_a_path_the_snapshot_lacks_is_refused(site):
+    tmp_path, config, snapshot, files = site
+    with pytest.raises(RestoreError, match="holds nothing at"):
+        run_restore((tmp_path, config, dict(snapshot, paths=snapshot["paths"] + [str(tmp_path / "srv/empty")]), files), move_aside=True)
+
+
+def test_sqlite_is_replaced_by_its_dump_and_the_restored_journal_dropped(site):
+    tmp_path, config, snapshot, files = site
+    db_path = str(tmp_path / "srv/app/app.sqlite3")
+    dump = tmp_path / "dump.sqlite3"
+    conn = sqlite3.connect(str(dump))
+    conn.execute("create table notes (body text)")
+    conn.execute("insert into notes values ('from the dump')")
+    conn.commit()
+    conn.close()
+    database = {"type": "sqlite", "name": "app", "path": db_path}
+    config = dict(config, databases=[database])
+    dump_in_snapshot = os.path.join(config["dump_dir"], "app.sqlite3")
+    files = dict(files, **{db_path: "torn copy", db_path + "-wal": "journal"})
+
+    class Dumps(FakeRestic):
+        def checked(self, argv, what, retry=False, stdout=None):
+            assert argv[-1] == dump_in_snapshot
+            stdout.write(dump.read_bytes())
+            return ""
+
+    os.makedirs(config["state_dir"])
+    restore = run_restore((tmp_path, config, snapshot, files), fake=Dumps(files), move_aside=True)
+    assert restore.plan_lines[-2] == "import sqlite database app"
+    restore.apply()
+    rows = sqlite3.connect(db_path).execute("select body from notes").fetchall()
+    assert rows == [("from the dump",)]
+    assert not os.path.exists(db_path + "-wal")
+    assert restore.done["imported"] == ["app"]
+
+
+def test_server_databases_are_saved_aside_before_the_import(site, tmp_path):
+    _root, config, snapshot, files = site
+    database = {"type": "postgresql", "name": "main", "database": "appdb"}
+    config = dict(config, databases=[database])
+    os.makedirs(config["state_dir"])
+    calls = []
+
+    def run(argv, **kwargs):
+        calls.append(argv)
+        if argv[0] == "systemctl":
+            return subprocess.CompletedProcess(argv, 3 if argv[1] == "is-active" else 0, b"", b"")
+        if "pg_dump" in argv:
+            kwargs["stdout"].write(b"current data")
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    fake = FakeRestic(files, dumps={os.path.join(config["dump_dir"], "main.pgdump"): b"snapshot data"})
+    restore = br.Restore(fake, config, snapshot, {"move_aside": True}, run=run, stamp="T9")
+    restore.plan()
+    restore.apply()
+    aside = os.path.join(config["state_dir"], "restore-aside", "main-T9.pgdump")
+    with open(aside, "rb") as handle:
+        assert handle.read() == b"current data"
+    assert oct(os.stat(aside).st_mode & 0o777) == "0o600"
+    assert any(argv[:5] == ["runuser", "-u", "postgres", "--", "pg_restore"] for argv in calls)
+    assert {"path": "postgresql database main", "moved_to": aside} in restore.done["moved_aside"]
+
+
+# --- export and restic -----------------------------------------------------------------------------------------
+
+
+class DumpRestic:
+    def __init__(self, payload, rc=0):
+        self.payload = payload
+        self.rc = rc
+
+    def checked(self, argv, what, retry=False, stdout=None):
+        stdout.write(self.payload)
+        if self.rc:
+            raise RestoreError("restic dump failed")
+        return ""
+
+    def call(self, argv, retry=False, stdout=None):
+        stdout.write(self.payload)
+        stdout.flush()
+        return self.rc, "", ""
+
+
+def test_export_writes_a_private_file_and_its_sha256(tmp_path):
+    dest = str(tmp_path / "out.tar")
+    digest, size = br.export(DumpRestic(b"tar bytes"), CONFIG, "aaaa1111", dest)
+    assert digest == hashlib.sha256(b"tar bytes").hexdigest() and size == 9
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o600"
+
+
+def test_a_failed_export_leaves_no_file(tmp_path):
+    with pytest.raises(RestoreError):
+        br.export(DumpRestic(b"half", rc=1), CONFIG, "aaaa1111", str(tmp_path / "out.tar"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_argv_dumps_the_whole_snapshot_as_tar():
+    assert br.export_argv(CONFIG, "aaaa1111") == ["restic", "-o", "s3.connections=5", "dump", "--archive", "tar", "aaaa1111", "/"]
+
+
+def test_job_restic_retries_a_transient_failure_of_a_read():
+    answers = [(1, "Fatal: connection refused"), (0, "")]
+    calls, pauses = [], []
+
+    def run(argv, **kwargs):
+        calls.append((argv, kwargs["env"]))
+        rc, err = answers.pop(0)
+        return subprocess.CompletedProcess(argv, rc, b"[]", err.encode())
+
+    config = dict(CONFIG, repository="s3:http://127.0.0.1:7480/b/p", host="web1", password_file=PASSWORD_FILE, s3_credentials_file="/etc/kd/s3")
+    restic = br.JobRestic(config, run=run, sleep=pauses.append, environ={"PATH": "/usr/bin", "RESTIC_PASSWORD": "leak"})
+    assert restic.snapshots("web1") == []
+    assert pauses == [1] and len(calls) == 2
+    argv, env = calls[0]
+    assert argv[-5:] == ["--json", "--host", "web1", "--tag", "keepdata-job=app"]
+    assert env["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE and "RESTIC_PASSWORD" not in env
+
+
+def test_job_restic_does_not_retry_a_real_error():
+    calls = []
+
+    def run(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1, b"", b"Fatal: wrong password or no key found")
+
+    config = dict(CONFIG, repository="/srv/backup", host="web1", password_file=PASSWORD_FILE)
+    with pytest.raises(RestoreError, match="restic snapshots failed \\(exit status 1\\): wrong repository password"):
+        br.JobRestic(config, run=run, sleep=lambda s: None, environ={}).snapshots("web1")
+    assert len(calls) == 1
+
+
+def test_epoch_reader_uses_gnu_date_and_refuses_what_it_cannot_read():
+    seen = []
+
+    def run_command(argv, environ_update=None):
+        seen.append(argv)
+        return (0, "1796061600\n", "") if argv[2] == "yesterday 18:00" else (1, "", "date: invalid date")
+
+    epoch_of = br.epoch_reader(run_command)
+    assert epoch_of("yesterday 18:00") == 1796061600
+    assert seen[0] == ["date", "-d", "yesterday 18:00", "+%s"]
+    with pytest.raises(RestoreError, match='as_of "garbage" is not a date'):
+        epoch_of("garbage")
+
+
+def test_a_dump_that_cannot_be_fetched_changes_nothing(site):
+    tmp_path, config, snapshot, files = site
+    config = dict(config, databases=[{"type": "sqlite", "name": "app", "path": str(tmp_path / "srv/app/app.sqlite3")}])
+    before = tree(tmp_path)
+
+    class NoDump(FakeRestic):
+        def checked(self, argv, what, retry=False, stdout=None):
+            raise RestoreError("restic dump of the dump failed")
+
+    systemctl = Systemctl(active=["app.service"])
+    restore = run_restore((tmp_path, config, snapshot, files), fake=NoDump(files), move_aside=True, systemctl=systemctl)
+    with pytest.raises(RestoreError, match="restic dump"):
+        restore.apply()
+    after = tree(tmp_path)
+    assert after == before
+    assert sorted(os.listdir(tmp_path / "srv")) == ["app", "media"]
+    assert restore.done["moved_aside"] == [] and restore.done["started"] == ["app.service"]
