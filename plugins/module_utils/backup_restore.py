@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -165,6 +166,20 @@ def tally(nodes, source):
     return len(files), sum(int(node.get("size") or 0) for node in files)
 
 
+def tally_tree(root):
+    """(files, bytes) of the regular files in a tree on disk (symbolic links not followed)."""
+    files = size = 0
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            info = os.lstat(os.path.join(directory, name))
+            if stat.S_ISREG(info.st_mode):
+                files += 1
+                size += info.st_size
+    if os.path.isfile(root) and not os.path.islink(root):
+        return 1, os.path.getsize(root)
+    return files, size
+
+
 # --- the restore plan ------------------------------------------------------------------------------------------
 
 
@@ -202,23 +217,19 @@ def aside_path(dest, stamp, exists=os.path.lexists):
 
 
 def restore_argv(config, snapshot_id, stage, sources, *, verify=True):
-    argv = runner.restic_command(config, "restore", snapshot_id, "--target", stage)
-    if verify:
-        argv.append("--verify")
-    for source in sources:
-        argv += ["--include", runner.include_pattern(source)]
-    return argv
+    return runner.restore_command(config, snapshot_id, stage, sources, verify=verify)
 
 
 def dump_path(config, database):
     return os.path.join(config["dump_dir"], runner.dump_file_name(database))
 
 
-def import_argv(database, dump_file):
-    """The argv that loads a PostgreSQL or MySQL dump into the database (its current data saved aside first)."""
+def import_argv(database):
+    """The argv that loads a PostgreSQL or MySQL dump, given on stdin, into the database (its current data saved aside first)."""
     if database["type"] == "postgresql":
         user = database.get("user") or "postgres"
-        return ["runuser", "-u", user, "--", "pg_restore", "--clean", "--if-exists", "--dbname", database["database"], dump_file]
+        # The dump comes on stdin: the file is root's (0600), pg_restore runs as the database's user.
+        return ["runuser", "-u", user, "--", "pg_restore", "--clean", "--if-exists", "--dbname", database["database"]]
     if database["type"] == "mysql":
         argv = ["mysql"]
         if database.get("defaults_file"):
@@ -237,7 +248,9 @@ def describe_plan(snapshot, items, databases, services):
     """The lines a --check or --diff shows: what would be restored where, and what would move aside."""
     lines = ["snapshot %s of %s at %s" % (snapshot["short_id"], snapshot["host"], snapshot["time"])]
     for item in items:
-        line = "restore %s -> %s (%d files, %s)" % (item["source"], item["destination"], item["files"], runner.format_bytes(item["bytes"]))
+        line = "restore %s -> %s" % (item["source"], item["destination"])
+        if item.get("files") is not None:
+            line += " (%d files, %s)" % (item["files"], runner.format_bytes(item["bytes"]))
         if item.get("moved_aside"):
             line += "; current content moved to %s" % item["moved_aside"]
         lines.append(line)
@@ -289,7 +302,7 @@ class JobRestic:
         return runner.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
 
     def nodes(self, snapshot_id):
-        return parse_nodes(self.checked(runner.restic_command(self.config, "ls", "--json", snapshot_id), "restic ls", retry=True))
+        return parse_nodes(self.checked(runner.ls_command(self.config, snapshot_id), "restic ls", retry=True))
 
     def restore_size(self, snapshot_id):
         out = self.checked(runner.restic_command(self.config, "stats", "--json", "--mode", "restore-size", snapshot_id), "restic stats", retry=True)
@@ -342,6 +355,13 @@ def choose(restic, config, params, epoch_of):
 # --- the host --------------------------------------------------------------------------------------------------
 
 
+def existing_ancestor(path):
+    """``path`` or its nearest ancestor that exists."""
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def content_state(path):
     """missing, empty (an empty directory), mount (a mount point), or present (anything else, a symlink included)."""
     if not os.path.lexists(path):
@@ -382,14 +402,18 @@ class Restore:
         self.done = {"moved_aside": [], "restored": [], "imported": [], "stopped": [], "started": [], "created_dirs": []}
 
     # -- checks
-    def plan(self):
+    def plan(self, count=True):
+        """Check everything before any change. ``count``: list the snapshot (restic ls) to tell the files and bytes
+        of each path now (a --check); a real restore counts what it staged instead, one repository read fewer."""
         self.items = restore_items(self.snapshot, self.config, paths=self.params.get("paths") or (), target=self.target)
-        nodes = self.restic.nodes(self.facts["id"])
+        nodes = self.restic.nodes(self.facts["id"]) if count else None
         refused = []
         for item in self.items:
-            item["files"], item["bytes"] = tally(nodes, item["source"])
-            if not any(under(node["path"], item["source"]) for node in nodes):
-                raise RestoreError('snapshot %s holds nothing at "%s"' % (self.facts["short_id"], item["source"]))
+            item["files"] = item["bytes"] = None
+            if nodes is not None:
+                item["files"], item["bytes"] = tally(nodes, item["source"])
+                if not any(under(node["path"], item["source"]) for node in nodes):
+                    raise RestoreError('snapshot %s holds nothing at "%s"' % (self.facts["short_id"], item["source"]))
             item["state"] = content_state(item["destination"])
             if item["state"] == "mount":
                 raise RestoreError(
@@ -431,51 +455,77 @@ class Restore:
     # -- changes
     def apply(self):
         """Stage and verify every path and fetch every dump first; only then swap the paths in and import."""
-        staged, dumps = [], {}
+        stages, dumps = [], {}
         try:
             self._stop_services()
-            for item in self.items:
-                staged.append((item, self._stage(item)))
+            trees = self._stage_all(stages)
+            for item, tree in trees:
+                item["files"], item["bytes"] = tally_tree(tree)
             for entry in self.databases:
                 dumps[entry["name"]] = self._fetch_dump(entry)
-            for item, (stage, tree) in staged:
+            for item, tree in trees:
                 self._swap(item, tree)
-                shutil.rmtree(stage, ignore_errors=True)
-            staged = []
             for entry in self.databases:
                 self._import(entry, dumps[entry["name"]])
         finally:
-            for _item, (stage, _tree) in staged:
-                shutil.rmtree(stage, ignore_errors=True)
             for path in dumps.values():
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            for stage in stages:
+                shutil.rmtree(stage, ignore_errors=True)
             self._start_services()
+            self.plan_lines = describe_plan(self.facts, self.items, self.databases, self.services)
 
-    def _stage(self, item):
-        """Restore one path into a staging directory beside its destination (same file system), verified."""
-        parent = os.path.dirname(item["destination"])
+    def _one_stage(self):
+        """The parent directory of a single staging directory for every path, or None.
+
+        restic 0.14 restores a whole snapshot about three times faster than the same files selected with --include:
+        when the restore takes every path of the snapshot and all destinations are on one file system, a single
+        restore without --include stages them all."""
+        if self.params.get("paths") or not self.items:
+            return None
+        devices = {os.stat(existing_ancestor(os.path.dirname(item["destination"]))).st_dev for item in self.items}
+        return os.path.dirname(self.items[0]["destination"]) if len(devices) == 1 else None
+
+    def _stage_all(self, stages):
+        """[(item, staged tree)]: every path restored (verified) into staging directories beside the destinations."""
+        parent = self._one_stage()
+        if parent is None:
+            return [(item, self._stage(item, stages, [item["source"]])) for item in self.items]
+        stage_trees = self._stage_paths(parent, stages, None)
+        return [(item, os.path.join(stage_trees, item["source"].lstrip("/"))) for item in self.items]
+
+    def _stage(self, item, stages, sources):
+        stage = self._stage_paths(os.path.dirname(item["destination"]), stages, sources)
+        return os.path.join(stage, item["source"].lstrip("/"))
+
+    def _stage_paths(self, parent, stages, sources):
+        """Restore ``sources`` (None: the whole snapshot) into a new staging directory in ``parent``; checks what it wrote."""
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o755)
             self.done["created_dirs"].append(parent)
         stage = tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent)
-        try:
-            argv = restore_argv(self.config, self.facts["id"], stage, [item["source"]], verify=self.params.get("verify", True))
-            rc, out, err = self.restic.call(argv)
-            tree = os.path.join(stage, item["source"].lstrip("/"))
-            if rc != 0:
-                raise RestoreError("restic restore of %s failed (%s): %s" % (item["source"], runner.describe_exit(rc), runner.restic_hint(err)))
-            if self.params.get("verify", True) and "finished verifying" not in out + err:
-                raise RestoreError("restic restore of %s did not report its verification" % item["source"])
-            if not os.path.lexists(tree):
-                raise RestoreError("restic restore of %s wrote nothing" % item["source"])
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        return stage, tree
+        stages.append(stage)
+        verify = self.params.get("verify", True)
+        argv = restore_argv(self.config, self.facts["id"], stage, sources or [], verify=verify)
+        what = ", ".join(sources) if sources else "snapshot %s" % self.facts["short_id"]
+        rc, out, err = self.restic.call(argv)
+        if rc != 0:
+            problems = runner.restore_problems(err, stage)
+            detail = runner.listed(problems) if problems else runner.restic_hint(err)
+            raise RestoreError("restic restore of %s failed (%s): %s" % (what, runner.describe_exit(rc), detail))
+        if verify and "finished verifying" not in out + err:
+            raise RestoreError("restic restore of %s did not report its verification" % what)
+        for item in self.items:
+            if (sources is None or item["source"] in sources) and not os.path.lexists(os.path.join(stage, item["source"].lstrip("/"))):
+                raise RestoreError('restic restore wrote nothing at "%s": the snapshot holds nothing there' % item["source"])
+        return stage
 
     def _swap(self, item, tree):
         dest = item["destination"]
+        if not os.path.isdir(os.path.dirname(dest)):
+            os.makedirs(os.path.dirname(dest), mode=0o755)
+            self.done["created_dirs"].append(os.path.dirname(dest))
         state = content_state(dest)
         if state == "present":
             if not item.get("moved_aside"):
@@ -550,9 +600,7 @@ class Restore:
             )
         self.done["moved_aside"].append({"path": "%s database %s" % (database["type"], database["name"]), "moved_to": aside})
         with open(dump_file, "rb") as source:
-            argv = import_argv(database, dump_file)
-            stdin = source if database["type"] == "mysql" else subprocess.DEVNULL
-            proc = self.run(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+            proc = self.run(import_argv(database), stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             raise RestoreError(
                 "import of %s database %s failed (%s): %s"

@@ -513,8 +513,10 @@ def include_batches(paths, budget=None):
     return batches
 
 
-def restore_command(config, snapshot_id, target, paths, flags=()):
-    argv = restic_command(config, "restore", *flags) + [snapshot_id, "--target", target, "--verify"]
+def restore_command(config, snapshot_id, target, paths, flags=(), *, verify=True):
+    """restic restore of ``paths`` (every path of the snapshot when empty) into ``target``, each file read back
+    and compared with the snapshot when ``verify``."""
+    argv = restic_command(config, "restore", *flags) + [snapshot_id, "--target", target] + (["--verify"] if verify else [])
     for path in paths:
         argv += ["--include", include_pattern(path)]
     return argv

@@ -18,9 +18,10 @@ description:
     snapshots or, with O(source_host), from another host's (clone or migrate through the same repository).
   - Never loses what is there. Every check runs first; a destination that is not empty fails the module unless
     O(move_aside), and then its content is renamed to C(DEST.keepdata-moved-TIME) (RV(moved_aside)), never deleted.
-  - Either completes or changes nothing at the destinations. Each path is restored into a staging directory beside
-    its destination (same file system) and checked with restic's C(--verify); only when every path is staged are the
-    current contents renamed aside and the staged trees renamed into place.
+  - Either completes or changes nothing at the destinations. The paths are restored into a staging directory beside
+    their destinations (same file system) and checked with restic's C(--verify); only when every path is staged are
+    the current contents renamed aside and the staged trees renamed into place. The whole snapshot is staged by one
+    restic restore (much faster than selecting files); chosen O(paths) are staged one by one.
   - To the original paths, stops the job's C(services) that are running before the first change and starts them
     again afterwards, also when the restore failed; then re-imports the job's database dumps from the snapshot
     (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the
@@ -197,7 +198,7 @@ def main():
         restic = JobRestic(config, run=subprocess.run)
         snapshot, _host = choose(restic, config, module.params, epoch_reader(module.run_command))
         restore = Restore(restic, config, snapshot, module.params)
-        restore.plan()
+        restore.plan(count=module.check_mode)
         diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}
         if module.check_mode:
             module.exit_json(diff=diff, **result_of(restore, True))

@@ -3,7 +3,7 @@
 # only), against what a user would run instead, on the same snapshot of a throwaway RGW (127.0.0.1:7499, mon 3399):
 #   1. module keepdata.storage.backup_restore (through ansible-playbook; the task's own time from profile_tasks,
 #      and the whole command) vs bare `restic restore`, with and without --verify (the module always verifies),
-#      each into an empty directory, interleaved, medians printed;
+#      each into an empty directory, in an order that turns each round, medians printed;
 #   2. one restore drill (backup_drill_sample 5 %, the repository read in 12 subsets): its time, the files and
 #      bytes it restored, and the share of the repository it read.
 # Data: BENCH_MB (default 300) MB of mixed files: compressible text, random binary, and many small files.
@@ -57,17 +57,24 @@ bare() {
     print(' '.join(c['restic_options']), '-r', c['repository'])\") $1"
 }
 module_ms=() playbook_ms=() bare_ms=() verify_ms=()
-for round in $(seq 1 "$ROUNDS"); do
-  kd_step "round $round: backup_restore, bare restic restore, bare restic restore --verify (each into an empty directory)"
-  in_host "rm -rf /var/tmp/r-*; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true"
+run_module() {
+  local t0 task_s
   t0=$(now_ms)
   ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook -i "$W/inventory.yml" -e bench_target=/var/tmp/r-module "$W/restore.yml" \
-    >"$W/restore-$round.log" 2>&1 || { tail -n 30 "$W/restore-$round.log"; kd_die "the restore failed"; }
+    >"$W/restore-$1.log" 2>&1 || { tail -n 30 "$W/restore-$1.log"; kd_die "the restore failed"; }
   playbook_ms+=($(( $(now_ms) - t0 )))
-  task_s=$(sed -n 's/^Restore with backup_restore .* \([0-9.]*\)s$/\1/p' "$W/restore-$round.log" | tail -1)
+  task_s=$(sed -n 's/^Restore with backup_restore .* \([0-9.]*\)s$/\1/p' "$W/restore-$1.log" | tail -1)
   module_ms+=("$(awk -v s="$task_s" 'BEGIN { printf "%d", s * 1000 }')")
-  t0=$(now_ms); bare "restore --quiet latest --target /var/tmp/r-bare" >/dev/null; bare_ms+=($(( $(now_ms) - t0 )))
-  t0=$(now_ms); bare "restore --quiet --verify latest --target /var/tmp/r-verify" >/dev/null; verify_ms+=($(( $(now_ms) - t0 )))
+}
+run_bare() { local t0; t0=$(now_ms); bare "restore --quiet latest --target /var/tmp/r-bare" >/dev/null; bare_ms+=($(( $(now_ms) - t0 ))); }
+run_verify() { local t0; t0=$(now_ms); bare "restore --quiet --verify latest --target /var/tmp/r-verify" >/dev/null; verify_ms+=($(( $(now_ms) - t0 ))); }
+# The order turns each round, so that no contender always runs first (or right after the others' files were deleted).
+orders=("run_module run_bare run_verify" "run_bare run_verify run_module" "run_verify run_module run_bare")
+for round in $(seq 1 "$ROUNDS"); do
+  order=${orders[$(( (round - 1) % 3 ))]}
+  kd_step "round $round: ${order//run_/} (each into an empty directory)"
+  in_host "rm -rf /var/tmp/r-*; sync"
+  for contender in $order; do "$contender" "$round"; in_host "sync"; done
   [ "$(in_host 'cd /var/tmp/r-module && find . -type f | sort | xargs sha256sum | sha256sum')" = \
     "$(in_host 'cd /var/tmp/r-bare && find . -type f | sort | xargs sha256sum | sha256sum')" ] || kd_die "the two restores differ"
 done

@@ -198,11 +198,11 @@ def test_restore_argv_verifies_and_includes_the_escaped_path():
 
 def test_import_commands():
     pg = {"type": "postgresql", "name": "app", "database": "appdb", "user": "app"}
-    assert br.import_argv(pg, "/dumps/d") == ["runuser", "-u", "app", "--", "pg_restore", "--clean", "--if-exists", "--dbname", "appdb", "/dumps/d"]
+    assert br.import_argv(pg) == ["runuser", "-u", "app", "--", "pg_restore", "--clean", "--if-exists", "--dbname", "appdb"]
     my = {"type": "mysql", "name": "app", "database": "appdb", "defaults_file": "/root/.my.cnf"}
-    assert br.import_argv(my, "/dumps/d") == ["mysql", "--defaults-extra-file=/root/.my.cnf", "appdb"]
+    assert br.import_argv(my) == ["mysql", "--defaults-extra-file=/root/.my.cnf", "appdb"]
     with pytest.raises(RestoreError):
-        br.import_argv({"type": "oracle", "name": "x"}, "/dumps/d")
+        br.import_argv({"type": "oracle", "name": "x"})
 
 
 def test_describe_plan_says_where_things_go():
@@ -223,9 +223,9 @@ def test_describe_plan_says_where_things_go():
 class FakeRestic:
     """Restores by writing the snapshot's files (a dict path -> content) into the staging directory."""
 
-    def __init__(self, files, *, fail_on=(), dumps=None):
+    def __init__(self, files, *, fail=False, dumps=None):
         self.files = files
-        self.fail_on = set(fail_on)
+        self.fail = fail
         self.dumps = dumps or {}
         self.calls = []
 
@@ -240,17 +240,18 @@ class FakeRestic:
         return nodes + [{"path": d, "type": "dir"} for d in sorted(dirs)]
 
     def call(self, argv, retry=False, stdout=None):
+        """Writes the included files (every file without --include), then fails when asked: a half-written stage."""
         self.calls.append(argv)
         stage = argv[argv.index("--target") + 1]
-        include = argv[argv.index("--include") + 1]
-        if include in self.fail_on:
-            return 1, "", "Fatal: something broke"
+        includes = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--include"]
         for path, content in self.files.items():
-            if br.under(path, include):
+            if not includes or any(br.under(path, include) for include in includes):
                 full = os.path.join(stage, path.lstrip("/"))
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 with open(full, "w") as handle:
                     handle.write(content)
+        if self.fail:
+            return 1, "", "Fatal: something broke"
         return 0, "verifying files in %s\nfinished verifying 1 files in %s" % (stage, stage), ""
 
     def checked(self, argv, what, retry=False, stdout=None):
@@ -339,8 +340,8 @@ def test_a_failure_while_staging_changes_nothing_and_starts_the_services_again(s
     tmp_path, _config, _snapshot, files = site
     before = tree(tmp_path)
     systemctl = Systemctl(active=["app.service"])
-    restore = run_restore(site, move_aside=True, fake=FakeRestic(files, fail_on=[br.runner.include_pattern(str(tmp_path / "srv/media"))]), systemctl=systemctl)
-    with pytest.raises(RestoreError, match="restic restore of .*/srv/media failed"):
+    restore = run_restore(site, move_aside=True, fake=FakeRestic(files, fail=True), systemctl=systemctl)
+    with pytest.raises(RestoreError, match="restic restore of snapshot aaaa1111 failed"):
         restore.apply()
     assert tree(tmp_path) == before
     assert sorted(os.listdir(tmp_path / "srv")) == ["app", "media"]
@@ -415,7 +416,7 @@ def test_server_databases_are_saved_aside_before_the_import(site, tmp_path):
     database = {"type": "postgresql", "name": "main", "database": "appdb"}
     config = dict(config, databases=[database])
     os.makedirs(config["state_dir"])
-    calls = []
+    calls, fed = [], []
 
     def run(argv, **kwargs):
         calls.append(argv)
@@ -423,6 +424,8 @@ def test_server_databases_are_saved_aside_before_the_import(site, tmp_path):
             return subprocess.CompletedProcess(argv, 3 if argv[1] == "is-active" else 0, b"", b"")
         if "pg_dump" in argv:
             kwargs["stdout"].write(b"current data")
+        if "pg_restore" in argv:
+            fed.append(kwargs["stdin"].read())
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
     fake = FakeRestic(files, dumps={os.path.join(config["dump_dir"], "main.pgdump"): b"snapshot data"})
@@ -434,6 +437,8 @@ def test_server_databases_are_saved_aside_before_the_import(site, tmp_path):
         assert handle.read() == b"current data"
     assert oct(os.stat(aside).st_mode & 0o777) == "0o600"
     assert any(argv[:5] == ["runuser", "-u", "postgres", "--", "pg_restore"] for argv in calls)
+    # pg_restore runs as postgres: the root-only dump reaches it on stdin, not by its path.
+    assert fed == [b"snapshot data"]
     assert {"path": "postgresql database main", "moved_to": aside} in restore.done["moved_aside"]
 
 
@@ -536,3 +541,48 @@ def test_a_dump_that_cannot_be_fetched_changes_nothing(site):
     assert after == before
     assert sorted(os.listdir(tmp_path / "srv")) == ["app", "media"]
     assert restore.done["moved_aside"] == [] and restore.done["started"] == ["app.service"]
+
+
+def test_the_whole_snapshot_is_staged_by_one_restore_without_include(site):
+    tmp_path, _config, _snapshot, files = site
+    fake = FakeRestic(files)
+    restore = run_restore(site, move_aside=True, fake=fake)
+    restore.apply()
+    restores = [argv for argv in fake.calls if "restore" in argv]
+    assert len(restores) == 1 and "--include" not in restores[0]
+    assert restore.plan_lines[1].startswith("restore %s/srv/app -> %s/srv/app (1 files, 4 B)" % (tmp_path, tmp_path))
+
+
+def test_chosen_paths_are_staged_one_by_one_with_include(site):
+    tmp_path, _config, _snapshot, files = site
+    fake = FakeRestic(files)
+    restore = run_restore(site, paths=[str(tmp_path / "srv/media")], fake=fake, move_aside=True)
+    restore.apply()
+    restores = [argv for argv in fake.calls if "restore" in argv]
+    assert len(restores) == 1 and restores[0][-2:] == ["--include", br.runner.include_pattern(str(tmp_path / "srv/media"))]
+    assert (tmp_path / "srv/app/current.txt").read_text() == "now"
+    assert (tmp_path / "srv/media/m.txt").read_text() == "media"
+
+
+def test_a_real_run_counts_what_it_staged_instead_of_listing_the_snapshot(site):
+    tmp_path, config, snapshot, files = site
+
+    class NoListing(FakeRestic):
+        def nodes(self, _snapshot_id):
+            raise AssertionError("a real restore must not list the snapshot")
+
+    restore = br.Restore(NoListing(files), config, snapshot, {"move_aside": True}, run=Systemctl(), stamp="T1")
+    restore.plan(count=False)
+    assert restore.plan_lines[1] == "restore %s/srv/app -> %s/srv/app; current content moved to %s/srv/app.keepdata-moved-T1" % ((tmp_path,) * 3)
+    restore.apply()
+    assert [(item["files"], item["bytes"]) for item in restore.items] == [(1, 4), (1, 5)]
+
+
+def test_a_chosen_path_the_snapshot_lacks_fails_before_any_change(site):
+    tmp_path, config, snapshot, files = site
+    before = tree(tmp_path)
+    restore = br.Restore(FakeRestic(files), config, snapshot, {"paths": [str(tmp_path / "srv/app/missing")]}, run=Systemctl(), stamp="T1")
+    restore.plan(count=False)
+    with pytest.raises(RestoreError, match="wrote nothing at"):
+        restore.apply()
+    assert tree(tmp_path) == before
