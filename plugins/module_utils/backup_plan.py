@@ -22,7 +22,7 @@ import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, JOB_NAME, JOB_TAG, TAG
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
@@ -35,8 +35,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     rel_path_ok,
 )
 
-# JOB_NAME, TAG, DUMP_NAME and JOB_TAG come from the runner: one rule for the role and the program on the host.
-HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+# JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from the runner: one rule for the role, the program on the
+# host and the restore modules.
 # restic's --keep-within durations: years, months, days, hours.
 RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")
 # A systemd time span such as "30min", "1h 30min", "12h" or "90" (seconds).

@@ -36,7 +36,6 @@ from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo impor
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, has_control_chars
 
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
-HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 AS_OF = re.compile(r"[A-Za-z0-9 :.,+/@-]{1,64}")
 ASIDE_MARK = ".keepdata-moved-"
 STAGE_PREFIX = ".keepdata-restore-"
@@ -93,7 +92,7 @@ def selection_errors(params):
     if as_of and snapshot != "latest":
         errors.append("snapshot and as_of are mutually exclusive: give one")
     source_host = params.get("source_host") or ""
-    if source_host and (has_control_chars(source_host) or not HOST_NAME.fullmatch(source_host)):
+    if source_host and (has_control_chars(source_host) or not runner.HOST_NAME.fullmatch(source_host)):
         errors.append("source_host must be a host name (letters, digits, . _ -)")
     return errors
 
@@ -141,17 +140,14 @@ def pick_snapshot(snapshots, *, snapshot="latest", as_of=None, where=""):
 
 
 def parse_nodes(text):
-    """The nodes of ``restic ls --json`` (the first line describes the snapshot, the others its files)."""
+    """The nodes of ``restic ls --json`` (the runner's reading of each line); a line that is not JSON is skipped."""
     nodes = []
-    for raw in (text or "").splitlines():
-        line = raw.strip()
-        if not line:
-            continue
+    for line in (text or "").splitlines():
         try:
-            node = json.loads(line)
-        except ValueError:
+            node = runner.ls_node(line)
+        except runner.JobError:
             continue
-        if isinstance(node, dict) and node.get("struct_type", "node") == "node" and node.get("path"):
+        if node is not None:
             nodes.append(node)
     return nodes
 
@@ -167,7 +163,10 @@ def tally(nodes, source):
 
 
 def tally_tree(root):
-    """(files, bytes) of the regular files in a tree on disk (symbolic links not followed)."""
+    """(files, bytes) of the regular files in a tree on disk (symbolic links not followed); a file counts itself."""
+    info = os.lstat(root)
+    if stat.S_ISREG(info.st_mode):
+        return 1, info.st_size
     files = size = 0
     for directory, _dirs, names in os.walk(root):
         for name in names:
@@ -175,8 +174,6 @@ def tally_tree(root):
             if stat.S_ISREG(info.st_mode):
                 files += 1
                 size += info.st_size
-    if os.path.isfile(root) and not os.path.islink(root):
-        return 1, os.path.getsize(root)
     return files, size
 
 
@@ -344,12 +341,11 @@ def epoch_reader(run_command):
 
 
 def choose(restic, config, params, epoch_of):
-    """The snapshot the options name, as restic's dict, and the host whose snapshots were searched."""
+    """The snapshot the options name, as restic's dict, among those of ``source_host`` (default the job's host)."""
     host = params.get("source_host") or config["host"]
     as_of = epoch_of(params["as_of"]) if params.get("as_of") else None
-    snapshots = restic.snapshots(host)
     where = "job %s of host %s" % (config["name"], host)
-    return pick_snapshot(snapshots, snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where), host
+    return pick_snapshot(restic.snapshots(host), snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where)
 
 
 # --- the host --------------------------------------------------------------------------------------------------

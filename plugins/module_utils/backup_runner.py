@@ -50,6 +50,8 @@ JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=@+-]{0,63}")
 TAG_TEXT = "1 to 64 letters, digits and . _ : = @ + - (starting with a letter or digit)"
 DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# restic's host name of a host's snapshots (backup_host_name, and a restore's source_host).
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 JOB_TAG = "keepdata-job="
 RETRY_LOCK = "5m"
 RETRY_LOCK_SINCE = (0, 16)
@@ -444,9 +446,10 @@ def ls_command(config, snapshot_id):
     return restic_command(config, "ls", "--json", snapshot_id)
 
 
-def parse_ls_line(line):
-    """(path, size) of a regular file from one line of ``restic ls --json``, else None; raises JobError on a line
-    that is not JSON. restic 0.14 marks the lines with struct_type (snapshot, node), later ones with message_type."""
+def ls_node(line):
+    """The node (a dict with an absolute path) of one line of ``restic ls --json``, else None (the snapshot's line, a
+    blank line); raises JobError on a line that is not JSON. restic 0.14 marks the lines with struct_type (snapshot,
+    node), later ones with message_type."""
     line = line.strip()
     if not line:
         return None
@@ -454,10 +457,18 @@ def parse_ls_line(line):
         node = json.loads(line)
     except ValueError:
         raise JobError("restic ls printed a line that is not JSON") from None
-    if not isinstance(node, dict) or (node.get("struct_type") or node.get("message_type")) != "node" or node.get("type") != "file":
+    if not isinstance(node, dict) or (node.get("struct_type") or node.get("message_type")) != "node":
         return None
     path = node.get("path")
-    return (path, int(node.get("size") or 0)) if isinstance(path, str) and path.startswith("/") else None
+    return node if isinstance(path, str) and path.startswith("/") else None
+
+
+def parse_ls_line(line):
+    """(path, size) of a regular file from one line of ``restic ls --json``, else None (see ls_node)."""
+    node = ls_node(line)
+    if node is None or node.get("type") != "file":
+        return None
+    return node["path"], int(node.get("size") or 0)
 
 
 def read_ls_listing(lines):
@@ -1283,7 +1294,7 @@ def drill_steps(job, stack, outcome):
             outcome.update(files=len(sample), size=sum(size for _path, size in sample))
     finally:
         drop_work_dir(job, work)
-    subsets = int(drill.get("check_subsets") or 0)
+    subsets = outcome["subsets"] = int(drill.get("check_subsets") or 0)
     if subsets > 0:
         check_subset(job, env, flags, subsets, outcome)
     else:
@@ -1295,12 +1306,13 @@ def cmd_drill(ctx, config):
     first job) one rotating subset of the repository's data read back."""
     job = Job(ctx, "drill", config)
     started = ctx.clock()
-    outcome = {"files": 0, "size": 0, "subset": None}
-    subsets = int((config.get("drill") or {}).get("check_subsets") or 0)
+    outcome = {"files": 0, "size": 0, "subset": None, "subsets": 0}
     with contextlib.ExitStack() as stack:
         ok = guarded(job, drill_steps, stack, outcome)
         finished = ctx.clock()
-        state = drill_state(previous_state(job), started, finished, ok, files=outcome["files"], size=outcome["size"], subset=outcome["subset"], subsets=subsets)
+        state = drill_state(
+            previous_state(job), started, finished, ok, files=outcome["files"], size=outcome["size"], subset=outcome["subset"], subsets=outcome["subsets"]
+        )
         saved = save_state(job, state)
     if ok:
         job.info("done in %.1f s: %d files checked (%s)" % (finished - started, outcome["files"], format_bytes(outcome["size"])))

@@ -130,7 +130,7 @@ def main():
     try:
         config = load_job(module.params["config_dir"], module.params["job"])
         restic = JobRestic(config, run=subprocess.run)
-        snapshot, _host = choose(restic, config, module.params, epoch_reader(module.run_command))
+        snapshot = choose(restic, config, module.params, epoch_reader(module.run_command))
         facts = snapshot_facts(snapshot)
         if module.check_mode:
             module.exit_json(changed=True, dest=module.params["dest"], sha256="", size=0, snapshot=facts)

@@ -196,7 +196,7 @@ def main():
     try:
         config = load_job(module.params["config_dir"], module.params["job"])
         restic = JobRestic(config, run=subprocess.run)
-        snapshot, _host = choose(restic, config, module.params, epoch_reader(module.run_command))
+        snapshot = choose(restic, config, module.params, epoch_reader(module.run_command))
         restore = Restore(restic, config, snapshot, module.params)
         restore.plan(count=module.check_mode)
         diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}

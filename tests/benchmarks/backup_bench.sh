@@ -19,25 +19,7 @@ bench_start
 bench_make_data
 
 kd_step "install the job with playbooks/backup.yml"
-cat >"$W/inventory.yml" <<INV
-backup:
-  hosts:
-    $HOST:
-  vars:
-    ansible_connection: community.docker.docker
-    backup_password: $PASSWORD
-    backup_s3_bucket: bench-backups
-    backup_s3_prefix: restic/role
-    backup_s3_endpoint: $KEEPDATA_RGW_ENDPOINT
-    backup_s3_access_key: $KEEPDATA_RGW_OWNER_ACCESS_KEY
-    backup_s3_secret_key: $KEEPDATA_RGW_OWNER_SECRET_KEY
-    backup_create_bucket: true
-    backup_metrics_dir: /var/lib/keepdata/metrics
-    backup_jobs:
-      - name: bench
-        paths: [/srv/bench]
-INV
-ansible-playbook -i "$W/inventory.yml" "$KD_ROOT/playbooks/backup.yml" >"$W/converge.log" 2>&1 || { tail -n 30 "$W/converge.log"; kd_die "converge failed"; }
+bench_install_job bench-backups "backup_s3_prefix: restic/role"
 in_host "apt-get install -y -qq zstd >/dev/null"
 
 # The bare restic a user would run by hand: the same repository options, the same secret files.

@@ -46,3 +46,19 @@ bench_make_data() {
     head -c \$(( small_n * 4096 )) /dev/urandom | split -b 4096 -a 5 - /srv/bench/small/d/f
     du -sm /srv/bench | cut -f1"
 }
+
+# bench_install_job BUCKET [VAR: VALUE ...]: job "bench" (/srv/bench) into BUCKET with playbooks/backup.yml, through
+# an inventory at $W/inventory.yml; the extra arguments are more role variables, one YAML line each.
+bench_install_job() {
+  local bucket=$1 var
+  shift
+  {
+    printf 'backup:\n  hosts:\n    %s:\n  vars:\n' "$HOST"
+    printf '    %s\n' "ansible_connection: community.docker.docker" "backup_password: $PASSWORD" "backup_s3_bucket: $bucket" \
+      "backup_s3_endpoint: $KEEPDATA_RGW_ENDPOINT" "backup_s3_access_key: $KEEPDATA_RGW_OWNER_ACCESS_KEY" \
+      "backup_s3_secret_key: $KEEPDATA_RGW_OWNER_SECRET_KEY" "backup_create_bucket: true" "backup_metrics_dir: /var/lib/keepdata/metrics"
+    for var in "$@"; do printf '    %s\n' "$var"; done
+    printf '    backup_jobs:\n      - name: bench\n        paths: [/srv/bench]\n'
+  } >"$W/inventory.yml"
+  ansible-playbook -i "$W/inventory.yml" "$KD_ROOT/playbooks/backup.yml" >"$W/converge.log" 2>&1 || { tail -n 30 "$W/converge.log"; kd_die "converge failed"; }
+}

@@ -18,26 +18,7 @@ bench_start
 bench_make_data >/dev/null
 
 kd_step "install the job with playbooks/backup.yml, then back it up once"
-cat >"$W/inventory.yml" <<INV
-backup:
-  hosts:
-    $HOST:
-  vars:
-    ansible_connection: community.docker.docker
-    backup_password: $PASSWORD
-    backup_s3_bucket: bench-restores
-    backup_s3_endpoint: $KEEPDATA_RGW_ENDPOINT
-    backup_s3_access_key: $KEEPDATA_RGW_OWNER_ACCESS_KEY
-    backup_s3_secret_key: $KEEPDATA_RGW_OWNER_SECRET_KEY
-    backup_create_bucket: true
-    backup_metrics_dir: /var/lib/keepdata/metrics
-    backup_drill_sample: "5%"
-    backup_drill_check_subsets: 12
-    backup_jobs:
-      - name: bench
-        paths: [/srv/bench]
-INV
-ansible-playbook -i "$W/inventory.yml" "$KD_ROOT/playbooks/backup.yml" >"$W/converge.log" 2>&1 || { tail -n 30 "$W/converge.log"; kd_die "converge failed"; }
+bench_install_job bench-restores "backup_drill_sample: \"5%\"" "backup_drill_check_subsets: 12"
 in_host "systemctl start keepdata-backup-bench.service"
 data_bytes=$(in_host "du -sb /srv/bench | cut -f1")
 

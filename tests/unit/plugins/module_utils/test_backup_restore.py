@@ -19,30 +19,16 @@ from ansible_collections.keepdata.storage.plugins.module_utils import backup_res
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import RestoreError
 
 PASSWORD_FILE = "/etc/kd/pw"  # noqa: S105 - a path, not a secret
-SNAP_A = {
-    "id": "aaaa1111" + "0" * 56,
-    "short_id": "aaaa1111",
-    "time": "2026-11-01T10:00:00Z",
-    "hostname": "web1",
-    "tags": ["keepdata-job=app"],
-    "paths": ["/srv/app"],
-}
-SNAP_B = {
-    "id": "bbbb2222" + "0" * 56,
-    "short_id": "bbbb2222",
-    "time": "2026-11-02T10:00:00+01:00",
-    "hostname": "web1",
-    "tags": ["keepdata-job=app"],
-    "paths": ["/srv/app"],
-}
-SNAP_C = {
-    "id": "bbbb3333" + "0" * 56,
-    "short_id": "bbbb3333",
-    "time": "2026-11-03T10:00:00.5Z",
-    "hostname": "web1",
-    "tags": ["keepdata-job=app"],
-    "paths": ["/srv/app"],
-}
+
+
+def snap(short_id, when):
+    """A snapshot of job app on host web1, as restic snapshots --json prints it."""
+    return {"id": short_id + "0" * 56, "short_id": short_id, "time": when, "hostname": "web1", "tags": ["keepdata-job=app"], "paths": ["/srv/app"]}
+
+
+SNAP_A = snap("aaaa1111", "2026-11-01T10:00:00Z")
+SNAP_B = snap("bbbb2222", "2026-11-02T10:00:00+01:00")
+SNAP_C = snap("bbbb3333", "2026-11-03T10:00:00.5Z")
 
 
 def params(**overrides):
