@@ -50,6 +50,20 @@ if [ "$(cat "$KD_VENV/.req-hash" 2>/dev/null)" != "$req_hash" ]; then
 fi
 kd_link_collection
 
+# promtool (checks and unit-tests the alert rules) comes out of Debian's prometheus package, unpacked into the
+# cache: installing the package would also start a Prometheus server on this machine.
+promtool_dir="$KD_CACHE/prometheus-tools"
+if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+  kd_step "promtool from Debian's prometheus package"
+  rm -rf "$promtool_dir.tmp"; mkdir -p "$promtool_dir.tmp"
+  (cd "$promtool_dir.tmp" && apt-get download prometheus >"$KD_WORK/apt-prometheus.log" 2>&1) \
+    || { apt-get update -qq >>"$KD_WORK/apt-prometheus.log" 2>&1 && (cd "$promtool_dir.tmp" && apt-get download prometheus >>"$KD_WORK/apt-prometheus.log" 2>&1); } \
+    || { tail -20 "$KD_WORK/apt-prometheus.log"; kd_die "apt-get download prometheus failed (see above)"; }
+  dpkg-deb -x "$promtool_dir.tmp"/prometheus_*.deb "$promtool_dir.tmp/root"
+  rm -rf "$promtool_dir"; mv "$promtool_dir.tmp/root" "$promtool_dir"; rm -rf "$promtool_dir.tmp"
+fi
+ln -sfn "$promtool_dir/usr/bin/promtool" "$KD_VENV/bin/promtool"
+
 # ansible-test --venv downloads a pip bootstrap script from a host that is not reachable here; it uses a
 # copy saved in its cache instead, so put our offline equivalent there (for the pip version it wants).
 ansible_test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$KD_VENV"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)

@@ -10,6 +10,8 @@
 #   4. playbooks/backup_now.yml takes a pre-update snapshot; playbooks/restore.yml previews (--check), then
 #      clones app1's app onto app2 from the same repository, moving app2's own files aside; the restore drill
 #      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256.
+#   5. The backup role installs node_exporter on app1; a Prometheus on app2 gets the collection's alert rules
+#      (playbooks/backup_monitoring.yml), scrapes app1 and knows when its job last succeeded.
 # Set KEEPDATA_DEMO_KEEP=1 to leave the RGW and the containers running afterwards.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -188,4 +190,35 @@ ansible-playbook -i "$DEMO_DIR/inventory.yml" -e export_hosts="${HOSTS[0]}" -e e
   -e export_compress=zstd playbooks/export.yml 2>&1 | tee "$DEMO_DIR/export.log" | grep -o '/var/tmp/app-export.tar.zst: .*sha256 [0-9a-f]*' \
   || { tail -n 20 "$DEMO_DIR/export.log"; kd_die "export.yml failed"; }
 docker exec "${HOSTS[0]}" sh -c 'tar --zstd -tf /var/tmp/app-export.tar.zst | grep -c .' >/dev/null || kd_die "the export is not a readable tar"
+kd_step "monitoring: app1 serves its backup metrics with node_exporter (backup_node_exporter=install)"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[0]}" -e "@$DEMO_DIR/backup-vars.yml" -e backup_node_exporter=install \
+  -e backup_node_exporter_listen_address=127.0.0.1:9101 playbooks/backup.yml >"$DEMO_DIR/backup-exporter.log" 2>&1 \
+  || { tail -n 20 "$DEMO_DIR/backup-exporter.log"; kd_die "the backup role failed to install node_exporter"; }
+show "node_exporter on app1 serves" "$(curl -fsS http://127.0.0.1:9101/metrics | grep -E '^keepdata_backup_(last_success_timestamp|max_age)_seconds' | tr '\n' ' ')"
+
+kd_step "a Prometheus on app2 (what an admin already has) gets the collection's alert rules with playbooks/backup_monitoring.yml"
+# Loopback only, scraping app1 every 5 s; its settings are in place before the package starts it.
+docker exec "${HOSTS[1]}" sh -c 'mkdir -p /etc/prometheus/rules
+  echo "ARGS=\"--web.listen-address=127.0.0.1:9491\"" > /etc/default/prometheus
+  printf "global: {scrape_interval: 5s, evaluation_interval: 5s}\nrule_files: [/etc/prometheus/rules/*.yml]\nscrape_configs:\n  - job_name: node\n    static_configs: [{targets: [\"127.0.0.1:9101\"], labels: {instance: app1}}]\n" > /etc/prometheus/prometheus.yml
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold prometheus >/dev/null 2>&1' \
+  || kd_die "could not install Prometheus on app2"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_monitoring_hosts="${HOSTS[1]}" playbooks/backup_monitoring.yml 2>&1 \
+  | tee "$DEMO_DIR/monitoring.log" | tail -n 3
+query() { curl -fsS --get http://127.0.0.1:9491/api/v1/query --data-urlencode "query=$1"; }
+for _ in $(seq 1 30); do
+  query 'keepdata_backup_last_success_timestamp_seconds{backup_job="app"}' >"$DEMO_DIR/prom-last-success.json" 2>/dev/null \
+    && grep -q '"instance":"app1"' "$DEMO_DIR/prom-last-success.json" && break
+  sleep 2
+done
+grep -q '"instance":"app1"' "$DEMO_DIR/prom-last-success.json" || kd_die "Prometheus did not scrape app1's backup metrics"
+show "Prometheus: app1's job last succeeded" "$(python3 -c 'import json, sys, time
+value = float(json.load(sys.stdin)["data"]["result"][0]["value"][1])
+print(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value)), "(%d s ago)" % (time.time() - value))' <"$DEMO_DIR/prom-last-success.json")"
+show "Prometheus: backup alert rules loaded" "$(curl -fsS http://127.0.0.1:9491/api/v1/rules | python3 -c 'import json, sys
+groups = [g for g in json.load(sys.stdin)["data"]["groups"] if g["name"] == "keepdata-backup"]
+print(", ".join(r["name"] for g in groups for r in g["rules"]))')"
+show "Prometheus: firing or pending" "$(curl -fsS http://127.0.0.1:9491/api/v1/alerts | python3 -c 'import json, sys
+print(len(json.load(sys.stdin)["data"]["alerts"]), "alerts (a late, failed or partial backup, a failed drill or check would be listed)")')"
+
 kd_step "demo done"

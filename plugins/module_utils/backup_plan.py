@@ -5,7 +5,8 @@
 
 """The plan of role keepdata.storage.backup: settings validated, the repository and every job resolved.
 
-``backup_plan(settings)`` returns ``{"errors", "warnings", "repository", "jobs", "service", "probe", "bucket"}``
+``backup_plan(settings)`` returns ``{"errors", "warnings", "repository", "jobs", "service", "probe", "bucket",
+"node_exporter"}``
 and holds no secret, so it is safe to print. ``backup_secrets(settings)`` returns the password, the recovery
 password and the S3 keys, used only as arguments of tasks that hide them. ``settings`` are the role's
 variables without their ``backup_`` prefix, plus ``env`` (the controller's CELLAR_ADDON_* variables) and
@@ -42,6 +43,20 @@ RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")
 # A systemd time span such as "30min", "1h 30min", "12h" or "90" (seconds).
 _SPAN_UNIT = r"(?:us|ms|s|sec|seconds?|m|min|minutes?|h|hr|hours?|d|days?|w|weeks?)"
 TIME_SPAN = re.compile(r"[0-9]+ ?{u}?(?: [0-9]+ ?{u}?)*".format(u=_SPAN_UNIT))
+_SPAN_SECONDS = (
+    (("us", "ms"), 0),
+    (("s", "sec", "second", "seconds", ""), 1),
+    (("m", "min", "minute", "minutes"), 60),
+    (("h", "hr", "hour", "hours"), 3600),
+    (("d", "day", "days"), 86400),
+    (("w", "week", "weeks"), 604800),
+)
+# node_exporter's listen address (host:port, [IPv6]:port or :port) and extra flags. The flags land in ARGS="..."
+# of /etc/default/prometheus-node-exporter, split by systemd on spaces: no space, quote, backslash or $.
+LISTEN_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}")
+EXPORTER_FLAG = re.compile(r"--[a-z0-9][a-z0-9._-]*(?:=[^\s\"'\\`$]*)?")
+EXPORTER_OWN_FLAGS = ("--collector.textfile.directory", "--web.listen-address")
+NODE_EXPORTER_MODES = ("none", "install", "existing")
 # OnCalendar's alphabet; whether systemd accepts the expression is asked of systemd-analyze on the host.
 CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ +-]+")
 MEMORY = re.compile(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity")
@@ -88,6 +103,14 @@ RUNNER = "/usr/local/lib/keepdata/backup_runner.py"
 
 def _text(value):
     return "" if value is None else str(value)
+
+
+def timespan_seconds(span):
+    """Seconds of a systemd time span that matches TIME_SPAN ("30min", "1h 30min", "90"): for alert thresholds."""
+    total = 0
+    for number, unit in re.findall(r"([0-9]+) ?([a-z]*)", _text(span)):
+        total += int(number) * next(factor for units, factor in _SPAN_SECONDS if unit in units)
+    return total
 
 
 def _int(value, option, errors, low, high=None):
@@ -445,6 +468,7 @@ def _service(settings, errors):
         "memory_max": _text(settings.get("memory_max") or "infinity"),
         "timeout": _text(settings.get("timeout") or "12h"),
         "retry_delay": _text(settings.get("retry_delay") or "15min"),
+        "alert_grace": _text(settings.get("alert_grace") or "1h"),
         "forget_schedule": _text(settings.get("forget_schedule") or "*-*-* 05:00"),
         "drill_enabled": False,
         "drill_schedule": "",
@@ -459,7 +483,7 @@ def _service(settings, errors):
             'backup_memory_max "%s" must be a size such as 2G, a percentage or infinity'
             % ("?" if has_control_chars(service["memory_max"]) else service["memory_max"])
         )
-    for key in ("timeout", "retry_delay"):
+    for key in ("timeout", "retry_delay", "alert_grace"):
         if not full(TIME_SPAN, service[key]) and not (key == "timeout" and service[key] == "infinity"):
             errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, "?" if has_control_chars(service[key]) else service[key]))
     if not full(CALENDAR, service["forget_schedule"]):
@@ -492,7 +516,7 @@ def _general_errors(settings):
 
 
 def _plan(settings):
-    """(errors, warnings, repository, jobs, service): everything but the secrets."""
+    """(errors, warnings, repository, jobs, service, node_exporter): everything but the secrets."""
     strings = (
         "target",
         "path",
@@ -507,13 +531,16 @@ def _plan(settings):
         "compression",
         "drill_schedule",
         "drill_sample",
+        "alert_grace",
+        "node_exporter",
+        "node_exporter_listen_address",
     )
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
     secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
     secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
     errors += control_char_errors(secrets)
     if errors:
-        return errors, [], {}, [], {}
+        return errors, [], {}, [], {}, {}
     errors += _general_errors(settings)
     repository = _repository(settings, errors)
     service = _service(settings, errors)
@@ -538,7 +565,59 @@ def _plan(settings):
     warnings = []
     if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
         warnings.append("backup_s3_endpoint uses plain http: restic encrypts the data, but the S3 keys travel in clear")
-    return errors, warnings, repository, jobs, service
+    node_exporter = _node_exporter(settings, errors)
+    return errors, warnings, repository, jobs, service, node_exporter
+
+
+def _node_exporter(settings, errors):
+    """Whether the role installs node_exporter ("install"), writes into an existing one's textfile directory
+    ("existing") or only writes the metrics files ("none"); its listen address and extra flags."""
+    mode = _text(settings.get("node_exporter") or "none")
+    metrics_dir = _text(settings.get("metrics_dir")).rstrip("/")
+    exporter = {"mode": mode, "textfile_dir": metrics_dir, "listen_address": _text(settings.get("node_exporter_listen_address") or ":9100"), "args": []}
+    if mode not in NODE_EXPORTER_MODES:
+        errors.append("backup_node_exporter must be none, install or existing")
+        return exporter
+    if mode != "none" and not metrics_dir:
+        errors.append("backup_node_exporter=%s needs backup_metrics_dir (the textfile directory node_exporter reads)" % mode)
+    if mode == "install":
+        if not full(LISTEN_ADDRESS, exporter["listen_address"]) or int(exporter["listen_address"].rsplit(":", 1)[1]) > 65535:
+            errors.append('backup_node_exporter_listen_address "%s" must be host:port, [IPv6]:port or :port' % exporter["listen_address"])
+        flags = _strings(settings.get("node_exporter_args") or [], "backup_node_exporter_args", errors)
+        for index, flag in enumerate(flags):
+            where = "backup_node_exporter_args[%d]" % index
+            if not full(EXPORTER_FLAG, flag):
+                errors.append('%s "%s" must be one --flag or --flag=value without spaces, quotes, backslashes or $' % (where, flag))
+            elif flag.split("=", 1)[0] in EXPORTER_OWN_FLAGS:
+                errors.append("%s: %s is set by the role (backup_metrics_dir, backup_node_exporter_listen_address)" % (where, flag.split("=", 1)[0]))
+            else:
+                exporter["args"].append(flag)
+    # The whole ARGS value of /etc/default/prometheus-node-exporter (every part checked above; backup_metrics_dir
+    # follows the absolute-path rule, which allows no space, quote, backslash or $).
+    exporter["args_line"] = " ".join(["--collector.textfile.directory=" + metrics_dir, "--web.listen-address=" + exporter["listen_address"]] + exporter["args"])
+    return exporter
+
+
+def backup_host_jobs(jobs, service, probe):
+    """The jobs as the host gets them: with the repository's mount point and the alert thresholds in seconds.
+
+    ``probe`` is keepdata.storage.backup_probe's result: ``repository_mount`` and ``schedule_gaps`` (the longest
+    time between two elapses of each calendar expression, asked of systemd-analyze). A backup is late after its
+    schedule's longest gap, its randomized delay, every retry and the grace; a drill after its own gap, the delay
+    and the grace. 0 (no lateness alert) for a job without a timer or a schedule whose gap is unknown.
+    """
+    gaps = (probe or {}).get("schedule_gaps") or {}
+    grace = timespan_seconds(service.get("alert_grace") or "1h")
+    host_jobs = []
+    for job in jobs:
+        delay = timespan_seconds(job.get("randomized_delay") or "0")
+        gap = int(gaps.get(job["schedule"]) or 0)
+        retries = int(job.get("retry_attempts") or 0) * timespan_seconds(service.get("retry_delay") or "15min")
+        max_age = gap + delay + retries + grace if job.get("enabled") and gap else 0
+        drill_gap = int(gaps.get(service.get("drill_schedule") or "") or 0) if service.get("drill_enabled") else 0
+        drill_max_age = drill_gap + delay + grace if drill_gap else 0
+        host_jobs.append(dict(job, mount_point=(probe or {}).get("repository_mount") or "", max_age=max_age, drill_max_age=drill_max_age))
+    return host_jobs
 
 
 def _is_loopback(url):
@@ -548,9 +627,9 @@ def _is_loopback(url):
 
 def backup_plan(settings):
     """The plan, safe to print: errors, warnings, the repository, the jobs, the units' settings, the probe's request."""
-    errors, warnings, repository, jobs, service = _plan(settings)
+    errors, warnings, repository, jobs, service, node_exporter = _plan(settings)
     if errors:
-        return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}}
+        return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}, "node_exporter": {}}
     schedules = [{"option": "backup_jobs[%s].schedule" % j["name"], "value": j["schedule"]} for j in jobs]
     schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
     if service["drill_enabled"]:
@@ -565,7 +644,9 @@ def backup_plan(settings):
         ],
         "repository_path": repository["path"],
         "schedules": schedules,
-        "packages": ["restic"] if settings.get("manage_packages", True) else [],
+        "packages": ["restic"] + (["prometheus-node-exporter"] if node_exporter["mode"] == "install" else []) if settings.get("manage_packages", True) else [],
+        # An existing node_exporter's textfile directory must be there: metrics written elsewhere reach nobody.
+        "textfile_dir": node_exporter["textfile_dir"] if node_exporter["mode"] == "existing" else "",
         "ports": [repository["address"]] if repository["kind"] == "s3" and settings.get("preflight", True) else [],
     }
     bucket = {}
@@ -577,7 +658,16 @@ def backup_plan(settings):
             "path_style": repository["path_style"],
             "create": bool(settings.get("create_bucket")),
         }
-    return {"errors": [], "warnings": warnings, "repository": repository, "jobs": jobs, "service": service, "probe": probe, "bucket": bucket}
+    return {
+        "errors": [],
+        "warnings": warnings,
+        "repository": repository,
+        "jobs": jobs,
+        "service": service,
+        "probe": probe,
+        "bucket": bucket,
+        "node_exporter": node_exporter,
+    }
 
 
 def backup_secrets(settings):

@@ -96,6 +96,9 @@ CONFIG_DEFAULTS = {
     "password_file": "",
     "s3_credentials_file": "",
     "drill": {"sample_files": 20, "sample_percent": 0, "check_subsets": 0},
+    # Alert thresholds in seconds, exported as metrics (0: no limit).
+    "max_age": 0,
+    "drill_max_age": 0,
     # Units a restore stops and starts again; the role passes them on, the runner's commands do not use them.
     "services": [],
 }
@@ -122,6 +125,11 @@ STATE_DEFAULTS = {
     "drill_consecutive_failures": 0,
     "drill_next_subset": 1,
     "drill_subset_checked": 0,
+    "last_check": 0,
+    "last_check_success": 0,
+    "check_exit_status": 0,
+    # When the role installed the job: lateness of a job that never ran counts from it.
+    "since": 0,
 }
 # (metric name without the keepdata_backup_ prefix, state key, help text); all gauges.
 METRICS = (
@@ -143,7 +151,17 @@ METRICS = (
     ("drill_bytes_checked", "drill_bytes_checked", "Bytes restored and verified by the last restore drill."),
     ("drill_duration_seconds", "drill_duration", "Duration of the last restore drill in seconds."),
     ("drill_consecutive_failures", "drill_consecutive_failures", "Restore drills failed in a row since the last success."),
+    ("forget_last_result", "last_forget_exit_status", "Outcome of the last retention run (forget, prune): 0 ok, 1 failed."),
+    ("forget_consecutive_failures", "forget_consecutive_failures", "Retention runs failed in a row since the last success."),
+    ("check_last_timestamp_seconds", "last_check", "Unix time when the last repository check (restic check --read-data-subset) started, 0 if never."),
+    ("check_last_success_timestamp_seconds", "last_check_success", "Unix time when the last successful repository check started, 0 if never."),
+    ("check_last_result", "check_exit_status", "Outcome of the last repository check: 0 ok (or never run), 1 failed."),
+    ("since_timestamp_seconds", "since", "Unix time when the job was installed on this host (lateness of a job that never ran counts from it)."),
+    ("max_age_seconds", "max_age", "Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit."),
+    ("drill_max_age_seconds", "drill_max_age", "Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit."),
 )
+# Metrics that come from the job's configuration (the role's thresholds), not from its state.
+CONFIG_METRICS = ("max_age", "drill_max_age")
 _SNAPSHOT_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
 
 
@@ -661,9 +679,9 @@ def forget_state(previous, started, ok, snapshots=None):
     return state
 
 
-def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None, subsets=0):
+def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None, subsets=0, check=None):
     """The state after a restore drill; ``subset`` is the K of a successful ``check --read-data-subset=K/N``, which
-    is the only thing that moves the rotation on."""
+    is the only thing that moves the rotation on; ``check`` is whether the repository check passed (None: not run)."""
     state = dict(STATE_DEFAULTS)
     state.update(previous or {})
     state.update(
@@ -678,6 +696,10 @@ def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None
         state["drill_consecutive_failures"] = 0
     else:
         state["drill_consecutive_failures"] = int(state["drill_consecutive_failures"]) + 1
+    if check is not None:
+        state.update(last_check=int(started), check_exit_status=EXIT_OK if check else EXIT_FAILED)
+        if check:
+            state["last_check_success"] = int(started)
     if subset is not None and subsets > 0:
         state["drill_subset_checked"] = int(subset)
         state["drill_next_subset"] = int(subset) % int(subsets) + 1
@@ -691,11 +713,12 @@ def _metric_value(value):
     return str(int(number)) if number.is_integer() else repr(round(number, 3))
 
 
-def metrics_text(name, state):
-    """The node_exporter textfile of one job."""
+def metrics_text(name, state, config=None):
+    """The node_exporter textfile of one job: its state, and the thresholds of its configuration."""
     label = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     full = dict(STATE_DEFAULTS)
     full.update(state or {})
+    full.update({key: (config or {}).get(key) or 0 for key in CONFIG_METRICS})
     lines = []
     for suffix, key, help_text in METRICS:
         metric = "keepdata_backup_" + suffix
@@ -1130,7 +1153,7 @@ def save_state(job, state):
     try:
         atomic_write(state_path(job.config), json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
         if job.config.get("metrics_dir"):
-            atomic_write(metrics_path(job.config), metrics_text(job.name, state), 0o644)
+            atomic_write(metrics_path(job.config), metrics_text(job.name, state, job.config), 0o644)
     except OSError as exc:
         job.error("cannot write the state or metrics: %s" % exc)
         return False
@@ -1260,13 +1283,14 @@ def restore_sample(job, env, snapshot_id, sample, *, target, flags=()):
 def check_subset(job, env, flags, subsets, outcome):
     """restic check --read-data-subset=K/N, K taken from the state; outcome["subset"] = K once it passed."""
     subset = next_subset(previous_state(job), subsets)
+    outcome["check"] = False
     proc = restic_marked(job, env, check_command(job.config, subset, subsets, flags))
     if proc.returncode != 0:
         reported = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip() and not line.strip().startswith("Fatal:")]
         if reported:
             job.error("restic check reported: %s" % listed(reported))
         raise JobError("restic check --read-data-subset=%d/%d failed (%s): %s" % (subset, subsets, describe_exit(proc.returncode), restic_hint(proc.stderr)))
-    outcome["subset"] = subset
+    outcome.update(subset=subset, check=True)
     job.info("restic check --read-data-subset=%d/%d done (the repository's data is read in %d drills)" % (subset, subsets, subsets))
 
 
@@ -1306,12 +1330,20 @@ def cmd_drill(ctx, config):
     first job) one rotating subset of the repository's data read back."""
     job = Job(ctx, "drill", config)
     started = ctx.clock()
-    outcome = {"files": 0, "size": 0, "subset": None, "subsets": 0}
+    outcome = {"files": 0, "size": 0, "subset": None, "subsets": 0, "check": None}
     with contextlib.ExitStack() as stack:
         ok = guarded(job, drill_steps, stack, outcome)
         finished = ctx.clock()
         state = drill_state(
-            previous_state(job), started, finished, ok, files=outcome["files"], size=outcome["size"], subset=outcome["subset"], subsets=outcome["subsets"]
+            previous_state(job),
+            started,
+            finished,
+            ok,
+            files=outcome["files"],
+            size=outcome["size"],
+            subset=outcome["subset"],
+            subsets=outcome["subsets"],
+            check=outcome["check"],
         )
         saved = save_state(job, state)
     if ok:

@@ -14,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import datetime
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import time
@@ -31,6 +33,21 @@ def missing_packages(packages, run=subprocess.run):
     proc = run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"] + list(packages), capture_output=True, text=True, check=False)
     installed = {line.split()[0] for line in proc.stdout.splitlines() if len(line.split()) > 1 and line.split()[1] == "ii"}
     return [p for p in packages if p not in installed]
+
+
+# Lines of "systemd-analyze calendar --iterations=N": "Next elapse:" / "Iter. #K:" hold the local time, and a
+# "(in UTC):" line follows each of them unless the host's time zone is UTC.
+_ELAPSE = re.compile(r"^\s*(Next elapse|Iter\. #\d+|\(in UTC\)):\s+\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\b", re.MULTILINE)
+
+
+def calendar_gap(analyze_output):
+    """The longest time in seconds between two consecutive elapses that ``systemd-analyze calendar --iterations=N``
+    printed (in UTC when it printed UTC lines), 0 when it printed fewer than two."""
+    found = _ELAPSE.findall(analyze_output or "")
+    utc = [when for label, when in found if label == "(in UTC)"]
+    times = [datetime.datetime.strptime(when, "%Y-%m-%d %H:%M:%S") for when in (utc or [when for _label, when in found])]
+    gaps = [int((later - earlier).total_seconds()) for earlier, later in zip(times, times[1:])]
+    return max(gaps) if gaps else 0
 
 
 def mount_point_state(path, mounts):

@@ -18,6 +18,9 @@ description:
     a snapshot tagged with its instance, a retention service and its timer, a retry timer armed by the failure
     handler and, when drills are on, a restore drill service and its timer; writes the repository password and the
     S3 keys into root-only C(0600) files that the units hand to the runner with C(LoadCredential=).
+  - Writes each job's node_exporter metrics (its C(metrics_dir)) as soon as the job is installed, with the alert
+    thresholds of its configuration (C(max_age), C(drill_max_age)); a job new on the host gets a state file that
+    records when it was installed, from which a job that never ran is seen late.
   - Removes the units and configuration of jobs that are no longer listed (their timers are stopped first; a run in
     progress is not interrupted); snapshots in the repository are never touched.
   - Reloads systemd when a unit changed, then enables and starts the schedule timers.
@@ -60,6 +63,12 @@ options:
     description: Directory of the systemd units.
     type: path
     default: /etc/systemd/system
+  metrics_dir:
+    description:
+      - The jobs' node_exporter textfile directory; the metrics files of jobs no longer listed are removed from it
+        (left there, they would look like a job that stopped running). Empty to leave it alone.
+    type: path
+    default: ""
 attributes:
   check_mode:
     description: Reports what would be written, removed, reloaded and started, and does none of it.
@@ -113,12 +122,22 @@ actions:
   returned: always
 """
 
+import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import JOB_NAME  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import (  # noqa: E402
+    JOB_NAME,
+    JobError,
+    metrics_path,
+    metrics_text,
+    read_state,
+    state_path,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
@@ -131,7 +150,10 @@ ARGUMENT_SPEC = dict(
     secret_key=dict(type="str", default="", no_log=True),
     config_dir=dict(type="path", default="/etc/keepdata/backup"),
     units_dir=dict(type="path", default="/etc/systemd/system"),
+    metrics_dir=dict(type="path", default=""),
 )
+# A job's node_exporter textfile, as the runner names it (metrics_path).
+METRICS_FILE = re.compile(r"keepdata_backup_(%s)\.prom" % JOB_NAME.pattern)
 SERVICE_KEYS = ("runner", "nice", "io_class", "cpu_policy", "memory_max", "timeout", "retry_delay", "forget_schedule", "drill_enabled", "drill_schedule")
 
 
@@ -271,6 +293,45 @@ class Jobs(HostChanges):
             elif (os.stat(directory).st_mode & 0o7777, os.stat(directory).st_uid) != (0o700, 0):
                 self.act("make %s root-only (0700)" % directory, self.restrict_dir, directory)
 
+    def metrics(self, job):
+        """A job's metrics as soon as it is installed, so that a job whose timer never fires is seen late: the state of
+        a job new on this host records when it was installed; the metrics get the configuration's thresholds."""
+        path = state_path(job)
+        try:
+            state = read_state(path)
+        except JobError as exc:
+            self.fail("%s%s" % (exc, self.done_so_far()))
+        if not state:
+            state = {"since": int(time.time())}
+            if not os.path.isdir(job["state_dir"]):
+                self.act("create %s" % job["state_dir"], self.make_dir, job["state_dir"])
+            self.before.append("%s: (absent)" % path)
+            self.after.append("%s: %s" % (path, json.dumps(state, sort_keys=True)))
+            self.act("write %s" % path, self.write, path, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+            self.written.append(path)
+        text, path = metrics_text(job["name"], state, job), metrics_path(job)
+        if not self.differs(path, text, "0644"):
+            return
+        if not os.path.isdir(job["metrics_dir"]):
+            self.act("create %s" % job["metrics_dir"], os.makedirs, job["metrics_dir"], 0o755)
+        old = self.read(path)
+        self.before.append("%s: %s" % (path, old if old is not None else "(absent)"))
+        self.after.append("%s: %s" % (path, text))
+        self.act("write %s" % path, self.write, path, text, 0o644)
+        self.written.append(path)
+
+    def stale_metrics(self):
+        """Metrics files of jobs no longer listed: left there, they would raise a "not running" alert for good."""
+        directory, names = self.p["metrics_dir"], {job["name"] for job in self.p["jobs"]}
+        if not directory or not os.path.isdir(directory):
+            return []
+        stale = []
+        for entry in sorted(os.listdir(directory)):
+            match = METRICS_FILE.fullmatch(entry)
+            if match and match.group(1) not in names:
+                stale.append(os.path.join(directory, entry))
+        return stale
+
     def run(self):
         p = self.p
         config_dir, units_dir = p["config_dir"].rstrip("/"), p["units_dir"].rstrip("/")
@@ -295,6 +356,14 @@ class Jobs(HostChanges):
             self.act("remove %s" % path, os.remove, path)
             self.removed.append(path)
             units_changed = units_changed or path.startswith(units_dir + "/")
+        for job in p["jobs"]:
+            if job.get("metrics_dir"):
+                self.metrics(job)
+        for path in self.stale_metrics():
+            self.before.append("%s: present" % path)
+            self.after.append("%s: (absent)" % path)
+            self.act("remove %s" % path, os.remove, path)
+            self.removed.append(path)
         if units_changed:
             self.systemctl_or_fail("systemctl daemon-reload", "daemon-reload")
         for unit, wanted in sorted(timers(p["jobs"], p["service"]).items()):

@@ -55,7 +55,9 @@ options:
     type: str
     default: allow_same_device
   schedules:
-    description: systemd calendar expressions, each checked with C(systemd-analyze calendar) (skipped with a warning without it).
+    description:
+      - systemd calendar expressions, each checked with C(systemd-analyze calendar) (skipped with a warning without it).
+      - The longest time between two runs of each is returned in RV(schedule_gaps).
     type: list
     elements: dict
     default: []
@@ -96,6 +98,16 @@ options:
         description: Absolute path of the database file.
         type: str
         required: true
+  textfile_dir:
+    description:
+      - The textfile directory of a node_exporter already running on the host (empty for none); it must exist, or the
+        metrics written there would reach nobody.
+    type: str
+    default: ""
+  textfile_dir_option:
+    description: The name the caller gives O(textfile_dir), for the message.
+    type: str
+    default: textfile_dir
 attributes:
   check_mode:
     support: full
@@ -150,6 +162,13 @@ repository_mounted:
   returned: always
   type: bool
   sample: true
+schedule_gaps:
+  description:
+    - For each calendar expression of O(schedules) that systemd accepts, the longest time in seconds between two of
+      its next 16 elapses (0 when it elapses fewer than twice). The backup role derives its alert thresholds from it.
+  returned: always
+  type: dict
+  sample: {"*-*-* 03:00": 86400, "Mon..Fri 02:00": 259200}
 same_device:
   description: Backup paths on the same device as O(repository_path).
   returned: always
@@ -166,11 +185,13 @@ import subprocess  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.fstab import entry_path  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import missing_packages, port_error  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap, missing_packages, port_error  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import parse_version  # noqa: E402
 
 FSTAB = "/etc/fstab"
+# Enough elapses to see a weekly pattern's longest gap (Mon..Fri: the weekend) in a schedule that runs a few times a day.
+CALENDAR_ITERATIONS = 16
 
 
 def fstab_mount_of(fstab_text, path):
@@ -244,7 +265,9 @@ def check_same_device(request, facts, warnings):
     ]
 
 
-def check_schedules(request, warnings, run=subprocess.run, which=shutil.which):
+def check_schedules(request, warnings, run=subprocess.run, which=shutil.which, gaps=None):
+    """Problems with the calendar expressions; ``gaps`` gets each accepted one's longest time between two runs."""
+    gaps = {} if gaps is None else gaps
     schedules = request.get("schedules") or []
     if not schedules:
         return []
@@ -258,13 +281,26 @@ def check_schedules(request, warnings, run=subprocess.run, which=shutil.which):
         bad = any(ord(char) < 32 for char in value) or not value.strip()
         if not bad:
             try:
-                proc = run([analyze, "calendar", "--", value], capture_output=True, text=True, timeout=request["timeout"], check=False)
+                argv = [analyze, "calendar", "--iterations=%d" % CALENDAR_ITERATIONS, "--", value]
+                proc = run(argv, capture_output=True, text=True, timeout=request["timeout"], check=False)
                 bad = proc.returncode != 0
+                if not bad:
+                    gaps[value] = calendar_gap(proc.stdout)
             except subprocess.TimeoutExpired:
                 warnings.append('systemd-analyze did not answer within %d seconds: %s "%s" is not checked' % (request["timeout"], entry["option"], value))
         if bad:
             problems.append('%s "%s" is not a calendar expression systemd accepts' % (entry["option"], value))
     return problems
+
+
+def check_textfile_dir(request):
+    directory = request.get("textfile_dir") or ""
+    if not directory or os.path.isdir(directory):
+        return []
+    return [
+        '%s "%s" is not a directory: it must be the textfile directory of the node_exporter that runs on this host (or let the role install one)'
+        % (request.get("textfile_dir_option") or "textfile_dir", directory)
+    ]
 
 
 def check_ports(request):
@@ -308,7 +344,9 @@ def probe(request, run=None, which=None, fstab=FSTAB, mountinfo=MOUNTINFO):
     facts["same_device"] = []
     problems = check_paths(request)
     problems += check_same_device(request, facts, warnings)
-    problems += check_schedules(request, warnings, run, which)
+    facts["schedule_gaps"] = {}
+    problems += check_schedules(request, warnings, run, which, facts["schedule_gaps"])
+    problems += check_textfile_dir(request)
     problems += check_ports(request)
     problems += check_sqlite(request)
     return facts, problems, warnings
@@ -329,6 +367,8 @@ ARGUMENT_SPEC = dict(
     ports=dict(type="list", elements="str", default=[]),
     timeout=dict(type="int", default=5),
     sqlite_paths=dict(type="list", elements="dict", default=[], options=entry_spec()),
+    textfile_dir=dict(type="str", default=""),
+    textfile_dir_option=dict(type="str", default="textfile_dir"),
 )
 
 

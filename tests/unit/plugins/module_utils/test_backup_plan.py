@@ -86,6 +86,7 @@ def test_s3_repository_job_and_probe():
         ],
         "packages": ["restic"],
         "ports": ["127.0.0.1:7496"],
+        "textfile_dir": "",
     }
     assert result["bucket"] == {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
     assert result["service"]["runner"] == "/usr/local/lib/keepdata/backup_runner.py"
@@ -495,6 +496,17 @@ BAD = [
     ({"jobs": 5}, "backup_jobs must be a list of jobs"),
     ({"jobs": True}, "backup_jobs must be a list of jobs"),
     ({"jobs": ["app"]}, "backup_jobs[0] must be a mapping with at least name and paths"),
+    ({"alert_grace": "a while"}, 'backup_alert_grace "a while" must be a time span such as 12h or 15min'),
+    ({"node_exporter": "yes"}, "backup_node_exporter must be none, install or existing"),
+    ({"node_exporter": "existing", "metrics_dir": ""}, "backup_node_exporter=existing needs backup_metrics_dir"),
+    ({"node_exporter": "install", "node_exporter_listen_address": "9100"}, 'backup_node_exporter_listen_address "9100" must be host:port'),
+    ({"node_exporter": "install", "node_exporter_listen_address": "0.0.0.0:99999"}, "must be host:port, [IPv6]:port or :port"),
+    ({"node_exporter": "install", "node_exporter_listen_address": ":9100\n"}, "backup_node_exporter_listen_address must not contain control"),
+    ({"node_exporter": "install", "node_exporter_args": ["--collector.systemd", "--x=$(id)"]}, 'backup_node_exporter_args[1] "--x=$(id)" must be one --flag'),
+    ({"node_exporter": "install", "node_exporter_args": ['--a="b c"']}, "must be one --flag or --flag=value without spaces"),
+    ({"node_exporter": "install", "node_exporter_args": ["-v"]}, 'backup_node_exporter_args[0] "-v" must be one --flag'),
+    ({"node_exporter": "install", "node_exporter_args": ["--web.listen-address=:80"]}, "--web.listen-address is set by the role"),
+    ({"node_exporter": "install", "metrics_dir": "/var/lib/node exporter"}, 'backup_metrics_dir "/var/lib/node exporter" must be an absolute path'),
 ]
 
 
@@ -509,6 +521,50 @@ def test_bad_input(settings, expect):
     text = json.dumps(result)
     for secret in SECRETS:
         assert secret not in text
+
+
+def test_node_exporter_settings():
+    assert plan()["node_exporter"]["mode"] == "none"
+    assert "prometheus-node-exporter" not in plan()["probe"]["packages"] and plan()["probe"]["textfile_dir"] == ""
+    installed = plan(node_exporter="install", node_exporter_listen_address="127.0.0.1:9101", node_exporter_args=["--collector.systemd", "--no-collector.wifi"])
+    assert installed["errors"] == []
+    assert installed["probe"]["packages"] == ["restic", "prometheus-node-exporter"]
+    assert installed["node_exporter"]["args_line"] == (
+        "--collector.textfile.directory=/var/lib/prometheus/node-exporter --web.listen-address=127.0.0.1:9101 --collector.systemd --no-collector.wifi"
+    )
+    assert plan(node_exporter="install", node_exporter_listen_address="[::1]:9100")["errors"] == []
+    existing = plan(node_exporter="existing", metrics_dir="/var/lib/node_exporter/textfile/")
+    assert existing["probe"]["textfile_dir"] == "/var/lib/node_exporter/textfile"
+    assert "prometheus-node-exporter" not in existing["probe"]["packages"]
+
+
+@pytest.mark.parametrize(("span", "seconds"), [("30min", 1800), ("1h 30min", 5400), ("90", 90), ("2d", 172800), ("1w", 604800), ("15 min", 900), ("500ms", 0)])
+def test_timespan_seconds(span, seconds):
+    assert bp.timespan_seconds(span) == seconds
+    assert bp.TIME_SPAN.fullmatch(span)
+
+
+def test_host_jobs_get_thresholds_from_their_schedules():
+    planned = plan(
+        jobs=[job(name="app1", schedule="daily"), job(name="logs", schedule="Mon..Fri 02:00", randomized_delay="0"), job(name="off", enabled=False)],
+        retry_attempts=2,
+        retry_delay="10min",
+        alert_grace="2h",
+    )
+    gaps = {"daily": 86400, "Mon..Fri 02:00": 259200, planned["service"]["drill_schedule"]: 604800}
+    jobs = bp.backup_host_jobs(planned["jobs"], planned["service"], {"repository_mount": "/mnt/backup", "schedule_gaps": gaps})
+    ages = [(j["name"], j["max_age"], j["drill_max_age"], j["mount_point"]) for j in jobs]
+    assert ages == [
+        ("app1", 86400 + 1800 + 2 * 600 + 7200, 604800 + 1800 + 7200, "/mnt/backup"),
+        ("logs", 259200 + 2 * 600 + 7200, 604800 + 7200, "/mnt/backup"),
+        ("off", 0, 604800 + 1800 + 7200, "/mnt/backup"),  # no timer: never late; its drill still runs
+    ]
+    # The plan itself is not changed; an unknown gap (systemd-analyze missing) gives no threshold.
+    assert "max_age" not in planned["jobs"][0]
+    unknown = bp.backup_host_jobs(planned["jobs"], planned["service"], {"schedule_gaps": {}})
+    assert [(j["max_age"], j["drill_max_age"], j["mount_point"]) for j in unknown] == [(0, 0, "")] * 3
+    no_drills = plan(drill_enabled=False)
+    assert bp.backup_host_jobs(no_drills["jobs"], no_drills["service"], {"schedule_gaps": gaps})[0]["drill_max_age"] == 0
 
 
 def test_bad_inputs_are_many():

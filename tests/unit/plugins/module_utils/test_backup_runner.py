@@ -353,7 +353,7 @@ def test_duration_seconds():
 
 def test_metrics_text_exact():
     state = br.backup_state({"last_forget": 1699990000, "snapshots": 9}, 1700000000.7, 1700000004.8, 3, summary=SUMMARY, snapshots=14)
-    assert br.metrics_text("app1", state) == (
+    assert br.metrics_text("app1", state, {"max_age": 94500, "drill_max_age": 0}) == (
         "# HELP keepdata_backup_last_run_timestamp_seconds Unix time when the last backup run started.\n"
         "# TYPE keepdata_backup_last_run_timestamp_seconds gauge\n"
         'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 1700000000\n'
@@ -408,7 +408,46 @@ def test_metrics_text_exact():
         "# HELP keepdata_backup_drill_consecutive_failures Restore drills failed in a row since the last success.\n"
         "# TYPE keepdata_backup_drill_consecutive_failures gauge\n"
         'keepdata_backup_drill_consecutive_failures{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_forget_last_result Outcome of the last retention run (forget, prune): 0 ok, 1 failed.\n"
+        "# TYPE keepdata_backup_forget_last_result gauge\n"
+        'keepdata_backup_forget_last_result{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_forget_consecutive_failures Retention runs failed in a row since the last success.\n"
+        "# TYPE keepdata_backup_forget_consecutive_failures gauge\n"
+        'keepdata_backup_forget_consecutive_failures{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_check_last_timestamp_seconds Unix time when the last repository check (restic check --read-data-subset) started, 0 if never.\n"
+        "# TYPE keepdata_backup_check_last_timestamp_seconds gauge\n"
+        'keepdata_backup_check_last_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_check_last_success_timestamp_seconds Unix time when the last successful repository check started, 0 if never.\n"
+        "# TYPE keepdata_backup_check_last_success_timestamp_seconds gauge\n"
+        'keepdata_backup_check_last_success_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_check_last_result Outcome of the last repository check: 0 ok (or never run), 1 failed.\n"
+        "# TYPE keepdata_backup_check_last_result gauge\n"
+        'keepdata_backup_check_last_result{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_since_timestamp_seconds Unix time when the job was installed on this host (lateness of a job that never ran counts from it).\n"
+        "# TYPE keepdata_backup_since_timestamp_seconds gauge\n"
+        'keepdata_backup_since_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_max_age_seconds Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit.\n"
+        "# TYPE keepdata_backup_max_age_seconds gauge\n"
+        'keepdata_backup_max_age_seconds{backup_job="app1"} 94500\n'
+        "# HELP keepdata_backup_drill_max_age_seconds Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit.\n"
+        "# TYPE keepdata_backup_drill_max_age_seconds gauge\n"
+        'keepdata_backup_drill_max_age_seconds{backup_job="app1"} 0\n'
     )
+
+
+def test_drill_state_records_the_repository_check():
+    never = br.drill_state({}, 1000.0, 1001.0, True)
+    assert (never["last_check"], never["check_exit_status"], never["last_check_success"]) == (0, 0, 0)
+    passed = br.drill_state(never, 2000.0, 2001.0, True, subset=1, subsets=4, check=True)
+    assert (passed["last_check"], passed["check_exit_status"], passed["last_check_success"]) == (2000, 0, 2000)
+    failed = br.drill_state(passed, 3000.0, 3001.0, False, check=False)
+    assert (failed["last_check"], failed["check_exit_status"], failed["last_check_success"]) == (3000, 1, 2000)
+    # A drill that failed before its check leaves the check's outcome as it was.
+    early = br.drill_state(failed, 4000.0, 4001.0, False)
+    assert (early["last_check"], early["check_exit_status"]) == (3000, 1)
+    text = br.metrics_text("app1", failed)
+    assert 'keepdata_backup_check_last_result{backup_job="app1"} 1\n' in text
+    assert 'keepdata_backup_check_last_success_timestamp_seconds{backup_job="app1"} 2000\n' in text
 
 
 def test_backup_state_carries_last_success_and_counts_failures():
@@ -1633,6 +1672,8 @@ def test_subsets_rotate_one_per_drill_and_only_after_a_check_that_passed(tmp_pat
         ("--read-data-subset=1/3", 0, 2),
         ("--read-data-subset=2/3", 0, 3),
     ]
+    state = read_state(config)
+    assert (state["check_exit_status"], state["last_check_success"]) == (0, state["last_check"])
     # N lowered below the next K: start again at 1.
     _restic, fake = drill_run()
     assert br.cmd_drill(drill_context(tmp_path, fake), drill_config(tmp_path, check_subsets=2)) == 0
@@ -1654,6 +1695,9 @@ def test_a_failed_check_fails_the_drill_and_says_what_restic_found(tmp_path):
     assert (state["drill_exit_status"], state["drill_consecutive_failures"], state["last_drill_success"], state["drill_files_checked"]) == (1, 1, 0, 5)
     assert 'keepdata_backup_drill_last_result{backup_job="app1"} 1' in metric_lines(config)
     assert 'keepdata_backup_drill_consecutive_failures{backup_job="app1"} 1' in metric_lines(config)
+    # The repository check has its own outcome (its own alert).
+    assert (state["check_exit_status"], state["last_check"], state["last_check_success"]) == (1, int(state["last_drill"]), 0)
+    assert 'keepdata_backup_check_last_result{backup_job="app1"} 1' in metric_lines(config)
 
 
 def test_a_damaged_pack_fails_the_restore_and_names_the_files(tmp_path):

@@ -6,13 +6,15 @@ that keeps the timers' state and records every call (and whether the unit's file
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_plan
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_host_jobs, backup_plan
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import metrics_text
 from ansible_collections.keepdata.storage.plugins.modules import backup_jobs
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -67,7 +69,7 @@ def host(tmp_path, monkeypatch):
     units_dir.mkdir()
     fake = FakeSystemctl(units_dir)
     monkeypatch.setattr(backup_jobs.AnsibleModule, "run_command", fake)
-    return {"cfg": tmp_path / "cfg", "units": units_dir, "systemctl": fake}
+    return {"cfg": tmp_path / "cfg", "units": units_dir, "systemctl": fake, "state": tmp_path / "state", "metrics": tmp_path / "metrics"}
 
 
 def plan(host, jobs=None, **settings):
@@ -81,6 +83,8 @@ def plan(host, jobs=None, **settings):
         s3_secret_key=SECRET,
         host_name="web1",
         config_dir=str(host["cfg"]),
+        state_dir=str(host["state"]),
+        metrics_dir=str(host["metrics"]),
         jobs=jobs if jobs is not None else [{"name": "app1", "paths": ["/srv/app1"]}],
     )
     result = backup_plan(dict(base, **settings))
@@ -157,8 +161,19 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
     assert sorted(result["written"]) == sorted(
         ["%s/%s" % (units, u) for u in UNITS_OF_APP1 + ["keepdata-backup-failed@.service"]]
         + ["%s/jobs/app1.json" % cfg, "%s/repository.password" % cfg, "%s/s3.credentials" % cfg]
+        + ["%s/app1.state.json" % host["state"], "%s/keepdata_backup_app1.prom" % host["metrics"]]
     )
+    # The metrics exist before the first run: a job whose timer never fires is seen late, counted from its install.
+    since = json.loads((host["state"] / "app1.state.json").read_text())["since"]
+    assert abs(since - time.time()) < 60
+    assert (mode(host["state"]), mode(host["state"] / "app1.state.json"), mode(host["metrics"] / "keepdata_backup_app1.prom")) == ("0o700", "0o600", "0o644")
+    metrics = (host["metrics"] / "keepdata_backup_app1.prom").read_text()
+    assert 'keepdata_backup_since_timestamp_seconds{backup_job="app1"} %d\n' % since in metrics
+    assert 'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 0\n' in metrics
     assert result["actions"][:2] == ["create %s" % cfg, "create %s/jobs" % cfg]
+    state_dir, metrics_dir = host["state"], host["metrics"]
+    expected = ["create %s" % state_dir, "write %s/app1.state.json" % state_dir, "create %s" % metrics_dir, "write %s/keepdata_backup_app1.prom" % metrics_dir]
+    assert result["actions"][-8:-4] == expected
     assert result["actions"][-4:] == ["systemctl daemon-reload"] + ["enable and start " + timer for timer in TIMERS_OF_APP1]
     assert "diff" not in result
 
@@ -167,6 +182,54 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
     assert again["changed"] is False
     assert (again["actions"], again["written"], again["removed"], again["timers_started"], again["timers_stopped"]) == ([], [], [], [], [])
     assert all(c["argv"][1] in QUERIES for c in systemctl.calls[before:])
+
+
+def test_metrics_follow_the_thresholds_and_keep_the_state_of_the_runs(host, capsys):
+    planned = plan(host)
+    gaps = {"schedule_gaps": {"daily": 86400, planned["service"]["drill_schedule"]: 604800}}
+    jobs = backup_host_jobs(planned["jobs"], planned["service"], gaps)
+    assert run(capsys, args(host, jobs=jobs))["changed"] is True
+    prom = host["metrics"] / "keepdata_backup_app1.prom"
+    # daily: 24 h + 30 min delay + 3 retries of 15 min + 1 h grace; drill: a week + 30 min + 1 h.
+    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 94500\n' in prom.read_text()
+    assert 'keepdata_backup_drill_max_age_seconds{backup_job="app1"} 610200\n' in prom.read_text()
+    assert run(capsys, args(host, jobs=jobs))["changed"] is False
+    # A run of the job rewrote its state and metrics: the role leaves them as they are.
+    state_file = host["state"] / "app1.state.json"
+    state = dict(json.loads(state_file.read_text()), last_run=1700000000, last_success=1700000000)
+    state_file.write_text(json.dumps(state))
+    prom.write_text(metrics_text("app1", state, jobs[0]))
+    assert run(capsys, args(host, jobs=jobs))["changed"] is False
+    # A new schedule changes the threshold at once, not at the next run.
+    weekly = backup_host_jobs(planned["jobs"], dict(planned["service"], alert_grace="2h"), gaps)
+    result = run(capsys, args(host, jobs=weekly), diff=True)
+    assert result["written"] == ["%s/jobs/app1.json" % host["cfg"], str(prom)]
+    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 98100\n' in prom.read_text()
+    assert 'keepdata_backup_last_success_timestamp_seconds{backup_job="app1"} 1700000000\n' in prom.read_text()
+    assert json.loads(state_file.read_text())["last_success"] == 1700000000
+
+
+def test_a_removed_job_loses_its_metrics_file_not_its_state(host, capsys):
+    two = plan(host, jobs=[{"name": "app1", "paths": ["/srv/app1"]}, {"name": "logs", "paths": ["/srv/logs"]}])
+    run(capsys, args(host, two, metrics_dir=str(host["metrics"])))
+    (host["metrics"] / "node_other.prom").write_text("other 1\n")  # another exporter's file is not ours
+    assert sorted(os.listdir(host["metrics"])) == ["keepdata_backup_app1.prom", "keepdata_backup_logs.prom", "node_other.prom"]
+    preview = run(capsys, args(host, plan(host), metrics_dir=str(host["metrics"])), check_mode=True)
+    assert "remove %s/keepdata_backup_logs.prom" % host["metrics"] in preview["actions"]
+    assert os.path.exists(host["metrics"] / "keepdata_backup_logs.prom")
+    result = run(capsys, args(host, plan(host), metrics_dir=str(host["metrics"])))
+    assert "%s/keepdata_backup_logs.prom" % host["metrics"] in result["removed"]
+    assert sorted(os.listdir(host["metrics"])) == ["keepdata_backup_app1.prom", "node_other.prom"]
+    assert os.path.exists(host["state"] / "logs.state.json")
+
+
+def test_an_unreadable_state_fails_and_says_what_was_done(host, capsys):
+    host["state"].mkdir()
+    (host["state"] / "app1.state.json").write_text("{not json")
+    result = run(capsys, args(host))
+    assert result["failed"] is True
+    assert "is not valid JSON" in result["msg"] and "done before: create" in result["msg"]
+    assert not (host["metrics"] / "keepdata_backup_app1.prom").exists()
 
 
 def test_check_mode_writes_nothing_and_changes_no_unit(host, capsys):

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap
 from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
 
 FSTAB = """# /etc/fstab
@@ -24,10 +25,45 @@ nas:/deep /mnt/backup/restic/deep nfs _netdev 0 0
 """
 
 
+# What systemd-analyze calendar --iterations printed on a Debian 12 host (shortened to three elapses), in UTC and in
+# a zone with daylight saving time (where the "(in UTC)" lines count).
+ELAPSES = {
+    "daily": """  Original form: daily
+Normalized form: *-*-* 00:00:00
+    Next elapse: Thu 2026-12-03 00:00:00 UTC
+       From now: 22h left
+       Iter. #2: Fri 2026-12-04 00:00:00 UTC
+       From now: 1 day 22h left
+       Iter. #3: Sat 2026-12-05 00:00:00 UTC
+       From now: 2 days left
+""",
+    "Mon..Fri 02:00": """  Original form: Mon..Fri 02:00
+Normalized form: Mon..Fri *-*-* 02:00:00
+    Next elapse: Thu 2026-12-03 02:00:00 UTC
+       From now: 24h left
+       Iter. #2: Fri 2026-12-04 02:00:00 UTC
+       From now: 2 days left
+       Iter. #3: Mon 2026-12-07 02:00:00 UTC
+       From now: 5 days left
+""",
+    "*-*-* 03:00:00": """  Original form: *-*-* 03:00:00
+Normalized form: *-*-* 03:00:00
+    Next elapse: Sat 2027-03-27 03:00:00 CET
+       (in UTC): Sat 2027-03-27 02:00:00 UTC
+       From now: 3 months left
+       Iter. #2: Sun 2027-03-28 03:00:00 CEST
+       (in UTC): Sun 2027-03-28 01:00:00 UTC
+       From now: 3 months left
+""",
+}
+
+
 class FakeCommands:
     """Answers systemd-analyze (a set of accepted expressions), dpkg-query (installed packages) and restic version."""
 
-    def __init__(self, calendars=("daily", "*-*-* 03:00:00"), installed=("restic",), version="restic 0.14.0 compiled with go1.19.8 on linux/amd64"):
+    def __init__(
+        self, calendars=("daily", "*-*-* 03:00:00", "Mon..Fri 02:00"), installed=("restic",), version="restic 0.14.0 compiled with go1.19.8 on linux/amd64"
+    ):
         self.calendars, self.installed, self.version = set(calendars), set(installed), version
         self.calls = []
 
@@ -35,9 +71,11 @@ class FakeCommands:
         self.calls.append(list(argv))
         name = os.path.basename(argv[0])
         if name == "systemd-analyze":
-            assert argv[1:3] == ["calendar", "--"]
-            ok = argv[3] in self.calendars
-            return subprocess.CompletedProcess(argv, 0 if ok else 1, "", "" if ok else "Failed to parse calendar specification")
+            assert argv[1:4] == ["calendar", "--iterations=16", "--"]
+            ok = argv[4] in self.calendars
+            return subprocess.CompletedProcess(
+                argv, 0 if ok else 1, ELAPSES.get(argv[4], "") if ok else "", "" if ok else "Failed to parse calendar specification"
+            )
         if name == "dpkg-query":
             lines = ["%s %s" % (p, "ii " if p in self.installed else "un ") for p in argv[3:]]
             return subprocess.CompletedProcess(argv, 0, "\n".join(lines) + "\n", "")
@@ -99,7 +137,7 @@ def test_fstab_longest_match(path, mount):
 
 def test_nothing_asked_nothing_wrong(host):
     facts, problems, warnings = probe(host)
-    assert facts == {"restic_version": "0.14.0", "missing": [], "repository_mount": "", "repository_mounted": False, "same_device": []}
+    assert facts == {"restic_version": "0.14.0", "missing": [], "repository_mount": "", "repository_mounted": False, "same_device": [], "schedule_gaps": {}}
     assert problems == [] and warnings == []
 
 
@@ -184,14 +222,42 @@ def test_schedules(host):
         {"option": "backup_jobs[0].schedule", "value": "every tuesday-ish"},
         {"option": "backup_forget_schedule", "value": "daily\n"},
     ]
-    _facts, problems, warnings = probe(host, fake, schedules=schedules)
+    facts, problems, warnings = probe(host, fake, schedules=schedules)
     assert problems == [
         'backup_jobs[0].schedule "every tuesday-ish" is not a calendar expression systemd accepts',
         'backup_forget_schedule "daily\n" is not a calendar expression systemd accepts',
     ]
     assert warnings == []
-    assert ["/usr/bin/systemd-analyze", "calendar", "--", "daily"] in fake.calls
+    assert ["/usr/bin/systemd-analyze", "calendar", "--iterations=16", "--", "daily"] in fake.calls
+    assert facts["schedule_gaps"] == {"daily": 86400}
     assert len([c for c in fake.calls if "calendar" in c]) == 2  # the control character is refused without a call
+
+
+def test_schedule_gaps_are_the_longest_time_between_two_runs(host):
+    schedules = [{"option": "a", "value": "Mon..Fri 02:00"}, {"option": "b", "value": "*-*-* 03:00:00"}]
+    facts, problems, _warnings = probe(host, schedules=schedules)
+    assert problems == []
+    # The weekend of a weekday schedule; a daily run on the night the clocks go forward is 23 h after the last.
+    assert facts["schedule_gaps"] == {"Mon..Fri 02:00": 3 * 86400, "*-*-* 03:00:00": 23 * 3600}
+
+
+@pytest.mark.parametrize(
+    ("output", "gap"),
+    [("", 0), (ELAPSES["daily"].split("       Iter. #2", maxsplit=1)[0], 0), (ELAPSES["daily"], 86400), ("garbage\nIter. #2: soon\n", 0)],
+)
+def test_calendar_gap_needs_two_elapses(output, gap):
+    assert calendar_gap(output) == gap
+
+
+def test_textfile_dir_of_an_existing_node_exporter_must_exist(host):
+    there = host["tmp"] / "textfile"
+    there.mkdir()
+    assert probe(host, textfile_dir=str(there), textfile_dir_option="backup_metrics_dir")[1] == []
+    _facts, problems, _warnings = probe(host, textfile_dir=str(host["tmp"] / "absent"), textfile_dir_option="backup_metrics_dir")
+    assert problems == [
+        'backup_metrics_dir "%s" is not a directory: it must be the textfile directory of the node_exporter that runs on this host '
+        "(or let the role install one)" % (host["tmp"] / "absent")
+    ]
 
 
 def test_schedules_skipped_without_systemd_analyze(host):
