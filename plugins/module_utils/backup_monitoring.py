@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import UNIT_NAME, UNIT_SUFFIXES
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import UNIT_NAME, systemd_unit
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, full, has_control_chars
 
 # The role's files/ names them; the rules file must end in .yml for the usual rule_files glob "<dir>/*.yml".
@@ -63,15 +63,12 @@ def _service(settings, errors):
     if not full(UNIT_NAME, value):
         errors.append('%s "%s" must be a systemd unit name (letters, digits and : _ . @ -)' % (option, value))
         return None
-    unit = value if value.endswith(UNIT_SUFFIXES) else value + ".service"
+    unit, problem = systemd_unit(option, value)
+    if problem:
+        errors.append(problem)
+        return None
     if not unit.endswith(".service"):
         errors.append('%s "%s" must be a service, reloaded with systemctl reload' % (option, value))
-        return None
-    if len(unit) > 255:
-        errors.append('%s "%s" must be at most 255 characters long with its suffix' % (option, value))
-        return None
-    if "@." in unit:
-        errors.append('%s "%s" is a template: name an instance (such as prometheus@main.service)' % (option, value))
         return None
     return unit
 

@@ -325,16 +325,25 @@ def _services(value, option, errors):
     units = []
     for index, item in enumerate(_strings(value, option, errors, pattern=UNIT_NAME, what="a systemd unit name (letters, digits and : _ . @ -)")):
         where = "%s[%d]" % (option, index)
-        unit = item if item.endswith(UNIT_SUFFIXES) else item + ".service"
-        if len(unit) > 255:
-            errors.append('%s "%s" must be at most 255 characters long with its suffix' % (where, item))
-        elif "@." in unit or unit.endswith("@"):
-            errors.append('%s "%s" is a template: name an instance (such as app@main.service)' % (where, item))
+        unit, problem = systemd_unit(where, item)
+        if problem:
+            errors.append(problem)
         elif unit in units:
             errors.append('%s "%s" is listed twice' % (where, item))
         else:
             units.append(unit)
     return units
+
+
+def systemd_unit(where, item):
+    """(the unit as systemctl names it, None), or (None, the problem): ``item`` already matches UNIT_NAME; without a
+    unit type suffix it is a service; a template without an instance names no unit that runs."""
+    unit = item if item.endswith(UNIT_SUFFIXES) else item + ".service"
+    if len(unit) > 255:
+        return None, '%s "%s" must be at most 255 characters long with its suffix' % (where, item)
+    if "@." in unit or unit.endswith("@"):
+        return None, '%s "%s" is a template: name an instance (such as app@main.service)' % (where, item)
+    return unit, None
 
 
 def _drill(settings, errors):
