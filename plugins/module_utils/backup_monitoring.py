@@ -16,6 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fnmatch
+import posixpath
+
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import UNIT_NAME, systemd_unit
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, full, has_control_chars
 
@@ -121,3 +124,41 @@ def backup_monitoring_plan(settings):
         "dashboard_path": dashboard_dir + "/" + DASHBOARD_FILE if dashboard_dir else "",
         "preflight": preflight,
     }
+
+
+def _glob_matches(pattern, path):
+    """Whether Go's filepath.Match, as Prometheus applies rule_files globs, matches ``path``: one segment per "/",
+    "*" and "?" never cross a "/", "[^...]" negates."""
+    pattern_parts, path_parts = pattern.split("/"), path.split("/")
+    if len(pattern_parts) != len(path_parts):
+        return False
+    return all(fnmatch.fnmatchcase(part, glob.replace("[^", "[!")) for glob, part in zip(pattern_parts, path_parts))
+
+
+def rules_file_problem(config_text, config_path, rules_path):
+    """ "" when the Prometheus configuration ``config_text`` (read from ``config_path``) lists ``rules_path`` under
+    rule_files: (relative globs count from the configuration's directory), else what is wrong, naming the option.
+
+    Asked before the rules are written, so that a role run that cannot work changes nothing."""
+    import yaml  # noqa: PLC0415 - on the controller (PyYAML comes with Ansible); module_utils import nothing outside the standard library at load time
+
+    option = OPTION + "prometheus_config"
+    try:
+        config = yaml.safe_load(config_text or "") or {}
+    except yaml.YAMLError:
+        return '%s "%s" is not valid YAML' % (option, config_path)
+    if not isinstance(config, dict):
+        return '%s "%s" is not a Prometheus configuration (a mapping)' % (option, config_path)
+    globs = config.get("rule_files") or []
+    if not isinstance(globs, list) or not all(isinstance(glob, str) for glob in globs):
+        return '%s "%s": rule_files must be a list of file globs' % (option, config_path)
+    base = posixpath.dirname(config_path)
+    for glob in globs:
+        if _glob_matches(posixpath.normpath(posixpath.join(base, glob)), rules_path):
+            return ""
+    return '%s "%s" does not load %s: add "%s/*.yml" to its rule_files: (then reload Prometheus)' % (
+        option,
+        config_path,
+        rules_path,
+        posixpath.dirname(rules_path),
+    )

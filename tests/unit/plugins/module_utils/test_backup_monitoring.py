@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ansible_collections.keepdata.storage.plugins.filter.storage_plans import FilterModule
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_monitoring import DASHBOARD_FILE, RULES_FILE, backup_monitoring_plan
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_monitoring import DASHBOARD_FILE, RULES_FILE, backup_monitoring_plan, rules_file_problem
 
 ROOT = Path(__file__).resolve().parents[4]
 PREFIX = "backup_monitoring_"
@@ -133,3 +133,43 @@ def test_no_settings_at_all():
     assert backup_monitoring_plan(None)["errors"] == [
         'backup_monitoring_rules_dir "" must be an absolute path other than / (letters, digits and . _ - @ + = only)'
     ]
+
+
+CONFIG = "/etc/prometheus/prometheus.yml"
+RULES = "/etc/prometheus/rules/keepdata_backup.rules.yml"
+
+
+@pytest.mark.parametrize(
+    "rule_files",
+    [
+        ["/etc/prometheus/rules/*.yml"],
+        ["rules/*.yml"],  # relative to the configuration's directory
+        ["first.yml", "/etc/prometheus/*/keepdata_*.yml"],
+        ["/etc/prometheus/rules/keepdata_backup.rules.yml"],
+        ["/etc/prometheus/rules/[^x]*.yml"],  # Go's negated class
+        ["./rules/../rules/*.yml"],
+    ],
+)
+def test_rule_files_that_load_the_rules(rule_files):
+    config = yaml.safe_dump({"global": {"scrape_interval": "15s"}, "rule_files": rule_files})
+    assert rules_file_problem(config, CONFIG, RULES) == ""
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("global: {scrape_interval: 15s}\n", 'does not load %s: add "/etc/prometheus/rules/*.yml" to its rule_files:' % RULES),
+        ("rule_files: ['*.yml']\n", "does not load"),  # "*" never crosses a "/"
+        ("rule_files: ['/etc/prometheus/*.yml']\n", "does not load"),
+        ("rule_files: ['/etc/prometheus/rules/*.yaml']\n", "does not load"),
+        ("rule_files: ['/etc/prometheus/rules/[^k]*.yml']\n", "does not load"),
+        ("rule_files: /etc/prometheus/rules/*.yml\n", "rule_files must be a list of file globs"),
+        ("rule_files: [: \n", 'backup_monitoring_prometheus_config "%s" is not valid YAML' % CONFIG),
+        ("- just a list\n", "is not a Prometheus configuration"),
+        ("", "does not load"),
+    ],
+)
+def test_rule_files_that_do_not(config, problem):
+    message = rules_file_problem(config, CONFIG, RULES)
+    assert message.startswith('backup_monitoring_prometheus_config "%s"' % CONFIG)
+    assert problem in message
