@@ -4,7 +4,8 @@
 #   1. playbooks/cellar.yml declares buckets (policy presets, CORS) on the RGW;
 #      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered.
 #   2. playbooks/shared_storage.yml mounts one bucket with s3fs on both app servers;
-#      a file written on one is read on the other.
+#      a file written on one is read on the other; app2's s3fs daemon is killed and its health timer
+#      remounts the bucket.
 #   3. playbooks/backup.yml schedules encrypted restic backups of app1 to a bucket; the job runs once
 #      through systemd and its snapshot is listed.
 #   4. playbooks/backup_now.yml takes a pre-update snapshot; playbooks/restore.yml previews (--check), then
@@ -137,6 +138,26 @@ show "${HOSTS[1]}: /srv/app/public/uploads is" "$(docker exec "${HOSTS[1]}" read
 show "${HOSTS[1]}: /srv/app/tmp/cache is" "$(docker exec "${HOSTS[1]}" readlink /srv/app/tmp/cache) (a symlink)"
 docker exec "${HOSTS[1]}" grep -q 'written on app1' /srv/app/public/uploads/hello.txt || kd_die "the file did not cross between the servers"
 docker exec "${HOSTS[1]}" grep -q 'before the migration' /srv/app/public/uploads/old.txt || kd_die "the upload made before the migration was not kept"
+
+kd_step "the s3fs daemon on app2 dies (kill -9): its health timer remounts /storage, no Ansible run needed"
+since=$(docker exec "${HOSTS[1]}" date '+%Y-%m-%d %H:%M:%S')
+docker exec "${HOSTS[1]}" pkill -9 -x s3fs
+sleep 0.5
+show "${HOSTS[1]}: /storage right after (mountinfo still says mounted)" \
+  "$(docker exec "${HOSTS[1]}" python3 /usr/local/lib/keepdata/mount_health.py look /storage || true)"
+healed=""
+for second in $(seq 1 45); do
+  if docker exec "${HOSTS[1]}" python3 /usr/local/lib/keepdata/mount_health.py look /storage >/dev/null; then
+    healed=$second
+    break
+  fi
+  sleep 1
+done
+[ -n "$healed" ] || kd_die "the health timer did not remount /storage within 45 s"
+show "${HOSTS[1]}: healed after" "${healed} s (the timer checks every 30 s)"
+show "${HOSTS[1]}: journalctl -t keepdata-mount-health" \
+  "$(docker exec "${HOSTS[1]}" journalctl -t keepdata-mount-health --since "$since" -o cat --no-pager)"
+docker exec "${HOSTS[1]}" grep -q 'before the migration' /srv/app/public/uploads/old.txt || kd_die "the file is not readable after the healing"
 kd_step "schedule encrypted backups of app1 to the RGW with playbooks/backup.yml"
 cat >"$DEMO_DIR/backup-vars.yml" <<VARS
 # A demo password; a real one comes from a vault and is kept away from the host as well.

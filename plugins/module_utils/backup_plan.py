@@ -27,6 +27,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner imp
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
+    TIME_SPAN,
     abs_path_error,
     as_list,
     control_char_errors,
@@ -34,23 +35,13 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     has_control_chars,
     paths_nest,
     rel_path_ok,
+    timespan_seconds,
 )
 
 # JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from the runner: one rule for the role, the program on the
 # host and the restore modules.
 # restic's --keep-within durations: years, months, days, hours.
 RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")
-# A systemd time span such as "30min", "1h 30min", "12h" or "90" (seconds).
-_SPAN_UNIT = r"(?:us|ms|s|sec|seconds?|m|min|minutes?|h|hr|hours?|d|days?|w|weeks?)"
-TIME_SPAN = re.compile(r"[0-9]+ ?{u}?(?: [0-9]+ ?{u}?)*".format(u=_SPAN_UNIT))
-_SPAN_SECONDS = (
-    (("us", "ms"), 0),
-    (("s", "sec", "second", "seconds", ""), 1),
-    (("m", "min", "minute", "minutes"), 60),
-    (("h", "hr", "hour", "hours"), 3600),
-    (("d", "day", "days"), 86400),
-    (("w", "week", "weeks"), 604800),
-)
 # node_exporter's listen address (host:port, [IPv6]:port or :port) and extra flags. The flags land in ARGS="..."
 # of /etc/default/prometheus-node-exporter, split by systemd on spaces: no space, quote, backslash or $.
 LISTEN_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}")
@@ -103,14 +94,6 @@ RUNNER = "/usr/local/lib/keepdata/backup_runner.py"
 
 def _text(value):
     return "" if value is None else str(value)
-
-
-def timespan_seconds(span):
-    """Seconds of a systemd time span that matches TIME_SPAN ("30min", "1h 30min", "90"): for alert thresholds."""
-    total = 0
-    for number, unit in re.findall(r"([0-9]+) ?([a-z]*)", _text(span)):
-        total += int(number) * next(factor for units, factor in _SPAN_SECONDS if unit in units)
-    return total
 
 
 def _int(value, option, errors, low, high=None):

@@ -23,6 +23,7 @@ import subprocess
 import time
 
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts, resolve_id
+from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import AUTOFS_SOURCE, HEALTHY, HUNG, hung_message, look
 from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import link_problem, link_status, links_todo
 
 
@@ -50,8 +51,15 @@ def calendar_gap(analyze_output):
     return max(gaps) if gaps else 0
 
 
-def mount_point_state(path, mounts):
-    state = {"exists": os.path.lexists(path), "is_dir": os.path.isdir(path), "mounted": path in mounts, "source": mounts.get(path, ""), "entries": []}
+def mount_point_state(path, mounts, timeout):
+    """What is at a mount point. A mounted one is asked first, in a child process with a time limit (mount_health):
+    a dead or hung mount must neither be taken for a missing directory nor hang the play."""
+    state = {"exists": True, "is_dir": True, "mounted": path in mounts, "source": mounts.get(path, ""), "entries": [], "health": "", "health_detail": ""}
+    if state["mounted"] and state["source"] != AUTOFS_SOURCE:
+        state["health"], state["health_detail"] = look(path, timeout)
+        if state["health"] != HEALTHY:
+            return state
+    state.update(exists=os.path.lexists(path), is_dir=os.path.isdir(path))
     if state["is_dir"] and not state["mounted"]:
         state["entries"] = sorted(os.listdir(path))
     return state
@@ -123,17 +131,21 @@ def check_ids(request, facts):
 
 def check_mount_points(request, facts, mounts):
     """A mount point that is a file, or a non-empty directory not mounted yet, would hide data."""
-    hiding = []
+    hiding, hung = [], []
     for point in request.get("mount_points") or []:
-        state = facts["mount_points"][point["path"]] = mount_point_state(point["path"], mounts)
+        state = facts["mount_points"][point["path"]] = mount_point_state(point["path"], mounts, request.get("timeout") or 5)
+        # A dead mount (its FUSE daemon gone) is healed by module fstab_mount; a hung one stops the play here.
+        if state["health"] == HUNG:
+            hung.append(hung_message(point["path"], state["health_detail"]))
         if state["exists"] and not state["is_dir"]:
             hiding.append((point["path"], "not a directory"))
         elif state["entries"] and not point.get("allow_non_empty"):
             hiding.append((point["path"], "contains " + _more(state["entries"])))
+    problems = hung
     if not hiding:
-        return []
+        return problems
     hint = request.get("non_empty_hint") if any(why != "not a directory" for _path, why in hiding) else ""
-    return [
+    return problems + [
         "refusing to mount over non-empty or non-directory paths, data there would be hidden: %s (move the content away%s)"
         % ("; ".join("%s (%s)" % item for item in hiding), ", or " + hint if hint else "")
     ]
@@ -183,7 +195,9 @@ def check_links(request, facts, mounts):
     links = request.get("links") or {}
     if not links.get("paths"):
         return []
-    storage_mounted = links["storage"] in mounts
+    storage_state = facts["mount_points"].get(links["storage"]) or mount_point_state(links["storage"], mounts, request.get("timeout") or 5)
+    # A dead or hung storage cannot be looked into: every path stays to check once it is healed.
+    storage_mounted = storage_state["mounted"] and storage_state["health"] in ("", HEALTHY)
     bad = []
     for rel in links["paths"]:
         facts["links"][rel] = link_status(links["app_root"], links["storage"], rel, storage_mounted)

@@ -11,26 +11,11 @@ __metaclass__ = type
 
 import grp
 import pwd
-import re
 
-MOUNTINFO = "/proc/self/mountinfo"
+from ansible_collections.keepdata.storage.plugins.module_utils import mount_health
 
-
-def unescape_mountinfo(field):
-    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 ...)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def read_mounts(mountinfo=MOUNTINFO):
-    """{mount point: source} of every mount this host has now (the last one wins on a stacked mount point)."""
-    mounts = {}
-    with open(mountinfo) as handle:
-        for line in handle:
-            before, _sep, after = line.partition(" - ")
-            fields, tail = before.split(), after.split()
-            if len(fields) > 4 and len(tail) > 1:
-                mounts[unescape_mountinfo(fields[4])] = unescape_mountinfo(tail[1])
-    return mounts
+# One mountinfo reader for the modules and the health timer program (standalone, so it lives there).
+MOUNTINFO, read_mounts, unescape_mountinfo = mount_health.MOUNTINFO, mount_health.read_mounts, mount_health.unescape_mountinfo
 
 
 def resolve_id(name, kind):

@@ -32,6 +32,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     has_control_chars,
     legacy_file_id,
     systemd_escape_path,
+    timespan_error,
 )
 
 TYPES = ("cifs", "nfs", "sshfs", "fsbucket")
@@ -76,7 +77,7 @@ MOUNT_STRINGS = (
     "mode",
     "options",
 )
-GLOBAL_STRINGS = ("app_id", "app_root", "config_dir", "nfs_version", "nfs_options", "cifs_version")
+GLOBAL_STRINGS = ("app_id", "app_root", "config_dir", "nfs_version", "nfs_options", "cifs_version", "health_interval")
 
 
 def _text(value):
@@ -229,6 +230,8 @@ def _attribute_errors(m):
     for account in ("owner", "group"):
         if m.get(account) is not None and not full(ACCOUNT, _text(m.get(account))):
             errors.append('%s "%s" must be a user or group name, or a numeric id' % (account, _text(m.get(account))))
+    if m.get("health_check") and _text(m.get("type")) != "sshfs":
+        errors.append("health_check is for sshfs mounts (a FUSE daemon that can die); the kernel keeps cifs and nfs mounts")
     for key, rule in (("version", VERSION), ("file_mode", OCTAL_MODE)):
         if m.get(key) is not None and not full(rule, _text(m.get(key))):
             errors.append('%s "%s" is not valid' % (key, _text(m.get(key))))
@@ -329,6 +332,9 @@ def _mount(where, m, settings, errors):
         "allow_non_empty": bool(m.get("allow_non_empty")),
         "automount": bool(_own(m, settings, "automount")),
         "fuse": kind == "sshfs" and bool(m.get("allow_other", True)),
+        # A FUSE daemon can die under a mount that still looks mounted: a timer on the host checks and heals it.
+        "health_check": kind == "sshfs" and bool(_own(m, settings, "health_check")),
+        "health_interval": _text(settings.get("health_interval") or "30s"),
         "unit": systemd_escape_path(path),
         "files": files,
         "legacy_files": ["%s/%s.%s" % (cfg["dir"], legacy, ext) for ext in ("cred", "key", "known_hosts") if legacy != cfg["id"]],
@@ -343,6 +349,9 @@ def _input_errors(settings):
         problem = abs_path_error("mounts_" + name, _text(settings.get(name)))
         if problem and not errors:
             errors.append(problem)
+    problem = timespan_error("mounts_health_interval", settings.get("health_interval") or "30s")
+    if problem and not errors:
+        errors.append(problem)
     for option in as_list(settings.get("nfs_options")):
         problem = fstab_option_error("mounts_nfs_options", _text(option))
         if problem and not errors:

@@ -33,6 +33,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     paths_nest,
     rel_path_ok,
     systemd_escape_path,
+    timespan_error,
 )
 
 # Options the role writes itself, and option names that would put a credential into fstab.
@@ -57,6 +58,7 @@ STRINGS = (
     "symlinks",
     "symlink_owner",
     "symlink_group",
+    "health_interval",
 )
 
 
@@ -149,6 +151,8 @@ def _local_errors(settings, path):
     if cache_dir and abs_path_error("s3fs_cache_dir", cache_dir):
         errors.append('s3fs_cache_dir "%s" must be an absolute path' % cache_dir)
     problem = abs_path_error("s3fs_config_dir", _text(settings.get("config_dir")).rstrip("/"))
+    errors += [problem] if problem else []
+    problem = timespan_error("s3fs_health_interval", settings.get("health_interval") or "30s")
     return errors + ([problem] if problem else [])
 
 

@@ -30,6 +30,17 @@ OCTAL_MODE = re.compile(r"0?[0-7]{3}")
 # A login or group name (Debian's useradd rule, plus a trailing $ for machine accounts), or a numeric id.
 ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]*\$?|[0-9]+")
 VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+# A systemd time span such as "30min", "1h 30min", "12h" or "90" (seconds).
+_SPAN_UNIT = r"(?:us|ms|s|sec|seconds?|m|min|minutes?|h|hr|hours?|d|days?|w|weeks?)"
+TIME_SPAN = re.compile(r"[0-9]+ ?{u}?(?: [0-9]+ ?{u}?)*".format(u=_SPAN_UNIT))
+_SPAN_SECONDS = (
+    (("us", "ms"), 0),
+    (("s", "sec", "second", "seconds", ""), 1),
+    (("m", "min", "minute", "minutes"), 60),
+    (("h", "hr", "hour", "hours"), 3600),
+    (("d", "day", "days"), 86400),
+    (("w", "week", "weeks"), 604800),
+)
 
 
 def as_list(value, separators=","):
@@ -127,3 +138,19 @@ def file_id(path):
 def legacy_file_id(path):
     """The name earlier releases used (the unit name with "\\x" as "%"), so upgrades remove those files."""
     return systemd_escape_path(path).replace("\\x", "%")
+
+
+def timespan_seconds(span):
+    """Seconds of a systemd time span that matches TIME_SPAN ("30min", "1h 30min", "90"): for alert thresholds."""
+    total = 0
+    for number, unit in re.findall(r"([0-9]+) ?([a-z]*)", "" if span is None else str(span)):
+        total += int(number) * next(factor for units, factor in _SPAN_SECONDS if unit in units)
+    return total
+
+
+def timespan_error(option, value, minimum=1):
+    """None when ``value`` is a systemd time span (TIME_SPAN) of at least ``minimum`` seconds, else the message."""
+    text = "" if value is None else str(value)
+    if full(TIME_SPAN, text) and timespan_seconds(text) >= minimum:
+        return None
+    return '%s "%s" must be a systemd time span of at least %ds, such as 30s or 1min' % (option, text, minimum)

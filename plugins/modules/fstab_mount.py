@@ -21,6 +21,10 @@ description:
     local disk, are kept; the mount point itself is removed only when empty.
   - Every check (input, owner and group, the mount point not hiding data) runs before the first change. Shared by the
     roles C(keepdata.storage.mounts) and C(keepdata.storage.s3fs).
+  - A mount that mountinfo and its unit call mounted is also asked directly, with a time limit
+    (O(health_timeout)). When its FUSE daemon is gone, O(state=mounted) heals it (unmount, lazily if something
+    still holds it, then start the unit again) and reports C(changed) with the reason in RV(healed); in check mode
+    it reports that it would. When it does not answer at all, the module fails without changing anything.
 author:
   - keepdata.storage maintainers (@keepdata)
 options:
@@ -99,6 +103,33 @@ options:
     description: Turn on C(user_allow_other) in /etc/fuse.conf (needed for C(allow_other) on FUSE mounts).
     type: bool
     default: false
+  health_check:
+    description:
+      - With O(state=mounted), a systemd timer on the host (C(keepdata-mount-health-<unit>.timer)) checks the mount
+        point every O(health_interval). When the mount's FUSE daemon is gone (the mount answers "Transport endpoint
+        is not connected"), it unmounts the dead mount and starts the unit again, and says so in one journal line.
+      - Needs O(health_program) on the host (the roles install it). With O(state=present) or O(state=absent), or
+        when false, the timer and its service are removed.
+    type: bool
+    default: false
+  health_interval:
+    description: How often the timer checks the mount (a systemd time span such as C(30s) or C(1min)).
+    type: str
+    default: 30s
+  health_timeout:
+    description:
+      - Seconds a mounted mount point has to answer, here and in the timer's check. A mount that does not answer
+        in time (its server stopped answering) makes the module fail, having changed nothing.
+    type: int
+    default: 10
+  health_program:
+    description: The health check program on the host (the collection's C(plugins/module_utils/mount_health.py)).
+    type: path
+    default: /usr/local/lib/keepdata/mount_health.py
+  units_dir:
+    description: Directory of the health check's systemd units.
+    type: path
+    default: /etc/systemd/system
   backup:
     description: Keep a timestamped copy of the fstab before changing it.
     type: bool
@@ -160,6 +191,17 @@ actions:
   type: list
   elements: str
   sample: ["write /etc/keepdata/mounts/mnt-backup_2ddata.key", "update /etc/fstab", "start mnt-backup\\x2ddata.mount"]
+healed:
+  description: Why the mount was remounted (its FUSE daemon was gone), or would be in check mode; empty when it was healthy.
+  returned: always
+  type: str
+  sample: "Transport endpoint is not connected"
+health_units:
+  description: The health check's service and timer (file names in O(units_dir)), when O(health_check) installs them.
+  returned: always
+  type: list
+  elements: str
+  sample: ["keepdata-mount-health-mnt-backup\\x2ddata.service", "keepdata-mount-health-mnt-backup\\x2ddata.timer"]
 kept_local_files:
   description: With O(state=absent), what was found under the mount point once unmounted; it is kept.
   returned: when state is absent
@@ -175,20 +217,34 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.fstab import find_line, fuse_conf_allowing_other, render_line, set_line  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import read_mounts, resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import (  # noqa: E402
+    AUTOFS_SOURCE,
+    DEAD,
+    HEALTHY,
+    HUNG,
+    dead_message,
+    heal,
+    health_unit_names,
+    health_units,
+    hung_message,
+    look,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (  # noqa: E402
     OCTAL_MODE,
     abs_path_error,
     control_char_errors,
     full,
     systemd_escape_path,
+    timespan_error,
 )
 
 FUSE_CONF = "/etc/fuse.conf"
+HEALTH_STRINGS = ("health_interval", "health_program", "units_dir")
 
 
 def input_errors(p):
     """Every problem with the options, before anything is read or written on the host."""
-    errors = control_char_errors({k: p[k] for k in ("path", "src", "fstype", "opts", "owner", "group", "mode", "remove_files", "config_dir")})
+    errors = control_char_errors({k: p[k] for k in ("path", "src", "fstype", "opts", "owner", "group", "mode", "remove_files", "config_dir") + HEALTH_STRINGS})
     errors += control_char_errors({"files[%d].path" % i: f["path"] for i, f in enumerate(p["files"])})
     if errors:
         return errors
@@ -200,6 +256,11 @@ def input_errors(p):
                 errors.append("%s is required and must hold no blank, comma or quote" % key)
         errors += ["opts[%d] must be one option (no comma, blank or quote)" % i for i, o in enumerate(p["opts"]) if not o or any(c in o for c in " ,\"'")]
         errors += ["files[%d].content is required" % i for i, f in enumerate(p["files"]) if f["content"] is None]
+    if timespan_error("health_interval", p["health_interval"]):
+        errors.append(timespan_error("health_interval", p["health_interval"]))
+    if not 1 <= p["health_timeout"] <= 600:
+        errors.append("health_timeout must be between 1 and 600 seconds")
+    errors += [abs_path_error(key, p[key]) for key in ("health_program", "units_dir") if abs_path_error(key, p[key])]
     if not full(OCTAL_MODE, p["mode"]):
         errors.append('mode "%s" must be an octal string such as "0755"' % p["mode"])
     config_dir = p["config_dir"].rstrip("/")
@@ -221,6 +282,9 @@ class Mount(HostChanges):
         self.unit_stem = systemd_escape_path(self.p["path"])
         self.unit = self.unit_stem + ".mount"
         self.diff = {"before": "", "after": ""}
+        # Why the mount is dead (its FUSE daemon gone), found before any change; "" when it is not.
+        self.dead = ""
+        self.health_files = []
 
     # -- helpers ------------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -270,9 +334,15 @@ class Mount(HostChanges):
         line = render_line(p["src"], p["path"], p["fstype"], opts)
         fstab_text = self.read(p["fstab"])
         old_line = find_line(fstab_text, p["path"])
-        mounted = p["path"] in read_mounts()
+        mounts = read_mounts()
+        mounted = p["path"] in mounts
         if p["state"] == "mounted" and not mounted:
             self.refuse_hiding()
+        if p["state"] == "mounted" and mounted and mounts[p["path"]] != AUTOFS_SOURCE:
+            self.check_answers()
+        # In check mode an earlier task of the run (the roles' install step) would have installed it.
+        if p["state"] == "mounted" and p["health_check"] and not self.module.check_mode and not os.path.isfile(p["health_program"]):
+            self.fail("health_program %s is not on this host (the roles install it); nothing was changed" % p["health_program"])
         self.diff = {"before": "fstab: %s\n" % old_line, "after": "fstab: %s\n" % line, "before_header": p["fstab"], "after_header": p["fstab"]}
         # Files first, so the line never names a file that is not there yet.
         self.write_files()
@@ -286,8 +356,65 @@ class Mount(HostChanges):
             self.systemd_reload()
         if p["state"] == "mounted":
             self.start(changed_line, mounted)
+        self.health_timer(p["state"] == "mounted" and p["health_check"])
         self.remove_unused(p["remove_files"], set_line(fstab_text, p["path"], line))
         return line
+
+    def check_answers(self):
+        """Ask the mounted mount point itself: mountinfo and the unit still say "mounted" when the FUSE daemon died."""
+        path = self.p["path"]
+        state, detail = look(path, self.p["health_timeout"])
+        if state == HUNG:
+            self.fail(hung_message(path, detail) + "; nothing was changed")
+        if state == DEAD:
+            self.dead = detail
+            self.module.warn(dead_message(path, detail) + ("; it would be remounted" if self.module.check_mode else "; remounting it"))
+        elif state != HEALTHY:
+            self.fail("%s answers an error (%s): its server may be failing; nothing was changed" % (path, detail))
+
+    def heal(self):
+        p = self.p
+        start_unit = self.unit_stem + (".automount" if p["automount"] else ".mount")
+        problem = heal(p["path"], self.unit_stem + ".mount", start_unit, self.run_argv, p["health_timeout"])
+        if problem:
+            raise OSError(problem)
+
+    def run_argv(self, argv):
+        return self.module.run_command(argv)
+
+    def health_timer(self, wanted):
+        """The health check's service and timer: written and started when ``wanted``, else stopped and removed."""
+        p = self.p
+        desired = (
+            health_units(p["path"], self.unit_stem, p["health_interval"], p["health_timeout"], automount=p["automount"], program=p["health_program"])
+            if wanted
+            else {}
+        )
+        names = list(health_unit_names(self.unit_stem))
+        timer = names[1]
+        paths = dict((name, os.path.join(p["units_dir"], name)) for name in names)
+        present = [name for name in names if os.path.exists(paths[name])]
+        if not wanted:
+            if present:
+                # Best effort: a timer that is not loaded any more has nothing to stop.
+                self.act("stop and disable %s" % timer, self.systemctl, "disable", "--now", timer)
+                for name in present:
+                    self.diff["before"] += "health check unit %s: present\n" % name
+                    self.act("remove %s" % paths[name], os.remove, paths[name])
+                self.systemd_reload()
+            return
+        self.health_files = names
+        changed = [name for name in names if self.read(paths[name], None) != desired[name]]
+        for name in changed:
+            self.diff["before"] += "health check unit %s: %s\n" % (name, "different" if name in present else "absent")
+            self.diff["after"] += "health check unit %s: written\n" % name
+            self.act("write %s" % paths[name], self.write, paths[name], desired[name], 0o644)
+        if changed:
+            self.systemd_reload()
+            self.systemctl_or_fail("enable %s" % timer, "enable", timer)
+            self.systemctl_or_fail("restart %s" % timer, "restart", timer)
+        elif self.systemctl("is-enabled", timer)[0] != 0 or self.systemctl("is-active", timer)[0] != 0:
+            self.systemctl_or_fail("enable and start %s" % timer, "enable", "--now", timer)
 
     def remove_unused(self, paths, fstab_text):
         """Remove files, except one that another fstab line still names (an older release may have shared it)."""
@@ -321,7 +448,12 @@ class Mount(HostChanges):
         """Mount through the unit: a changed line on a live mount needs a restart, a missing mount a start."""
         unit = self.unit_stem + (".automount" if self.p["automount"] else ".mount")
         self.unit = unit
-        if changed_line and mounted:
+        if self.dead:
+            # Stopping and starting the unit again also picks up a changed line.
+            self.diff["before"] += "mounted, dead (%s)\n" % self.dead
+            self.diff["after"] += "mounted\n"
+            self.act("remount %s: its FUSE daemon was gone (%s)" % (self.p["path"], self.dead), self.heal)
+        elif changed_line and mounted:
             self.systemctl_or_fail("restart %s" % unit, "restart", unit)
         elif not mounted or (self.p["automount"] and self.systemctl("is-active", unit)[0] != 0):
             # In check mode this only reports the start (a new line's unit does not exist before a real daemon-reload).
@@ -380,6 +512,7 @@ class Mount(HostChanges):
         if path in read_mounts():
             self.diff["before"] += "mounted\n"
             self.unmount()
+        self.health_timer(False)
         if old_line is not None:
             if p["backup"]:
                 self.act("back up %s" % p["fstab"], self.module.backup_local, p["fstab"])
@@ -427,7 +560,7 @@ class Mount(HostChanges):
             result["line"] = None
         else:
             result["line"] = self.present()
-        result.update(changed=bool(self.actions), actions=self.actions, unit=self.unit)
+        result.update(changed=bool(self.actions), actions=self.actions, unit=self.unit, healed=self.dead, health_units=self.health_files)
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
@@ -454,6 +587,11 @@ ARGUMENT_SPEC = dict(
     remove_files=dict(type="list", elements="str", default=[]),
     config_dir=dict(type="str", default="/etc/keepdata"),
     fuse_allow_other=dict(type="bool", default=False),
+    health_check=dict(type="bool", default=False),
+    health_interval=dict(type="str", default="30s"),
+    health_timeout=dict(type="int", default=10),
+    health_program=dict(type="path", default="/usr/local/lib/keepdata/mount_health.py"),
+    units_dir=dict(type="path", default="/etc/systemd/system"),
     backup=dict(type="bool", default=False),
     fstab=dict(type="path", default="/etc/fstab"),
 )

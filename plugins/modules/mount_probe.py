@@ -26,7 +26,7 @@ options:
     type: str
     default: keepdata.storage.mount_probe
   timeout:
-    description: Seconds to wait for each server port and for C(ssh-keyscan).
+    description: Seconds to wait for each server port, for C(ssh-keyscan), and for a mounted mount point to answer.
     type: int
     default: 5
   mount_points:
@@ -177,10 +177,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 mount_points:
-  description: For each mount point, whether it exists, is a directory, is mounted (and from which source), and its entries when not mounted.
+  description:
+    - For each mount point, whether it exists, is a directory, is mounted (and from which source), and its entries when not mounted.
+    - C(health) of a mounted one, asked of the mount point itself within O(timeout) (empty when not mounted) is one of
+      C(healthy), C(dead) (its FUSE daemon is gone; module M(keepdata.storage.fstab_mount) remounts it), C(hung)
+      (no answer in time, a problem that fails the probe) or C(error); C(health_detail) says what it answered.
   returned: always
   type: dict
-  sample: {"/mnt/backup": {"exists": true, "is_dir": true, "mounted": false, "source": "", "entries": []}}
+  sample: {"/mnt/backup": {"exists": true, "is_dir": true, "mounted": false, "source": "", "entries": [], "health": "", "health_detail": ""}}
 ports:
   description: For each address, "" when it answered, else the error.
   returned: always

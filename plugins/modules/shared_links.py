@@ -62,6 +62,13 @@ options:
     description: Group owning the links, a name or a numeric id (resolved on the host).
     type: str
     default: root
+  timeout:
+    description:
+      - Seconds a mounted O(storage) has to answer before anything else touches it. A storage whose FUSE daemon is
+        gone, or that does not answer in time, makes the module fail, having changed nothing, with what to do; in
+        check mode it only warns, since an earlier task of the run (module C(keepdata.storage.fstab_mount)) would heal it.
+    type: int
+    default: 10
 notes:
   - Links already in place with the right owner are left alone, so a second run changes nothing.
 """
@@ -118,7 +125,16 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts, resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import (  # noqa: E402
+    AUTOFS_SOURCE,
+    DEAD,
+    HEALTHY,
+    HUNG,
+    dead_message,
+    hung_message,
+    look,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import (  # noqa: E402
     SharedLinksError,
     apply_links,
@@ -136,6 +152,7 @@ ARGUMENT_SPEC = dict(
     links=dict(type="list", elements="str", required=True),
     owner=dict(type="str", default="root"),
     group=dict(type="str", default="root"),
+    timeout=dict(type="int", default=10),
 )
 
 
@@ -200,18 +217,54 @@ def move(app_root, storage, todo, ids, result):
     return clash_message(app_root, storage, outcome["clashes"]) if outcome["clashes"] else None
 
 
-def run(params, check_mode):
-    """(result, failure message or None) for the module's parameters."""
-    result = dict(changed=False, done=[], clashes={}, links={})
-    app_root, storage, links = normalize(params)
+def storage_problem(storage, timeout, mountinfo=None):
+    """Why a mounted storage cannot be touched (its FUSE daemon gone, or no answer in time), or None.
+
+    Asked in a child process with a time limit before anything here reads the storage: a dead mount would raise
+    ENOTCONN halfway, a hung one would hang the play.
+    """
+    source = read_mounts(mountinfo or MOUNTINFO).get(storage)
+    if source is None or source == AUTOFS_SOURCE:
+        return None
+    state, detail = look(storage, timeout)
+    if state == HEALTHY:
+        return None
+    if state == HUNG:
+        return "the shared storage " + hung_message(storage, detail)
+    if state == DEAD:
+        return "the shared storage: %s; run the role again (it remounts it) or restart its mount unit" % dead_message(storage, detail)
+    return "cannot read the shared storage %s (%s)" % (storage, detail)
+
+
+def look_over(params, app_root, storage, links, result, *, check_mode):
+    """(todo, uid, gid), filling ``result`` (links, diff, clashes); SharedLinksError when refused. Only reads."""
     try:
         uid, gid = resolve_owner(params["owner"], params["group"])
         result["links"], todo = survey(app_root, storage, links, uid, gid, check_mode=check_mode)
+        result["diff"] = make_diff(storage, result["links"], uid, gid)
+        if os.path.isdir(storage):
+            result["clashes"] = find_clashes(app_root, storage, todo)
+    except OSError as exc:
+        # A path that went away, or a storage that stopped answering meanwhile.
+        raise SharedLinksError("cannot read %s: %s; nothing was changed" % (exc.filename or storage, exc.strerror or exc)) from exc
+    return todo, uid, gid
+
+
+def run(params, check_mode, warn=None):
+    """(result, failure message or None) for the module's parameters."""
+    result = dict(changed=False, done=[], clashes={}, links={})
+    app_root, storage, links = normalize(params)
+    problem = storage_problem(storage, params["timeout"])
+    if problem and check_mode and warn:
+        # A check-mode run of the role: the mount task before this one reports that it would heal the storage.
+        warn(problem + ": the links cannot be previewed until it answers again")
+        return result, None
+    try:
+        if problem:
+            raise SharedLinksError(problem + "; nothing was changed")
+        todo, uid, gid = look_over(params, app_root, storage, links, result, check_mode=check_mode)
     except SharedLinksError as exc:
         return result, str(exc)
-    result["diff"] = make_diff(storage, result["links"], uid, gid)
-    if os.path.isdir(storage):
-        result["clashes"] = find_clashes(app_root, storage, todo)
     if result["clashes"]:
         return result, clash_message(app_root, storage, result["clashes"])
     if check_mode:
@@ -222,7 +275,7 @@ def run(params, check_mode):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result, failure = run(module.params, module.check_mode)
+    result, failure = run(module.params, module.check_mode, warn=module.warn)
     if not module._diff:
         result.pop("diff", None)
     if failure:

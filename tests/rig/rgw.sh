@@ -4,6 +4,8 @@
 #   tests/rig/rgw.sh up      start mon + memstore osd + radosgw, create two S3 users
 #   tests/rig/rgw.sh down    stop every daemon of this instance and wipe its directory
 #   tests/rig/rgw.sh status  exit 0 when this instance answers S3 requests
+#   tests/rig/rgw.sh gateway-stop / gateway-start
+#                            kill only radosgw (its data stays), start it again: the S3 server going away
 #
 # Settings (environment):
 #   KEEPDATA_RGW_DIR    state directory          (default /tmp/keepdata-rgw)
@@ -340,9 +342,38 @@ cmd_status() {
   echo "radosgw answers on http://127.0.0.1:$port"
 }
 
+# Fault tests: the S3 server goes away (radosgw killed; the cluster and its data stay), then comes back.
+cmd_gateway_stop() {
+  [ -f "$D/rgw.env" ] || die "no instance in $D"
+  local p
+  p=$(cat "$D/run/client.rgw.a.pid" 2>/dev/null || true)
+  { [[ $p =~ ^[0-9]+$ ]] && is_ours "$p"; } || die "radosgw of $D is not running"
+  kill -9 "$p"
+  for _ in $(seq 1 40); do
+    kill -0 "$p" 2>/dev/null || { echo "radosgw of $D stopped"; return 0; }
+    sleep 0.25
+  done
+  die "radosgw ($p) of $D did not stop"
+}
+
+cmd_gateway_start() {
+  [ -f "$D/rgw.env" ] || die "no instance in $D"
+  local port t0
+  port=$(sed -n 's/^KEEPDATA_RGW_PORT=//p' "$D/rgw.env")
+  t0=$(date +%s%N)
+  radosgw -c "$CONF" -n client.rgw.a >>"$D/log/rgw-start.out" 2>&1
+  for _ in $(seq 1 240); do
+    s3_answers "$port" && { echo "radosgw of $D answers again in $(( ($(date +%s%N) - t0) / 1000000 )) ms"; return 0; }
+    sleep 0.5
+  done
+  die "radosgw of $D did not answer on 127.0.0.1:$port within 120 s"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  gateway-stop) cmd_gateway_stop ;;
+  gateway-start) cmd_gateway_start ;;
+  *) echo "usage: $0 up|down|status|gateway-stop|gateway-start" >&2; exit 2 ;;
 esac

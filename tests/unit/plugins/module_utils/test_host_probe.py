@@ -150,3 +150,46 @@ def test_links_in_place_need_nothing(tmp_path, owner):
     request = {"links": {"app_root": str(app), "storage": str(storage), "paths": ["public/uploads"], "owner": owner, "group": "root"}}
     assert host_probe.check_links(request, f, {str(storage): "bucket"}) == []
     assert f["links_todo"] == []
+
+
+def test_a_mounted_mount_point_is_asked_first_and_not_touched_when_it_does_not_answer(tmp_path, monkeypatch):
+    point = tmp_path / "mnt"
+    point.mkdir()
+    asked = []
+
+    def look(path, timeout):
+        asked.append((path, timeout))
+        return answer
+
+    monkeypatch.setattr(host_probe, "look", look)
+    request = {"mount_points": [{"path": str(point)}], "timeout": 3}
+    # Dead: reported, not a problem (module fstab_mount remounts it), and nothing else is read there.
+    answer = ("dead", "Transport endpoint is not connected")
+    monkeypatch.setattr(host_probe.os.path, "isdir", lambda path: pytest.fail("read a dead mount point"))
+    f = facts()
+    assert host_probe.check_mount_points(request, f, {str(point): "u@h:/"}) == []
+    assert f["mount_points"][str(point)]["health"] == "dead" and asked == [(str(point), 3)]
+    # Hung: the play stops here, naming the mount and what to do.
+    answer = ("hung", "no answer within 3 s")
+    problems = host_probe.check_mount_points(request, facts(), {str(point): "u@h:/"})
+    assert problems == [
+        "%s does not answer (no answer within 3 s): the server behind it has most likely stopped answering; "
+        "bring the server back, or detach the mount with umount -l %s" % (point, point)
+    ]
+    # An automount not triggered yet is not asked (asking would mount it).
+    asked.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(host_probe, "look", look)
+    assert host_probe.check_mount_points(request, facts(), {str(point): "systemd-1"}) == [] and asked == []
+
+
+def test_links_of_a_dead_storage_all_stay_to_check(tmp_path, monkeypatch):
+    app, storage = tmp_path / "app", tmp_path / "storage"
+    (storage / "public" / "uploads").mkdir(parents=True)
+    (app / "public").mkdir(parents=True)
+    (app / "public" / "uploads").symlink_to(storage / "public" / "uploads")
+    monkeypatch.setattr(host_probe, "look", lambda path, timeout: ("dead", "Transport endpoint is not connected"))
+    f = facts()
+    request = {"links": {"app_root": str(app), "storage": str(storage), "paths": ["public/uploads"], "owner": "root", "group": "root"}}
+    assert host_probe.check_links(request, f, {str(storage): "bucket"}) == []
+    assert f["links_todo"] == ["public/uploads"] and f["links"]["public/uploads"]["target_missing"] is False

@@ -272,3 +272,21 @@ def test_string_lists_as_given_to_a_role():
     result = plan([{"type": "nfs", "server": "h", "path": "/mnt/n", "options": "ro,noatime"}], nfs_options="hard,proto=tcp")
     assert result["errors"] == []
     assert result["present"][0]["opts"] == ["_netdev", "vers=4.2", "hard", "proto=tcp", "nofail", "x-systemd.mount-timeout=30", "ro", "noatime"]
+
+
+def test_health_check_is_on_for_sshfs_by_default_and_can_be_turned_off_per_mount():
+    result = plan([SSH, dict(SSH, path="/mnt/quiet", health_check=False), {"type": "nfs", "server": "h", "path": "/mnt/n"}])
+    assert result["errors"] == []
+    checks = {m["path"]: (m["health_check"], m["health_interval"]) for m in result["present"]}
+    assert checks == {"/mnt/s": (True, "30s"), "/mnt/quiet": (False, "30s"), "/mnt/n": (False, "30s")}
+    assert [m["health_check"] for m in plan([SSH], health_check=False, health_interval="1min")["present"]] == [False]
+
+
+def test_health_check_is_refused_where_no_fuse_daemon_can_die():
+    result = plan([{"type": "cifs", "server": "h", "share": "s", "user": "u", "password": "p", "path": "/mnt/c", "health_check": True}])
+    assert result["errors"] == ["mounts_list[0] (/mnt/c): health_check is for sshfs mounts (a FUSE daemon that can die); the kernel keeps cifs and nfs mounts"]
+
+
+@pytest.mark.parametrize("interval", ["0s", "soon", "30 parsecs", "1h\n"])
+def test_bad_health_interval(interval):
+    assert any("mounts_health_interval" in error for error in plan([SSH], health_interval=interval)["errors"])

@@ -182,3 +182,13 @@ def test_control_characters_in_the_cellar_environment(name):
     env = dict({"host": "https://h.example", "key_id": "EAK", "key_secret": "ESK"}, **{name: "bad\n"})
     result = s3fs_plan(dict(DEFAULTS, bucket="b", from_cellar_env=True, env=env))
     assert len(result["errors"]) == 1 and "control characters" in result["errors"][0] and "bad" not in result["errors"][0]
+
+
+@pytest.mark.parametrize("interval", ["0", "every minute", "5x"])
+def test_bad_health_interval(interval):
+    assert errors(health_interval=interval) == ['s3fs_health_interval "%s" must be a systemd time span of at least 1s, such as 30s or 1min' % interval]
+
+
+def test_health_interval_forms():
+    for interval in ("30s", "1min", "2m 30s", "90"):
+        assert errors(health_interval=interval) == []

@@ -161,3 +161,131 @@ def test_check_mode_previews_the_mount_without_asking_systemd(host, capsys, monk
     assert result["changed"] is True
     assert result["actions"][-1] == "start %s.mount" % result["unit"].rsplit(".", 1)[0]
     assert host["fstab"].read_text() == FOREIGN and not host["mnt"].exists()
+
+
+# -- a mount that looks mounted: its FUSE daemon gone (healed), or its server silent (refused) ---------------
+@pytest.fixture
+def looks_mounted(host, monkeypatch):
+    """The mount point is in mountinfo; what it answers and what healing does are recorded fakes."""
+    host["mnt"].mkdir(parents=True)
+    monkeypatch.setattr(fstab_mount, "read_mounts", lambda: {str(host["mnt"]): "u@h:/srv"})
+    calls = {"heal": [], "commands": []}
+
+    def heal(path, mount_unit, start_unit, run, timeout):
+        calls["heal"].append((path, mount_unit, start_unit, timeout))
+        return ""
+
+    def run_command(self, argv, **kwargs):
+        calls["commands"].append(" ".join(argv))
+        return 0, "", ""
+
+    monkeypatch.setattr(fstab_mount, "heal", heal)
+    monkeypatch.setattr(fstab_mount.AnsibleModule, "run_command", run_command)
+    return calls
+
+
+def answers(monkeypatch, state, detail=""):
+    monkeypatch.setattr(fstab_mount, "look", lambda path, timeout: (state, detail))
+
+
+def test_dead_mount_is_remounted_and_reported(host, capsys, monkeypatch, looks_mounted):
+    run(capsys, **args(host))  # line and files first, as a converged host has them
+    answers(monkeypatch, "dead", "Transport endpoint is not connected")
+    result = run(capsys, diff=True, **args(host, state="mounted", health_timeout=7))
+    assert result["changed"] is True and result["healed"] == "Transport endpoint is not connected"
+    assert result["actions"] == ["remount %s: its FUSE daemon was gone (Transport endpoint is not connected)" % host["mnt"]]
+    unit = result["unit"].rsplit(".", 1)[0]
+    assert looks_mounted["heal"] == [(str(host["mnt"]), unit + ".mount", unit + ".mount", 7)]
+    assert "is mounted but its FUSE daemon is gone (Transport endpoint is not connected); remounting it" in json.dumps(result.get("warnings"))
+    assert "mounted, dead (Transport endpoint is not connected)" in result["diff"]["before"] and "mounted\n" in result["diff"]["after"]
+
+
+def test_dead_automount_starts_the_automount_unit(host, capsys, monkeypatch, looks_mounted):
+    answers(monkeypatch, "dead", "Transport endpoint is not connected")
+    result = run(capsys, **args(host, state="mounted", automount=True))
+    assert looks_mounted["heal"][0][2].endswith(".automount") and result["unit"].endswith(".automount")
+
+
+def test_dead_mount_in_check_mode_is_reported_not_healed(host, capsys, monkeypatch, looks_mounted):
+    run(capsys, **args(host))
+    answers(monkeypatch, "dead", "Transport endpoint is not connected")
+    result = run(capsys, check_mode=True, **args(host, state="mounted"))
+    assert result["changed"] is True and result["healed"]
+    assert result["actions"][0].startswith("remount ") and looks_mounted["heal"] == []
+    assert "it would be remounted" in json.dumps(result.get("warnings"))
+
+
+def test_failed_healing_fails_the_task_saying_what_was_done(host, capsys, monkeypatch, looks_mounted):
+    answers(monkeypatch, "dead", "Transport endpoint is not connected")
+    monkeypatch.setattr(fstab_mount, "heal", lambda *a: "systemctl start x.mount failed: no server")
+    result = run(capsys, **args(host, state="mounted"))
+    assert result["failed"] is True and "systemctl start x.mount failed: no server" in result["msg"]
+    assert result["changed"] is True and result["actions"][-1] == "update %s" % host["fstab"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [("hung", "no answer within 10 s", "does not answer (no answer within 10 s)"), ("error", "Input/output error", "answers an error (Input/output error)")],
+)
+def test_silent_or_failing_mount_fails_before_any_change(host, capsys, monkeypatch, looks_mounted, case):
+    state, detail, expect = case
+    answers(monkeypatch, state, detail)
+    result = run(capsys, **args(host, state="mounted"))
+    assert result["failed"] is True and expect in result["msg"] and result["msg"].endswith("nothing was changed")
+    assert result["changed"] is False and host["fstab"].read_text() == FOREIGN and not host["cfg"].exists()
+    assert looks_mounted["heal"] == [] and looks_mounted["commands"] == []
+
+
+def test_healthy_mount_is_left_alone(host, capsys, monkeypatch, looks_mounted):
+    run(capsys, **args(host))
+    answers(monkeypatch, "healthy")
+    result = run(capsys, **args(host, state="mounted"))
+    assert result["changed"] is False and result["healed"] == "" and looks_mounted["commands"] == []
+
+
+# -- the health timer ----------------------------------------------------------------------------------------
+def health_args(host, tmp_units, **extra):
+    program = host["cfg"].parent / "mount_health.py"
+    program.write_text("# the program\n")
+    settings = dict(state="mounted", health_check=True, health_interval="45s", health_program=str(program), units_dir=str(tmp_units))
+    settings.update(extra)
+    return args(host, **settings)
+
+
+def test_health_timer_written_enabled_then_left_alone(host, capsys, monkeypatch, looks_mounted, tmp_path):
+    answers(monkeypatch, "healthy")
+    units = tmp_path / "units"
+    units.mkdir()
+    result = run(capsys, **health_args(host, units))
+    service, timer = ["keepdata-mount-health-%s.%s" % (result["unit"].rsplit(".", 1)[0], ext) for ext in ("service", "timer")]
+    assert result["health_units"] == [service, timer]
+    assert "OnUnitActiveSec=45s\n" in (units / timer).read_text()
+    assert "heal --timeout 10 %s\n" % host["mnt"] in (units / service).read_text()
+    assert "systemctl enable %s" % timer in looks_mounted["commands"] and "systemctl restart %s" % timer in looks_mounted["commands"]
+    looks_mounted["commands"].clear()
+    again = run(capsys, **health_args(host, units))
+    assert again["changed"] is False
+    assert looks_mounted["commands"] == ["systemctl is-enabled %s" % timer, "systemctl is-active %s" % timer]
+
+
+def test_health_timer_removed_when_turned_off(host, capsys, monkeypatch, looks_mounted, tmp_path):
+    answers(monkeypatch, "healthy")
+    units = tmp_path / "units"
+    units.mkdir()
+    run(capsys, **health_args(host, units))
+    result = run(capsys, **health_args(host, units, health_check=False))
+    assert result["changed"] is True and os.listdir(str(units)) == [] and result["health_units"] == []
+    assert any(action.startswith("stop and disable keepdata-mount-health-") for action in result["actions"])
+
+
+def test_missing_health_program_fails_before_any_change(host, capsys, monkeypatch, looks_mounted, tmp_path):
+    answers(monkeypatch, "healthy")
+    result = run(capsys, **args(host, state="mounted", health_check=True, health_program=str(tmp_path / "none.py"), units_dir=str(tmp_path)))
+    assert result["failed"] is True and "is not on this host (the roles install it); nothing was changed" in result["msg"]
+    assert host["fstab"].read_text() == FOREIGN
+
+
+@pytest.mark.parametrize("interval", ["0s", "soon", "30s\n", ""])
+def test_bad_health_interval_is_refused(host, capsys, interval):
+    result = run(capsys, **args(host, health_interval=interval))
+    assert result["failed"] is True and "health_interval" in result["msg"] and host["fstab"].read_text() == FOREIGN

@@ -167,3 +167,48 @@ def test_failure_halfway_is_reported_as_changed(site, capsys, monkeypatch):
     monkeypatch.undo()
     code, result = run(capsys, **args)
     assert code == 0 and result["done"] == ["var/cache"]
+
+
+# -- a storage that looks mounted but whose FUSE daemon is gone, or that does not answer ---------------------
+@pytest.fixture
+def mounted_storage(site, monkeypatch):
+    tmp_path, params = site
+    monkeypatch.setattr(shared_links, "read_mounts", lambda mountinfo=None: {params["storage"]: "bucket"})
+    return tmp_path, params
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("dead", "Transport endpoint is not connected", "is mounted but its FUSE daemon is gone (Transport endpoint is not connected); run the role again"),
+        ("hung", "no answer within 10 s", "does not answer (no answer within 10 s)"),
+        ("error", "Input/output error", "cannot read the shared storage"),
+    ],
+)
+def test_storage_not_answering_fails_clearly_before_any_change(mounted_storage, capsys, monkeypatch, case):
+    state, detail, expect = case
+    tmp_path, params = mounted_storage
+    monkeypatch.setattr(shared_links, "look", lambda path, timeout: (state, detail))
+    before = tree(tmp_path)
+    code, result = run(capsys, **params)
+    assert code == 1 and expect in result["msg"] and result["msg"].endswith("nothing was changed")
+    assert result["changed"] is False and tree(tmp_path) == before
+
+
+def test_dead_storage_in_check_mode_warns(mounted_storage, capsys, monkeypatch):
+    tmp_path, params = mounted_storage
+    monkeypatch.setattr(shared_links, "look", lambda path, timeout: ("dead", "Transport endpoint is not connected"))
+    code, result = run(capsys, _ansible_check_mode=True, **params)
+    assert code == 0 and result["changed"] is False
+    assert "the links cannot be previewed until it answers again" in json.dumps(result.get("warnings"))
+
+
+def test_a_read_failing_halfway_is_a_message_not_a_traceback(site, capsys, monkeypatch):
+    tmp_path, params = site
+
+    def listdir(path):
+        raise OSError(107, "Transport endpoint is not connected", path)
+
+    monkeypatch.setattr(shared_links.os, "listdir", listdir)
+    code, result = run(capsys, **params)
+    assert code == 1 and "Transport endpoint is not connected; nothing was changed" in result["msg"]
