@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts, resolve_id
-from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import AUTOFS_SOURCE, HEALTHY, HUNG, hung_message, look
+from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import AUTOFS_SOURCE, HEALTHY, HUNG, hung_message, is_fuse, look, read_mount_types
 from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import link_problem, link_status, links_todo
 
 
@@ -51,11 +51,12 @@ def calendar_gap(analyze_output):
     return max(gaps) if gaps else 0
 
 
-def mount_point_state(path, mounts, timeout):
-    """What is at a mount point. A mounted one is asked first, in a child process with a time limit (mount_health):
-    a dead or hung mount must neither be taken for a missing directory nor hang the play."""
+def mount_point_state(path, mounts, timeout, types=None):
+    """What is at a mount point. A mounted FUSE one is asked first, in a child process with a time limit
+    (mount_health): a dead or hung mount must neither be taken for a missing directory nor hang the play."""
     state = {"exists": True, "is_dir": True, "mounted": path in mounts, "source": mounts.get(path, ""), "entries": [], "health": "", "health_detail": ""}
-    if state["mounted"] and state["source"] != AUTOFS_SOURCE:
+    fstype = (types or {}).get(path, "fuse")
+    if state["mounted"] and state["source"] != AUTOFS_SOURCE and is_fuse(fstype):
         state["health"], state["health_detail"] = look(path, timeout)
         if state["health"] != HEALTHY:
             return state
@@ -133,7 +134,7 @@ def check_mount_points(request, facts, mounts):
     """A mount point that is a file, or a non-empty directory not mounted yet, would hide data."""
     hiding, hung = [], []
     for point in request.get("mount_points") or []:
-        state = facts["mount_points"][point["path"]] = mount_point_state(point["path"], mounts, request.get("timeout") or 5)
+        state = facts["mount_points"][point["path"]] = mount_point_state(point["path"], mounts, request.get("timeout") or 5, request.get("_types"))
         # A dead mount (its FUSE daemon gone) is healed by module fstab_mount; a hung one stops the play here.
         if state["health"] == HUNG:
             hung.append(hung_message(point["path"], state["health_detail"]))
@@ -195,7 +196,9 @@ def check_links(request, facts, mounts):
     links = request.get("links") or {}
     if not links.get("paths"):
         return []
-    storage_state = facts["mount_points"].get(links["storage"]) or mount_point_state(links["storage"], mounts, request.get("timeout") or 5)
+    storage_state = facts["mount_points"].get(links["storage"]) or mount_point_state(
+        links["storage"], mounts, request.get("timeout") or 5, request.get("_types")
+    )
     # A dead or hung storage cannot be looked into: every path stays to check once it is healed.
     storage_mounted = storage_state["mounted"] and storage_state["health"] in ("", HEALTHY)
     bad = []
@@ -213,6 +216,7 @@ def check_links(request, facts, mounts):
 def probe(request, mountinfo=MOUNTINFO):
     """(facts, problems) for a request shaped like the module's options."""
     mounts = read_mounts(mountinfo)
+    request = dict(request, _types=read_mount_types(mountinfo))
     facts = {"mount_points": {}, "ports": {}, "ids": {}, "missing": [], "known_hosts": {}, "links": {}, "links_todo": []}
     problems = check_ids(request, facts)
     facts["missing"] = missing_packages(request.get("packages") or [])

@@ -20,7 +20,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import contextlib
 import errno
+import fcntl
 import os
 import re
 import subprocess
@@ -59,16 +61,29 @@ def unescape_mountinfo(field):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def read_mounts(mountinfo=MOUNTINFO):
-    """{mount point: source} of every mount this host has now (the last one wins on a stacked mount point)."""
-    mounts = {}
+def _mount_entries(mountinfo):
+    """(mount id, mount point, file system type, source) of each line of mountinfo, in order."""
     with open(mountinfo) as handle:
         for line in handle:
             before, _sep, after = line.partition(" - ")
             fields, tail = before.split(), after.split()
             if len(fields) > 4 and len(tail) > 1:
-                mounts[unescape_mountinfo(fields[4])] = unescape_mountinfo(tail[1])
-    return mounts
+                yield fields[0], unescape_mountinfo(fields[4]), tail[0], unescape_mountinfo(tail[1])
+
+
+def read_mounts(mountinfo=MOUNTINFO):
+    """{mount point: source} of every mount this host has now (the last one wins on a stacked mount point)."""
+    return dict((point, source) for _id, point, _type, source in _mount_entries(mountinfo))
+
+
+def read_mount_types(mountinfo=MOUNTINFO):
+    """{mount point: file system type} (the last one wins on a stacked mount point)."""
+    return dict((point, fstype) for _id, point, fstype, _source in _mount_entries(mountinfo))
+
+
+def is_fuse(fstype):
+    """Only a FUSE mount has a daemon that can die under it (fuse.s3fs, fuse.sshfs, ...)."""
+    return fstype == "fuse" or fstype.startswith(("fuse.", "fuseblk"))
 
 
 def fs_mounted(path, mountinfo=MOUNTINFO):
@@ -102,7 +117,8 @@ def look(path, timeout, python=None):
 
 def hung_message(path, detail):
     """What to tell about a mount that does not answer: the server behind it most likely stopped answering."""
-    advice = "bring the server back, or detach the mount with umount -l %s" % path
+    # Not "umount -l": the apps would then write to the local directory under the mount point.
+    advice = "bring the server back (the mount then answers again by itself), or stop the apps using it and its mount unit"
     return "%s does not answer (%s): the server behind it has most likely stopped answering; %s" % (path, detail, advice)
 
 
@@ -110,28 +126,66 @@ def dead_message(path, detail):
     return "%s is mounted but its FUSE daemon is gone (%s)" % (path, detail)
 
 
-def heal(path, mount_unit, start_unit, run, timeout, *, settle=10.0, sleep=time.sleep, mountinfo=MOUNTINFO):
-    """Unmount the dead mount at ``path`` and mount it again through systemd; "" when healthy again, else why not.
+@contextlib.contextmanager
+def _healing_lock(mount_unit):
+    """One healer per mount at a time: the health timer and a playbook run may meet the same dead mount."""
+    os.makedirs(MARKER_DIR, mode=0o700, exist_ok=True)
+    with open(os.path.join(MARKER_DIR, mount_unit + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
-    ``run(argv)`` returns (exit status, stdout, stderr). Stopping the unit unmounts it; something still using the
-    mount point makes that fail, and a lazy unmount detaches it anyway (it is dead, nothing can read it). Then
-    systemd, once it has seen the mount go, starts the unit (``start_unit``: the .automount of an automount).
-    """
+
+def _detach(path, mount_unit, run, *, settle, sleep, mountinfo):
+    """Take the dead mount away (its unit stopped, else a lazy unmount) and wait until systemd has seen it go; "" or why not."""
     run(["systemctl", "stop", mount_unit])
     if fs_mounted(path, mountinfo):
         rc, out, err = run(["umount", "-l", path])
         if rc != 0 and fs_mounted(path, mountinfo):
             return "cannot unmount %s: %s" % (path, (err or out).strip() or "umount -l exited with %d" % rc)
     deadline = time.monotonic() + settle
-    while run(["systemctl", "is-active", mount_unit])[0] == 0 and time.monotonic() < deadline:
+    while run(["systemctl", "is-active", mount_unit])[0] == 0:
+        if time.monotonic() >= deadline:
+            return "systemd still sees %s active %d s after the unmount" % (mount_unit, settle)
         sleep(0.2)
+    return ""
+
+
+def _remount(path, start_unit, run, timeout, mountinfo):
+    """Start the unit and check that a file system is mounted there and answers; "" or why not."""
     rc, out, err = run(["systemctl", "start", start_unit])
     if rc != 0:
         return "systemctl start %s failed: %s" % (start_unit, (err or out).strip() or "exit status %d" % rc)
+    # The look comes first: it is what mounts an automount.
     state, detail = look(path, timeout)
+    if not fs_mounted(path, mountinfo):
+        return "nothing is mounted at %s after systemctl start %s" % (path, start_unit)
     if state != HEALTHY:
         return "%s is still not answering after the remount (%s)" % (path, detail)
     return ""
+
+
+def heal(path, mount_unit, start_unit, run, timeout, *, settle=10.0, sleep=time.sleep, mountinfo=MOUNTINFO):
+    """Unmount the dead mount at ``path`` and mount it again through systemd.
+
+    Returns (problem, detached): problem is "" once a file system is mounted there again and answers, else why
+    not; detached says whether the dead mount was taken away (a change, even when the rest failed).
+    ``run(argv)`` returns (exit status, stdout, stderr). Under a lock per mount, the mount is looked at again
+    first: another healer may have remounted it meanwhile, and a healthy mount is never touched. Stopping the
+    unit unmounts it; something still using the mount point makes that fail, and a lazy unmount detaches it
+    anyway (it is dead: nothing can read it). Once systemd has seen it go, the unit (``start_unit``: the
+    .automount of an automount) is started again.
+    """
+    with _healing_lock(mount_unit):
+        if fs_mounted(path, mountinfo):
+            state, detail = look(path, timeout)
+            if state == HEALTHY:
+                return "", False
+            if state != DEAD:
+                return "%s is not dead but %s now (%s): left as it is" % (path, state, detail), False
+        problem = _detach(path, mount_unit, run, settle=settle, sleep=sleep, mountinfo=mountinfo)
+        if problem:
+            return problem, not fs_mounted(path, mountinfo)
+        return _remount(path, start_unit, run, timeout, mountinfo), True
 
 
 def _run(argv):
@@ -169,7 +223,7 @@ def heal_command(path, timeout, *, automount=False, run=_run, log=_say, mountinf
     else:
         state, detail = look(path, timeout)
         if state == HEALTHY:
-            if os.path.exists(marker):
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(marker)
             return 0
         if state != DEAD:
@@ -179,12 +233,14 @@ def heal_command(path, timeout, *, automount=False, run=_run, log=_say, mountinf
     os.makedirs(MARKER_DIR, mode=0o700, exist_ok=True)
     with open(marker, "w") as handle:
         handle.write(path + "\n")
-    problem = heal(path, mount_unit, start_unit, run, timeout, mountinfo=mountinfo)
+    problem, detached = heal(path, mount_unit, start_unit, run, timeout, mountinfo=mountinfo)
     if problem:
         log("keepdata-mount-health: %s was %s; healing failed (the next check tries again): %s" % (path, why, problem))
         return 1
-    os.remove(marker)
-    log("keepdata-mount-health: %s was %s; remounted by %s, answering again" % (path, why, start_unit))
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(marker)
+    if detached:
+        log("keepdata-mount-health: %s was %s; remounted by %s, answering again" % (path, why, start_unit))
     return 0
 
 
@@ -207,6 +263,7 @@ def health_units(path, unit_stem, interval, timeout, *, automount=False, program
         "Type=oneshot",
         "ExecStart=/usr/bin/python3 -I %s heal --timeout %d%s %s" % (program, timeout, " --automount" if automount else "", path),
         "SyslogIdentifier=keepdata-mount-health",
+        "TimeoutStartSec=2min",
         # A look at a hung mount leaves its child waiting in the kernel, unkillable until the request ends: the check
         # is over when the program exits, not when that child is gone (systemd would wait for it to stop).
         "KillMode=process",
@@ -240,6 +297,10 @@ def main(argv=None):
     look_parser.add_argument("path")
     args = parser.parse_args(argv)
     if args.command == "look":
+        # A bare mount point answers too: "healthy" also means that a file system is mounted there.
+        if not fs_mounted(args.path):
+            _say("not-mounted")
+            return 1
         state, detail = look(args.path, args.timeout)
         _say(("%s %s" % (state, detail)).strip())
         return 0 if state == HEALTHY else 1

@@ -349,7 +349,7 @@ def _input_errors(settings):
         problem = abs_path_error("mounts_" + name, _text(settings.get(name)))
         if problem and not errors:
             errors.append(problem)
-    problem = timespan_error("mounts_health_interval", settings.get("health_interval") or "30s")
+    problem = timespan_error("mounts_health_interval", settings.get("health_interval") or "30s", minimum=10)
     if problem and not errors:
         errors.append(problem)
     for option in as_list(settings.get("nfs_options")):

@@ -152,7 +152,7 @@ def _local_errors(settings, path):
         errors.append('s3fs_cache_dir "%s" must be an absolute path' % cache_dir)
     problem = abs_path_error("s3fs_config_dir", _text(settings.get("config_dir")).rstrip("/"))
     errors += [problem] if problem else []
-    problem = timespan_error("s3fs_health_interval", settings.get("health_interval") or "30s")
+    problem = timespan_error("s3fs_health_interval", settings.get("health_interval") or "30s", minimum=10)
     return errors + ([problem] if problem else [])
 
 

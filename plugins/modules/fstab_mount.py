@@ -21,10 +21,11 @@ description:
     local disk, are kept; the mount point itself is removed only when empty.
   - Every check (input, owner and group, the mount point not hiding data) runs before the first change. Shared by the
     roles C(keepdata.storage.mounts) and C(keepdata.storage.s3fs).
-  - A mount that mountinfo and its unit call mounted is also asked directly, with a time limit
-    (O(health_timeout)). When its FUSE daemon is gone, O(state=mounted) heals it (unmount, lazily if something
+  - A FUSE mount (O(fstype) C(fuse.*)) that mountinfo and its unit call mounted is also asked directly, with a time
+    limit (O(health_timeout)). When its FUSE daemon is gone, O(state=mounted) heals it (unmount, lazily if something
     still holds it, then start the unit again) and reports C(changed) with the reason in RV(healed); in check mode
-    it reports that it would. When it does not answer at all, the module fails without changing anything.
+    it reports that it would. When it does not answer in time, or answers another error (its server failing), the
+    module fails without changing anything.
 author:
   - keepdata.storage maintainers (@keepdata)
 options:
@@ -113,13 +114,13 @@ options:
     type: bool
     default: false
   health_interval:
-    description: How often the timer checks the mount (a systemd time span such as C(30s) or C(1min)).
+    description: How often the timer checks the mount (a systemd time span of at least 10 seconds, such as C(30s) or C(1min)).
     type: str
     default: 30s
   health_timeout:
     description:
-      - Seconds a mounted mount point has to answer, here and in the timer's check. A mount that does not answer
-        in time (its server stopped answering) makes the module fail, having changed nothing.
+      - Seconds a mounted FUSE mount point has to answer, here and in the timer's check. A mount that does not
+        answer in time (its server stopped answering) makes the module fail, having changed nothing.
     type: int
     default: 10
   health_program:
@@ -222,11 +223,13 @@ from ansible_collections.keepdata.storage.plugins.module_utils.mount_health impo
     DEAD,
     HEALTHY,
     HUNG,
+    MARKER_DIR,
     dead_message,
     heal,
     health_unit_names,
     health_units,
     hung_message,
+    is_fuse,
     look,
 )
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (  # noqa: E402
@@ -256,8 +259,8 @@ def input_errors(p):
                 errors.append("%s is required and must hold no blank, comma or quote" % key)
         errors += ["opts[%d] must be one option (no comma, blank or quote)" % i for i, o in enumerate(p["opts"]) if not o or any(c in o for c in " ,\"'")]
         errors += ["files[%d].content is required" % i for i, f in enumerate(p["files"]) if f["content"] is None]
-    if timespan_error("health_interval", p["health_interval"]):
-        errors.append(timespan_error("health_interval", p["health_interval"]))
+    if timespan_error("health_interval", p["health_interval"], minimum=10):
+        errors.append(timespan_error("health_interval", p["health_interval"], minimum=10))
     if not 1 <= p["health_timeout"] <= 600:
         errors.append("health_timeout must be between 1 and 600 seconds")
     errors += [abs_path_error(key, p[key]) for key in ("health_program", "units_dir") if abs_path_error(key, p[key])]
@@ -338,7 +341,8 @@ class Mount(HostChanges):
         mounted = p["path"] in mounts
         if p["state"] == "mounted" and not mounted:
             self.refuse_hiding()
-        if p["state"] == "mounted" and mounted and mounts[p["path"]] != AUTOFS_SOURCE:
+        # Only a FUSE mount has a daemon that can die under it; the kernel keeps CIFS and NFS mounts.
+        if p["state"] == "mounted" and mounted and mounts[p["path"]] != AUTOFS_SOURCE and is_fuse(p["fstype"]):
             self.check_answers()
         # In check mode an earlier task of the run (the roles' install step) would have installed it.
         if p["state"] == "mounted" and p["health_check"] and not self.module.check_mode and not os.path.isfile(p["health_program"]):
@@ -375,7 +379,11 @@ class Mount(HostChanges):
     def heal(self):
         p = self.p
         start_unit = self.unit_stem + (".automount" if p["automount"] else ".mount")
-        problem = heal(p["path"], self.unit_stem + ".mount", start_unit, self.run_argv, p["health_timeout"])
+        problem, detached = heal(p["path"], self.unit_stem + ".mount", start_unit, self.run_argv, p["health_timeout"])
+        if problem and detached:
+            # The dead mount is gone even though the rest failed: a change, reported as done.
+            self.done.append("unmount the dead mount %s" % p["path"])
+            raise OSError(problem + "; the mount point is left unmounted until the next run or its health check mounts it")
         if problem:
             raise OSError(problem)
 
@@ -396,8 +404,13 @@ class Mount(HostChanges):
         present = [name for name in names if os.path.exists(paths[name])]
         if not wanted:
             if present:
-                # Best effort: a timer that is not loaded any more has nothing to stop.
+                # Best effort: a timer that is not loaded any more has nothing to stop. A check running now is
+                # stopped too, and a healing's leftover mark removed, so nothing mounts this path again.
                 self.act("stop and disable %s" % timer, self.systemctl, "disable", "--now", timer)
+                self.act("stop %s" % names[0], self.systemctl, "stop", names[0])
+                marker = os.path.join(MARKER_DIR, self.unit_stem + ".mount")
+                if os.path.exists(marker):
+                    self.act("remove %s" % marker, os.remove, marker)
                 for name in present:
                     self.diff["before"] += "health check unit %s: present\n" % name
                     self.act("remove %s" % paths[name], os.remove, paths[name])
@@ -511,7 +524,10 @@ class Mount(HostChanges):
         self.diff = {"before": "fstab: %s\n" % old_line, "after": "fstab: None\n", "before_header": p["fstab"], "after_header": p["fstab"]}
         if path in read_mounts():
             self.diff["before"] += "mounted\n"
-            self.unmount()
+            # The health check must not mount again what is being removed: it is paused while the mount goes (and
+            # started again if it cannot go, so that a refused removal changes nothing), then removed.
+            paused = self.pause_health_timer()
+            self.unmount(paused)
         self.health_timer(False)
         if old_line is not None:
             if p["backup"]:
@@ -527,7 +543,15 @@ class Mount(HostChanges):
             self.act("remove the empty mount point %s" % path, os.rmdir, path)
         return kept
 
-    def unmount(self):
+    def pause_health_timer(self):
+        """Stop this mount's health timer and any check running now, if there is one; the timer's name, or ""."""
+        service, timer = health_unit_names(self.unit_stem)
+        if self.module.check_mode or self.systemctl("is-active", timer)[0] != 0:
+            return ""
+        self.systemctl("stop", timer, service)
+        return timer
+
+    def unmount(self, paused_timer=""):
         """Unmount before anything else: a busy mount fails here, with nothing changed."""
         path = self.p["path"]
         if self.module.check_mode:
@@ -543,8 +567,10 @@ class Mount(HostChanges):
             fuser = self.module.get_bin_path("fuser")
             rc, out, err = self.module.run_command([fuser, "-vm", path]) if fuser else (1, "", "")
             users = (err or out).strip().replace("\n", "; ") if rc == 0 else "fuser -vm %s shows which processes" % path
+            if paused_timer:
+                self.systemctl("start", paused_timer)
             self.fail(
-                "cannot unmount %s: it is busy (%s); nothing was removed: stop what uses it and run again" % (path, users),
+                "cannot unmount %s: it is busy (%s); nothing was removed (its fstab line and files are kept): stop what uses it and run again" % (path, users),
                 kept_local_files=[],
             )
         self.done.append("unmount %s" % path)

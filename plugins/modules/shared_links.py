@@ -133,7 +133,9 @@ from ansible_collections.keepdata.storage.plugins.module_utils.mount_health impo
     HUNG,
     dead_message,
     hung_message,
+    is_fuse,
     look,
+    read_mount_types,
 )
 from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import (  # noqa: E402
     SharedLinksError,
@@ -224,7 +226,7 @@ def storage_problem(storage, timeout, mountinfo=None):
     ENOTCONN halfway, a hung one would hang the play.
     """
     source = read_mounts(mountinfo or MOUNTINFO).get(storage)
-    if source is None or source == AUTOFS_SOURCE:
+    if source is None or source == AUTOFS_SOURCE or not is_fuse(read_mount_types(mountinfo or MOUNTINFO).get(storage, "")):
         return None
     state, detail = look(storage, timeout)
     if state == HEALTHY:

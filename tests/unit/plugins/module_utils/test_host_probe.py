@@ -174,13 +174,16 @@ def test_a_mounted_mount_point_is_asked_first_and_not_touched_when_it_does_not_a
     problems = host_probe.check_mount_points(request, facts(), {str(point): "u@h:/"})
     assert problems == [
         "%s does not answer (no answer within 3 s): the server behind it has most likely stopped answering; "
-        "bring the server back, or detach the mount with umount -l %s" % (point, point)
+        "bring the server back (the mount then answers again by itself), or stop the apps using it and its mount unit" % point
     ]
     # An automount not triggered yet is not asked (asking would mount it).
     asked.clear()
     monkeypatch.undo()
     monkeypatch.setattr(host_probe, "look", look)
     assert host_probe.check_mount_points(request, facts(), {str(point): "systemd-1"}) == [] and asked == []
+    # Nor is a kernel mount (NFS, CIFS): no FUSE daemon to lose.
+    request["_types"] = {str(point): "nfs4"}
+    assert host_probe.check_mount_points(request, facts(), {str(point): "h:/"}) == [] and asked == []
 
 
 def test_links_of_a_dead_storage_all_stay_to_check(tmp_path, monkeypatch):

@@ -76,14 +76,20 @@ def mountinfo(tmp_path, *points):
 
 
 class FakeSystem:
-    """systemctl and umount: each call recorded; ``on`` maps a command to (rc, out, err) and a side effect."""
+    """systemctl and umount: each call recorded; ``on`` maps a command to (rc, side effect)."""
 
     def __init__(self, info, point):
         self.info, self.point, self.calls, self.on = info, point, [], {}
+        with open(info) as handle:
+            self.mounted_text = handle.read()
 
     def unmount(self):
         with open(self.info, "w") as handle:
             handle.write("")
+
+    def mount(self):
+        with open(self.info, "w") as handle:
+            handle.write(self.mounted_text)
 
     def __call__(self, argv):
         self.calls.append(" ".join(argv))
@@ -92,56 +98,10 @@ class FakeSystem:
         if effect:
             effect()
         if argv[:2] == ["systemctl", "is-active"]:
-            return (3, "inactive", "")
+            return (self.on.get(key, (3, None))[0], "", "")
         if argv[0] == "systemd-escape":
             return (0, "srv-data.mount\n", "")
         return (rc, "", "refused" if rc else "")
-
-
-@pytest.fixture
-def dead(tmp_path):
-    point = tmp_path / "data"
-    point.mkdir()
-    info = mountinfo(tmp_path, (str(point), "fuse.sshfs", "u@h:/srv"))
-    system = FakeSystem(info, str(point))
-    return point, info, system
-
-
-def test_heal_stops_the_unit_then_starts_it(dead):
-    point, info, system = dead
-    system.on["systemctl stop"] = (0, system.unmount)
-    assert mh.heal(str(point), "srv-data.mount", "srv-data.mount", system, 5, mountinfo=info) == ""
-    assert system.calls == ["systemctl stop srv-data.mount", "systemctl is-active srv-data.mount", "systemctl start srv-data.mount"]
-
-
-def test_heal_detaches_lazily_what_the_unit_could_not_unmount(dead):
-    point, info, system = dead
-    system.on["systemctl stop"] = (1, None)
-    system.on["umount -l"] = (0, system.unmount)
-    assert mh.heal(str(point), "srv-data.mount", "srv-data.automount", system, 5, mountinfo=info) == ""
-    assert system.calls[1] == "umount -l %s" % point and system.calls[-1] == "systemctl start srv-data.automount"
-
-
-def test_heal_says_why_it_could_not_unmount(dead):
-    point, info, system = dead
-    system.on["systemctl stop"] = (1, None)
-    system.on["umount -l"] = (32, None)
-    assert mh.heal(str(point), "srv-data.mount", "srv-data.mount", system, 5, mountinfo=info) == "cannot unmount %s: refused" % point
-    assert not any(call.startswith("systemctl start") for call in system.calls)
-
-
-def test_heal_reports_a_failed_start(dead):
-    point, info, system = dead
-    system.on["systemctl stop"] = (0, system.unmount)
-    system.on["systemctl start"] = (1, None)
-    assert mh.heal(str(point), "srv-data.mount", "srv-data.mount", system, 5, mountinfo=info) == "systemctl start srv-data.mount failed: refused"
-
-
-def test_heal_checks_the_mount_answers_afterwards(dead, monkeypatch):
-    point, info, system = dead
-    system.on["systemctl stop"] = (0, system.unmount)
-    child_answering(monkeypatch, errno.ENOTCONN)
-    assert "still not answering after the remount" in mh.heal(str(point), "srv-data.mount", "srv-data.mount", system, 5, mountinfo=info)
 
 
 @pytest.fixture
@@ -151,8 +111,88 @@ def markers(tmp_path, monkeypatch):
     return folder
 
 
-def test_timer_leaves_a_healthy_mount_alone_and_says_nothing(dead, markers):
+@pytest.fixture
+def dead(tmp_path, monkeypatch, markers):
+    """A mount whose daemon is gone; starting its unit mounts a file system that answers again."""
+    point = tmp_path / "data"
+    point.mkdir()
+    info = mountinfo(tmp_path, (str(point), "fuse.sshfs", "u@h:/srv"))
+    system = FakeSystem(info, str(point))
+    child_answering(monkeypatch, errno.ENOTCONN)
+
+    def remount():
+        system.mount()
+        monkeypatch.setattr(mh, "_LOOK", "pass\n")
+
+    system.on["systemctl stop"] = (0, system.unmount)
+    system.on["systemctl start"] = (0, remount)
+    return point, info, system
+
+
+def heal(dead, start_unit="srv-data.mount"):
     point, info, system = dead
+    return mh.heal(str(point), "srv-data.mount", start_unit, system, 5, settle=0.5, mountinfo=info)
+
+
+def test_heal_stops_the_unit_then_starts_it(dead):
+    assert heal(dead) == ("", True)
+    assert dead[2].calls == ["systemctl stop srv-data.mount", "systemctl is-active srv-data.mount", "systemctl start srv-data.mount"]
+
+
+def test_heal_detaches_lazily_what_the_unit_could_not_unmount(dead):
+    point, _info, system = dead
+    system.on["systemctl stop"] = (1, None)
+    system.on["umount -l"] = (0, system.unmount)
+    assert heal(dead, "srv-data.automount") == ("", True)
+    assert system.calls[1] == "umount -l %s" % point and system.calls[-1] == "systemctl start srv-data.automount"
+
+
+def test_heal_leaves_a_mount_that_answers_again_alone(dead, monkeypatch):
+    """Another healer (the timer, or a playbook run) got there first: nothing is stopped."""
+    monkeypatch.setattr(mh, "_LOOK", "pass\n")
+    assert heal(dead) == ("", False) and dead[2].calls == []
+
+
+def test_heal_leaves_a_hung_mount_alone(dead, monkeypatch):
+    monkeypatch.setattr(mh, "_LOOK", "import time\ntime.sleep(30)\n")
+    problem, detached = mh.heal(str(dead[0]), "srv-data.mount", "srv-data.mount", dead[2], 1, mountinfo=dead[1])
+    assert "is not dead but hung now" in problem and detached is False and dead[2].calls == []
+
+
+def test_heal_says_why_it_could_not_unmount(dead):
+    point, _info, system = dead
+    system.on["systemctl stop"] = (1, None)
+    system.on["umount -l"] = (32, None)
+    assert heal(dead) == ("cannot unmount %s: refused" % point, False)
+    assert not any(call.startswith("systemctl start") for call in system.calls)
+
+
+def test_heal_does_not_start_while_systemd_still_sees_the_mount(dead):
+    dead[2].on["systemctl is-active"] = (0, None)
+    problem, detached = heal(dead)
+    assert problem == "systemd still sees srv-data.mount active 0 s after the unmount" and detached is True
+    assert not any(call.startswith("systemctl start") for call in dead[2].calls)
+
+
+def test_heal_reports_a_failed_start(dead):
+    dead[2].on["systemctl start"] = (1, None)
+    assert heal(dead) == ("systemctl start srv-data.mount failed: refused", True)
+
+
+def test_heal_wants_a_file_system_mounted_not_a_bare_directory_answering(dead, monkeypatch):
+    dead[2].on["systemctl start"] = (0, lambda: monkeypatch.setattr(mh, "_LOOK", "pass\n"))
+    assert heal(dead) == ("nothing is mounted at %s after systemctl start srv-data.mount" % dead[0], True)
+
+
+def test_heal_checks_the_mount_answers_afterwards(dead):
+    dead[2].on["systemctl start"] = (0, dead[2].mount)
+    problem, detached = heal(dead)
+    assert "still not answering after the remount" in problem and detached is True
+
+
+def test_timer_leaves_a_healthy_mount_alone_and_says_nothing(dead, monkeypatch):
+    point, info, system = dead
+    monkeypatch.setattr(mh, "_LOOK", "pass\n")
     logged = []
     assert mh.heal_command(str(point), 5, run=system, log=logged.append, mountinfo=info) == 0
     assert logged == [] and system.calls == ["systemd-escape --path --suffix=mount %s" % point]
@@ -165,54 +205,49 @@ def test_timer_leaves_an_unmounted_mount_point_alone(tmp_path, markers):
     assert logged == [] and len(system.calls) == 1
 
 
-def test_timer_heals_a_dead_mount_with_one_journal_line(dead, markers, monkeypatch):
+def test_timer_heals_a_dead_mount_with_one_journal_line(dead, markers):
     point, info, system = dead
     logged = []
-
-    def remount():
-        # The remounted file system answers again.
-        monkeypatch.setattr(mh, "_LOOK", "pass\n")
-
-    child_answering(monkeypatch, errno.ENOTCONN)
-    system.on["systemctl stop"] = (0, system.unmount)
-    system.on["systemctl start"] = (0, remount)
     assert mh.heal_command(str(point), 5, run=system, log=logged.append, mountinfo=info) == 0
     assert logged == ["keepdata-mount-health: %s was dead: Transport endpoint is not connected; remounted by srv-data.mount, answering again" % point]
-    assert not os.listdir(str(markers))
+    assert sorted(os.listdir(str(markers))) == ["srv-data.mount.lock"]
 
 
-def test_timer_tries_again_after_a_failed_healing(dead, markers, monkeypatch):
+def test_timer_tries_again_after_a_failed_healing(dead, markers):
     point, info, system = dead
     logged = []
-    child_answering(monkeypatch, errno.ENOTCONN)
-    system.on["systemctl stop"] = (0, system.unmount)
+    start = system.on["systemctl start"]
     system.on["systemctl start"] = (1, None)
     assert mh.heal_command(str(point), 5, run=system, log=logged.append, mountinfo=info) == 1
     assert "healing failed (the next check tries again): systemctl start srv-data.mount failed" in logged[0]
-    assert os.listdir(str(markers)) == ["srv-data.mount"]
+    assert "srv-data.mount" in os.listdir(str(markers))
     # Next check: nothing mounted any more, but this check unmounted it, so it starts it again.
-    monkeypatch.setattr(mh, "_LOOK", "pass\n")
-    system.on["systemctl start"] = (0, None)
+    system.on["systemctl start"] = start
     assert mh.heal_command(str(point), 5, run=system, log=logged.append, mountinfo=info) == 0
     assert logged[1].endswith("was not mounted since an earlier healing; remounted by srv-data.mount, answering again")
-    assert not os.listdir(str(markers))
+    assert "srv-data.mount" not in os.listdir(str(markers))
 
 
-def test_timer_leaves_a_hung_mount_mounted_and_fails(dead, markers, monkeypatch):
+def test_timer_leaves_a_hung_mount_mounted_and_fails(dead, monkeypatch):
     point, info, system = dead
     logged = []
     monkeypatch.setattr(mh, "_LOOK", "import time\ntime.sleep(30)\n")
     assert mh.heal_command(str(point), 1, run=system, log=logged.append, mountinfo=info) == 1
-    assert "does not answer (no answer within 1 s)" in logged[0] and "umount -l %s" % point in logged[0]
+    assert "does not answer (no answer within 1 s)" in logged[0] and "umount -l" not in logged[0]
     assert len(system.calls) == 1
 
 
-def test_timer_leaves_an_erroring_mount_mounted(dead, markers, monkeypatch):
+def test_timer_leaves_an_erroring_mount_mounted(dead, monkeypatch):
     point, info, system = dead
     logged = []
     child_answering(monkeypatch, errno.EIO)
     assert mh.heal_command(str(point), 5, run=system, log=logged.append, mountinfo=info) == 1
     assert logged == ["keepdata-mount-health: %s: Input/output error; left as it is" % point]
+
+
+def test_only_fuse_mounts_have_a_daemon_to_lose():
+    assert mh.is_fuse("fuse.s3fs") and mh.is_fuse("fuse.sshfs") and mh.is_fuse("fuse")
+    assert not mh.is_fuse("nfs4") and not mh.is_fuse("cifs") and not mh.is_fuse("autofs")
 
 
 def test_an_automount_placeholder_is_not_a_mounted_file_system(tmp_path):
@@ -232,7 +267,9 @@ def test_units_check_every_interval_with_one_second_accuracy():
         assert line + "\n" in units[timer]
 
 
-def test_command_line(tmp_path, capsys):
-    assert mh.main(["look", "--timeout", "5", str(tmp_path)]) == 0
+def test_command_line(tmp_path, capsys, monkeypatch):
+    """look: a file system must be mounted there and answer (here: / of the machine running the tests)."""
+    assert mh.main(["look", "--timeout", "5", "/"]) == 0
     assert capsys.readouterr().out == "healthy\n"
-    assert mh.main(["look", str(tmp_path / "nothing")]) == 1
+    assert mh.main(["look", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == "not-mounted\n"

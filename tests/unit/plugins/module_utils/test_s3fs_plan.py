@@ -186,9 +186,10 @@ def test_control_characters_in_the_cellar_environment(name):
 
 @pytest.mark.parametrize("interval", ["0", "every minute", "5x"])
 def test_bad_health_interval(interval):
-    assert errors(health_interval=interval) == ['s3fs_health_interval "%s" must be a systemd time span of at least 1s, such as 30s or 1min' % interval]
+    assert errors(health_interval=interval) == ['s3fs_health_interval "%s" must be a systemd time span of at least 10s, such as 30s or 1min' % interval]
 
 
 def test_health_interval_forms():
-    for interval in ("30s", "1min", "2m 30s", "90"):
+    assert errors(health_interval="9s") != []
+    for interval in ("10s", "30s", "1min", "2m 30s", "90"):
         assert errors(health_interval=interval) == []

@@ -173,7 +173,7 @@ def looks_mounted(host, monkeypatch):
 
     def heal(path, mount_unit, start_unit, run, timeout):
         calls["heal"].append((path, mount_unit, start_unit, timeout))
-        return ""
+        return "", True
 
     def run_command(self, argv, **kwargs):
         calls["commands"].append(" ".join(argv))
@@ -215,12 +215,29 @@ def test_dead_mount_in_check_mode_is_reported_not_healed(host, capsys, monkeypat
     assert "it would be remounted" in json.dumps(result.get("warnings"))
 
 
-def test_failed_healing_fails_the_task_saying_what_was_done(host, capsys, monkeypatch, looks_mounted):
+def test_failed_healing_after_the_unmount_is_a_change(host, capsys, monkeypatch, looks_mounted):
+    run(capsys, **args(host))  # a converged host: nothing else to change
     answers(monkeypatch, "dead", "Transport endpoint is not connected")
-    monkeypatch.setattr(fstab_mount, "heal", lambda *a: "systemctl start x.mount failed: no server")
+    monkeypatch.setattr(fstab_mount, "heal", lambda *a: ("systemctl start x.mount failed: no server", True))
     result = run(capsys, **args(host, state="mounted"))
     assert result["failed"] is True and "systemctl start x.mount failed: no server" in result["msg"]
-    assert result["changed"] is True and result["actions"][-1] == "update %s" % host["fstab"]
+    assert "left unmounted until the next run or its health check mounts it" in result["msg"]
+    assert result["changed"] is True and result["actions"] == ["unmount the dead mount %s" % host["mnt"]]
+
+
+def test_failed_healing_before_the_unmount_changed_nothing(host, capsys, monkeypatch, looks_mounted):
+    run(capsys, **args(host))
+    answers(monkeypatch, "dead", "Transport endpoint is not connected")
+    monkeypatch.setattr(fstab_mount, "heal", lambda *a: ("cannot unmount x: busy", False))
+    result = run(capsys, **args(host, state="mounted"))
+    assert result["failed"] is True and "cannot unmount x: busy" in result["msg"] and "nothing was changed" in result["msg"]
+    assert result["changed"] is False
+
+
+def test_kernel_mounts_are_not_asked(host, capsys, monkeypatch, looks_mounted):
+    monkeypatch.setattr(fstab_mount, "look", lambda path, timeout: pytest.fail("asked an NFS mount"))
+    result = run(capsys, **args(host, state="mounted", fstype="nfs", opts=["_netdev"], files=[], id_options=False))
+    assert result["healed"] == ""
 
 
 @pytest.mark.parametrize(
@@ -285,7 +302,7 @@ def test_missing_health_program_fails_before_any_change(host, capsys, monkeypatc
     assert host["fstab"].read_text() == FOREIGN
 
 
-@pytest.mark.parametrize("interval", ["0s", "soon", "30s\n", ""])
+@pytest.mark.parametrize("interval", ["0s", "9s", "soon", "30s\n", ""])
 def test_bad_health_interval_is_refused(host, capsys, interval):
     result = run(capsys, **args(host, health_interval=interval))
     assert result["failed"] is True and "health_interval" in result["msg"] and host["fstab"].read_text() == FOREIGN
