@@ -379,16 +379,13 @@ class Mount(HostChanges):
     def heal(self):
         p = self.p
         start_unit = self.unit_stem + (".automount" if p["automount"] else ".mount")
-        problem, detached = heal(p["path"], self.unit_stem + ".mount", start_unit, self.run_argv, p["health_timeout"])
+        problem, detached = heal(p["path"], self.unit_stem + ".mount", start_unit, self.module.run_command, p["health_timeout"])
         if problem and detached:
             # The dead mount is gone even though the rest failed: a change, reported as done.
             self.done.append("unmount the dead mount %s" % p["path"])
             raise OSError(problem + "; the mount point is left unmounted until the next run or its health check mounts it")
         if problem:
             raise OSError(problem)
-
-    def run_argv(self, argv):
-        return self.module.run_command(argv)
 
     def health_timer(self, wanted):
         """The health check's service and timer: written and started when ``wanted``, else stopped and removed."""

@@ -125,9 +125,8 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts, resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, resolve_id  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import (  # noqa: E402
-    AUTOFS_SOURCE,
     DEAD,
     HEALTHY,
     HUNG,
@@ -225,8 +224,8 @@ def storage_problem(storage, timeout, mountinfo=None):
     Asked in a child process with a time limit before anything here reads the storage: a dead mount would raise
     ENOTCONN halfway, a hung one would hang the play.
     """
-    source = read_mounts(mountinfo or MOUNTINFO).get(storage)
-    if source is None or source == AUTOFS_SOURCE or not is_fuse(read_mount_types(mountinfo or MOUNTINFO).get(storage, "")):
+    # One read of mountinfo: not mounted, or only an automount's autofs placeholder, is no FUSE type either.
+    if not is_fuse(read_mount_types(mountinfo or MOUNTINFO).get(storage, "")):
         return None
     state, detail = look(storage, timeout)
     if state == HEALTHY:

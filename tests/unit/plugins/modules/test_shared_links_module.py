@@ -173,7 +173,6 @@ def test_failure_halfway_is_reported_as_changed(site, capsys, monkeypatch):
 @pytest.fixture
 def mounted_storage(site, monkeypatch):
     tmp_path, params = site
-    monkeypatch.setattr(shared_links, "read_mounts", lambda mountinfo=None: {params["storage"]: "bucket"})
     monkeypatch.setattr(shared_links, "read_mount_types", lambda mountinfo=None: {params["storage"]: "fuse.s3fs"})
     return tmp_path, params
 
