@@ -9,6 +9,11 @@
 #        build (collection tarball content), molecule (every scenario in molecule/).
 # Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
 # (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
+#
+# lint, sanity, unit and build use the CPU and run one after the other. integration and the Molecule
+# scenarios mostly wait (on the RGW, on systemd, apt and timers inside their test hosts): they run side
+# by side, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first. Each keeps its
+# own log; PASS or FAIL is printed as each one ends.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -48,15 +53,63 @@ cd "$KD_ROOT" || exit 1
 # A caller's PYTEST_ADDOPTS (say --collect-only) would turn a gate into a run that tests nothing.
 unset PYTEST_ADDOPTS
 
-# run_gate NAME CMD...: run one check, keep its log, show the log's tail when it fails.
-run_gate() {
-  local name=$1; shift
-  kd_step "$name"
-  if "$@" >"$LOGS/$name.log" 2>&1; then
-    passed+=("$name"); echo "PASS $name"
+# gate_result NAME RC: count one gate, show its log's tail when it failed.
+gate_result() {
+  if [ "$2" = 0 ]; then
+    passed+=("$1"); echo "PASS $1"
   else
-    failed+=("$name"); echo "FAIL $name (log: $LOGS/$name.log)"; tail -n 60 "$LOGS/$name.log"
+    failed+=("$1"); echo "FAIL $1 (log: $LOGS/$1.log)"; tail -n 60 "$LOGS/$1.log"
   fi
+}
+
+# run_gate NAME CMD...: run one check now, keep its log.
+run_gate() {
+  local name=$1 rc=0; shift
+  kd_step "$name"
+  "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+  gate_result "$name" $rc
+}
+
+# Gates that run side by side: queue_gate NAME CMD... adds one (the command as one string of quoted words),
+# run_lanes runs the queue, KD_LANES at a time, longest first.
+LONGEST_FIRST=(molecule-backup molecule-mounts integration molecule-s3fs molecule-smoke)
+queued=()
+declare -A queued_cmd=() running=()
+queue_gate() {
+  local name=$1; shift
+  queued+=("$name")
+  queued_cmd[$name]=$(printf '%q ' "$@")
+}
+
+run_lanes() {
+  local lanes=${KD_LANES:-2} order=() name pid rc
+  [[ $lanes =~ ^[1-9][0-9]*$ ]] || kd_die "KD_LANES must be a whole number of lanes, 1 or more (got '$lanes')"
+  for name in "${LONGEST_FIRST[@]}"; do [[ " ${queued[*]} " == *" $name "* ]] && order+=("$name"); done
+  for name in "${queued[@]}"; do [[ " ${order[*]} " == *" $name "* ]] || order+=("$name"); done
+  while ((${#order[@]} || ${#running[@]})); do
+    while [ -z "$interrupted" ] && ((${#order[@]} && ${#running[@]} < lanes)); do
+      name=${order[0]}; order=("${order[@]:1}")
+      kd_step "$name (started, ${#running[@]} other gate(s) running)"
+      # Job control on while it starts: the gate gets a process group of its own, so an interruption can
+      # stop the whole gate (its molecule, its RGW) by its group, and a Ctrl-C reaches only this script.
+      set -m
+      eval "${queued_cmd[$name]}" >"$LOGS/$name.log" 2>&1 &
+      running[$!]=$name
+      set +m
+    done
+    if [ -n "$interrupted" ]; then
+      order=()
+      # Stop what still runs, each gate by its process group (it cleans up after itself: the RGW is stopped).
+      for pid in "${!running[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+    fi
+    ((${#running[@]})) || break
+    rc=0 pid=
+    wait -n -p pid "${!running[@]}" || rc=$?
+    [ -n "${pid:-}" ] || continue  # a signal arrived: the loop stops the gates that run
+    name=${running[$pid]}; unset "running[$pid]"
+    kd_step "$name done"
+    gate_result "$name" $rc
+  done
 }
 
 # pytest exits 5 when it collected nothing: for a suite that must have tests, that is a failure.
@@ -111,10 +164,10 @@ molecule_scenario() {
   return $rc
 }
 
-molecule_all() {
+queue_molecule() {
   local s
   for s in $({ printf '%s\n' "${MOLECULE_SCENARIOS[@]}"; find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename; } | sort -u); do
-    run_gate "molecule-$s" molecule_scenario "$s"
+    queue_gate "molecule-$s" molecule_scenario "$s"
   done
 }
 
@@ -124,11 +177,12 @@ for g in "${gates[@]}"; do
     lint) run_gate lint lint_all ;;
     sanity) run_gate sanity "$KD_ROOT/scripts/sanity.sh" ;;
     unit) run_gate unit pytest_gate tests/unit ;;
-    integration) run_gate integration integration ;;
+    integration) queue_gate integration integration ;;
     build) run_gate build "$KD_ROOT/scripts/build.sh" --check ;;
-    molecule) molecule_all ;;
+    molecule) queue_molecule ;;
   esac
 done
+[ -n "$interrupted" ] || run_lanes
 
 if [ -n "$interrupted" ]; then
   ran=" ${passed[*]} ${failed[*]} "

@@ -218,6 +218,12 @@ def delete_objects(client, bucket, objects):
     return len(objects)
 
 
+def has_multipart_uploads(client, bucket):
+    """True when the bucket holds an unfinished multipart upload (one listing request)."""
+    page = call("list multipart uploads", client.list_multipart_uploads, bucket, Bucket=bucket, MaxUploads=1)
+    return bool(page.get("Uploads"))
+
+
 def abort_multipart_uploads(client, bucket):
     """Abort every unfinished multipart upload, page after page; returns how many were aborted."""
     aborted = 0
@@ -353,13 +359,17 @@ def is_empty(client, bucket):
 
 
 def delete_bucket_forced(client, bucket, workers=4, tally=None):
-    """Empty the bucket (versions, markers, unfinished multipart uploads), then delete it. Returns versions deleted."""
+    """Empty the bucket (unfinished multipart uploads, versions, markers), then delete it. Returns versions deleted."""
     return delete_bucket_forced_batch(client, bucket, workers, DELETE_BATCH, tally)
 
 
 def delete_bucket_forced_batch(client, bucket, workers, batch, tally=None):
     tally = tally or Tally()
     start = tally.deleted
+    # Ceph RGW deletes a bucket that still holds unfinished multipart uploads, and their parts then stay in the
+    # cluster for good, out of any client's reach: they are aborted first.
+    if abort_multipart_uploads(client, bucket):
+        tally.written.append("multipart uploads")
     empty_bucket(client, bucket, workers, batch, tally)
     for attempt in range(5):
         try:

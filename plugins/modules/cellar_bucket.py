@@ -112,10 +112,12 @@ options:
         type: str
   force:
     description:
-      - With O(state=absent), delete every object, every version and delete marker (in batches of up to 1000 keys),
-        and unfinished multipart uploads, then the bucket.
+      - With O(state=absent), abort unfinished multipart uploads, delete every object, every version and delete marker
+        (in batches of up to 1000 keys), then the bucket.
       - Without it, a non-empty bucket is detected before any delete (one listing request) and the module fails
         without deleting anything, in check mode too.
+      - A bucket holding no object but unfinished multipart uploads (found by one more listing request) is refused the
+        same way, since Ceph RGW would delete it and keep the uploaded parts in the cluster for good.
     type: bool
     default: false
   buckets:
@@ -188,7 +190,7 @@ options:
             description: Rule identifier.
             type: str
       force:
-        description: With O(buckets[].state=absent), delete every object and version first.
+        description: With O(buckets[].state=absent), abort unfinished multipart uploads and delete every object and version first.
         type: bool
         default: false
   workers:
@@ -304,6 +306,7 @@ ARGUMENT_SPEC = dict(
 # Options that describe a bucket's content; a bucket being deleted has none.
 MANAGED_OPTIONS = ("acl", "versioning", "policy", "preset", "principals", "cors")
 NOT_EMPTY = "bucket %r is not empty: set force=true to delete every object and version with it (nothing was deleted)"
+UNFINISHED_UPLOADS = "bucket %r holds unfinished multipart uploads: set force=true to abort them and delete the bucket (nothing was deleted)"
 
 
 class BucketError(Exception):
@@ -439,12 +442,15 @@ def after_state(desired, current):
 
 
 def delete(client, entry, result, *, check_mode, workers, tally):
-    """Delete the bucket; without force, a non-empty bucket fails before any write."""
+    """Delete the bucket; without force, a non-empty bucket (or one with unfinished uploads) fails before any write."""
     name = entry["name"]
     if not ops.bucket_exists(client, name):
         return result
-    if not entry["force"] and not ops.is_empty(client, name):
-        raise BucketError(NOT_EMPTY % name, result)
+    if not entry["force"]:
+        if not ops.is_empty(client, name):
+            raise BucketError(NOT_EMPTY % name, result)
+        if ops.has_multipart_uploads(client, name):
+            raise BucketError(UNFINISHED_UPLOADS % name, result)
     if not check_mode:
         if entry["force"]:
             result["deleted_objects"] = ops.delete_bucket_forced(client, name, workers, tally)

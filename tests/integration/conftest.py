@@ -6,15 +6,20 @@ The ``rgw`` fixture reuses an instance described by ``KEEPDATA_RGW_ENV`` (the ``
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -35,11 +40,17 @@ def _read_env_file(path):
 
 
 class Rgw:
-    """Endpoint and the two users of a running RGW instance."""
+    """Endpoint and the two users of a running RGW instance.
+
+    ``https_endpoint`` serves the same S3 over TLS with the self-signed certificate in ``ca_bundle`` (both None for
+    an instance started before rgw.sh served HTTPS).
+    """
 
     def __init__(self, values):
         self.endpoint = values["KEEPDATA_RGW_ENDPOINT"]
         self.port = int(values["KEEPDATA_RGW_PORT"])
+        self.https_endpoint = values.get("KEEPDATA_RGW_HTTPS_ENDPOINT")
+        self.ca_bundle = values.get("KEEPDATA_RGW_CA_BUNDLE")
         self.owner = {
             "uid": values["KEEPDATA_RGW_OWNER_UID"],
             "access_key": values["KEEPDATA_RGW_OWNER_ACCESS_KEY"],
@@ -93,10 +104,11 @@ def bucket_name():
     return f"kd-test-{uuid.uuid4().hex[:12]}"
 
 
-def run_module(module, args, check_mode=False, diff=False):
+def run_module(module, args, check_mode=False, diff=False, env=None):
     """Run one of the collection's modules as Ansible would (a child Python reading ANSIBLE_MODULE_ARGS).
 
-    Returns the module's JSON result; ``failed`` is set when it called fail_json.
+    ``env`` is the module's whole environment (default: this process's). Returns the module's JSON result;
+    ``failed`` is set when it called fail_json.
     """
     payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -109,6 +121,7 @@ def run_module(module, args, check_mode=False, diff=False):
             text=True,
             check=False,
             timeout=300,
+            env=env,
         )
     finally:
         os.unlink(args_file)
@@ -180,3 +193,98 @@ def existing_bucket(rgw, cellar_bucket):
     """An existing empty bucket, deleted after the test."""
     rgw.client().create_bucket(Bucket=cellar_bucket)
     return cellar_bucket
+
+
+# ---- what the modules send: a recording reverse proxy -------------------------------------------------------
+
+
+class Request(NamedTuple):
+    """One request the proxy passed on: method, path, query parameters and the RGW's answer status."""
+
+    method: str
+    path: str
+    query: dict
+    status: int
+
+    def __str__(self):
+        return "%s %s%s -> %d" % (self.method, self.path, "?" + "&".join(sorted(self.query)) if self.query else "", self.status)
+
+
+# Hop-by-hop headers are the proxy's own business; Expect is not signed (botocore leaves it out of SigV4).
+_NOT_FORWARDED = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "expect"}
+
+
+class RecordingProxy:
+    """A reverse proxy on 127.0.0.1 that passes every request to the RGW unchanged and records it.
+
+    Method, path, query, headers (the client's Host included, so SigV4 signatures stay valid) and body go through
+    as they are. Point a module's ``endpoint`` at ``url``; ``take()`` returns the requests recorded so far (in the
+    order their answers came back) and starts a new record. The same idea as tests/benchmarks/cellar_bench.py's
+    CountingProxy, which only counts.
+    """
+
+    def __init__(self, upstream):
+        parts = urlsplit(upstream)
+        target = (parts.hostname, parts.port or 80)
+        self._requests = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
+                upstream_conn = http.client.HTTPConnection(*target, timeout=60)
+                try:
+                    upstream_conn.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream_conn.getresponse()
+                    data = response.read()
+                finally:
+                    upstream_conn.close()
+                path, _sep, query = self.path.partition("?")
+                with proxy._lock:
+                    proxy._requests.append(Request(self.command, path, dict(parse_qsl(query, keep_blank_values=True)), response.status))
+                self.send_response_only(response.status, response.reason)
+                for key, value in response.getheaders():
+                    if key.lower() not in _NOT_FORWARDED and (key.lower() != "content-length" or self.command == "HEAD"):
+                        self.send_header(key, value)
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def take(self):
+        """The requests recorded since the last call."""
+        with self._lock:
+            taken, self._requests = self._requests, []
+        return taken
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def recording_proxy(rgw):
+    """A :class:`RecordingProxy` in front of the test RGW, for one test."""
+    proxy = RecordingProxy(rgw.endpoint)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -214,6 +214,47 @@ def test_versioned_bucket_with_only_delete_markers_is_not_empty(rgw, existing_bu
     assert existing_bucket in server_snapshot(rgw)["buckets"]
 
 
+def start_multipart_upload(rgw, bucket, key="big.bin"):
+    """An unfinished multipart upload holding one part; returns its upload id."""
+    client = rgw.client()
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"part one")
+    return upload_id
+
+
+def test_unfinished_multipart_upload_without_force_fails_and_deletes_nothing(rgw, existing_bucket):
+    upload_id = start_multipart_upload(rgw, existing_bucket)
+    expected = "bucket %r holds unfinished multipart uploads: set force=true to abort them and delete the bucket (nothing was deleted)" % existing_bucket
+    args = dict(rgw.connection_args(), name=existing_bucket, state="absent")
+    for check_mode in (True, False):
+        result = run_module("cellar_bucket", args, check_mode=check_mode)
+        assert result.get("failed") is True, result
+        assert result["changed"] is False
+        assert expected in result["msg"]
+        assert existing_bucket in server_snapshot(rgw)["buckets"]
+        uploads = rgw.client().list_multipart_uploads(Bucket=existing_bucket).get("Uploads", [])
+        assert [(u["Key"], u["UploadId"]) for u in uploads] == [("big.bin", upload_id)]
+
+
+def test_force_aborts_unfinished_multipart_uploads_then_deletes_the_bucket(rgw, existing_bucket, recording_proxy):
+    upload_id = start_multipart_upload(rgw, existing_bucket)
+    rgw.client().put_object(Bucket=existing_bucket, Key="small.txt", Body=b"x")
+    result = run_module("cellar_bucket", dict(rgw.connection_args(), endpoint=recording_proxy.url, name=existing_bucket, state="absent", force=True))
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["deleted_objects"] == 1
+    assert existing_bucket not in server_snapshot(rgw)["buckets"]
+    with pytest.raises(ClientError) as gone:
+        rgw.client().list_multipart_uploads(Bucket=existing_bucket)
+    assert gone.value.response["Error"]["Code"] == "NoSuchBucket"
+    # A deleted bucket's uploads can no longer be listed, and RGW deletes a bucket that still holds some (their
+    # parts then stay in the cluster for good): the server must have confirmed the abort before the bucket went.
+    requests = recording_proxy.take()
+    done = [(r.method, r.path, r.query.get("uploadId"), r.status) for r in requests]
+    abort = ("DELETE", "/%s/big.bin" % existing_bucket, upload_id, 204)
+    assert abort in done, [str(r) for r in requests]
+    assert done.index(abort) < done.index(("DELETE", "/" + existing_bucket, None, 204)), [str(r) for r in requests]
+
+
 def count_versions(client, bucket):
     pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
     return sum(len(p.get("Versions", [])) + len(p.get("DeleteMarkers", [])) for p in pages)

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, SSLError
 
 RGW_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rig" / "rgw.sh"
 
@@ -72,6 +72,29 @@ def test_features_later_issues_rely_on_are_enabled(rgw, bucket_name):
         assert s3.get_bucket_versioning(Bucket=bucket_name)["Status"] == "Enabled"
     finally:
         s3.delete_bucket(Bucket=bucket_name)
+
+
+def test_https_endpoint_serves_s3_with_the_certificate_of_the_instance(rgw):
+    """The same S3 over HTTPS, with a self-signed certificate valid for 127.0.0.1 and localhost: trusted through
+    KEEPDATA_RGW_CA_BUNDLE, refused without it."""
+    assert rgw.https_endpoint and rgw.ca_bundle, "rgw.env has no KEEPDATA_RGW_HTTPS_ENDPOINT / KEEPDATA_RGW_CA_BUNDLE"
+    assert oct(os.stat(Path(rgw.ca_bundle).with_name("key.pem")).st_mode & 0o777) == "0o600"
+
+    def client(endpoint, verify):
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=rgw.owner["access_key"],
+            aws_secret_access_key=rgw.owner["secret_key"],
+            region_name="us-east-1",
+            verify=verify,
+            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+        )
+
+    for endpoint in (rgw.https_endpoint, rgw.https_endpoint.replace("127.0.0.1", "localhost")):
+        assert client(endpoint, rgw.ca_bundle).list_buckets()["Owner"]["ID"] == rgw.owner["uid"]
+    with pytest.raises(SSLError, match="certificate verify failed"):
+        client(rgw.https_endpoint, True).list_buckets()
 
 
 def _busy_port():
@@ -142,6 +165,13 @@ def test_rgw_script_refuses_one_port_for_both_s3_and_the_monitor(tmp_path):
     proc = _run([RGW_SCRIPT, "up"], _rgw_env(tmp_path / "rgw", rgw_port=17480, mon_port=17480), timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "ERROR: rgw.sh: KEEPDATA_RGW_PORT and KEEPDATA_MON_PORT are both 17480: they must differ"
+
+
+def test_rgw_script_refuses_one_port_for_both_http_and_https(tmp_path):
+    proc = _run([RGW_SCRIPT, "up"], _rgw_env(tmp_path / "rgw", rgw_port=17480, KEEPDATA_RGW_HTTPS_PORT="17480"), timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "ERROR: rgw.sh: KEEPDATA_RGW_HTTPS_PORT and KEEPDATA_RGW_PORT are both 17480: they must differ"
+    assert not (tmp_path / "rgw").exists()
 
 
 def test_rgw_script_stops_every_daemon_it_started(tmp_path):

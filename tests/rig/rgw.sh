@@ -11,10 +11,13 @@
 #   KEEPDATA_RGW_DIR    state directory          (default /tmp/keepdata-rgw)
 #   KEEPDATA_RGW_PORT   S3 port on 127.0.0.1     (default 7480; "auto" picks a free one)
 #   KEEPDATA_MON_PORT   monitor v2 port          (default 3300; "auto" picks a free one; v1 is not bound)
+#   KEEPDATA_RGW_HTTPS_PORT  S3 over HTTPS on 127.0.0.1 (default "auto": a free one)
 #
 # On success it writes $KEEPDATA_RGW_DIR/rgw.env (shell) and rgw.json (0600) holding the endpoint and
 # the key pairs of two users: "owner" and a second Cellar-style add-on user ("cellar_..."), so that
 # cross-user grants are tested for real. Keys are random for every start.
+# radosgw also serves S3 over HTTPS (KEEPDATA_RGW_HTTPS_ENDPOINT) with a self-signed certificate made for
+# every start, valid for 127.0.0.1 and localhost; KEEPDATA_RGW_CA_BUNDLE is that certificate, for clients to trust.
 #
 # When "up" fails at any step (or is interrupted), it stops every daemon it started, removes
 # $KEEPDATA_RGW_DIR, keeps the failed step's log as $KEEPDATA_RGW_DIR-failed.log and prints one ERROR line.
@@ -26,6 +29,7 @@ D=${KEEPDATA_RGW_DIR:-/tmp/keepdata-rgw}
 D=${D%/}
 RGW_PORT=${KEEPDATA_RGW_PORT:-7480}
 MON_PORT=${KEEPDATA_MON_PORT:-3300}
+HTTPS_PORT=${KEEPDATA_RGW_HTTPS_PORT:-auto}
 OWNER_UID=${KEEPDATA_RGW_OWNER_UID:-keepdata-owner}
 ADDON_UID=${KEEPDATA_RGW_ADDON_UID:-cellar_addon0002}
 CONF="$D/ceph.conf"
@@ -61,9 +65,9 @@ sys.exit(1)
 PY
 }
 
-# Prints "RGW_PORT MON_PORT" with each "auto" replaced by a free port: never the same port twice.
+# Prints "RGW_PORT MON_PORT HTTPS_PORT" with each "auto" replaced by a free port: never the same port twice.
 pick_ports() {
-  python3 - "$RGW_PORT" "$MON_PORT" <<'PY'
+  python3 - "$RGW_PORT" "$MON_PORT" "$HTTPS_PORT" <<'PY'
 import socket, sys
 wanted = sys.argv[1:]
 fixed = {p for p in wanted if p != "auto"}
@@ -128,6 +132,52 @@ s3_answers() {
   curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/"
 }
 
+# True when S3 answers over HTTPS on port $1 with a certificate that the instance's own one verifies.
+https_answers() {
+  curl -s -o /dev/null --max-time 2 --cacert "$D/tls/cert.pem" "https://127.0.0.1:$1/"
+}
+
+# A self-signed certificate (its own CA) for 127.0.0.1 and localhost, and its key: openssl when installed,
+# else Python's cryptography (which ansible-core needs anyway).
+make_certificate() {
+  local cert=$1 key=$2
+  if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 -subj "/CN=keepdata test RGW" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "keyUsage=critical,digitalSignature,keyCertSign" \
+      -addext "extendedKeyUsage=serverAuth" -keyout "$key" -out "$cert"
+    return
+  fi
+  python3 - "$cert" "$key" <<'PY'
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keepdata test RGW")])
+now = datetime.datetime.now(datetime.timezone.utc)
+ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment", "key_agreement", "crl_sign", "encipher_only", "decipher_only"), False)
+cert = (
+    x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=365))
+    .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, **usage), critical=True)
+    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    .add_extension(ski, critical=False)
+    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    .sign(key, hashes.SHA256())
+)
+with open(sys.argv[2], "wb") as out:
+    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+with open(sys.argv[1], "wb") as out:
+    out.write(cert.public_bytes(serialization.Encoding.PEM))
+PY
+}
+
 # ---- "up" reports a failure once, whatever step it happens in ------------------------------------------
 # Each step names itself and its log (step WHAT LOG), and its commands write their output there, not to
 # the terminal. When a command fails (set -e), a wait times out (fail REASON) or "up" is interrupted, the
@@ -165,6 +215,8 @@ cmd_up() {
   for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl python3 pgrep pkill; do
     command -v "$b" >/dev/null || die "'$b' is not installed: run 'scripts/bootstrap.sh' (Debian packages radosgw ceph-mon ceph-osd ceph-common curl procps)"
   done
+  command -v openssl >/dev/null || python3 -c 'import cryptography' 2>/dev/null \
+    || die "neither openssl nor Python's cryptography is installed: one is needed for the HTTPS certificate (Debian package openssl)"
   # The daemons' admin sockets live in $D/run: a unix socket path must fit in 107 bytes.
   [ ${#D} -le 80 ] || die "KEEPDATA_RGW_DIR is too long (${#D} characters, at most 80): the daemons' sockets in it would not fit"
   if [ -f "$D/rgw.env" ] && s3_answers "$(sed -n 's/^KEEPDATA_RGW_PORT=//p' "$D/rgw.env")"; then
@@ -176,13 +228,19 @@ cmd_up() {
 
   [ "$RGW_PORT" = auto ] || valid_port "$RGW_PORT" || die "KEEPDATA_RGW_PORT='$RGW_PORT' is neither a port number (1-65535) nor 'auto'"
   [ "$MON_PORT" = auto ] || valid_port "$MON_PORT" || die "KEEPDATA_MON_PORT='$MON_PORT' is neither a port number (1-65535) nor 'auto'"
+  [ "$HTTPS_PORT" = auto ] || valid_port "$HTTPS_PORT" || die "KEEPDATA_RGW_HTTPS_PORT='$HTTPS_PORT' is neither a port number (1-65535) nor 'auto'"
   [ "$RGW_PORT" = auto ] || [ "$RGW_PORT" != "$MON_PORT" ] \
     || die "KEEPDATA_RGW_PORT and KEEPDATA_MON_PORT are both $RGW_PORT: they must differ"
+  [ "$HTTPS_PORT" = auto ] || [ "$HTTPS_PORT" != "$RGW_PORT" ] \
+    || die "KEEPDATA_RGW_HTTPS_PORT and KEEPDATA_RGW_PORT are both $HTTPS_PORT: they must differ"
+  [ "$HTTPS_PORT" = auto ] || [ "$HTTPS_PORT" != "$MON_PORT" ] \
+    || die "KEEPDATA_RGW_HTTPS_PORT and KEEPDATA_MON_PORT are both $HTTPS_PORT: they must differ"
   local ports
   ports=$(pick_ports) || die "could not pick free ports on 127.0.0.1"
-  read -r RGW_PORT MON_PORT <<<"$ports"
+  read -r RGW_PORT MON_PORT HTTPS_PORT <<<"$ports"
   port_in_use "$RGW_PORT" && die "port $RGW_PORT on 127.0.0.1 is already in use: set KEEPDATA_RGW_PORT to a free port (or 'auto')"
   port_in_use "$MON_PORT" && die "port $MON_PORT on 127.0.0.1 is already in use: set KEEPDATA_MON_PORT to a free port (or 'auto')"
+  port_in_use "$HTTPS_PORT" && die "port $HTTPS_PORT on 127.0.0.1 is already in use: set KEEPDATA_RGW_HTTPS_PORT to a free port (or 'auto')"
 
   local t0 fsid osd_uuid osd_key ok L="$D/log"
   t0=$(date +%s%N)
@@ -192,7 +250,7 @@ cmd_up() {
   trap 'exit 143' TERM
 
   step "create $D" ""
-  mkdir -p "$D"/{run,log,mon.a,osd.0,rgw,crash}
+  mkdir -p "$D"/{run,log,mon.a,osd.0,rgw,crash,tls}
   chmod 0700 "$D"
   fsid=$(cat /proc/sys/kernel/random/uuid)
   cat >"$CONF" <<CONF
@@ -234,7 +292,7 @@ memstore device bytes = 4294967296
 osd memory target = 939524096
 osd max object size = 134217728
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT ssl_endpoint=127.0.0.1:$HTTPS_PORT ssl_certificate=$D/tls/cert.pem ssl_private_key=$D/tls/key.pem
 rgw data = $D/rgw
 rgw dns name = localhost
 rgw enable usage log = true
@@ -245,6 +303,9 @@ rgw lc debug interval = 10
 keyring = $D/rgw/keyring
 CONF
   export CEPH_CONF="$CONF"
+
+  step "create the HTTPS certificate" "$L/tls.out"
+  (umask 077 && make_certificate "$D/tls/cert.pem" "$D/tls/key.pem") >"$L/tls.out" 2>&1
 
   step "create the keyrings and the monitor map" "$L/keyrings.out"
   {
@@ -285,6 +346,9 @@ CONF
   ok=0
   for _ in $(seq 1 240); do s3_answers "$RGW_PORT" && { ok=1; break; }; sleep 0.5; done
   [ $ok = 1 ] || fail "radosgw did not answer on 127.0.0.1:$RGW_PORT within 120 s"
+  ok=0
+  for _ in $(seq 1 20); do https_answers "$HTTPS_PORT" && { ok=1; break; }; sleep 0.25; done
+  [ $ok = 1 ] || fail "radosgw answers on 127.0.0.1:$RGW_PORT but not over HTTPS on 127.0.0.1:$HTTPS_PORT with the certificate $D/tls/cert.pem"
 
   step "create the S3 users (radosgw-admin user create)" "$L/users.out"
   local owner_ak owner_sk addon_ak addon_sk
@@ -301,6 +365,9 @@ CONF
 {
   "endpoint": "http://127.0.0.1:$RGW_PORT",
   "port": $RGW_PORT,
+  "https_endpoint": "https://127.0.0.1:$HTTPS_PORT",
+  "https_port": $HTTPS_PORT,
+  "ca_bundle": "$D/tls/cert.pem",
   "owner": {"uid": "$OWNER_UID", "access_key": "$owner_ak", "secret_key": "$owner_sk"},
   "addon": {"uid": "$ADDON_UID", "access_key": "$addon_ak", "secret_key": "$addon_sk"}
 }
@@ -308,6 +375,9 @@ JSON
   cat >"$D/rgw.env.tmp" <<ENV
 KEEPDATA_RGW_ENDPOINT=http://127.0.0.1:$RGW_PORT
 KEEPDATA_RGW_PORT=$RGW_PORT
+KEEPDATA_RGW_HTTPS_ENDPOINT=https://127.0.0.1:$HTTPS_PORT
+KEEPDATA_RGW_HTTPS_PORT=$HTTPS_PORT
+KEEPDATA_RGW_CA_BUNDLE=$D/tls/cert.pem
 KEEPDATA_RGW_OWNER_UID=$OWNER_UID
 KEEPDATA_RGW_OWNER_ACCESS_KEY=$owner_ak
 KEEPDATA_RGW_OWNER_SECRET_KEY=$owner_sk
@@ -318,7 +388,7 @@ ENV
   # rgw.env comes last, in one rename: when it exists, the instance is complete.
   mv "$D/rgw.env.tmp" "$D/rgw.env"
   trap - EXIT INT TERM
-  echo "radosgw up on http://127.0.0.1:$RGW_PORT in $(( ($(date +%s%N) - t0) / 1000000 )) ms; credentials in $D/rgw.env"
+  echo "radosgw up on http://127.0.0.1:$RGW_PORT (HTTPS on 127.0.0.1:$HTTPS_PORT) in $(( ($(date +%s%N) - t0) / 1000000 )) ms; credentials in $D/rgw.env"
 }
 
 rand_key() {
@@ -358,12 +428,17 @@ cmd_gateway_stop() {
 
 cmd_gateway_start() {
   [ -f "$D/rgw.env" ] || die "no instance in $D"
-  local port t0
+  local port https_port t0
   port=$(sed -n 's/^KEEPDATA_RGW_PORT=//p' "$D/rgw.env")
+  # Empty for an instance started before rgw.sh served HTTPS.
+  https_port=$(sed -n 's/^KEEPDATA_RGW_HTTPS_PORT=//p' "$D/rgw.env")
   t0=$(date +%s%N)
   radosgw -c "$CONF" -n client.rgw.a >>"$D/log/rgw-start.out" 2>&1
   for _ in $(seq 1 240); do
-    s3_answers "$port" && { echo "radosgw of $D answers again in $(( ($(date +%s%N) - t0) / 1000000 )) ms"; return 0; }
+    if s3_answers "$port" && { [ -z "$https_port" ] || https_answers "$https_port"; }; then
+      echo "radosgw of $D answers again in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+      return 0
+    fi
     sleep 0.5
   done
   die "radosgw of $D did not answer on 127.0.0.1:$port within 120 s"

@@ -83,6 +83,8 @@ def converge(client, **kwargs):
 NO_BUCKET = client_error("NoSuchBucket", 404)
 ONE_VERSION = {"Versions": [{"Key": "keep.txt", "VersionId": "v1"}], "IsTruncated": False}
 NO_VERSION = {"IsTruncated": False}
+NO_UPLOAD = {"IsTruncated": False}
+ONE_UPLOAD = {"Uploads": [{"Key": "big.bin", "UploadId": "u1"}], "IsTruncated": False}
 
 
 # ---- item: a failure after a successful write reports changed -------------------------------------------------
@@ -129,6 +131,7 @@ def test_force_delete_failing_half_way_reports_changed_and_the_count():
     pages = [{"Versions": [{"Key": "a", "VersionId": "1"}, {"Key": "b", "VersionId": "2"}], "IsTruncated": False}]
     client = FakeS3(
         head_bucket={},
+        list_multipart_uploads=NO_UPLOAD,
         list_object_versions=pages + [NO_VERSION],
         delete_objects={},
         delete_bucket=client_error("AccessDenied", 403),
@@ -178,7 +181,7 @@ def test_non_empty_bucket_without_force_is_detected_before_any_delete(check_mode
 
 
 def test_bucket_filled_between_check_and_delete_reports_unchanged():
-    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, delete_bucket=client_error("BucketNotEmpty", 409))
+    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, list_multipart_uploads=NO_UPLOAD, delete_bucket=client_error("BucketNotEmpty", 409))
     with pytest.raises(cellar_bucket.BucketError) as raised:
         converge(client, state="absent")
     assert raised.value.result["changed"] is False
@@ -186,9 +189,29 @@ def test_bucket_filled_between_check_and_delete_reports_unchanged():
 
 
 def test_empty_bucket_without_force_is_deleted():
-    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, delete_bucket={})
+    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, list_multipart_uploads=NO_UPLOAD, delete_bucket={})
     result = converge(client, state="absent")
     assert result["changed"] is True and result["deleted_objects"] == 0
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_bucket_with_only_unfinished_uploads_without_force_is_refused(check_mode):
+    """Ceph RGW would delete it and keep the uploaded parts for good."""
+    client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, list_multipart_uploads=ONE_UPLOAD)  # no delete_* answer
+    cellar = FakeCellar(client)
+    cellar.check_mode = check_mode
+    with pytest.raises(cellar_bucket.BucketError) as raised:
+        cellar_bucket.converge_bucket(cellar, entry(state="absent"), {}, 1)
+    assert raised.value.result["changed"] is False
+    assert str(raised.value) == "bucket 'bkt' holds unfinished multipart uploads: set force=true to abort them and delete the bucket (nothing was deleted)"
+    assert client.names() == ["head_bucket", "list_object_versions", "list_multipart_uploads"]
+
+
+def test_force_aborts_unfinished_uploads_before_deleting_the_bucket():
+    client = FakeS3(head_bucket={}, list_multipart_uploads=ONE_UPLOAD, abort_multipart_upload={}, list_object_versions=NO_VERSION, delete_bucket={})
+    result = converge(client, state="absent", force=True)
+    assert result["changed"] is True and result["deleted_objects"] == 0
+    assert client.names() == ["head_bucket", "list_multipart_uploads", "abort_multipart_upload", "list_object_versions", "delete_bucket"]
 
 
 # ---- item: state=absent refuses options it would ignore ------------------------------------------------------
