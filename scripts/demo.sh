@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, as a demo on embedded defaults: a local Ceph RGW stands in for Clever Cloud Cellar and
 # two local Docker containers stand in for app servers.
-#   1. playbooks/cellar.yml declares buckets (policy presets, CORS) on the RGW;
+#   1. playbooks/cellar.yml declares buckets (policy presets, CORS) on the RGW; a --check --diff preview of a
+#      new environment built task by task shows every change and writes nothing;
 #      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered.
 #   2. playbooks/shared_storage.yml mounts one bucket with s3fs on both app servers;
 #      a file written on one is read on the other; app2's s3fs daemon is killed and its health timer
@@ -65,6 +66,27 @@ ansible-playbook playbooks/cellar.yml -e "@$DEMO_DIR/cellar-vars.yml"
 kd_step "run it again: nothing to change"
 ansible-playbook playbooks/cellar.yml -e "@$DEMO_DIR/cellar-vars.yml" | tee "$DEMO_DIR/second-run.log" | tail -n 3
 grep -qE 'localhost +: ok=[0-9]+ +changed=0 ' "$DEMO_DIR/second-run.log" || kd_die "the second run reported changes"
+
+kd_step "preview a new environment built task by task (--check --diff): every change shown, nothing written"
+cat >"$DEMO_DIR/new-environment.yml" <<'PLAY'
+- name: A new environment, task by task
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The bucket
+      keepdata.storage.cellar_bucket: {name: demo-next-release, versioning: enabled}
+    - name: Its policy
+      keepdata.storage.cellar_bucket_policy: {bucket: demo-next-release, preset: public_read}
+    - name: Its CORS rules
+      keepdata.storage.cellar_cors:
+        bucket: demo-next-release
+        rules: [{allowed_origins: ["https://app.example.com"], allowed_methods: [GET]}]
+PLAY
+ansible-playbook --check --diff "$DEMO_DIR/new-environment.yml" >"$DEMO_DIR/new-environment.log" 2>&1 \
+  || { tail -n 20 "$DEMO_DIR/new-environment.log"; kd_die "the preview of a new environment failed"; }
+grep -E 'localhost +: ok=|does not exist yet' "$DEMO_DIR/new-environment.log"
+grep -qE 'localhost +: ok=3 +changed=3 +unreachable=0 +failed=0' "$DEMO_DIR/new-environment.log" || kd_die "the preview did not show three changes"
 
 kd_step "what the declarations do, seen with plain HTTP"
 python3 - <<PY

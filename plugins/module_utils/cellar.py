@@ -166,6 +166,9 @@ _ERROR_MESSAGES = (
 )
 
 
+MISSING_IN_PREVIEW = "bucket %r does not exist yet: this preview assumes an earlier task creates it (a real run fails if none does)"
+
+
 def error_code(exc):
     if isinstance(exc, ClientError) and hasattr(exc, "response"):
         return str(exc.response.get("Error", {}).get("Code", ""))
@@ -266,6 +269,18 @@ class CellarModule:
     def fail_s3(self, error, bucket=None, action=None, **result):
         """Fail on an S3 error (an :class:`S3CallError` or a botocore error), with :meth:`describe`'s message."""
         self.fail(self.describe(error, bucket, action), **result)
+
+    def preview_of_missing_bucket(self, error, bucket):
+        """Go on (True) when a check-mode preview reads a bucket that does not exist yet, with a warning; fail otherwise.
+
+        In a ``--check`` preview of a play, the bucket an earlier task would create does not exist: the task then
+        reports what it would do to a new bucket. In a real run, or on any other error, the module fails as usual.
+        """
+        if self.check_mode and isinstance(error, S3CallError) and error.code == "NoSuchBucket":
+            self.module.warn(MISSING_IN_PREVIEW % bucket)
+            return True
+        self.fail_s3(error, changed=False)
+        return False
 
     def exit(self, **result):
         """Exit with ``result``; its ``diff`` (``{"before": ..., "after": ...}``) is returned in diff mode only."""

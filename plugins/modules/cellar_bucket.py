@@ -468,6 +468,7 @@ def failure(message, result, tally):
     result["changed"] = tally.changed
     if tally.deleted:
         result["deleted_objects"] = tally.deleted
+        message += " (%d object versions were deleted before the failure; running again completes the removal)" % tally.deleted
     if tally.written:
         message += " (already written before the failure: %s)" % ", ".join(tally.written)
     return BucketError(message, result)

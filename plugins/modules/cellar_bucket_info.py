@@ -23,7 +23,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: The module only reads.
+    description:
+      - The module only reads.
+      - In check mode, a O(name) that is not found warns that the bucket does not exist yet (an earlier task of the
+        play would create it).
   diff_mode:
     support: none
     description: Nothing changes.
@@ -192,6 +195,9 @@ def main():
         buckets = ops.parallel_map(lambda entry: bucket_details(cellar, entry, params), selected, params["workers"])
     except ops.S3CallError as exc:
         cellar.fail_s3(exc)
+    if params["name"] and not buckets and cellar.check_mode:
+        # In a --check preview, the bucket an earlier task would create is not there yet.
+        cellar.module.warn("bucket %r not found: in this preview it does not exist yet, so nothing is listed (an earlier task creates it)" % params["name"])
     cellar.exit(changed=False, buckets=buckets)
 
 

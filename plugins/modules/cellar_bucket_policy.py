@@ -26,7 +26,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Nothing is written to the server in check mode.
+    description:
+      - Nothing is written to the server in check mode.
+      - A bucket that does not exist yet (an earlier task of the play would create it) is previewed as a new, empty
+        bucket, with a warning; a real run fails on a missing bucket.
   diff_mode:
     support: full
     description: Shows the normalised policy before and after.
@@ -152,7 +155,9 @@ def main():
     try:
         changed, before = ops.converge_policy(cellar.client(bucket), bucket, desired, cellar.check_mode)
     except ops.S3CallError as exc:
-        cellar.fail_s3(exc, changed=False)
+        cellar.preview_of_missing_bucket(exc, bucket)
+        # A preview of a bucket an earlier task would create: compared with a new bucket's (no policy).
+        changed, before = ops.converge_policy(None, bucket, desired, True, current=None, read=False)
     cellar.exit(changed=changed, policy=desired, previous_policy=before, diff=dict(before={"policy": before}, after={"policy": desired}))
 
 

@@ -25,7 +25,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Nothing is written to the server nor to O(previous_rules_file) in check mode.
+    description:
+      - Nothing is written to the server nor to O(previous_rules_file) in check mode.
+      - A bucket that does not exist yet (an earlier task of the play would create it) is previewed as a new, empty
+        bucket, with a warning; a real run fails on a missing bucket.
   diff_mode:
     support: full
     description: Shows the normalised rules before and after.
@@ -203,7 +206,9 @@ def main():
     try:
         changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
     except ops.S3CallError as exc:
-        cellar.fail_s3(exc, changed=False)
+        cellar.preview_of_missing_bucket(exc, bucket)
+        # A preview of a bucket an earlier task would create: compared with a new bucket's (no CORS rules).
+        changed, before = ops.converge_cors(None, bucket, desired, True, current=[], read=False)
     except SaveError as exc:
         cellar.fail(str(exc), changed=False)
     cellar.exit(changed=changed, rules=desired, previous_rules=before, diff=dict(before={"rules": before}, after={"rules": desired}))

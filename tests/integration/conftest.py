@@ -221,6 +221,9 @@ class RecordingProxy:
     as they are. Point a module's ``endpoint`` at ``url``; ``take()`` returns the requests recorded so far (in the
     order their answers came back) and starts a new record. The same idea as tests/benchmarks/cellar_bench.py's
     CountingProxy, which only counts.
+
+    ``go_away_after(test)`` plays a server that dies in the middle of a run: once an answered request passes
+    ``test``, every later request has its connection closed without an answer, until ``come_back()``.
     """
 
     def __init__(self, upstream):
@@ -228,6 +231,8 @@ class RecordingProxy:
         target = (parts.hostname, parts.port or 80)
         self._requests = []
         self._lock = threading.Lock()
+        self._last_answer = None
+        self._gone = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -237,6 +242,9 @@ class RecordingProxy:
                 pass
 
             def _forward(self):
+                if proxy._gone:
+                    self.close_connection = True  # no answer at all, as from a server that went away
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
@@ -248,8 +256,11 @@ class RecordingProxy:
                 finally:
                     upstream_conn.close()
                 path, _sep, query = self.path.partition("?")
+                request = Request(self.command, path, dict(parse_qsl(query, keep_blank_values=True)), response.status)
                 with proxy._lock:
-                    proxy._requests.append(Request(self.command, path, dict(parse_qsl(query, keep_blank_values=True)), response.status))
+                    proxy._requests.append(request)
+                    if proxy._last_answer and proxy._last_answer(request):
+                        proxy._gone = True
                 self.send_response_only(response.status, response.reason)
                 for key, value in response.getheaders():
                     if key.lower() not in _NOT_FORWARDED and (key.lower() != "content-length" or self.command == "HEAD"):
@@ -267,6 +278,15 @@ class RecordingProxy:
         self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def go_away_after(self, test):
+        """After the answer to the first request for which ``test(request)`` is true, answer nothing more."""
+        with self._lock:
+            self._last_answer, self._gone = test, False
+
+    def come_back(self):
+        with self._lock:
+            self._last_answer, self._gone = None, False
 
     def take(self):
         """The requests recorded since the last call."""

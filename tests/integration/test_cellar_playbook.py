@@ -9,7 +9,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import ROOT, delete_bucket_quietly, http_request, server_snapshot
+from conftest import ROOT, delete_bucket_quietly, http_request, run_module, server_snapshot
 
 pytestmark = pytest.mark.rgw
 
@@ -155,3 +155,87 @@ def test_action_group_sets_the_connection_once(rgw, existing_bucket, tmp_path):
     rc, out = ansible_playbook(rgw, playbook, extra, connection_env=False)
     assert rc == 0, out
     assert recap(out)["changed"] == 0, out
+
+
+NEW_ENVIRONMENT_PLAY = """---
+- name: A new environment from nothing, with every cellar module
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/keepdata.storage.cellar:
+      endpoint: "{{ endpoint }}"
+  tasks:
+    - name: Buckets
+      keepdata.storage.cellar_bucket:
+        buckets:
+          - {name: "{{ site }}", versioning: enabled}
+          - {name: "{{ assets }}"}
+    - name: Policy of the site bucket
+      keepdata.storage.cellar_bucket_policy:
+        bucket: "{{ site }}"
+        preset: public_read
+    - name: CORS of the assets bucket
+      keepdata.storage.cellar_cors:
+        bucket: "{{ assets }}"
+        rules:
+          - allowed_origins: ["https://app.example.com"]
+            allowed_methods: [GET, PUT]
+    - name: What the site bucket holds
+      keepdata.storage.cellar_bucket_info:
+        name: "{{ site }}"
+        policy: true
+      register: info
+"""
+
+
+def test_check_mode_previews_a_whole_play_that_builds_buckets_from_nothing(rgw, recording_proxy, tmp_path):
+    """--check --diff of a play whose later tasks work on buckets an earlier task creates: each task says what it
+    would do to a new bucket (with a warning), the proxy sees no write, and a real run then does exactly that."""
+    suffix = uuid.uuid4().hex[:8]
+    site, assets = "kd-new-site-%s" % suffix, "kd-new-assets-%s" % suffix
+    playbook = tmp_path / "new_environment.yml"
+    playbook.write_text(NEW_ENVIRONMENT_PLAY)
+    extra = {"endpoint": recording_proxy.url, "site": site, "assets": assets}
+    try:
+        before = server_snapshot(rgw)
+        rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 3, out  # the buckets, the policy, the CORS rules
+        flat = " ".join(out.split())
+        for bucket in (site, assets):
+            assert "bucket '%s' does not exist yet: this preview assumes an earlier task creates it" % bucket in flat, out
+        assert "bucket '%s' not found: in this preview it does not exist yet" % site in flat, out  # the info task
+        assert '"Action": [ "s3:GetObject" ]' in flat or "s3:GetObject" in out, out  # the policy diff
+        assert "https://app.example.com" in out  # the CORS diff
+        assert {r.method for r in recording_proxy.take()} <= {"GET", "HEAD"}  # nothing written
+        assert server_snapshot(rgw) == before
+
+        rc, out = ansible_playbook(rgw, playbook, extra, "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 3, out
+        assert "does not exist yet" not in out
+        assert server_snapshot(rgw, site)["versioning"] == "Enabled"
+        assert json.loads(server_snapshot(rgw, site)["policy"])["Statement"][0]["Action"] in ("s3:GetObject", ["s3:GetObject"])
+        assert server_snapshot(rgw, assets)["cors"][0]["AllowedOrigins"] == ["https://app.example.com"]
+
+        rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
+        assert rc == 0, out
+        assert recap(out)["changed"] == 0, out
+        assert "does not exist yet" not in out
+    finally:
+        delete_bucket_quietly(rgw, site)
+        delete_bucket_quietly(rgw, assets)
+
+
+def test_a_real_run_on_a_missing_bucket_still_fails_clearly(rgw):
+    missing = "kd-missing-%s" % uuid.uuid4().hex[:8]
+    for module, args in (("cellar_bucket_policy", {"bucket": missing, "preset": "public_read"}), ("cellar_cors", {"bucket": missing, "rules": CORS_RULES})):
+        result = run_module(module, dict(rgw.connection_args(), **args))
+        assert result.get("failed") is True, result
+        assert result["changed"] is False
+        assert "bucket %r does not exist on %s" % (missing, rgw.endpoint) in result["msg"], result
+    assert missing not in server_snapshot(rgw)["buckets"]
+
+
+CORS_RULES = [{"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET"]}]

@@ -10,7 +10,7 @@ import botocore.endpoint
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar as cellar_utils
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
@@ -122,6 +122,13 @@ def test_describe_error_never_leaks_secret():
 def test_describe_connection_and_credentials():
     assert "cannot reach" in describe_error(EndpointConnectionError(endpoint_url="https://e"), "https://e")
     assert "no credentials" in describe_error(NoCredentialsError(), "https://e")
+
+
+def test_a_slow_or_vanished_server_is_one_sentence_naming_the_call_and_the_endpoint():
+    slow = describe_error(ReadTimeoutError(endpoint_url="https://e/b?policy"), "https://e", "b", "get bucket policy")
+    assert slow == 'get bucket policy failed on https://e: Read timeout on endpoint URL: "https://e/b?policy"'
+    gone = describe_error(ConnectionClosedError(endpoint_url="https://e/b?delete"), "https://e", "b", "delete objects")
+    assert gone.startswith("delete objects failed on https://e: Connection was closed before we received a valid response")
 
 
 def test_denied_read_hints_at_another_account():
@@ -246,6 +253,29 @@ def test_fail_s3_takes_botocore_errors_and_s3_call_errors():
         assert finished.value.failed
         assert finished.value.result == {"msg": expected, "changed": False}
     assert cellar_module().describe(S3CallError(error, "put bucket CORS", "b")) == expected
+
+
+@pytest.mark.parametrize(
+    ("check_mode", "code", "previewed"),
+    [(True, "NoSuchBucket", True), (False, "NoSuchBucket", False), (True, "AccessDenied", False), (True, "NoSuchBucketPolicy", False)],
+)
+def test_only_a_preview_goes_on_past_a_bucket_that_does_not_exist_yet(check_mode, code, previewed):
+    """--check of a play: a bucket an earlier task would create is previewed as new, with a warning; a real run and
+    any other error fail with the usual message."""
+    cellar = cellar_module()
+    cellar.check_mode = check_mode
+    warnings = []
+    cellar.module.warn = warnings.append
+    error = S3CallError(_client_error(code, status=404), "get bucket policy", "new-bucket")
+    if previewed:
+        assert cellar.preview_of_missing_bucket(error, "new-bucket") is True
+        assert warnings == ["bucket 'new-bucket' does not exist yet: this preview assumes an earlier task creates it (a real run fails if none does)"]
+        return
+    with pytest.raises(Finished) as finished:
+        cellar.preview_of_missing_bucket(error, "new-bucket")
+    assert finished.value.failed
+    assert finished.value.result == {"msg": describe_error(error, "https://s3.example.com"), "changed": False}
+    assert warnings == []
 
 
 def test_client_is_created_once_per_style_from_threads(monkeypatch):

@@ -140,6 +140,7 @@ def test_force_delete_failing_half_way_reports_changed_and_the_count():
         converge(client, state="absent", force=True)
     assert raised.value.result["changed"] is True
     assert raised.value.result["deleted_objects"] == 2
+    assert "(2 object versions were deleted before the failure; running again completes the removal)" in str(raised.value)
 
 
 def test_list_mode_carries_changed_of_a_partly_written_bucket():
