@@ -16,12 +16,21 @@ kd_step_t0=${kd_step_t0:-$SECONDS}
 kd_step() { echo "=== [$((SECONDS - kd_step_t0))s] $*"; }
 kd_die() { echo "ERROR: $*" >&2; exit 1; }
 
+# systemd's .automount units need the kernel's autofs (/dev/autofs). Some kernels are built without it: their
+# test hosts get /dev/fuse a second time instead (Molecule's device list needs an entry; docker takes a device
+# twice), and the automount tests then check that the mounts role refuses an automount there.
+if [ -e /dev/autofs ]; then
+  export KEEPDATA_AUTOFS_DEVICE=/dev/autofs
+else
+  export KEEPDATA_AUTOFS_DEVICE=/dev/fuse
+fi
+
 # kd_start_host NAME LABEL: a systemd test host (replacing one of that name) on the host network, with FUSE
 # and automount units allowed, as Molecule's platforms in .config/molecule/config.yml run them.
 kd_start_host() {
   docker rm -f "$1" >/dev/null 2>&1 || true
   docker run -d --name "$1" --hostname "$1" --label "keepdata.test=$2" --network host \
-    --cap-add SYS_ADMIN --device /dev/fuse --device /dev/autofs --security-opt apparmor=unconfined --cgroupns host \
+    --cap-add SYS_ADMIN --device /dev/fuse --device "$KEEPDATA_AUTOFS_DEVICE" --security-opt apparmor=unconfined --cgroupns host \
     -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
     -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
     "${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}" /lib/systemd/systemd >/dev/null

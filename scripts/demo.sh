@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, as a demo on embedded defaults: a local Ceph RGW stands in for Clever Cloud Cellar and
 # two local Docker containers stand in for app servers.
-#   1. playbooks/cellar.yml declares buckets (policy presets, CORS) on the RGW; a --check --diff preview of a
-#      new environment built task by task shows every change and writes nothing;
-#      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered.
+#   1. playbooks/cellar.yml declares buckets (policy presets, CORS, lifecycle rules) on the RGW; a --check --diff
+#      preview of a new environment built task by task shows every change and writes nothing;
+#      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered, and the
+#      lifecycle rule removes the bucket's previews/ (the local RGW's lifecycle "day" lasts 10 s).
 #   2. playbooks/shared_storage.yml mounts one bucket with s3fs on both app servers;
 #      a file written on one is read on the other; app2's s3fs daemon is killed and its health timer
 #      remounts the bucket.
@@ -55,11 +56,15 @@ cellar_buckets:
         allowed_methods: [GET, HEAD]
         allowed_headers: ["*"]
         max_age_seconds: 600
+    lifecycle:
+      - {id: previews, prefix: previews/, expiration_days: 1}
   - name: demo-private-data
     versioning: enabled
     preset: read_only
     principals: [$KEEPDATA_RGW_ADDON_UID]
   - name: demo-shared-storage
+    lifecycle:
+      - {id: unfinished-uploads, abort_incomplete_multipart_upload_days: 2}
 VARS
 ansible-playbook playbooks/cellar.yml -e "@$DEMO_DIR/cellar-vars.yml"
 
@@ -82,11 +87,15 @@ cat >"$DEMO_DIR/new-environment.yml" <<'PLAY'
       keepdata.storage.cellar_cors:
         bucket: demo-next-release
         rules: [{allowed_origins: ["https://app.example.com"], allowed_methods: [GET]}]
+    - name: Its lifecycle rules
+      keepdata.storage.cellar_lifecycle:
+        bucket: demo-next-release
+        rules: [{id: drafts, prefix: drafts/, expiration_days: 30}, {id: old-versions, noncurrent_version_expiration_days: 60}]
 PLAY
 ansible-playbook --check --diff "$DEMO_DIR/new-environment.yml" >"$DEMO_DIR/new-environment.log" 2>&1 \
   || { tail -n 20 "$DEMO_DIR/new-environment.log"; kd_die "the preview of a new environment failed"; }
 grep -E 'localhost +: ok=|does not exist yet' "$DEMO_DIR/new-environment.log"
-grep -qE 'localhost +: ok=3 +changed=3 +unreachable=0 +failed=0' "$DEMO_DIR/new-environment.log" || kd_die "the preview did not show three changes"
+grep -qE 'localhost +: ok=4 +changed=4 +unreachable=0 +failed=0' "$DEMO_DIR/new-environment.log" || kd_die "the preview did not show four changes"
 
 kd_step "what the declarations do, seen with plain HTTP"
 python3 - <<PY
@@ -96,6 +105,7 @@ s3 = boto3.client("s3", endpoint_url="$KEEPDATA_RGW_ENDPOINT", region_name="us-e
                   aws_access_key_id="$KEEPDATA_RGW_OWNER_ACCESS_KEY", aws_secret_access_key="$KEEPDATA_RGW_OWNER_SECRET_KEY",
                   config=Config(s3={"addressing_style": "path"}))
 s3.put_object(Bucket="demo-public-assets", Key="hello.txt", Body=b"hello from a public Cellar bucket\n")
+s3.put_object(Bucket="demo-public-assets", Key="previews/hello.png", Body=b"a preview the lifecycle rule removes\n")
 s3.put_object(Bucket="demo-private-data", Key="report.txt", Body=b"private\n")
 PY
 show() { printf '  %-62s -> %s\n' "$1" "$2"; }
@@ -112,6 +122,26 @@ show "CORS preflight from https://app.example.com" "Access-Control-Allow-Origin:
 code=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://evil.example.net' -H 'Access-Control-Request-Method: GET' \
   "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
 show "CORS preflight from https://evil.example.net" "HTTP $code (refused)"
+# The lifecycle rule "previews" expires previews/ after 1 day; on the local RGW a day lasts 10 s.
+waited=$(python3 - <<PY
+import time
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url="$KEEPDATA_RGW_ENDPOINT", region_name="us-east-1",
+                  aws_access_key_id="$KEEPDATA_RGW_OWNER_ACCESS_KEY", aws_secret_access_key="$KEEPDATA_RGW_OWNER_SECRET_KEY",
+                  config=Config(s3={"addressing_style": "path"}))
+left = lambda: s3.list_objects_v2(Bucket="demo-public-assets", Prefix="previews/").get("KeyCount")
+start = time.monotonic()
+while left() and time.monotonic() - start < 120:
+    time.sleep(2)
+print(-1 if left() else round(time.monotonic() - start))
+PY
+)
+[ "$waited" != -1 ] || kd_die "the lifecycle rule did not expire previews/hello.png within 120 s"
+show "lifecycle rule 'previews' (1 day = 10 s here)" "previews/hello.png expired, ${waited} s after this step began"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
+show "the same bucket's hello.txt, outside previews/" "HTTP $code (kept)"
+[ "$code" = 200 ] || kd_die "the lifecycle rule removed more than previews/"
 
 kd_step "start two app servers (systemd containers on the host network, FUSE allowed)"
 for h in "${HOSTS[@]}"; do

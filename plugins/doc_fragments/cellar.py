@@ -51,9 +51,18 @@ options:
       - Bucket names with dots (custom domains) always use path style, since TLS wildcard certificates do not cover them.
     type: bool
     default: false
+  timeout:
+    description:
+      - Seconds to wait for each answer of the server, between 1 and 3600. A connection is waited for 10 s at most
+        (less when O(timeout) is shorter).
+      - A request that gets no answer in time counts as failed and is retried like a lost connection (5 attempts in
+        all); the module then fails with a message naming the timeout. Raise it for a slow server or a slow link.
+    type: int
+    default: 60
 requirements:
   - python >= 3.8
   - boto3 >= 1.28.0
 notes:
-  - Requests that fail because of throttling, server errors (5xx) or lost connections are retried with exponential backoff.
+  - Requests that fail because of throttling, server errors (5xx), lost connections or a O(timeout) are retried with
+    exponential backoff, 5 attempts in all.
 """

@@ -25,6 +25,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
     TIME_SPAN,
@@ -673,46 +674,20 @@ def backup_secrets(settings):
     return {"password": _text(settings.get("password")), "recovery_password": _text(settings.get("recovery_password")), "access_key": ak, "secret_key": sk}
 
 
-def _rule_prefix(rule):
-    """The key prefix a lifecycle rule applies to ("" = the whole bucket), or None when it filters on tags.
-
-    restic never tags its objects, so a rule that needs a tag never reaches the repository.
-    """
-    if "Prefix" in rule:
-        return _text(rule.get("Prefix"))
-    rule_filter = rule.get("Filter") or {}
-    if "And" in rule_filter:
-        return None if rule_filter["And"].get("Tags") else _text(rule_filter["And"].get("Prefix"))
-    if "Tag" in rule_filter:
-        return None
-    return _text(rule_filter.get("Prefix"))
-
-
-def _removes_current_objects(rule):
-    """An expiration by age or date, or a transition (another storage class may not be readable at once).
-
-    NoncurrentVersionExpiration and ExpiredObjectDeleteMarker only touch old versions and delete markers: with
-    versioning, they are what makes prune free space again.
-    """
-    expiration = rule.get("Expiration") or {}
-    return bool(expiration.get("Days") or expiration.get("Date") or rule.get("Transitions") or rule.get("Transition"))
-
-
 def backup_bucket_problems(info, bucket):
     """{errors, warnings} about a bucket holding a restic repository, from keepdata.storage.cellar_bucket_info.
 
     A lifecycle rule that expires objects under the repository's prefix deletes pack files restic still
-    needs: refused. Versioning makes prune free nothing (old versions stay): reported.
+    needs: refused; a rule that needs a tag never reaches the repository (restic never tags its objects).
+    Versioning makes prune free nothing (old versions stay): reported.
     """
     errors, warnings = [], []
     prefix = _text(bucket.get("prefix")).strip("/")
     for rule in info.get("lifecycle") or []:
-        if _text(rule.get("Status")) != "Enabled":
+        rule_prefix = s3_rule_prefix(rule)
+        if not s3_rule_removes_current_objects(rule) or rule_prefix is None:
             continue
-        rule_prefix = _rule_prefix(rule)
-        if not _removes_current_objects(rule) or rule_prefix is None:
-            continue
-        if prefix.startswith(rule_prefix) or rule_prefix.startswith(prefix + "/" if prefix else ""):
+        if prefix_overlaps(rule_prefix, prefix):
             errors.append(
                 'bucket "%s": lifecycle rule "%s" expires objects under the repository prefix "%s"; restic would lose pack files '
                 "(remove the rule or choose another backup_s3_prefix)" % (bucket.get("name"), _text(rule.get("ID")) or "?", prefix or "/")

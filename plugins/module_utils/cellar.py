@@ -26,7 +26,15 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 try:
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
 
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
@@ -40,7 +48,7 @@ except ImportError:
     class ClientError(Exception):  # noqa: N818
         pass
 
-    EndpointConnectionError = NoCredentialsError = BotoCoreError
+    EndpointConnectionError = NoCredentialsError = ReadTimeoutError = ConnectTimeoutError = ConnectionClosedError = BotoCoreError
 
 DEFAULT_ENDPOINT = "cellar-c2.services.clever-cloud.com"
 DEFAULT_REGION = "us-east-1"
@@ -49,6 +57,10 @@ DEFAULT_REGION = "us-east-1"
 MAX_ATTEMPTS = 5
 # Upper bound of every module's ``workers`` option (requests or buckets in flight at once).
 MAX_WORKERS = 32
+# Seconds to connect and to wait for each answer (the ``timeout`` option), and its bounds.
+DEFAULT_TIMEOUT = 60
+MAX_TIMEOUT = 3600
+CONNECT_TIMEOUT = 10
 
 CONNECTION_ARGS = dict(
     endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["CELLAR_ADDON_HOST"])),
@@ -58,6 +70,7 @@ CONNECTION_ARGS = dict(
     validate_certs=dict(type="bool", default=True),
     ca_bundle=dict(type="path"),
     path_style=dict(type="bool", default=False),
+    timeout=dict(type="int", default=DEFAULT_TIMEOUT),
 )
 
 _BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
@@ -166,6 +179,10 @@ _ERROR_MESSAGES = (
 )
 
 
+CREDENTIALS_HINT = (
+    "set access_key and secret_key, or the environment variables CELLAR_ADDON_KEY_ID and CELLAR_ADDON_KEY_SECRET "
+    "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+)
 MISSING_IN_PREVIEW = "bucket %r does not exist yet: this preview assumes an earlier task creates it (a real run fails if none does)"
 
 
@@ -186,18 +203,39 @@ class S3CallError(Exception):
         self.code = error_code(error)
 
 
-def describe_error(exc, endpoint, bucket=None, action=None):
+def _describe_transport(exc, endpoint, bucket, action, timeout):
+    """The message for an error that is not the server's answer (no credentials, no connection, no answer in time),
+    or None."""
+    on_bucket = " on bucket %r" % bucket if bucket else ""
+    if isinstance(exc, NoCredentialsError):
+        return "no credentials: " + CREDENTIALS_HINT
+    if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
+        waited = "within the timeout" if timeout is None else "within timeout=%d s" % timeout
+        what = "no answer" if isinstance(exc, ReadTimeoutError) else "no connection"
+        return "%s%s: %s from %s %s, %d attempts in all (raise timeout for a slow server)" % (action, on_bucket, what, endpoint, waited, MAX_ATTEMPTS)
+    if isinstance(exc, ConnectionClosedError):
+        return "%s%s: %s closed the connection without answering, %d attempts in all (the server went away or restarted)" % (
+            action,
+            on_bucket,
+            endpoint,
+            MAX_ATTEMPTS,
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return "cannot reach the S3 endpoint %s (%s)" % (endpoint, exc)
+    return None
+
+
+def describe_error(exc, endpoint, bucket=None, action=None, timeout=None):
     """One clear sentence for an S3 error, a botocore error or an :class:`S3CallError` (whose bucket and action are
-    used unless given); never includes the secret key."""
+    used unless given); never includes the secret key. ``timeout`` is the module's, named when it ran out."""
     if isinstance(exc, S3CallError):
         bucket = bucket or exc.bucket
         action = action or exc.action
         exc = exc.error
     action = action or "request"
-    if isinstance(exc, NoCredentialsError):
-        return "no credentials: set access_key/secret_key or CELLAR_ADDON_KEY_ID/CELLAR_ADDON_KEY_SECRET"
-    if isinstance(exc, EndpointConnectionError):
-        return "cannot reach the S3 endpoint %s (%s)" % (endpoint, exc)
+    transport = _describe_transport(exc, endpoint, bucket, action, timeout)
+    if transport:
+        return transport
     if not isinstance(exc, ClientError):
         return "%s failed on %s: %s" % (action, endpoint, exc)
     response = getattr(exc, "response", None) or {}
@@ -228,10 +266,10 @@ class CellarModule:
             self.endpoint_url = parse_endpoint(self.params["endpoint"])
         except CellarError as exc:
             self.module.fail_json(msg=str(exc))
+        if not 1 <= self.params["timeout"] <= MAX_TIMEOUT:
+            self.module.fail_json(msg="timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
         if not self.params["access_key"] or not self.params["secret_key"]:
-            self.module.fail_json(
-                msg="no credentials for %s: set access_key and secret_key (or CELLAR_ADDON_KEY_ID and CELLAR_ADDON_KEY_SECRET)" % self.endpoint_url
-            )
+            self.module.fail_json(msg="no credentials for %s: %s" % (self.endpoint_url, CREDENTIALS_HINT))
         self._clients = {}
         self._clients_lock = threading.Lock()
 
@@ -252,6 +290,7 @@ class CellarModule:
                     validate_certs=self.params["validate_certs"],
                     ca_bundle=self.params["ca_bundle"],
                     path_style=path,
+                    timeout=self.params["timeout"],
                 )
             return self._clients[path]
 
@@ -260,7 +299,7 @@ class CellarModule:
 
     def describe(self, error, bucket=None, action=None):
         """The message for an S3 error: an :class:`S3CallError` (its bucket and action are used) or a botocore error."""
-        return describe_error(error, self.endpoint_url, bucket, action)
+        return describe_error(error, self.endpoint_url, bucket, action, self.params["timeout"])
 
     def fail(self, msg, **result):
         """Fail with a message already phrased for the user (bad input, a local file, several failures)."""
@@ -289,14 +328,25 @@ class CellarModule:
         self.module.exit_json(**result)
 
 
-def make_client(endpoint_url, access_key, secret_key, *, region=DEFAULT_REGION, validate_certs=True, ca_bundle=None, path_style=True, max_pool=10):
+def make_client(
+    endpoint_url,
+    access_key,
+    secret_key,
+    *,
+    region=DEFAULT_REGION,
+    validate_certs=True,
+    ca_bundle=None,
+    path_style=True,
+    max_pool=10,
+    timeout=DEFAULT_TIMEOUT,
+):
     """The collection's only S3 client factory."""
     options = dict(
         s3={"addressing_style": "path" if path_style else "virtual"},
         # total_max_attempts counts the first try; botocore's max_attempts would count retries only (one more).
         retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=min(CONNECT_TIMEOUT, timeout),
+        read_timeout=timeout,
         max_pool_connections=max_pool,
         signature_version="s3v4",
     )

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, S3CallError
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_from_s3 as lifecycle_from_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_to_s3 as lifecycle_to_s3
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json, same_policy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -199,6 +201,25 @@ def get_lifecycle(client, bucket):
     return response.get("Rules", [])
 
 
+def get_lifecycle_rules(client, bucket):
+    """Normalised lifecycle rules (module form); [] when there is no lifecycle configuration."""
+    return lifecycle_from_s3(get_lifecycle(client, bucket))
+
+
+def put_lifecycle(client, bucket, rules):
+    call(
+        "put bucket lifecycle",
+        client.put_bucket_lifecycle_configuration,
+        bucket,
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": lifecycle_to_s3(rules)},
+    )
+
+
+def delete_lifecycle(client, bucket):
+    call("delete bucket lifecycle", client.delete_bucket_lifecycle, bucket, Bucket=bucket)
+
+
 def list_versions_page(client, bucket, key_marker=None, version_marker=None, max_keys=DELETE_BATCH):
     kwargs = dict(Bucket=bucket, MaxKeys=max_keys)
     if key_marker:
@@ -311,6 +332,19 @@ def converge_cors(client, bucket, desired, check_mode, *, current=None, read=Tru
             put_cors(client, bucket, desired)
         else:
             delete_cors(client, bucket)
+    return True, before
+
+
+def converge_lifecycle(client, bucket, desired, check_mode, *, current=None, read=True):
+    """Replace the whole lifecycle configuration with ``desired`` rules ([] removes it). Returns (changed, before)."""
+    before = get_lifecycle_rules(client, bucket) if read else current
+    if before == desired:
+        return False, before
+    if not check_mode:
+        if desired:
+            put_lifecycle(client, bucket, desired)
+        else:
+            delete_lifecycle(client, bucket)
     return True, before
 
 

@@ -213,15 +213,31 @@ def check_links(request, facts, mounts):
     return ["cannot symlink into the shared storage: " + "; ".join(bad)] if bad else []
 
 
+AUTOFS_DEVICE = "/dev/autofs"
+
+
+def check_automounts(request, facts, autofs_device=AUTOFS_DEVICE):
+    """A mount on first access needs the kernel's autofs: without it, systemd refuses to start the .automount unit."""
+    facts["autofs"] = os.path.exists(autofs_device)
+    paths = request.get("automounts") or []
+    if not paths or facts["autofs"]:
+        return []
+    return [
+        "automount needs the kernel's autofs, which this host does not offer (%s is missing), so systemd would refuse "
+        "the .automount unit: set automount: false on %s" % (autofs_device, ", ".join(paths))
+    ]
+
+
 def probe(request, mountinfo=MOUNTINFO):
     """(facts, problems) for a request shaped like the module's options."""
     mounts = read_mounts(mountinfo)
     request = dict(request, _types=read_mount_types(mountinfo))
-    facts = {"mount_points": {}, "ports": {}, "ids": {}, "missing": [], "known_hosts": {}, "links": {}, "links_todo": []}
+    facts = {"mount_points": {}, "ports": {}, "ids": {}, "missing": [], "known_hosts": {}, "links": {}, "links_todo": [], "autofs": False}
     problems = check_ids(request, facts)
     facts["missing"] = missing_packages(request.get("packages") or [])
     problems += check_mount_points(request, facts, mounts)
     problems += check_ports(request, facts)
     problems += check_host_keys(request, facts)
     problems += check_links(request, facts, mounts)
+    problems += check_automounts(request, facts)
     return facts, problems

@@ -418,6 +418,8 @@ def _probe_request(mounts, settings):
         "ids": ids,
         "packages": packages,
         "host_keys": host_keys,
+        # systemd starts an .automount unit only where the kernel offers autofs.
+        "automounts": [m["path"] for m in live if m["state"] == "mounted" and m["automount"]],
     }
 
 

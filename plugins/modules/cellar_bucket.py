@@ -13,12 +13,14 @@ module: cellar_bucket
 short_description: Manage a Clever Cloud Cellar (or any S3-compatible) bucket and its whole state in one task
 version_added: 0.1.0
 description:
-  - Create or delete a bucket and converge its canned ACL, versioning, bucket policy and CORS rules in one task.
+  - Create or delete a bucket and converge its canned ACL, versioning, bucket policy, CORS and lifecycle rules in one
+    task.
   - Only the sub-resources given are read and managed; an idempotent run of a bucket with ACL, versioning, policy and
-    CORS makes four read requests.
-  - Taking O(policy)/O(preset) and O(cors) here lets one task converge a whole bucket, and O(buckets) converges a whole
-    list in one module run with a bounded number of requests in flight. The policy and CORS logic is shared with
-    M(keepdata.storage.cellar_bucket_policy) and M(keepdata.storage.cellar_cors).
+    CORS makes four read requests (five with lifecycle rules).
+  - Taking O(policy)/O(preset), O(cors) and O(lifecycle) here lets one task converge a whole bucket, and O(buckets)
+    converges a whole list in one module run with a bounded number of requests in flight. The policy, CORS and
+    lifecycle logic is shared with M(keepdata.storage.cellar_bucket_policy), M(keepdata.storage.cellar_cors) and
+    M(keepdata.storage.cellar_lifecycle).
   - The bucket name is validated before any request.
   - When a request fails after an earlier write of the same run succeeded (for example the bucket was created, then
     its policy was refused), the module fails with C(changed=true) and its message names the writes already done.
@@ -44,8 +46,8 @@ options:
   state:
     description:
       - V(present) creates the bucket when missing and converges the given sub-resources; V(absent) deletes it.
-      - V(absent) takes none of O(acl), O(versioning), O(policy), O(preset), O(principals) and O(cors); the module fails
-        before any request when one is set.
+      - V(absent) takes none of O(acl), O(versioning), O(policy), O(preset), O(principals), O(cors) and O(lifecycle);
+        the module fails before any request when one is set.
     type: str
     choices: [present, absent]
     default: present
@@ -110,6 +112,39 @@ options:
       id:
         description: Rule identifier.
         type: str
+  lifecycle:
+    description:
+      - Lifecycle rules replacing the whole lifecycle configuration, see M(keepdata.storage.cellar_lifecycle). Not
+        managed when unset.
+      - An empty list removes the lifecycle configuration.
+    type: list
+    elements: dict
+    suboptions:
+      id:
+        description: Rule identifier, unique in the bucket.
+        type: str
+        required: true
+      status:
+        description: A V(disabled) rule is kept but does nothing.
+        type: str
+        choices: [enabled, disabled]
+        default: enabled
+      prefix:
+        description: The rule applies to object keys starting with this; the empty default means the whole bucket.
+        type: str
+        default: ""
+      expiration_days:
+        description: Delete objects this many days after they were written.
+        type: int
+      expired_object_delete_marker:
+        description: On a versioned bucket, remove delete markers that no longer hide any version.
+        type: bool
+      noncurrent_version_expiration_days:
+        description: On a versioned bucket, delete old versions this many days after they stopped being current.
+        type: int
+      abort_incomplete_multipart_upload_days:
+        description: Abort multipart uploads still unfinished this many days after they started.
+        type: int
   force:
     description:
       - With O(state=absent), abort unfinished multipart uploads, delete every object, every version and delete marker
@@ -189,6 +224,36 @@ options:
           id:
             description: Rule identifier.
             type: str
+      lifecycle:
+        description: Lifecycle rules replacing the whole configuration; an empty list removes it; not managed when unset.
+        type: list
+        elements: dict
+        suboptions:
+          id:
+            description: Rule identifier, unique in the bucket.
+            type: str
+            required: true
+          status:
+            description: A V(disabled) rule is kept but does nothing.
+            type: str
+            choices: [enabled, disabled]
+            default: enabled
+          prefix:
+            description: The rule applies to object keys starting with this; the empty default means the whole bucket.
+            type: str
+            default: ""
+          expiration_days:
+            description: Delete objects this many days after they were written.
+            type: int
+          expired_object_delete_marker:
+            description: On a versioned bucket, remove delete markers that no longer hide any version.
+            type: bool
+          noncurrent_version_expiration_days:
+            description: On a versioned bucket, delete old versions this many days after they stopped being current.
+            type: int
+          abort_incomplete_multipart_upload_days:
+            description: Abort multipart uploads still unfinished this many days after they started.
+            type: int
       force:
         description: With O(buckets[].state=absent), abort unfinished multipart uploads and delete every object and version first.
         type: bool
@@ -267,6 +332,11 @@ cors:
   returned: when O(cors) is set and O(state=present)
   type: list
   elements: dict
+lifecycle:
+  description: Normalised lifecycle rules after the run, sorted by id.
+  returned: when O(lifecycle) is set and O(state=present)
+  type: list
+  elements: dict
 deleted_objects:
   description:
     - Object versions and delete markers deleted by O(force=true).
@@ -275,7 +345,10 @@ deleted_objects:
   type: int
   sample: 20000
 buckets:
-  description: One result per entry of O(buckets), with the keys returned for a single bucket (name, url, changed, ...).
+  description:
+    - One result per entry of O(buckets), with the keys returned for a single bucket (name, url, changed, ...).
+    - A bucket that failed has its error message as C(msg); its C(changed) tells whether something was written to it
+      before the failure.
   returned: with O(buckets)
   type: list
   elements: dict
@@ -284,6 +357,9 @@ buckets:
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name, validate_workers  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import LIFECYCLE_RULE_SPEC, LifecycleError  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import normalize_rules as normalize_lifecycle  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import validate_rules as validate_lifecycle  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy, same_policy  # noqa: E402
 
 # Options describing one bucket; also the sub-options of each entry of ``buckets``.
@@ -296,6 +372,7 @@ BUCKET_SPEC = dict(
     preset=dict(type="str", choices=["public_read", "read_only"]),
     principals=dict(type="list", elements="str"),
     cors=dict(type="list", elements="dict", options=CORS_RULE_SPEC),
+    lifecycle=dict(type="list", elements="dict", options=LIFECYCLE_RULE_SPEC),
     force=dict(type="bool", default=False),
 )
 ARGUMENT_SPEC = dict(
@@ -304,7 +381,7 @@ ARGUMENT_SPEC = dict(
     workers=dict(type="int", default=4),
 )
 # Options that describe a bucket's content; a bucket being deleted has none.
-MANAGED_OPTIONS = ("acl", "versioning", "policy", "preset", "principals", "cors")
+MANAGED_OPTIONS = ("acl", "versioning", "policy", "preset", "principals", "cors", "lifecycle")
 NOT_EMPTY = "bucket %r is not empty: set force=true to delete every object and version with it (nothing was deleted)"
 UNFINISHED_UPLOADS = "bucket %r holds unfinished multipart uploads: set force=true to abort them and delete the bucket (nothing was deleted)"
 
@@ -338,6 +415,10 @@ def desired_state(params):
         if params["cors"]:
             validate_rules(params["cors"])
         desired["cors"] = normalize_rules(params["cors"])
+    if params["lifecycle"] is not None:
+        if params["lifecycle"]:
+            validate_lifecycle(params["lifecycle"], "lifecycle")
+        desired["lifecycle"] = normalize_lifecycle(params["lifecycle"])
     return desired
 
 
@@ -361,7 +442,7 @@ def bucket_requests(params):
     for index, entry in enumerate(entries):
         try:
             requests.append((entry, desired_state(entry)))
-        except (ValueError, PolicyError, CorsError) as exc:
+        except (ValueError, PolicyError, CorsError, LifecycleError) as exc:
             prefix = "" if params["buckets"] is None else "buckets[%d] (%s): " % (index, entry["name"])
             raise ValueError(prefix + str(exc)) from None
     return requests
@@ -369,7 +450,13 @@ def bucket_requests(params):
 
 def read_current(client, name, managed):
     """Current value of each managed sub-resource, or None when the bucket does not exist (first read tells)."""
-    readers = [("acl", ops.get_acl), ("versioning", ops.get_versioning), ("policy", ops.get_policy), ("cors", ops.get_cors)]
+    readers = [
+        ("acl", ops.get_acl),
+        ("versioning", ops.get_versioning),
+        ("policy", ops.get_policy),
+        ("cors", ops.get_cors),
+        ("lifecycle", ops.get_lifecycle_rules),
+    ]
     readers = [(key, reader) for key, reader in readers if key in managed]
     if not readers:
         return {} if ops.bucket_exists(client, name) else None
@@ -395,9 +482,9 @@ def differs(key, current, desired):
 def planned_writes(desired, current):
     """Writes needed, in order: the bucket when missing (with its ACL), then each sub-resource to set or fix."""
     if current is None:
-        extra = [key for key in ("policy", "cors") if desired.get(key)]
+        extra = [key for key in ("policy", "cors", "lifecycle") if desired.get(key)]
         return ["bucket"] + (["versioning"] if desired.get("versioning") == "enabled" else []) + extra
-    return [key for key in ("acl", "versioning", "policy", "cors") if key in desired and differs(key, current[key], desired[key])]
+    return [key for key in ("acl", "versioning", "policy", "cors", "lifecycle") if key in desired and differs(key, current[key], desired[key])]
 
 
 def _write_policy(client, name, policy):
@@ -414,12 +501,20 @@ def _write_cors(client, name, rules):
         ops.delete_cors(client, name)
 
 
+def _write_lifecycle(client, name, rules):
+    if rules:
+        ops.put_lifecycle(client, name, rules)
+    else:
+        ops.delete_lifecycle(client, name)
+
+
 WRITERS = dict(
     bucket=lambda client, name, desired: ops.create_bucket(client, name, desired.get("acl")),
     acl=lambda client, name, desired: ops.put_acl(client, name, desired["acl"]),
     versioning=lambda client, name, desired: ops.put_versioning(client, name, desired["versioning"]),
     policy=lambda client, name, desired: _write_policy(client, name, desired["policy"]),
     cors=lambda client, name, desired: _write_cors(client, name, desired["cors"]),
+    lifecycle=lambda client, name, desired: _write_lifecycle(client, name, desired["lifecycle"]),
 )
 
 
@@ -498,16 +593,34 @@ def converge_bucket(cellar, entry, desired, workers):
 
 
 def converge_many(cellar, requests, workers):
-    """Converge every bucket, ``workers`` at a time; returns (results, error messages)."""
+    """Converge every bucket, ``workers`` at a time; returns (results, error messages). A failed bucket's result
+    carries its message as ``msg``."""
 
     def one(request):
         try:
             return converge_bucket(cellar, request[0], request[1], 1), None
         except BucketError as exc:
-            return exc.result, str(exc)
+            return dict(exc.result, msg=str(exc)), str(exc)
 
     outcomes = ops.parallel_map(one, requests, workers)
     return [result for result, _error in outcomes], [error for _result, error in outcomes if error]
+
+
+# Failures of a ``buckets`` run spelled out in the message; beyond that, names only (each error is in its result).
+MESSAGES_SHOWN = 3
+
+
+def failures_message(results, errors):
+    """The message of a ``buckets`` run where some buckets failed: how many, which, and why."""
+    head = "%d of %d buckets failed" % (len(errors), len(results))
+    if len(errors) <= MESSAGES_SHOWN:
+        return "%s: %s" % (head, "; ".join(errors))
+    names = [result["name"] for result in results if "msg" in result]
+    return "%s (%s); the first errors: %s (every failed bucket's error is in its buckets[].msg)" % (
+        head,
+        ", ".join(names),
+        "; ".join(errors[:MESSAGES_SHOWN]),
+    )
 
 
 def list_result(results):
@@ -543,7 +656,7 @@ def main():
         results, errors = converge_many(cellar, requests, params["workers"])
         result = list_result(results)
         if errors:
-            cellar.fail("%d of %d buckets failed: %s" % (len(errors), len(results), "; ".join(errors)), **result)
+            cellar.fail(failures_message(results, errors), **result)
     cellar.exit(**result)
 
 

@@ -60,7 +60,9 @@ options:
     type: bool
     default: false
   lifecycle:
-    description: Read each bucket's lifecycle rules (empty list when none), as S3 returns them.
+    description:
+      - Read each bucket's lifecycle rules (empty list when none), as S3 returns them (RV(buckets[].lifecycle)) and in
+        the form M(keepdata.storage.cellar_lifecycle) takes (RV(buckets[].lifecycle_rules)). One request per bucket.
     type: bool
     default: false
   workers:
@@ -131,10 +133,18 @@ buckets:
       type: list
       elements: dict
       returned: when O(lifecycle=true)
+    lifecycle_rules:
+      description:
+        - The same rules normalised, sorted by id, in the form M(keepdata.storage.cellar_lifecycle) takes; what that
+          module does not manage is under C(unsupported).
+      type: list
+      elements: dict
+      returned: when O(lifecycle=true)
 """
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_workers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_from_s3 as lifecycle_from_s3  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),
@@ -181,6 +191,7 @@ def bucket_details(cellar, entry, params):
         entry["website"] = ops.get_website(client, name)
     if params["lifecycle"]:
         entry["lifecycle"] = ops.get_lifecycle(client, name)
+        entry["lifecycle_rules"] = lifecycle_from_s3(entry["lifecycle"])
     return entry
 
 

@@ -128,13 +128,10 @@ previous_rules:
   sample: []
 """
 
-import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import SaveError, replace_rules  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     bucket=dict(type="str", required=True),
@@ -157,42 +154,16 @@ def desired_from_params(params):
     return normalize_rules(params["rules"])
 
 
-def save_rules(path, rules):
-    """Write ``rules`` as JSON to ``path`` atomically with mode 0600; the temporary file is removed on any error."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError("directory %s does not exist" % directory)
-    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(rules, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-class SaveError(Exception):
-    """The previous rules could not be saved; nothing was written to the server."""
-
-
 def converge(client, bucket, desired, check_mode, rules_file=None):
     """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
-    before = ops.get_cors(client, bucket)
-    changed = before != desired
-    if changed and not check_mode:
-        if rules_file:
-            try:
-                save_rules(rules_file, before)
-            except (OSError, ValueError, TypeError) as exc:
-                raise SaveError("previous_rules_file %s could not be written (%s): the CORS configuration was left unchanged" % (rules_file, exc)) from None
-        ops.converge_cors(client, bucket, desired, False, current=before, read=False)
-    return changed, before
+    return replace_rules(
+        lambda: ops.get_cors(client, bucket),
+        lambda before: ops.converge_cors(client, bucket, desired, False, current=before, read=False),
+        desired,
+        check_mode=check_mode,
+        rules_file=rules_file,
+        what="CORS configuration",
+    )
 
 
 def main():

@@ -120,6 +120,13 @@ options:
         description: Ask the server for its keys with C(ssh-keyscan).
         type: bool
         default: true
+  automounts:
+    description:
+      - Mount points to be mounted on first access (systemd C(.automount) units). The host's kernel must offer autofs
+        (C(/dev/autofs)), else they are a problem.
+    type: list
+    elements: str
+    default: []
   links:
     description: App paths that are to become symlinks into a shared storage.
     type: dict
@@ -215,6 +222,10 @@ links_todo:
   returned: always
   type: list
   elements: str
+autofs:
+  description: Whether the host's kernel offers autofs (C(/dev/autofs) exists), which O(automounts) need.
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -255,6 +266,7 @@ ARGUMENT_SPEC = dict(
             scan=dict(type="bool", default=True),
         ),
     ),
+    automounts=dict(type="list", elements="str", default=[]),
     links=dict(
         type="dict",
         options=dict(

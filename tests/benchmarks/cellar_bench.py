@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Requests and time: keepdata.storage cellar_* modules vs amazon.aws.s3_bucket + community.aws.s3_cors.
+"""Requests and time: keepdata.storage cellar_* modules vs amazon.aws.s3_bucket + community.aws.s3_cors (and
+community.aws.s3_lifecycle).
 
 Both sides run through real ansible-playbook against the same RGW, behind a loopback proxy that counts every
 HTTP request. Prints a table; it is a measurement, not a test (no thresholds are asserted). A playbook that fails
@@ -15,6 +16,8 @@ Scenarios:
   1. one bucket, whole state (private ACL + versioning + public-read policy + two CORS rules): idempotent run
   2. N buckets with that state: idempotent re-run (ours: playbooks/cellar.yml; anchors: the same loop of 2 tasks)
   3. force-delete of a versioned bucket holding --objects keys x --versions versions
+  4. N buckets with three lifecycle rules: idempotent re-run (ours: playbooks/cellar.yml; anchors:
+     community.aws.s3_lifecycle, which takes one rule per task, so 3 tasks looped over the buckets)
 """
 
 import argparse
@@ -40,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = [
     {"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "PUT"], "allowed_headers": ["*"], "max_age_seconds": 600},
     {"allowed_origins": ["*"], "allowed_methods": ["GET"], "max_age_seconds": 60},
+]
+
+
+LIFECYCLE = [
+    {"id": "tmp", "prefix": "tmp/", "expiration_days": 7},
+    {"id": "old-versions", "noncurrent_version_expiration_days": 30},
+    {"id": "uploads", "abort_incomplete_multipart_upload_days": 2},
 ]
 
 
@@ -281,6 +291,36 @@ def scenario_force_delete(ctx, objects, versions):
     return rows
 
 
+def lifecycle_anchor_tasks(endpoint, keys):
+    """community.aws.s3_lifecycle: one task per rule, each looped over the buckets."""
+    connection = {"endpoint_url": endpoint, "access_key": keys[0], "secret_key": keys[1], "region": "us-east-1"}
+    tasks = []
+    for rule in LIFECYCLE:
+        args = dict(connection, name="{{ item }}", rule_id=rule["id"], prefix=rule.get("prefix", ""), status="enabled", state="present")
+        args.update((key, value) for key, value in rule.items() if key not in ("id", "prefix"))
+        tasks.append({"name": "anchor s3_lifecycle %s" % rule["id"], "community.aws.s3_lifecycle": args, "loop": "{{ buckets }}"})
+    return tasks
+
+
+def scenario_lifecycle(ctx, count):
+    rows = []
+    scenario = "4. %d buckets x 3 lifecycle rules, re-run" % count
+    ours = ["kd-bench-lc-%s-%03d" % (ctx.tag, i) for i in range(count)]
+    anchors = ["kd-bench-lca-%s-%03d" % (ctx.tag, i) for i in range(count)]
+    ours_vars = {"cellar_endpoint": ctx.proxy.url, "cellar_buckets": [{"name": n, "lifecycle": LIFECYCLE} for n in ours]}
+    our_env = dict(ctx.env, CELLAR_ADDON_KEY_ID=ctx.keys[0], CELLAR_ADDON_KEY_SECRET=ctx.keys[1])
+    playbook = write_playbook(ctx.work, "lifecycle-anchors.json", lifecycle_anchor_tasks(ctx.proxy.url, ctx.keys))
+    try:
+        rows.append(measure_rerun(ctx, scenario, "ours", ROOT / "playbooks" / "cellar.yml", our_env, extra=ours_vars))
+        for name in anchors:  # s3_lifecycle needs the bucket to exist
+            ctx.direct.create_bucket(Bucket=name)
+        rows.append(measure_rerun(ctx, scenario, "anchors", playbook, ctx.env, extra={"buckets": anchors}))
+    finally:
+        for name in ours + anchors:
+            ctx.cleanup(name)
+    return rows
+
+
 def print_rows(rows):
     print()
     print("%-46s %-8s %9s %12s %10s %8s" % ("scenario", "side", "requests", "in tasks s", "wall s", "changed"))
@@ -338,13 +378,18 @@ def main():
     parser.add_argument("--buckets", type=int, default=50)
     parser.add_argument("--objects", type=int, default=10000)
     parser.add_argument("--versions", type=int, default=2)
-    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (1,2,3)")
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (1,2,3,4)")
     args = parser.parse_args()
     if not args.rgw_env:
         parser.error("--rgw-env or KEEPDATA_RGW_ENV is required")
     skip = set(args.skip.split(",")) - {""}
     rows = []
-    scenarios = (("1", scenario_one, ()), ("2", scenario_many, (args.buckets,)), ("3", scenario_force_delete, (args.objects, args.versions)))
+    scenarios = (
+        ("1", scenario_one, ()),
+        ("2", scenario_many, (args.buckets,)),
+        ("3", scenario_force_delete, (args.objects, args.versions)),
+        ("4", scenario_lifecycle, (args.buckets,)),
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="cellar-bench-") as work:
             ctx = Context(args.rgw_env, work)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -146,7 +147,8 @@ def http_request(url, method="GET", headers=None):
 
 
 def server_snapshot(rgw, bucket=None):
-    """What the server holds: bucket names, and for ``bucket`` its ACL grants, versioning, policy, CORS and keys."""
+    """What the server holds: bucket names, and for ``bucket`` its ACL grants, versioning, policy, CORS, lifecycle
+    rules and keys."""
     client = rgw.client()
     snapshot = {"buckets": sorted(b["Name"] for b in client.list_buckets().get("Buckets", []))}
     if bucket and bucket in snapshot["buckets"]:
@@ -164,6 +166,7 @@ def server_snapshot(rgw, bucket=None):
         snapshot["versioning"] = read(client.get_bucket_versioning, "Status", "")
         snapshot["policy"] = read(client.get_bucket_policy, "Policy", "NoSuchBucketPolicy")
         snapshot["cors"] = read(client.get_bucket_cors, "CORSRules", "NoSuchCORSConfiguration")
+        snapshot["lifecycle"] = read(client.get_bucket_lifecycle_configuration, "Rules", "NoSuchLifecycleConfiguration")
         snapshot["keys"] = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
     return snapshot
 
@@ -224,6 +227,7 @@ class RecordingProxy:
 
     ``go_away_after(test)`` plays a server that dies in the middle of a run: once an answered request passes
     ``test``, every later request has its connection closed without an answer, until ``come_back()``.
+    ``answer_late(seconds)`` plays a slow server: each request waits that long before it is passed on.
     """
 
     def __init__(self, upstream):
@@ -233,6 +237,7 @@ class RecordingProxy:
         self._lock = threading.Lock()
         self._last_answer = None
         self._gone = False
+        self._delay = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -245,6 +250,8 @@ class RecordingProxy:
                 if proxy._gone:
                     self.close_connection = True  # no answer at all, as from a server that went away
                     return
+                if proxy._delay:
+                    time.sleep(proxy._delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
@@ -261,15 +268,18 @@ class RecordingProxy:
                     proxy._requests.append(request)
                     if proxy._last_answer and proxy._last_answer(request):
                         proxy._gone = True
-                self.send_response_only(response.status, response.reason)
-                for key, value in response.getheaders():
-                    if key.lower() not in _NOT_FORWARDED and (key.lower() != "content-length" or self.command == "HEAD"):
-                        self.send_header(key, value)
-                if self.command != "HEAD":
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                try:
+                    self.send_response_only(response.status, response.reason)
+                    for key, value in response.getheaders():
+                        if key.lower() not in _NOT_FORWARDED and (key.lower() != "content-length" or self.command == "HEAD"):
+                            self.send_header(key, value)
+                    if self.command != "HEAD":
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client stopped waiting (a timeout): its answer goes nowhere
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 
@@ -286,13 +296,23 @@ class RecordingProxy:
 
     def come_back(self):
         with self._lock:
-            self._last_answer, self._gone = None, False
+            self._last_answer, self._gone, self._delay = None, False, 0
 
-    def take(self):
-        """The requests recorded since the last call."""
+    def answer_late(self, seconds):
+        """Pass every later request on only after ``seconds`` (until ``come_back()``)."""
         with self._lock:
-            taken, self._requests = self._requests, []
-        return taken
+            self._delay = seconds
+
+    def take(self, at_least=0, wait=10):
+        """The requests recorded since the last call; waits up to ``wait`` seconds for ``at_least`` of them (a request
+        is recorded once the RGW has answered it, which may be after the client gave up on a late answer)."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                if len(self._requests) >= at_least or time.monotonic() > deadline:
+                    taken, self._requests = self._requests, []
+                    return taken
+            time.sleep(0.1)
 
     def close(self):
         self._server.shutdown()

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Invalid argument sets across the four modules: each fails with a clear message and writes nothing."""
+"""Invalid argument sets across the five modules: each fails with a clear message and writes nothing."""
 
 import json
 
@@ -74,6 +74,22 @@ CASES = [
     ("cellar_cors", {"bucket": EXISTING, "rules": [dict(GOOD_RULE, color="red")]}, "Unsupported parameters for (basic.py) module: rules.color"),
     ("cellar_cors", {"bucket": EXISTING, "state": "absent", "rules": [GOOD_RULE]}, "takes no rules"),
     ("cellar_cors", {"bucket": NEW, "rules": [GOOD_RULE]}, "does not exist"),
+    # cellar_lifecycle
+    ("cellar_lifecycle", {"bucket": EXISTING}, "missing: rules"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": []}, "non-empty"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"prefix": "tmp/", "expiration_days": 1}]}, "missing required arguments: id found in rules"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "tmp", "prefix": "tmp/"}]}, "rules[0] (tmp) has no action"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "tmp", "expiration_days": 0}]}, "expiration_days must be a whole number of days, at least 1"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "expiration_days": 1, "expired_object_delete_marker": True}]}, "one or the other"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "a\tb", "expiration_days": 1}]}, "without control characters"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "prefix": "a\nb", "expiration_days": 1}]}, "prefix must be"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "expiration_days": 1}, {"id": "t", "expiration_days": 2}]}, "used twice"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "status": "on", "expiration_days": 1}]}, "value of status must be one of"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "state": "absent", "rules": [{"id": "t", "expiration_days": 1}]}, "takes no rules"),
+    ("cellar_lifecycle", {"bucket": NEW, "rules": [{"id": "t", "expiration_days": 1}]}, "does not exist"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "expiration_days": 1}], "secret_key": "wrong"}, "credentials rejected"),
+    ("cellar_bucket", {"name": NEW, "lifecycle": [{"id": "t"}]}, "lifecycle[0] (t) has no action"),
+    ("cellar_bucket", {"name": EXISTING, "state": "absent", "lifecycle": []}, "takes no lifecycle"),
     # cellar_bucket_info
     ("cellar_bucket_info", {"name": "a", "prefix": "b"}, "mutually exclusive"),
     ("cellar_bucket_info", {"workers": 100}, "workers must be between 1 and 32"),
@@ -83,13 +99,16 @@ CASES = [
     ("cellar_bucket_policy", {"bucket": EXISTING, "preset": "public_read", "secret_key": "wrong"}, "credentials rejected"),
     ("cellar_cors", {"bucket": EXISTING, "rules": [GOOD_RULE], "access_key": "NOSUCHKEY0000000000"}, "credentials rejected"),
     ("cellar_bucket_info", {"secret_key": "wrong"}, "credentials rejected"),
-    ("cellar_bucket", {"name": NEW, "access_key": None, "secret_key": None}, "no credentials"),
+    ("cellar_bucket", {"name": NEW, "access_key": None, "secret_key": None}, "no credentials for http://127.0.0.1"),
+    ("cellar_bucket_info", {"access_key": None, "secret_key": None}, "CELLAR_ADDON_KEY_SECRET (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
     ("cellar_bucket", {"name": NEW, "endpoint": "ftp://127.0.0.1:7480"}, "scheme must be http or https"),
     ("cellar_bucket", {"name": NEW, "endpoint": "http://127.0.0.1:notaport"}, "the port is not a number between 0 and 65535"),
     ("cellar_bucket", {"name": NEW, "endpoint": "http://127.0.0.1:7480/some/path"}, "without path"),
     ("cellar_bucket", {"name": NEW, "endpoint": ""}, "must not be empty"),
     ("cellar_bucket", {"name": NEW, "endpoint": "http://127.0.0.1:9"}, "cannot reach"),
     ("cellar_bucket_info", {"endpoint": "http://"}, "no host"),
+    ("cellar_bucket_info", {"timeout": 0}, "timeout must be between 1 and 3600 seconds"),
+    ("cellar_lifecycle", {"bucket": EXISTING, "rules": [{"id": "t", "expiration_days": 1}], "timeout": 3601}, "timeout must be between 1 and 3600"),
 ]
 
 

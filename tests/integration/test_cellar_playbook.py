@@ -63,7 +63,12 @@ def test_cellar_playbook_check_apply_idempotent_absent(rgw):
             "preset": "public_read",
             "cors": [{"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "HEAD"], "max_age_seconds": 300}],
         },
-        {"name": shared, "preset": "read_only", "principals": [rgw.addon["uid"]]},
+        {
+            "name": shared,
+            "preset": "read_only",
+            "principals": [rgw.addon["uid"]],
+            "lifecycle": [{"id": "unfinished-uploads", "abort_incomplete_multipart_upload_days": 2}],
+        },
     ]
     playbook = ROOT / "playbooks" / "cellar.yml"
     try:
@@ -72,6 +77,7 @@ def test_cellar_playbook_check_apply_idempotent_absent(rgw):
         assert rc == 0, out
         assert recap(out)["changed"] == 1
         assert '"exists": false' in out or "exists: false" in out, out
+        assert "unfinished-uploads" in out, out  # the lifecycle rules in the diff
         assert server_snapshot(rgw) == before
 
         rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": buckets}, "--diff")
@@ -86,6 +92,7 @@ def test_cellar_playbook_check_apply_idempotent_absent(rgw):
         )
         assert status == 200 and headers["access-control-allow-origin"] == "https://app.example.com"
         assert rgw.client("addon").list_objects_v2(Bucket=shared)["KeyCount"] == 0
+        assert server_snapshot(rgw, shared)["lifecycle"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
 
         rc, out = ansible_playbook(rgw, playbook, {"cellar_buckets": buckets}, "--diff")
         assert rc == 0, out
@@ -181,6 +188,12 @@ NEW_ENVIRONMENT_PLAY = """---
         rules:
           - allowed_origins: ["https://app.example.com"]
             allowed_methods: [GET, PUT]
+    - name: Lifecycle rules of the assets bucket
+      keepdata.storage.cellar_lifecycle:
+        bucket: "{{ assets }}"
+        rules:
+          - {id: drafts, prefix: drafts/, expiration_days: 30}
+          - {id: unfinished-uploads, abort_incomplete_multipart_upload_days: 2}
     - name: What the site bucket holds
       keepdata.storage.cellar_bucket_info:
         name: "{{ site }}"
@@ -201,23 +214,25 @@ def test_check_mode_previews_a_whole_play_that_builds_buckets_from_nothing(rgw, 
         before = server_snapshot(rgw)
         rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
         assert rc == 0, out
-        assert recap(out)["changed"] == 3, out  # the buckets, the policy, the CORS rules
+        assert recap(out)["changed"] == 4, out  # the buckets, the policy, the CORS rules, the lifecycle rules
         flat = " ".join(out.split())
         for bucket in (site, assets):
             assert "bucket '%s' does not exist yet: this preview assumes an earlier task creates it" % bucket in flat, out
         assert "bucket '%s' not found: in this preview it does not exist yet" % site in flat, out  # the info task
         assert '"Action": [ "s3:GetObject" ]' in flat or "s3:GetObject" in out, out  # the policy diff
         assert "https://app.example.com" in out  # the CORS diff
+        assert "unfinished-uploads" in out and "drafts/" in out  # the lifecycle diff
         assert {r.method for r in recording_proxy.take()} <= {"GET", "HEAD"}  # nothing written
         assert server_snapshot(rgw) == before
 
         rc, out = ansible_playbook(rgw, playbook, extra, "--diff")
         assert rc == 0, out
-        assert recap(out)["changed"] == 3, out
+        assert recap(out)["changed"] == 4, out
         assert "does not exist yet" not in out
         assert server_snapshot(rgw, site)["versioning"] == "Enabled"
         assert json.loads(server_snapshot(rgw, site)["policy"])["Statement"][0]["Action"] in ("s3:GetObject", ["s3:GetObject"])
         assert server_snapshot(rgw, assets)["cors"][0]["AllowedOrigins"] == ["https://app.example.com"]
+        assert sorted(rule["ID"] for rule in server_snapshot(rgw, assets)["lifecycle"]) == ["drafts", "unfinished-uploads"]
 
         rc, out = ansible_playbook(rgw, playbook, extra, "--check", "--diff")
         assert rc == 0, out
@@ -230,7 +245,11 @@ def test_check_mode_previews_a_whole_play_that_builds_buckets_from_nothing(rgw, 
 
 def test_a_real_run_on_a_missing_bucket_still_fails_clearly(rgw):
     missing = "kd-missing-%s" % uuid.uuid4().hex[:8]
-    for module, args in (("cellar_bucket_policy", {"bucket": missing, "preset": "public_read"}), ("cellar_cors", {"bucket": missing, "rules": CORS_RULES})):
+    for module, args in (
+        ("cellar_bucket_policy", {"bucket": missing, "preset": "public_read"}),
+        ("cellar_cors", {"bucket": missing, "rules": CORS_RULES}),
+        ("cellar_lifecycle", {"bucket": missing, "rules": [{"id": "tmp", "prefix": "tmp/", "expiration_days": 1}]}),
+    ):
         result = run_module(module, dict(rgw.connection_args(), **args))
         assert result.get("failed") is True, result
         assert result["changed"] is False

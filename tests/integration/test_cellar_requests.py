@@ -87,3 +87,19 @@ def test_bad_input_is_refused_before_any_request(rgw, recording_proxy, existing_
     result = run(recording_proxy, rgw, module, args(existing_bucket))
     assert result["failed"] is True and message in result["msg"], result
     assert sent(recording_proxy) == []
+
+
+LIFECYCLE = [{"id": "tmp", "prefix": "tmp/", "expiration_days": 7}, {"id": "uploads", "abort_incomplete_multipart_upload_days": 2}]
+
+
+def test_lifecycle_makes_one_read_request_per_bucket_when_nothing_changes(rgw, recording_proxy, existing_bucket):
+    """cellar_lifecycle: 'One read request when nothing changes'; cellar_bucket reads the lifecycle only when given."""
+    assert run(recording_proxy, rgw, "cellar_lifecycle", {"bucket": existing_bucket, "rules": LIFECYCLE})["changed"] is True
+    assert sent(recording_proxy) == ["GET /%s?lifecycle -> 404" % existing_bucket, "PUT /%s?lifecycle -> 200" % existing_bucket]
+
+    assert run(recording_proxy, rgw, "cellar_lifecycle", {"bucket": existing_bucket, "rules": list(reversed(LIFECYCLE))})["changed"] is False
+    assert sent(recording_proxy) == ["GET /%s?lifecycle -> 200" % existing_bucket]
+    assert run(recording_proxy, rgw, "cellar_bucket", {"name": existing_bucket, "lifecycle": LIFECYCLE})["changed"] is False
+    assert sent(recording_proxy) == ["GET /%s?lifecycle -> 200" % existing_bucket]
+    assert run(recording_proxy, rgw, "cellar_bucket", {"name": existing_bucket, "versioning": "suspended"})["changed"] is False
+    assert sent(recording_proxy) == ["GET /%s?versioning -> 200" % existing_bucket]

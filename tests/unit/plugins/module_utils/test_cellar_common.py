@@ -10,7 +10,7 @@ import botocore.endpoint
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar as cellar_utils
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
@@ -125,10 +125,12 @@ def test_describe_connection_and_credentials():
 
 
 def test_a_slow_or_vanished_server_is_one_sentence_naming_the_call_and_the_endpoint():
-    slow = describe_error(ReadTimeoutError(endpoint_url="https://e/b?policy"), "https://e", "b", "get bucket policy")
-    assert slow == 'get bucket policy failed on https://e: Read timeout on endpoint URL: "https://e/b?policy"'
+    slow = describe_error(ReadTimeoutError(endpoint_url="https://e/b?policy"), "https://e", "b", "get bucket policy", 7)
+    assert slow == "get bucket policy on bucket 'b': no answer from https://e within timeout=7 s, 5 attempts in all (raise timeout for a slow server)"
+    connect = describe_error(ConnectTimeoutError(endpoint_url="https://e/"), "https://e", None, "list buckets", 3)
+    assert connect == "list buckets: no connection from https://e within timeout=3 s, 5 attempts in all (raise timeout for a slow server)"
     gone = describe_error(ConnectionClosedError(endpoint_url="https://e/b?delete"), "https://e", "b", "delete objects")
-    assert gone.startswith("delete objects failed on https://e: Connection was closed before we received a valid response")
+    assert gone == "delete objects on bucket 'b': https://e closed the connection without answering, 5 attempts in all (the server went away or restarted)"
 
 
 def test_denied_read_hints_at_another_account():
@@ -165,6 +167,11 @@ def test_client_factory_retries_checksums_and_addressing(path_style, addressing)
     assert config.s3 == {"addressing_style": addressing}
     assert config.signature_version == "s3v4"
     assert config.max_pool_connections == 7
+    assert (config.connect_timeout, config.read_timeout) == (10, 60)
+    short = make_client("https://s3.example.com", "AKIDEXAMPLE", "secret", timeout=3).meta.config
+    assert (short.connect_timeout, short.read_timeout) == (3, 3)
+    slow = make_client("https://s3.example.com", "AKIDEXAMPLE", "secret", timeout=600).meta.config
+    assert (slow.connect_timeout, slow.read_timeout) == (10, 600)
     assert client.meta.endpoint_url == "https://s3.example.com"
     assert client.meta.region_name == "us-east-1"
 

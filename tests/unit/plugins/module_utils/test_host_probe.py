@@ -196,3 +196,18 @@ def test_links_of_a_dead_storage_all_stay_to_check(tmp_path, monkeypatch):
     request = {"links": {"app_root": str(app), "storage": str(storage), "paths": ["public/uploads"], "owner": "root", "group": "root"}}
     assert host_probe.check_links(request, f, {str(storage): "bucket"}) == []
     assert f["links_todo"] == ["public/uploads"] and f["links"]["public/uploads"]["target_missing"] is False
+
+
+def test_automounts_need_the_kernels_autofs(tmp_path):
+    device = tmp_path / "autofs"
+    facts = {}
+    problems = host_probe.check_automounts({"automounts": ["/mnt/auto", "/mnt/nfs"]}, facts, str(device))
+    assert facts["autofs"] is False
+    assert problems == [
+        "automount needs the kernel's autofs, which this host does not offer (%s is missing), so systemd would refuse the .automount unit: "
+        "set automount: false on /mnt/auto, /mnt/nfs" % device
+    ]
+    assert host_probe.check_automounts({"automounts": []}, facts, str(device)) == []  # nothing asked, nothing refused
+    device.write_text("")
+    assert host_probe.check_automounts({"automounts": ["/mnt/auto"]}, facts, str(device)) == []
+    assert facts["autofs"] is True

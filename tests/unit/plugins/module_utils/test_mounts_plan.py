@@ -146,6 +146,16 @@ def test_probe_request():
     assert probe["packages"] == ["fuse3", "nfs-common", "sshfs"]
     assert [(k["address"], k["scan"]) for k in probe["host_keys"]] == [("h:2222", True), ("h2:22", True)]
     assert plan(mounts, manage_packages=False)["probe"]["packages"] == []
+    assert probe["automounts"] == []
+
+
+def test_probe_request_names_the_automounts_to_start_now():
+    mounts = [
+        dict(SSH, path="/mnt/now", automount=True),
+        dict(SSH, path="/mnt/later", automount=True, state="present"),
+        dict(SSH, path="/mnt/plain"),
+    ]
+    assert plan(mounts)["probe"]["automounts"] == ["/mnt/now"]
 
 
 BAD = [

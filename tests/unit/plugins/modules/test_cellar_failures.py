@@ -11,9 +11,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_rules_file
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import describe_error
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import preset_policy
-from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_cors
+from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_cors, cellar_lifecycle
 
 
 def client_error(code, status=400, operation="Op"):
@@ -149,6 +150,17 @@ def test_list_mode_carries_changed_of_a_partly_written_bucket():
     results, errors = cellar_bucket.converge_many(FakeCellar(client), [(params, cellar_bucket.desired_state(params))], 1)
     assert results[0]["changed"] is True and len(errors) == 1
     assert results[0]["name"] == "bkt" and results[0]["url"] == "https://s3.example.com/bkt"  # the partial result of the bucket
+    assert results[0]["msg"] == errors[0]
+    assert "access denied" in errors[0] and "(already written before the failure: bucket)" in errors[0]
+
+
+def test_a_long_list_of_failures_names_every_bucket_and_spells_out_the_first_errors():
+    results = [{"name": "b%d" % i, "changed": False, "msg": "error %d" % i} for i in range(5)] + [{"name": "fine", "changed": True}]
+    errors = [r["msg"] for r in results if "msg" in r]
+    assert cellar_bucket.failures_message(results, errors) == (
+        "5 of 6 buckets failed (b0, b1, b2, b3, b4); the first errors: error 0; error 1; error 2 (every failed bucket's error is in its buckets[].msg)"
+    )
+    assert cellar_bucket.failures_message(results[3:], errors[3:]) == "2 of 3 buckets failed: error 3; error 4"
 
 
 def test_list_result_has_one_diff_of_the_changed_buckets():
@@ -308,7 +320,7 @@ def test_rollback_file_is_written_before_the_cors_write(tmp_path):
 
 def test_rollback_file_failure_leaves_the_server_alone(tmp_path):
     client = FakeS3(get_bucket_cors=OLD_S3)  # no put_bucket_cors answer: a write fails the test
-    with pytest.raises(cellar_cors.SaveError, match="could not be written .*the CORS configuration was left unchanged"):
+    with pytest.raises(cellar_rules_file.SaveError, match="could not be written .*the CORS configuration was left unchanged"):
         cellar_cors.converge(client, "bkt", RULES, False, str(tmp_path / "missing" / "prev.json"))
     assert client.names() == ["get_bucket_cors"]
 
@@ -324,10 +336,46 @@ def test_save_rules_replaces_atomically_and_cleans_its_temporary_file(tmp_path):
     target = tmp_path / "prev.json"
     target.write_text("old content")
     os.chmod(target, 0o644)
-    cellar_cors.save_rules(str(target), OLD)
+    cellar_rules_file.save_rules(str(target), OLD)
     assert json.loads(target.read_text()) == OLD
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     with pytest.raises(TypeError):
-        cellar_cors.save_rules(str(target), [object()])
+        cellar_rules_file.save_rules(str(target), [object()])
     assert json.loads(target.read_text()) == OLD  # the previous file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prev.json"]  # no temporary file left
+
+
+# ---- the lifecycle module shares the rollback file: written first, the server left alone when it cannot be -------
+
+LIFECYCLE = [{"id": "tmp", "status": "enabled", "prefix": "tmp/", "expiration_days": 1}]
+OLD_LIFECYCLE_S3 = {"Rules": [{"ID": "old", "Status": "Enabled", "Prefix": "", "NoncurrentVersionExpiration": {"NoncurrentDays": 9}}]}
+OLD_LIFECYCLE = [{"id": "old", "status": "enabled", "prefix": "", "noncurrent_version_expiration_days": 9}]
+
+
+def test_lifecycle_rollback_file_is_written_before_the_write(tmp_path):
+    target = tmp_path / "prev.json"
+    seen = []
+
+    def record_write(**kwargs):
+        seen.append((target.exists(), kwargs["LifecycleConfiguration"]["Rules"]))
+        return {}
+
+    client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3, put_bucket_lifecycle_configuration=record_write)
+    assert cellar_lifecycle.converge(client, "bkt", LIFECYCLE, False, str(target)) == (True, OLD_LIFECYCLE)
+    assert seen == [(True, [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}])]
+    assert json.loads(target.read_text()) == OLD_LIFECYCLE
+
+
+def test_lifecycle_rollback_file_failure_leaves_the_server_alone(tmp_path):
+    client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3)  # a write would fail the test
+    with pytest.raises(cellar_rules_file.SaveError, match="the lifecycle configuration was left unchanged"):
+        cellar_lifecycle.converge(client, "bkt", LIFECYCLE, False, str(tmp_path / "missing" / "prev.json"))
+    assert client.names() == ["get_bucket_lifecycle_configuration"]
+
+
+def test_lifecycle_absent_deletes_and_a_missing_configuration_is_no_change():
+    no_config = client_error("NoSuchLifecycleConfiguration", 404)
+    client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3, delete_bucket_lifecycle={})
+    assert cellar_lifecycle.converge(client, "bkt", [], False) == (True, OLD_LIFECYCLE)
+    assert client.names() == ["get_bucket_lifecycle_configuration", "delete_bucket_lifecycle"]
+    assert cellar_lifecycle.converge(FakeS3(get_bucket_lifecycle_configuration=no_config), "bkt", [], False) == (False, [])

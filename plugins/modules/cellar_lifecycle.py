@@ -1,0 +1,218 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: cellar_lifecycle
+short_description: Manage the lifecycle rules of a Clever Cloud Cellar (or any S3-compatible) bucket
+version_added: 0.1.0
+description:
+  - Replace the whole lifecycle configuration of a bucket with O(rules), as S3 does it, or remove it. The server
+    then deletes, once a day, what the rules name. Objects under a prefix after some days, old versions of objects,
+    delete markers left alone, and unfinished multipart uploads (whose parts otherwise fill a bucket for good).
+  - Always returns the rules that were there before (RV(previous_rules)) so a change can be rolled back, and can save
+    them to a file.
+  - Rules are compared by meaning, not text. Their order does not matter (every rule applies), and the shapes the
+    server may answer with for the same prefix read the same. One read request when nothing changes.
+  - A rule set by another tool with what this module does not manage (tag or size filters, dates, transitions to
+    another storage class) is returned with an C(unsupported) key holding those parts as S3 gives them, and is
+    replaced by O(rules) like any rule that differs.
+  - The M(keepdata.storage.cellar_bucket) option O(keepdata.storage.cellar_bucket#module:lifecycle) takes the same
+    rules. The backup role refuses a bucket whose rules would expire its restic repository.
+author:
+  - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.cellar
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Nothing is written to the server nor to O(previous_rules_file) in check mode.
+      - A bucket that does not exist yet (an earlier task of the play would create it) is previewed as a new bucket,
+        without lifecycle rules, with a warning; a real run fails on a missing bucket.
+  diff_mode:
+    support: full
+    description: Shows the normalised rules before and after.
+options:
+  bucket:
+    description:
+      - Bucket name. The bucket must exist.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
+        configuration existed.
+    type: str
+    choices: [present, absent]
+    default: present
+  rules:
+    description:
+      - Lifecycle rules, required with O(state=present). At most 1000. Each rule needs at least one action.
+    type: list
+    elements: dict
+    suboptions:
+      id:
+        description:
+          - Rule identifier, unique in the bucket; required, so that a re-run compares each rule with itself.
+        type: str
+        required: true
+      status:
+        description: A V(disabled) rule is kept but does nothing.
+        type: str
+        choices: [enabled, disabled]
+        default: enabled
+      prefix:
+        description:
+          - The rule applies to object keys starting with this, for example V(tmp/); the empty default means the whole
+            bucket.
+        type: str
+        default: ""
+      expiration_days:
+        description:
+          - Delete objects this many days after they were written. On a versioned bucket, the object is hidden
+            behind a delete marker and its data becomes an old version (see O(rules[].noncurrent_version_expiration_days)).
+          - Mutually exclusive with O(rules[].expired_object_delete_marker).
+        type: int
+      expired_object_delete_marker:
+        description:
+          - On a versioned bucket, remove delete markers that no longer hide any version.
+        type: bool
+      noncurrent_version_expiration_days:
+        description:
+          - On a versioned bucket, delete old versions of objects this many days after they stopped being the current one.
+        type: int
+      abort_incomplete_multipart_upload_days:
+        description:
+          - Abort multipart uploads still unfinished this many days after they started, and free their parts.
+        type: int
+  previous_rules_file:
+    description:
+      - When the configuration changes, write the previous rules there as JSON (a list, empty when there were none),
+        in the form O(rules) takes.
+      - The file is written before the new configuration is sent, so a rollback file exists whenever the server
+        was changed; when it cannot be written, the module fails and the server is left alone.
+      - Written atomically (a temporary file in the same directory, then renamed over the target) with mode C(0600).
+        The directory must exist. Not written in check mode, nor when nothing changes.
+    type: path
+notes:
+  - Ceph RGW (Cellar) runs lifecycle rules once a day, so objects go some time after the day count is reached, not
+    to the minute.
+"""
+
+EXAMPLES = r"""
+- name: Keep temporary files a week, old versions a month, and never keep unfinished uploads
+  keepdata.storage.cellar_lifecycle:
+    bucket: uploads-prod
+    rules:
+      - id: tmp-files
+        prefix: tmp/
+        expiration_days: 7
+      - id: old-versions
+        noncurrent_version_expiration_days: 30
+        expired_object_delete_marker: true
+      - id: unfinished-uploads
+        abort_incomplete_multipart_upload_days: 2
+    previous_rules_file: /var/backups/uploads-prod-lifecycle.json
+  register: lifecycle
+
+- name: Roll back
+  keepdata.storage.cellar_lifecycle:
+    bucket: uploads-prod
+    rules: "{{ lifecycle.previous_rules }}"
+  when: lifecycle.previous_rules | length > 0
+
+- name: Remove every lifecycle rule
+  keepdata.storage.cellar_lifecycle:
+    bucket: uploads-prod
+    state: absent
+"""
+
+RETURN = r"""
+rules:
+  description: Normalised rules after the run, sorted by id (empty when there is no configuration).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "tmp-files", "status": "enabled", "prefix": "tmp/", "expiration_days": 7}]
+previous_rules:
+  description:
+    - Normalised rules before the run, sorted by id, in the form O(rules) takes (empty when there was no configuration).
+    - A rule holding what this module does not manage has an C(unsupported) key (the S3 form of those parts); such a
+      rule cannot be given back as it is.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+"""
+
+from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import (  # noqa: E402
+    LIFECYCLE_RULE_SPEC,
+    LifecycleError,
+    normalize_rules,
+    validate_rules,
+)
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import SaveError, replace_rules  # noqa: E402
+
+ARGUMENT_SPEC = dict(
+    bucket=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    rules=dict(type="list", elements="dict", options=LIFECYCLE_RULE_SPEC),
+    previous_rules_file=dict(type="path"),
+)
+
+
+def desired_from_params(params):
+    """Normalised rules wanted ([] for absent); raise ValueError/LifecycleError on bad input."""
+    problem = validate_bucket_name(params["bucket"])
+    if problem:
+        raise ValueError(problem)
+    if params["state"] == "absent":
+        if params["rules"]:
+            raise ValueError("state=absent takes no rules")
+        return []
+    validate_rules(params["rules"])
+    return normalize_rules(params["rules"])
+
+
+def converge(client, bucket, desired, check_mode, rules_file=None):
+    """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
+    return replace_rules(
+        lambda: ops.get_lifecycle_rules(client, bucket),
+        lambda before: ops.converge_lifecycle(client, bucket, desired, False, current=before, read=False),
+        desired,
+        check_mode=check_mode,
+        rules_file=rules_file,
+        what="lifecycle configuration",
+    )
+
+
+def main():
+    cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, required_if=[["state", "present", ["rules"]]])
+    params = cellar.params
+    bucket = params["bucket"]
+    try:
+        desired = desired_from_params(params)
+    except (ValueError, LifecycleError) as exc:
+        cellar.fail(str(exc), changed=False)
+    try:
+        changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
+    except ops.S3CallError as exc:
+        cellar.preview_of_missing_bucket(exc, bucket)
+        # A preview of a bucket an earlier task would create: compared with a new bucket's (no lifecycle rules).
+        changed, before = ops.converge_lifecycle(None, bucket, desired, True, current=[], read=False)
+    except SaveError as exc:
+        cellar.fail(str(exc), changed=False)
+    cellar.exit(changed=changed, rules=desired, previous_rules=before, diff=dict(before={"rules": before}, after={"rules": desired}))
+
+
+if __name__ == "__main__":
+    main()
