@@ -22,15 +22,35 @@ options:
   access_key:
     description:
       - Access key id.
-      - When not set, the E(CELLAR_ADDON_KEY_ID) then E(AWS_ACCESS_KEY_ID) environment variables are used.
+      - When not set, the E(CELLAR_ADDON_KEY_ID) then E(AWS_ACCESS_KEY_ID) environment variables are used, then a
+        credentials file (see O(profile)).
+      - Mutually exclusive with O(profile) and O(credentials_file).
     type: str
     aliases: [aws_access_key]
   secret_key:
     description:
       - Secret access key. Never shown in messages or logs.
-      - When not set, the E(CELLAR_ADDON_KEY_SECRET) then E(AWS_SECRET_ACCESS_KEY) environment variables are used.
+      - When not set, the E(CELLAR_ADDON_KEY_SECRET) then E(AWS_SECRET_ACCESS_KEY) environment variables are used,
+        then a credentials file (see O(profile)).
+      - Mutually exclusive with O(profile) and O(credentials_file).
     type: str
     aliases: [aws_secret_key]
+  profile:
+    description:
+      - Read the keys from this profile (a C([name]) section with C(aws_access_key_id) and C(aws_secret_access_key)) of
+        an AWS-style shared credentials file, O(credentials_file) or else E(AWS_SHARED_CREDENTIALS_FILE) or else
+        C(~/.aws/credentials).
+      - When neither this option nor O(credentials_file) is set and no key is given as an option or in the environment,
+        that file is still read if it exists, at profile E(AWS_PROFILE) or else C(default).
+      - A file keeps the secret out of the process environment, where job runners such as C(ansible-runner) (AWX)
+        record it; see C(extensions/awx) for an AWX credential type that writes such a file.
+    type: str
+    aliases: [aws_profile]
+  credentials_file:
+    description:
+      - AWS-style shared credentials file to read the keys from (profile O(profile), else E(AWS_PROFILE), else
+        C(default)). Overrides E(AWS_SHARED_CREDENTIALS_FILE).
+    type: path
   region:
     description:
       - Region used to sign requests. Cellar accepts the default.

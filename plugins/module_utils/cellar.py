@@ -15,7 +15,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import configparser
 import ipaddress
+import os
 import re
 import threading
 import traceback
@@ -25,6 +27,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 try:
     import boto3
+    import botocore.session
     from botocore.config import Config
     from botocore.exceptions import (
         BotoCoreError,
@@ -64,8 +67,11 @@ CONNECT_TIMEOUT = 10
 
 CONNECTION_ARGS = dict(
     endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["CELLAR_ADDON_HOST"])),
-    access_key=dict(type="str", aliases=["aws_access_key"], no_log=False, fallback=(env_fallback, ["CELLAR_ADDON_KEY_ID", "AWS_ACCESS_KEY_ID"])),
-    secret_key=dict(type="str", aliases=["aws_secret_key"], no_log=True, fallback=(env_fallback, ["CELLAR_ADDON_KEY_SECRET", "AWS_SECRET_ACCESS_KEY"])),
+    # Keys come from these options, the environment or a credentials file: see resolve_credentials.
+    access_key=dict(type="str", aliases=["aws_access_key"], no_log=False),
+    secret_key=dict(type="str", aliases=["aws_secret_key"], no_log=True),
+    profile=dict(type="str", aliases=["aws_profile"]),
+    credentials_file=dict(type="path"),
     region=dict(type="str", default=DEFAULT_REGION),
     validate_certs=dict(type="bool", default=True),
     ca_bundle=dict(type="path"),
@@ -181,8 +187,63 @@ _ERROR_MESSAGES = (
 
 CREDENTIALS_HINT = (
     "set access_key and secret_key, or the environment variables CELLAR_ADDON_KEY_ID and CELLAR_ADDON_KEY_SECRET "
-    "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or give them in a credentials file (profile, credentials_file, "
+    "AWS_SHARED_CREDENTIALS_FILE)"
 )
+# Environment variable pairs read for the keys, first found first used.
+KEY_ENV = (("CELLAR_ADDON_KEY_ID", "CELLAR_ADDON_KEY_SECRET"), ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+DEFAULT_CREDENTIALS_FILE = "~/.aws/credentials"
+
+
+def resolve_credentials(params, environ):
+    """(access key, secret key) for the module's options and environment, or (None, None) when none is found.
+
+    In order: an explicit ``profile`` or ``credentials_file`` option (the file only; keys given as options too are
+    refused); the ``access_key``/``secret_key`` options, then CELLAR_ADDON_KEY_*, then AWS_* (each key on its own);
+    then, when no key was found, the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
+    ~/.aws/credentials) at profile AWS_PROFILE (else ``default``), if that file exists. Raises CellarError, never
+    naming a secret, when the file is asked for and cannot give both keys.
+    """
+    if params.get("profile") or params.get("credentials_file"):
+        if params.get("access_key") or params.get("secret_key"):
+            raise CellarError("profile/credentials_file and access_key/secret_key are mutually exclusive: the keys come from one place")
+        path = params.get("credentials_file") or environ.get("AWS_SHARED_CREDENTIALS_FILE") or DEFAULT_CREDENTIALS_FILE
+        return read_credentials_file(path, params.get("profile") or environ.get("AWS_PROFILE") or "default", environ)
+    access_key = params.get("access_key") or next((environ[k] for k, _s in KEY_ENV if environ.get(k)), None)
+    secret_key = params.get("secret_key") or next((environ[s] for _k, s in KEY_ENV if environ.get(s)), None)
+    if access_key or secret_key:
+        return access_key, secret_key
+    path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or DEFAULT_CREDENTIALS_FILE
+    if not os.path.exists(_expand(path, environ)):
+        return None, None
+    return read_credentials_file(path, environ.get("AWS_PROFILE") or "default", environ)
+
+
+def _expand(path, environ):
+    if path.startswith("~/") and environ.get("HOME"):
+        return os.path.join(environ["HOME"], path[2:])
+    return os.path.expanduser(path)
+
+
+def read_credentials_file(path, profile, environ):
+    """aws_access_key_id and aws_secret_access_key of ``profile`` in an AWS-style shared credentials file."""
+    real = _expand(path, environ)
+    parser = configparser.RawConfigParser()
+    try:
+        with open(real) as stream:
+            parser.read_file(stream)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CellarError("credentials file %s cannot be read (%s)" % (real, getattr(exc, "strerror", None) or type(exc).__name__)) from None
+    except configparser.Error:
+        raise CellarError("credentials file %s is not an INI file of [profile] sections" % real) from None
+    if not parser.has_section(profile):
+        raise CellarError("profile %r is not in the credentials file %s (profiles there: %s)" % (profile, real, ", ".join(parser.sections()) or "none"))
+    keys = [parser.get(profile, name, fallback="").strip() for name in ("aws_access_key_id", "aws_secret_access_key")]
+    if not all(keys):
+        raise CellarError("profile %r in %s needs both aws_access_key_id and aws_secret_access_key" % (profile, real))
+    return keys[0], keys[1]
+
+
 MISSING_IN_PREVIEW = "bucket %r does not exist yet: this preview assumes an earlier task creates it (a real run fails if none does)"
 
 
@@ -268,7 +329,14 @@ class CellarModule:
             self.module.fail_json(msg=str(exc))
         if not 1 <= self.params["timeout"] <= MAX_TIMEOUT:
             self.module.fail_json(msg="timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
-        if not self.params["access_key"] or not self.params["secret_key"]:
+        try:
+            self.access_key, self.secret_key = resolve_credentials(self.params, os.environ)
+        except CellarError as exc:
+            self.module.fail_json(msg=str(exc))
+        if self.secret_key:
+            # A key read from a file is as secret as one given as an option: masked if it ever shows.
+            self.module.no_log_values.add(self.secret_key)
+        if not self.access_key or not self.secret_key:
             self.module.fail_json(msg="no credentials for %s: %s" % (self.endpoint_url, CREDENTIALS_HINT))
         self._clients = {}
         self._clients_lock = threading.Lock()
@@ -284,8 +352,8 @@ class CellarModule:
             if path not in self._clients:
                 self._clients[path] = make_client(
                     self.endpoint_url,
-                    self.params["access_key"],
-                    self.params["secret_key"],
+                    self.access_key,
+                    self.secret_key,
                     region=self.params["region"],
                     validate_certs=self.params["validate_certs"],
                     ca_bundle=self.params["ca_bundle"],
@@ -356,7 +424,9 @@ def make_client(
     except TypeError:
         config = Config(**options)
     verify = ca_bundle if (validate_certs and ca_bundle) else validate_certs
-    session = boto3.session.Session()
+    # The keys are resolved here (resolve_credentials), so botocore must not look for a profile of its own: an
+    # AWS_PROFILE naming a profile it cannot find (or an empty one) would make it fail before any request.
+    session = boto3.session.Session(botocore_session=botocore.session.Session(session_vars={"profile": (None, None, None, None)}))
     return session.client(
         "s3",
         endpoint_url=endpoint_url,

@@ -20,7 +20,13 @@ import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+    CellarError,
+    parse_endpoint,
+    read_credentials_file,
+    use_path_style,
+    validate_bucket_name,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
     OCTAL_MODE,
@@ -66,6 +72,20 @@ def _text(value):
     return "" if value is None else str(value)
 
 
+def _env_keys(env, errors):
+    """The controller's keys: CELLAR_ADDON_KEY_ID / _SECRET, else the AWS_SHARED_CREDENTIALS_FILE file (profile
+    AWS_PROFILE, else default), as an AWX credential type that keeps the secret out of the environment writes it."""
+    if env.get("key_id") or env.get("key_secret"):
+        return _text(env.get("key_id")), _text(env.get("key_secret"))
+    if not env.get("credentials_file"):
+        return "", ""
+    try:
+        return read_credentials_file(_text(env["credentials_file"]), _text(env.get("profile")) or "default", {})
+    except CellarError as exc:
+        errors.append("s3fs_from_cellar_env: %s" % exc)
+        return "", ""
+
+
 def _credentials(settings, errors):
     """(access key, secret key, bucket, endpoint): variables first, then the credentials string, then the environment."""
     ak, sk = _text(settings.get("access_key")), _text(settings.get("secret_key"))
@@ -78,9 +98,13 @@ def _credentials(settings, errors):
             ak, sk, bucket = ak or parts[0], sk or parts[1], bucket or parts[2]
     if settings.get("from_cellar_env"):
         env = settings.get("env") or {}
-        if not (env.get("key_id") and env.get("key_secret")) and not (ak and sk):
-            errors.append("s3fs_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment")
-        ak, sk = ak or _text(env.get("key_id")), sk or _text(env.get("key_secret"))
+        env_keys = _env_keys(env, errors) if not (ak and sk) else ("", "")
+        if not all(env_keys) and not (ak and sk):
+            errors.append(
+                "s3fs_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment "
+                "(nor a credentials file in AWS_SHARED_CREDENTIALS_FILE)"
+            )
+        ak, sk = ak or env_keys[0], sk or env_keys[1]
         # CELLAR_ADDON_HOST names the cluster the keys belong to: it wins over s3fs_endpoint.
         endpoint = _text(env.get("host")) or endpoint
         bad_env = control_char_errors(

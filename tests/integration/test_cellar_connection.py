@@ -1,7 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The connection options every cellar_* module shares, against the real RGW: validate_certs and ca_bundle on its
-HTTPS endpoint (a self-signed certificate), the AWS_* environment fallback, the aws_* aliases and which source wins."""
+HTTPS endpoint (a self-signed certificate), the AWS_* environment fallback, the aws_* aliases, keys read from a
+shared credentials file, and which source wins."""
 
 import os
 
@@ -18,6 +19,8 @@ OUTSIDE_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CA_BUNDLE",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -110,3 +113,45 @@ def test_credentials_and_endpoint_come_from_the_documented_source(rgw, existing_
     result = run_module("cellar_bucket_info", dict(options, endpoint=rgw.endpoint, name=existing_bucket), env=module_env(**env))
     assert not result.get("failed"), result
     assert [bucket["name"] for bucket in result["buckets"]] == [existing_bucket], "the module did not use the owner's keys"
+
+
+# ---- keys from a shared credentials file (what an AWX credential type can write instead of environment variables) --
+
+
+def _write_credentials(rgw, path):
+    """A credentials file: [default] holds the add-on user's keys, [keepdata] the owner's."""
+    path.write_text(
+        "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n\n[keepdata]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+        % (rgw.addon["access_key"], rgw.addon["secret_key"], rgw.owner["access_key"], rgw.owner["secret_key"])
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("how", ["AWS_SHARED_CREDENTIALS_FILE_and_AWS_PROFILE", "profile_option", "credentials_file_option_beats_env_keys"])
+def test_keys_from_a_shared_credentials_file(rgw, existing_bucket, tmp_path, how):
+    path = _write_credentials(rgw, tmp_path / "credentials")
+    addon_env = {"CELLAR_ADDON_KEY_ID": rgw.addon["access_key"], "CELLAR_ADDON_KEY_SECRET": rgw.addon["secret_key"]}
+    options, env = {
+        "AWS_SHARED_CREDENTIALS_FILE_and_AWS_PROFILE": ({}, {"AWS_SHARED_CREDENTIALS_FILE": str(path), "AWS_PROFILE": "keepdata"}),
+        "profile_option": ({"profile": "keepdata"}, dict(addon_env, AWS_SHARED_CREDENTIALS_FILE=str(path))),
+        "credentials_file_option_beats_env_keys": ({"credentials_file": str(path), "aws_profile": "keepdata"}, addon_env),
+    }[how]
+    result = run_module("cellar_bucket_info", dict(options, endpoint=rgw.endpoint, name=existing_bucket), env=module_env(**env))
+    assert not result.get("failed"), result
+    assert [bucket["name"] for bucket in result["buckets"]] == [existing_bucket], "the module did not use the owner's keys from the file"
+
+
+def test_a_credentials_file_that_cannot_give_keys_fails_before_any_request(rgw, tmp_path):
+    path = _write_credentials(rgw, tmp_path / "credentials")
+    result = run_module(
+        "cellar_bucket", dict(endpoint=rgw.endpoint, name="kd-never-made", profile="prod"), env=module_env(AWS_SHARED_CREDENTIALS_FILE=str(path))
+    )
+    assert result.get("failed") is True
+    assert result["msg"] == "profile 'prod' is not in the credentials file %s (profiles there: default, keepdata)" % path
+    assert rgw.owner["secret_key"] not in str(result) and rgw.addon["secret_key"] not in str(result)
+    assert "kd-never-made" not in server_snapshot(rgw)["buckets"]
+    both = run_module(
+        "cellar_bucket_info", dict(endpoint=rgw.endpoint, profile="keepdata", access_key=rgw.owner["access_key"], secret_key=rgw.owner["secret_key"])
+    )
+    assert both.get("failed") is True and "mutually exclusive" in both["msg"], both

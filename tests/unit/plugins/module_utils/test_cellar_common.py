@@ -23,6 +23,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     describe_error,
     make_client,
     parse_endpoint,
+    resolve_credentials,
     use_path_style,
     validate_bucket_name,
     validate_workers,
@@ -312,3 +313,83 @@ def test_client_is_created_once_per_style_from_threads(monkeypatch):
     assert len({id(client) for bucket, client in got if bucket == "plain"}) == 1
     assert len({id(client) for bucket, client in got if bucket != "plain"}) == 1
     assert cellar.client("other.dotted") is cellar.client("a.example.com") is not cellar.client()
+
+
+# ---- keys from options, the environment or a shared credentials file --------------------------------------------
+
+
+def _params(given=None):
+    return dict({"access_key": None, "secret_key": None, "profile": None, "credentials_file": None}, **(given or {}))
+
+
+@pytest.fixture
+def credentials_file(tmp_path):
+    path = tmp_path / "credentials"
+    path.write_text(
+        "[default]\naws_access_key_id = DEFAULTKEY\naws_secret_access_key = default-secret\n\n"  # first profile
+        "[keepdata]\naws_access_key_id = KDKEY\naws_secret_access_key = kd-secret\n"
+    )
+    return path
+
+
+def test_keys_from_options_then_cellar_then_aws_environment():
+    env = {"CELLAR_ADDON_KEY_ID": "CK", "CELLAR_ADDON_KEY_SECRET": "cs", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "as"}
+    assert resolve_credentials(_params({"access_key": "OK", "secret_key": "os"}), env) == ("OK", "os")
+    assert resolve_credentials(_params(), env) == ("CK", "cs")
+    assert resolve_credentials(_params(), {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "as"}) == ("AK", "as")
+    assert resolve_credentials(_params({"access_key": "OK"}), env) == ("OK", "cs")  # each key on its own, as before
+
+
+def test_a_shared_credentials_file_is_read_when_no_key_is_given(credentials_file, tmp_path):
+    env = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials_file)}
+    assert resolve_credentials(_params(), env) == ("DEFAULTKEY", "default-secret")
+    assert resolve_credentials(_params(), {**env, "AWS_PROFILE": "keepdata"}) == ("KDKEY", "kd-secret")
+    # Keys in the environment win over AWS_PROFILE, as with the AWS CLI.
+    assert resolve_credentials(_params(), {**env, "AWS_PROFILE": "keepdata", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "as"}) == ("AK", "as")
+    # No file, no key: nothing found (the module then says how to give keys).
+    assert resolve_credentials(_params(), {"HOME": str(tmp_path / "nohome")}) == (None, None)
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(credentials_file.read_text())
+    assert resolve_credentials(_params(), {"HOME": str(home)}) == ("DEFAULTKEY", "default-secret")
+
+
+def test_an_explicit_profile_or_file_wins_over_the_environment(credentials_file):
+    env = {"CELLAR_ADDON_KEY_ID": "CK", "CELLAR_ADDON_KEY_SECRET": "cs", "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file)}
+    assert resolve_credentials(_params({"profile": "keepdata"}), env) == ("KDKEY", "kd-secret")
+    assert resolve_credentials(_params({"credentials_file": str(credentials_file)}), {"CELLAR_ADDON_KEY_ID": "CK", "CELLAR_ADDON_KEY_SECRET": "cs"}) == (
+        "DEFAULTKEY",
+        "default-secret",
+    )
+    with pytest.raises(CellarError, match="mutually exclusive"):
+        resolve_credentials(_params({"profile": "keepdata", "access_key": "OK", "secret_key": "os"}), env)
+
+
+@pytest.mark.parametrize(
+    "content, profile, message",
+    [
+        (None, "default", "cannot be read"),
+        ("not an ini file", "default", "is not an INI file"),
+        (
+            "[other]\naws_access_key_id = X\naws_secret_access_key = y\n",
+            "keepdata",
+            "profile 'keepdata' is not in the credentials file .* \\(profiles there: other\\)",
+        ),
+        ("[keepdata]\naws_access_key_id = X\n", "keepdata", "needs both aws_access_key_id and aws_secret_access_key"),
+    ],
+)
+def test_a_credentials_file_that_cannot_give_the_keys_is_a_clear_error(tmp_path, content, profile, message):
+    path = tmp_path / "credentials"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CellarError, match=message) as raised:
+        resolve_credentials(_params({"profile": profile, "credentials_file": str(path)}), {})
+    assert "y\n" not in str(raised.value) and "secret" not in str(raised.value).replace("aws_secret_access_key", "")
+
+
+@pytest.mark.parametrize("profile", ["", "no-such-profile"])
+def test_an_aws_profile_in_the_environment_does_not_break_the_client(monkeypatch, profile):
+    """botocore would fail on a profile it cannot find; the keys are ours, so its own profile lookup is off."""
+    monkeypatch.setenv("AWS_PROFILE", profile)
+    client = make_client("https://s3.example.com", "AKIDEXAMPLE", "secret")
+    assert client.meta.region_name == "us-east-1"

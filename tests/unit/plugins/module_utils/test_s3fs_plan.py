@@ -76,6 +76,20 @@ def test_credentials_sources_in_order():
     assert s3fs_credentials(dict(DEFAULTS, bucket="b")) == {"access_key": "", "secret_key": ""}
 
 
+def test_keys_from_the_shared_credentials_file_an_awx_credential_type_writes(tmp_path):
+    path = tmp_path / "credentials"
+    path.write_text("[keepdata]\naws_access_key_id = FAK\naws_secret_access_key = FSK-NOT-IN-ERRORS\n")
+    env = {"host": "http://127.0.0.1:7480", "key_id": "", "key_secret": "", "credentials_file": str(path), "profile": "keepdata"}
+    from_file = dict(DEFAULTS, bucket="b-file", from_cellar_env=True, env=env)
+    assert s3fs_credentials(from_file) == {"access_key": "FAK", "secret_key": "FSK-NOT-IN-ERRORS"}
+    assert s3fs_plan(from_file)["errors"] == []
+    # CELLAR_ADDON_KEY_* in the environment win over the file.
+    assert s3fs_credentials(dict(from_file, env={**env, "key_id": "EAK", "key_secret": "ESK"})) == {"access_key": "EAK", "secret_key": "ESK"}
+    wrong = s3fs_plan(dict(from_file, env=dict(env, profile="prod")))["errors"]
+    assert wrong[0] == "s3fs_from_cellar_env: profile 'prod' is not in the credentials file %s (profiles there: keepdata)" % path
+    assert "FSK-NOT-IN-ERRORS" not in json.dumps(s3fs_plan(dict(from_file, env=dict(env, profile="prod"))))
+
+
 def test_the_plan_holds_no_secret_and_errors_never_show_it():
     assert "SK-NOT-IN-ERRORS" not in json.dumps(plan(options=["sse=kms"], symlinks=["a"], app_root="/srv/app"))
     cases = [dict(options=["secret=SK-NOT-IN-ERRORS x"]), dict(credentials_string="AK::SK-NOT-IN-ERRORS"), dict(secret_key="SK-NOT-IN-ERRORS\n")]  # noqa: S106 - test values, not passwords
