@@ -199,7 +199,9 @@ show "${HOSTS[1]}: /storage right after (mountinfo still says mounted)" \
   "$(docker exec "${HOSTS[1]}" python3 /usr/local/lib/keepdata/mount_health.py look /storage || true)"
 healed=""
 for second in $(seq 1 45); do
-  if docker exec "${HOSTS[1]}" python3 /usr/local/lib/keepdata/mount_health.py look /storage >/dev/null; then
+  # Mounted again and answering (the bare directory answers too, between the healer's unmount and remount).
+  if [ "$(docker exec "${HOSTS[1]}" findmnt -rn -o FSTYPE -M /storage | tail -n 1)" = fuse.s3fs ] \
+    && docker exec "${HOSTS[1]}" python3 /usr/local/lib/keepdata/mount_health.py look /storage >/dev/null; then
     healed=$second
     break
   fi
