@@ -322,30 +322,40 @@ def converge_policy(client, bucket, desired, check_mode, *, current=None, read=T
     return True, before
 
 
-def converge_cors(client, bucket, desired, check_mode, *, current=None, read=True):
-    """Replace the whole CORS configuration with ``desired`` rules ([] removes it). Returns (changed, before)."""
-    before = get_cors(client, bucket) if read else current
+def write_cors(client, bucket, rules):
+    """Store ``rules`` as the whole CORS configuration; [] removes it."""
+    if rules:
+        put_cors(client, bucket, rules)
+    else:
+        delete_cors(client, bucket)
+
+
+def write_lifecycle(client, bucket, rules):
+    """Store ``rules`` as the whole lifecycle configuration; [] removes it."""
+    if rules:
+        put_lifecycle(client, bucket, rules)
+    else:
+        delete_lifecycle(client, bucket)
+
+
+def _replace_whole(read, write, client, bucket, desired, *, check_mode, current, do_read):
+    """Compare a configuration replaced whole (rules in module form) and write it when it differs."""
+    before = read(client, bucket) if do_read else current
     if before == desired:
         return False, before
     if not check_mode:
-        if desired:
-            put_cors(client, bucket, desired)
-        else:
-            delete_cors(client, bucket)
+        write(client, bucket, desired)
     return True, before
+
+
+def converge_cors(client, bucket, desired, check_mode, *, current=None, read=True):
+    """Replace the whole CORS configuration with ``desired`` rules ([] removes it). Returns (changed, before)."""
+    return _replace_whole(get_cors, write_cors, client, bucket, desired, check_mode=check_mode, current=current, do_read=read)
 
 
 def converge_lifecycle(client, bucket, desired, check_mode, *, current=None, read=True):
     """Replace the whole lifecycle configuration with ``desired`` rules ([] removes it). Returns (changed, before)."""
-    before = get_lifecycle_rules(client, bucket) if read else current
-    if before == desired:
-        return False, before
-    if not check_mode:
-        if desired:
-            put_lifecycle(client, bucket, desired)
-        else:
-            delete_lifecycle(client, bucket)
-    return True, before
+    return _replace_whole(get_lifecycle_rules, write_lifecycle, client, bucket, desired, check_mode=check_mode, current=current, do_read=read)
 
 
 def empty_bucket(client, bucket, workers=4, batch=DELETE_BATCH, tally=None):

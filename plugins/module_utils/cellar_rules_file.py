@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A bucket configuration replaced whole (CORS, lifecycle), with the previous rules saved first to a rollback file."""
+"""A bucket configuration replaced whole (CORS, lifecycle), with the previous rules saved first to a rollback file,
+and the module both cellar_cors and cellar_lifecycle are (``run_rules_module``)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,6 +13,8 @@ __metaclass__ = type
 import json
 import os
 import tempfile
+
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, S3CallError, validate_bucket_name
 
 
 class SaveError(Exception):
@@ -54,3 +57,51 @@ def replace_rules(read, write, desired, *, check_mode, rules_file, what):
                 raise SaveError("previous_rules_file %s could not be written (%s): the %s was left unchanged" % (rules_file, exc, what)) from None
         write(before)
     return changed, before
+
+
+def rules_argument_spec(rule_spec):
+    """Options of a module that replaces one configuration whole: bucket, state, rules (``rule_spec``), rollback file."""
+    return dict(
+        bucket=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        rules=dict(type="list", elements="dict", options=rule_spec),
+        previous_rules_file=dict(type="path"),
+    )
+
+
+def desired_rules(params, validate, normalize):
+    """Normalised rules wanted ([] for absent); raise ValueError (or the rules' own error) on bad input."""
+    problem = validate_bucket_name(params["bucket"])
+    if problem:
+        raise ValueError(problem)
+    if params["state"] == "absent":
+        if params["rules"]:
+            raise ValueError("state=absent takes no rules")
+        return []
+    validate(params["rules"])
+    return normalize(params["rules"])
+
+
+def run_rules_module(argument_spec, rule_error, desired_from_params, converge, preview):
+    """main() of cellar_cors and cellar_lifecycle.
+
+    ``desired_from_params(params)`` validates and normalises (raising ValueError or ``rule_error``);
+    ``converge(client, bucket, desired, check_mode, rules_file)`` reads, saves and writes; ``preview(desired)`` is
+    (changed, before) for a bucket that does not exist yet (a new bucket has no configuration).
+    """
+    cellar = CellarModule(argument_spec, supports_check_mode=True, required_if=[["state", "present", ["rules"]]])
+    params = cellar.params
+    bucket = params["bucket"]
+    try:
+        desired = desired_from_params(params)
+    except (ValueError, rule_error) as exc:
+        cellar.fail(str(exc), changed=False)
+    try:
+        changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
+    except S3CallError as exc:
+        cellar.preview_of_missing_bucket(exc, bucket)
+        # A preview of a bucket an earlier task would create: compared with a new bucket's (no configuration).
+        changed, before = preview(desired)
+    except SaveError as exc:
+        cellar.fail(str(exc), changed=False)
+    cellar.exit(changed=changed, rules=desired, previous_rules=before, diff=dict(before={"rules": before}, after={"rules": desired}))

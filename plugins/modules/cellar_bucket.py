@@ -494,27 +494,13 @@ def _write_policy(client, name, policy):
         ops.put_policy(client, name, policy)
 
 
-def _write_cors(client, name, rules):
-    if rules:
-        ops.put_cors(client, name, rules)
-    else:
-        ops.delete_cors(client, name)
-
-
-def _write_lifecycle(client, name, rules):
-    if rules:
-        ops.put_lifecycle(client, name, rules)
-    else:
-        ops.delete_lifecycle(client, name)
-
-
 WRITERS = dict(
     bucket=lambda client, name, desired: ops.create_bucket(client, name, desired.get("acl")),
     acl=lambda client, name, desired: ops.put_acl(client, name, desired["acl"]),
     versioning=lambda client, name, desired: ops.put_versioning(client, name, desired["versioning"]),
     policy=lambda client, name, desired: _write_policy(client, name, desired["policy"]),
-    cors=lambda client, name, desired: _write_cors(client, name, desired["cors"]),
-    lifecycle=lambda client, name, desired: _write_lifecycle(client, name, desired["lifecycle"]),
+    cors=lambda client, name, desired: ops.write_cors(client, name, desired["cors"]),
+    lifecycle=lambda client, name, desired: ops.write_lifecycle(client, name, desired["lifecycle"]),
 )
 
 

@@ -153,41 +153,27 @@ previous_rules:
 """
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import (  # noqa: E402
     LIFECYCLE_RULE_SPEC,
     LifecycleError,
     normalize_rules,
     validate_rules,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import SaveError, replace_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
 
-ARGUMENT_SPEC = dict(
-    bucket=dict(type="str", required=True),
-    state=dict(type="str", default="present", choices=["present", "absent"]),
-    rules=dict(type="list", elements="dict", options=LIFECYCLE_RULE_SPEC),
-    previous_rules_file=dict(type="path"),
-)
+ARGUMENT_SPEC = rules_argument_spec(LIFECYCLE_RULE_SPEC)
 
 
 def desired_from_params(params):
     """Normalised rules wanted ([] for absent); raise ValueError/LifecycleError on bad input."""
-    problem = validate_bucket_name(params["bucket"])
-    if problem:
-        raise ValueError(problem)
-    if params["state"] == "absent":
-        if params["rules"]:
-            raise ValueError("state=absent takes no rules")
-        return []
-    validate_rules(params["rules"])
-    return normalize_rules(params["rules"])
+    return desired_rules(params, validate_rules, normalize_rules)
 
 
 def converge(client, bucket, desired, check_mode, rules_file=None):
     """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
     return replace_rules(
         lambda: ops.get_lifecycle_rules(client, bucket),
-        lambda before: ops.converge_lifecycle(client, bucket, desired, False, current=before, read=False),
+        lambda _before: ops.write_lifecycle(client, bucket, desired),
         desired,
         check_mode=check_mode,
         rules_file=rules_file,
@@ -196,22 +182,13 @@ def converge(client, bucket, desired, check_mode, rules_file=None):
 
 
 def main():
-    cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, required_if=[["state", "present", ["rules"]]])
-    params = cellar.params
-    bucket = params["bucket"]
-    try:
-        desired = desired_from_params(params)
-    except (ValueError, LifecycleError) as exc:
-        cellar.fail(str(exc), changed=False)
-    try:
-        changed, before = converge(cellar.client(bucket), bucket, desired, cellar.check_mode, params["previous_rules_file"])
-    except ops.S3CallError as exc:
-        cellar.preview_of_missing_bucket(exc, bucket)
-        # A preview of a bucket an earlier task would create: compared with a new bucket's (no lifecycle rules).
-        changed, before = ops.converge_lifecycle(None, bucket, desired, True, current=[], read=False)
-    except SaveError as exc:
-        cellar.fail(str(exc), changed=False)
-    cellar.exit(changed=changed, rules=desired, previous_rules=before, diff=dict(before={"rules": before}, after={"rules": desired}))
+    run_rules_module(
+        ARGUMENT_SPEC,
+        LifecycleError,
+        desired_from_params,
+        converge,
+        lambda desired: ops.converge_lifecycle(None, None, desired, True, current=[], read=False),
+    )
 
 
 if __name__ == "__main__":
