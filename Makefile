@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 S ?= smoke
 
-.PHONY: demo test bootstrap lint sanity test-unit test-integration build molecule rgw-up rgw-down clean
+.PHONY: demo test bootstrap lint sanity test-unit test-integration build docs molecule rgw-up rgw-down clean
 
 demo:             ## the main job: a demo against a local RGW and local test hosts
 	scripts/demo.sh
@@ -20,6 +20,8 @@ test-integration:
 	scripts/test.sh integration
 build:
 	scripts/test.sh build
+docs:             ## the documentation site (antsibull-docs, static HTML outside the checkout)
+	scripts/docs.sh
 molecule:         ## one scenario: make molecule S=smoke
 	scripts/bootstrap.sh --hosts && . scripts/common.sh && kd_activate && molecule test -s $(S)
 rgw-up:

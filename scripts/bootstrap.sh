@@ -49,6 +49,9 @@ if [ "$(cat "$KD_VENV/.req-hash" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" >"$KD_VENV/.req-hash"
 fi
 kd_link_collection
+# The oldest ansible-core the collection claims (meta/runtime.yml), for sanity-oldest, unit-oldest and
+# tests/integration/test_oldest_ansible.py; rebuilt only when tests/requirements-oldest.txt changes.
+oldest_venv=$(kd_extra_venv oldest "$KD_ROOT/tests/requirements-oldest.txt")
 
 # promtool (checks and unit-tests the alert rules) comes out of Debian's prometheus package, unpacked into the
 # cache: installing the package would also start a Prometheus server on this machine.
@@ -65,11 +68,14 @@ fi
 ln -sfn "$promtool_dir/usr/bin/promtool" "$KD_VENV/bin/promtool"
 
 # ansible-test --venv downloads a pip bootstrap script from a host that is not reachable here; it uses a
-# copy saved in its cache instead, so put our offline equivalent there (for the pip version it wants).
-ansible_test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$KD_VENV"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
-[ -n "$ansible_test_pip" ] || kd_die "cannot tell which pip version ansible-test bootstraps"
+# copy saved in its cache instead, so put our offline equivalent there (for the pip version that each
+# toolchain's ansible-test wants: they differ between ansible-core versions).
 mkdir -p "$HOME/.ansible/test/cache"
-install -m 0644 "$KD_ROOT/tests/rig/ansible_test_get_pip.py" "$HOME/.ansible/test/cache/get_pip_${ansible_test_pip//./_}.py"
+for venv in "$KD_VENV" "$oldest_venv"; do
+  ansible_test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$venv"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
+  [ -n "$ansible_test_pip" ] || kd_die "cannot tell which pip version the ansible-test of $venv bootstraps"
+  install -m 0644 "$KD_ROOT/tests/rig/ansible_test_get_pip.py" "$HOME/.ansible/test/cache/get_pip_${ansible_test_pip//./_}.py"
+done
 
 if [ $want_hosts = 1 ]; then
   "$KD_ROOT/tests/rig/hosts.sh" images

@@ -42,6 +42,25 @@ kd_link_collection() {
   ln -sfn "$KD_ROOT" "$KD_COLLECTIONS/ansible_collections/keepdata/storage"
 }
 
+# kd_extra_venv NAME REQUIREMENTS: a second pinned toolchain in $KD_CACHE/venv-NAME (say, docs tools or an
+# older ansible-core), kept apart from the main one and rebuilt only when its requirements file changes.
+# Prints the venv's path.
+kd_extra_venv() {
+  local venv="$KD_CACHE/venv-$1" req=$2 hash log
+  hash=$(sha256sum "$req" | cut -c1-16)
+  if [ "$(cat "$venv/.req-hash" 2>/dev/null)" != "$hash" ]; then
+    log="$KD_WORK/pip-$1.log"
+    kd_step "python toolchain $1 into $venv" >&2
+    mkdir -p "$KD_CACHE"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-compile -r "$req" >"$log" 2>&1 \
+      || { grep -v 'is ignored' "$log" | tail -20 >&2; kd_die "pip install -r $req failed (see above)"; }
+    echo "$hash" >"$venv/.req-hash"
+  fi
+  echo "$venv"
+}
+
 # Put the pinned toolchain first on PATH and point Ansible at this checkout's collection.
 kd_activate() {
   [ -x "$KD_VENV/bin/ansible-playbook" ] || kd_die "no toolchain in $KD_VENV: run 'scripts/bootstrap.sh' first"

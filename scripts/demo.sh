@@ -15,6 +15,8 @@
 #      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256.
 #   5. The backup role installs node_exporter on app1; a Prometheus on app2 gets the collection's alert rules
 #      (playbooks/backup_monitoring.yml), scrapes app1 and knows when its job last succeeded.
+#   6. playbooks/cellar.yml runs as an AWX job template would run it: ansible-runner, the keys from the
+#      collection's credentials-file credential type, the answers of its survey; the secret is in no artifact.
 # Set KEEPDATA_DEMO_KEEP=1 to leave the RGW and the containers running afterwards.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -295,5 +297,23 @@ groups = [g for g in json.load(sys.stdin)["data"]["groups"] if g["name"] == "kee
 print(", ".join(r["name"] for g in groups for r in g["rules"]))')"
 show "Prometheus: firing or pending" "$(curl -fsS http://127.0.0.1:9491/api/v1/alerts | python3 -c 'import json, sys
 print(len(json.load(sys.stdin)["data"]["alerts"]), "alerts (a late, failed or partial backup, a failed drill or check would be listed)")')"
+
+kd_step "playbooks/cellar.yml as an AWX job: ansible-runner, the credentials-file credential type, the survey's answers"
+# The credential's inputs go through stdin (printf is a shell builtin: no secret on a command line); the job's own
+# environment gets no CELLAR_ADDON_* of this shell (tests/integration/awx_job.py drops them).
+printf '{"cellar_file.json": {"host": "%s", "key_id": "%s", "key_secret": "%s"}}' \
+  "$KEEPDATA_RGW_ENDPOINT" "$KEEPDATA_RGW_OWNER_ACCESS_KEY" "$KEEPDATA_RGW_OWNER_SECRET_KEY" \
+  | python3 tests/integration/awx_job.py --dir "$DEMO_DIR/awx-job" --playbook cellar.yml --hosts localhost --connection local \
+    --type cellar_file.json --extra-vars '{"cellar_buckets": "- name: demo-from-awx\n  versioning: enabled\n", "cellar_endpoint": "",
+    "cellar_path_style": "false", "cellar_workers": 8}' >"$DEMO_DIR/awx-job.json" \
+  || kd_die "the AWX-style job could not be run"
+python3 - "$DEMO_DIR/awx-job.json" <<'PY' || kd_die "the AWX-style job failed or left the secret in its artifacts"
+import json, sys
+job = json.load(open(sys.argv[1]))
+print("  job %s (rc %s), changed: %s; injected: %s; the secret in the artifacts: %s" % (
+    job["status"], job["rc"], sorted(job["stats"]["changed"]) or "nothing", ", ".join(job["env_names"]),
+    ", ".join(job["secret_in_artifacts"]) or "nowhere"))
+sys.exit(0 if job["rc"] == 0 and not job["secret_in_artifacts"] and not job["secret_in_stdout"] else 1)
+PY
 
 kd_step "demo done"

@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
 # ansible-test sanity on a copy of the collection at .../ansible_collections/keepdata/storage
 # (ansible-test needs that path; a copy, since it resolves symlinks). No ignore files are allowed.
+#
+#   scripts/sanity.sh [ARGS...]            with the main toolchain's ansible-core (requirements-dev.txt)
+#   scripts/sanity.sh --oldest [ARGS...]   with the oldest ansible-core the collection claims
+#                                          (tests/requirements-oldest.txt, venv made by kd_extra_venv)
+# ARGS go to ansible-test sanity (say --test pylint).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 kd_activate
 
+copy="$KD_WORK/ansible-test"
+if [ "${1:-}" = --oldest ]; then
+  shift
+  oldest_venv=$(kd_extra_venv oldest "$KD_ROOT/tests/requirements-oldest.txt")
+  export PATH="$oldest_venv/bin:$PATH"
+  # A copy of its own: the two ansible-test versions never share tests/output (their per-test venvs).
+  copy="$KD_WORK/ansible-test-oldest"
+fi
+# ansible-test --venv bootstraps pip with a script it cannot download here: scripts/bootstrap.sh saves the
+# offline equivalent (tests/rig/ansible_test_get_pip.py) for the pip version each toolchain's ansible-test wants.
+test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$(dirname "$(command -v ansible-test)")"/../lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
+[ -f "$HOME/.ansible/test/cache/get_pip_${test_pip//./_}.py" ] || kd_die "no offline pip $test_pip bootstrap for ansible-test: run scripts/bootstrap.sh"
+kd_step "ansible-test sanity, $(ansible --version | head -n 1)"
+
 [ -z "$(ls "$KD_ROOT"/tests/sanity/ignore-*.txt 2>/dev/null)" ] || kd_die "tests/sanity/ignore-*.txt exist: fix the code instead"
 
-dest="$KD_WORK/ansible-test/ansible_collections/keepdata/storage"
+dest="$copy/ansible_collections/keepdata/storage"
 mkdir -p "$dest/tests"
 # Fresh copy every run, but keep tests/output: ansible-test caches its per-test venvs there.
 find "$dest" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
 find "$dest/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
 # Only what git would ship: tracked files and untracked files that are not ignored.
-(cd "$KD_ROOT" && git ls-files -co --exclude-standard -z) | rsync -a --from0 --files-from=- "$KD_ROOT/" "$dest/"
+# (A file deleted but not yet committed is still listed: skipped.)
+(cd "$KD_ROOT" && git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done) | rsync -a --from0 --files-from=- "$KD_ROOT/" "$dest/"
 cd "$dest"
 # --venv: ansible-test installs each test's pinned requirements in its own venv (cached in tests/output).
 ansible-test sanity --venv --python 3.11 --color no "$@"

@@ -4,20 +4,22 @@
 #   scripts/test.sh                 everything (what CI runs)
 #   scripts/test.sh lint unit ...   only the named gates
 #
-# Gates: lint (yamllint, ruff, ansible-lint, changelog), sanity (ansible-test, no ignore files),
-#        unit (pytest tests/unit), integration (pytest tests/integration against a real Ceph RGW),
-#        build (collection tarball content), molecule (every scenario in molecule/).
+# Gates: lint (yamllint, ruff, ansible-lint, changelog), sanity (ansible-test, no ignore files; sanity-oldest: the
+#        same on the oldest ansible-core claimed), unit (pytest tests/unit; unit-oldest: again on that oldest
+#        ansible-core, tests/requirements-oldest.txt), integration (pytest tests/integration against a real Ceph RGW),
+#        build (collection tarball content), docs (the antsibull-docs HTML site, Sphinx warnings fail it),
+#        molecule (every scenario in molecule/). lint also lints the collection docs (scripts/docs.sh --lint).
 # Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
 # (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
 #
-# lint, sanity, unit and build use the CPU and run one after the other. integration and the Molecule
+# lint, sanity, unit, build and docs use the CPU and run one after the other. integration and the Molecule
 # scenarios mostly wait (on the RGW, on systemd, apt and timers inside their test hosts): they run side
 # by side, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first. Each keeps its
 # own log; PASS or FAIL is printed as each one ends.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
-ALL_GATES=(lint sanity unit integration build molecule)
+ALL_GATES=(lint sanity unit integration build docs molecule)
 gates=("$@")
 ((${#gates[@]})) || gates=("${ALL_GATES[@]}")
 for g in "${gates[@]}"; do
@@ -128,8 +130,18 @@ lint_all() {
   ruff format --check . || rc=1
   ansible-lint --offline || rc=1
   antsibull-changelog lint || rc=1
+  "$KD_ROOT/scripts/docs.sh" --lint || rc=1
   return $rc
 }
+
+# The unit tests on the oldest ansible-core the collection claims (meta/runtime.yml), its toolchain first on PATH
+# (pytest, ansible-doc). Not the execution environment test: ansible-builder is in the main toolchain only.
+unit_oldest() (
+  venv=$(kd_extra_venv oldest "$KD_ROOT/tests/requirements-oldest.txt") || exit 1
+  export PATH="$venv/bin:$PATH"
+  ansible --version | head -n 1
+  pytest_gate tests/unit --ignore=tests/unit/test_execution_environment.py
+)
 
 # A subshell: the KEEPDATA_RGW_* settings and the traps stay inside this gate.
 integration() (
@@ -175,10 +187,11 @@ for g in "${gates[@]}"; do
   [ -z "$interrupted" ] || break
   case "$g" in
     lint) run_gate lint lint_all ;;
-    sanity) run_gate sanity "$KD_ROOT/scripts/sanity.sh" ;;
-    unit) run_gate unit pytest_gate tests/unit ;;
+    sanity) run_gate sanity "$KD_ROOT/scripts/sanity.sh"; [ -n "$interrupted" ] || run_gate sanity-oldest "$KD_ROOT/scripts/sanity.sh" --oldest ;;
+    unit) run_gate unit pytest_gate tests/unit; [ -n "$interrupted" ] || run_gate unit-oldest unit_oldest ;;
     integration) queue_gate integration integration ;;
     build) run_gate build "$KD_ROOT/scripts/build.sh" --check ;;
+    docs) run_gate docs "$KD_ROOT/scripts/docs.sh" ;;
     molecule) queue_molecule ;;
   esac
 done

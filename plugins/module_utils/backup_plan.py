@@ -19,12 +19,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
 import re
+import stat
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarError, parse_endpoint, use_path_style, validate_bucket_name
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+    CellarError,
+    controller_env_keys,
+    parse_endpoint,
+    use_path_style,
+    validate_bucket_name,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
@@ -130,7 +138,8 @@ def _strings(value, option, errors, *, pattern=None, what="", echo=True):
 
 
 def _credentials(settings, errors):
-    """(access key, secret key, endpoint) of an S3 repository: variables first, then CELLAR_ADDON_*."""
+    """(access key, secret key, endpoint) of an S3 repository: variables first, then CELLAR_ADDON_* (or the
+    controller's shared credentials file, see cellar.controller_env_keys)."""
     ak, sk = _text(settings.get("s3_access_key")), _text(settings.get("s3_secret_key"))
     endpoint = _text(settings.get("s3_endpoint"))
     if settings.get("from_cellar_env"):
@@ -141,9 +150,19 @@ def _credentials(settings, errors):
         if bad_env:
             errors.extend("environment " + e for e in bad_env)
             return "", "", endpoint
-        if not (env.get("key_id") and env.get("key_secret")) and not (ak and sk):
-            errors.append("backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment")
-        ak, sk = ak or _text(env.get("key_id")), sk or _text(env.get("key_secret"))
+        env_keys = ("", "")
+        if not (ak and sk):
+            try:
+                env_keys = controller_env_keys(env, "backup_from_cellar_env")
+            except CellarError as exc:
+                errors.append(str(exc))
+                return "", "", endpoint
+            if not all(env_keys):
+                errors.append(
+                    "backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment "
+                    "(nor a credentials file in AWS_SHARED_CREDENTIALS_FILE)"
+                )
+        ak, sk = ak or env_keys[0], sk or env_keys[1]
         # CELLAR_ADDON_HOST names the cluster the keys belong to: it wins over backup_s3_endpoint.
         endpoint = _text(env.get("host")) or endpoint
     if not ak or not sk:
@@ -484,6 +503,68 @@ def _service(settings, errors):
     return service
 
 
+PASSWORD_FILE_MAX_BYTES = 4096
+
+
+def _password_file_bytes(real, option):
+    """(bytes, error) of a password file: a regular file, readable, one line's worth of bytes at most."""
+    try:
+        # Looked at before it is opened: opening a named pipe would wait for a writer.
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            return b"", '%s "%s" is not a regular file' % (option, real)
+        with open(real, "rb") as stream:
+            data = stream.read(PASSWORD_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        return b"", '%s "%s" cannot be read (%s)' % (option, real, exc.strerror or type(exc).__name__)
+    if len(data) > PASSWORD_FILE_MAX_BYTES:
+        return b"", '%s "%s" is larger than %d bytes: a password file holds one line' % (option, real, PASSWORD_FILE_MAX_BYTES)
+    return data, ""
+
+
+def read_password_file(path, option):
+    """(password, error, warning) read from a file on the controller, as an AWX credential type's file injector or
+    a user's vault-decrypted file gives it: one line, a trailing newline dropped. The messages name the option and
+    the file, never the content."""
+    if has_control_chars(path):
+        return "", "%s must not contain control characters" % option, ""
+    real = os.path.expanduser(path)
+    error = "" if os.path.isabs(real) else '%s "%s" must be an absolute path on the controller (or start with ~/)' % (option, path)
+    data, error = (b"", error) if error else _password_file_bytes(real, option)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        error = '%s "%s" is not UTF-8 text' % (option, real)
+    if error:
+        return "", error, ""
+    text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if has_control_chars(text):
+        return "", '%s "%s" must hold the password on one line, without control characters (its content is not shown)' % (option, real), ""
+    warning = ""
+    if os.stat(real).st_mode & stat.S_IROTH:
+        warning = '%s "%s" is readable by every user of the controller: make it mode 0600' % (option, real)
+    return text, "", warning
+
+
+def resolve_passwords(settings):
+    """(settings, errors, warnings): ``settings`` with password / recovery_password read from password_file /
+    recovery_password_file when those are set; a password given both ways is refused."""
+    resolved, errors, warnings = dict(settings), [], []
+    for key in ("password", "recovery_password"):
+        path = _text(settings.get(key + "_file"))
+        if not path:
+            continue
+        if _text(settings.get(key)):
+            errors.append("set backup_%s or backup_%s_file, not both" % (key, key))
+            continue
+        value, error, warning = read_password_file(path, "backup_%s_file" % key)
+        if not error and not value and key == "password":
+            error = 'backup_password_file "%s" is empty' % path
+        resolved[key] = value
+        errors += [error] if error else []
+        warnings += [warning] if warning else []
+    return resolved, errors, warnings
+
+
 def _general_errors(settings):
     """Password, directories, host name and compression: the settings that are not about the repository or a job."""
     errors = []
@@ -528,6 +609,9 @@ def _plan(settings):
         "node_exporter",
         "node_exporter_listen_address",
     )
+    settings, errors, password_warnings = resolve_passwords(settings)
+    if errors:
+        return errors, [], {}, [], {}, {}
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
     secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
     secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
@@ -555,7 +639,7 @@ def _plan(settings):
         # other jobs' drills restore their sample only.
         job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)
         jobs.append(job)
-    warnings = []
+    warnings = password_warnings
     if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
         warnings.append("backup_s3_endpoint uses plain http: restic encrypts the data, but the S3 keys travel in clear")
     node_exporter = _node_exporter(settings, errors)
@@ -668,6 +752,7 @@ def backup_secrets(settings):
     errors = _plan(settings)[0]
     if errors:
         return {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
+    settings = resolve_passwords(settings)[0]
     ak, sk = "", ""
     if _text(settings.get("target") or "s3") == "s3":
         ak, sk, _endpoint = _credentials(settings, [])

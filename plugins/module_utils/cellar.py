@@ -244,6 +244,23 @@ def read_credentials_file(path, profile, environ):
     return keys[0], keys[1]
 
 
+def controller_env_keys(env, option):
+    """(key id, secret) from the controller's environment as a role read it: CELLAR_ADDON_KEY_ID / _SECRET, else the
+    file AWS_SHARED_CREDENTIALS_FILE names (profile AWS_PROFILE, else default), which is how an AWX credential type
+    that keeps the secret out of the environment hands the keys over. ("", "") when neither is there.
+
+    ``env``: {key_id, key_secret, credentials_file, profile}. Raises CellarError naming ``option``, never a value.
+    """
+    if env.get("key_id") or env.get("key_secret"):
+        return str(env.get("key_id") or ""), str(env.get("key_secret") or "")
+    if not env.get("credentials_file"):
+        return "", ""
+    try:
+        return read_credentials_file(str(env["credentials_file"]), str(env.get("profile") or "") or "default", {})
+    except CellarError as exc:
+        raise CellarError("%s: %s" % (option, exc)) from None
+
+
 MISSING_IN_PREVIEW = "bucket %r does not exist yet: this preview assumes an earlier task creates it (a real run fails if none does)"
 
 

@@ -22,8 +22,8 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     CellarError,
+    controller_env_keys,
     parse_endpoint,
-    read_credentials_file,
     use_path_style,
     validate_bucket_name,
 )
@@ -73,16 +73,10 @@ def _text(value):
 
 
 def _env_keys(env, errors):
-    """The controller's keys: CELLAR_ADDON_KEY_ID / _SECRET, else the AWS_SHARED_CREDENTIALS_FILE file (profile
-    AWS_PROFILE, else default), as an AWX credential type that keeps the secret out of the environment writes it."""
-    if env.get("key_id") or env.get("key_secret"):
-        return _text(env.get("key_id")), _text(env.get("key_secret"))
-    if not env.get("credentials_file"):
-        return "", ""
     try:
-        return read_credentials_file(_text(env["credentials_file"]), _text(env.get("profile")) or "default", {})
+        return controller_env_keys(env, "s3fs_from_cellar_env")
     except CellarError as exc:
-        errors.append("s3fs_from_cellar_env: %s" % exc)
+        errors.append(str(exc))
         return "", ""
 
 

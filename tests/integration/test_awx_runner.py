@@ -8,6 +8,7 @@ the environment type leaves it in artifacts/<ident>/command (what extensions/awx
 credentials file type nowhere.
 """
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.rgw
 
 TYPES = ROOT / "extensions" / "awx" / "credential_types"
 PLAYBOOK = ROOT / "playbooks" / "cellar.yml"
+SURVEY = ROOT / "extensions" / "awx" / "surveys" / "cellar.json"
 # Whatever could give the job a connection besides the credential under test: not inherited from this process.
 CONNECTION_ENV = (
     "CELLAR_ADDON_HOST",
@@ -37,8 +39,8 @@ CONNECTION_ENV = (
 )
 
 
-def private_data_dir(tmp_path, env, bucket):
-    """An AWX-like private data dir: the playbook in project/, localhost in inventory/, the job env in env/envvars."""
+def private_data_dir(tmp_path, env):
+    """An AWX-like private data dir: the playbook in project/, localhost in inventory/; returns the job's env."""
     text = PLAYBOOK.read_text()
     # A copy runs like the original only while the playbook includes nothing by a relative path.
     assert not re.search(r"^\s*-?\s*(include|import)_\w+:|^\s*vars_files:|^\s*roles:|lookup\(\s*'(ansible\.builtin\.)?(file|template)'", text, re.M)
@@ -57,8 +59,19 @@ def private_data_dir(tmp_path, env, bucket):
         ANSIBLE_LOCALHOST_WARNING="false",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
     )
-    extravars = {"cellar_buckets": [{"name": bucket, "versioning": "enabled"}]}
-    return envvars, extravars
+    return envvars
+
+
+def job_extra_vars(type_file, bucket):
+    """The job's extra vars: a list, as a template's extra variables give it; for the file type, the answers of
+    extensions/awx/surveys/cellar.json instead (the buckets as YAML text, every other answer a string or a number)."""
+    if type_file == "cellar.json":
+        return {"cellar_buckets": [{"name": bucket, "versioning": "enabled"}]}
+    survey = json.loads(SURVEY.read_text())
+    answers = {question["variable"]: question["default"] for question in survey["spec"]}
+    answers["cellar_buckets"] = "- name: %s\n  versioning: enabled\n" % bucket
+    assert answers == {"cellar_buckets": answers["cellar_buckets"], "cellar_endpoint": "", "cellar_path_style": "false", "cellar_workers": 8}
+    return answers
 
 
 def run_job(pdd, ident, envvars, extravars):
@@ -83,7 +96,8 @@ def test_cellar_playbook_under_ansible_runner(rgw, bucket_name, tmp_path, monkey
     assert not [name for name, value in os.environ.items() if secret in value]
     env, extra_vars, files = render(load(TYPES / type_file), {"host": rgw.endpoint, "key_id": rgw.owner["access_key"], "key_secret": secret}, tmp_path)
     assert extra_vars == {}
-    envvars, extravars = private_data_dir(tmp_path, env, bucket_name)
+    envvars = private_data_dir(tmp_path, env)
+    extravars = job_extra_vars(type_file, bucket_name)
     try:
         first, out = run_job(tmp_path, "first", envvars, extravars)
         assert first.stats["changed"] == {"localhost": 1}, out
@@ -92,7 +106,7 @@ def test_cellar_playbook_under_ansible_runner(rgw, bucket_name, tmp_path, monkey
 
         second, out2 = run_job(tmp_path, "second", envvars, extravars)
         assert second.stats["changed"] == {}, out2  # ansible-runner lists only the hosts with changes
-        assert second.stats["ok"] == {"localhost": 2}, out2
+        assert second.stats["ok"] == {"localhost": 3}, out2  # the variables' check, the buckets, their URLs
     finally:
         delete_bucket_quietly(rgw, bucket_name)
 

@@ -14,6 +14,9 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
+
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_plan, backup_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = ROOT / "extensions" / "awx" / "credential_types"
@@ -180,3 +183,38 @@ def test_render_needs_the_required_inputs_and_only_defined_ones(tmp_path):
     with pytest.raises(ValueError, match="undefined inputs: region"):
         awx.render(ctype, dict(INPUTS, region="x"), tmp_path)
     assert _files_under(tmp_path) == []
+
+
+BACKUP_INPUTS = {"password": "repo-Pass-word-42", "recovery_password": "Recovery-phrase-77"}
+
+
+def test_the_backup_repository_type_is_valid_and_hides_both_passwords():
+    ctype = awx.load(TYPES / "backup_repository.json")
+    awx.validate(ctype)
+    assert ctype["inputs"]["required"] == ["password"]
+    assert field(ctype, "password")["secret"] is True and field(ctype, "recovery_password")["secret"] is True
+    # Only the files' paths are injected: nothing reaches the environment, where ansible-runner records it.
+    assert "env" not in ctype["injectors"]
+
+
+@pytest.mark.parametrize("inputs", [BACKUP_INPUTS, {"password": BACKUP_INPUTS["password"]}])
+def test_the_backup_role_reads_what_the_backup_repository_type_injects(tmp_path, inputs):
+    env, extra_vars, paths = awx.render(awx.load(TYPES / "backup_repository.json"), inputs, tmp_path)
+    assert env == {}
+    assert extra_vars == {"backup_password_file": paths[0], "backup_recovery_password_file": paths[1]}
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 and Path(p).parent == tmp_path / "env" for p in paths)
+    assert not any(secret in value for secret in BACKUP_INPUTS.values() for value in extra_vars.values())
+    # The role's settings as roles/backup/vars/main.yml builds them from these extra vars.
+    defaults = yaml.safe_load((ROOT / "roles" / "backup" / "defaults" / "main.yml").read_text())
+    settings = {name[len("backup_") :]: value for name, value in defaults.items()}
+    settings.update(
+        password_file=extra_vars["backup_password_file"],
+        recovery_password_file=extra_vars["backup_recovery_password_file"],
+        target="path",
+        path="/mnt/backup/restic",
+        host_name="web1",
+        jobs=[{"name": "app1", "paths": ["/srv/app1"]}],
+    )
+    assert backup_plan(settings)["errors"] == []
+    secrets = backup_secrets(settings)
+    assert (secrets["password"], secrets["recovery_password"]) == (inputs["password"], inputs.get("recovery_password", ""))

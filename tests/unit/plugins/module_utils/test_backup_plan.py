@@ -2,8 +2,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The backup role's plan (keepdata.storage.backup_plan, backup_secrets, backup_bucket_problems) with the role's defaults."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -166,7 +171,8 @@ def test_cellar_env_without_keys():
     from_env = dict(S3, s3_access_key="", s3_secret_key="", from_cellar_env=True, env={"host": "", "key_id": "", "key_secret": ""})
     result = backup_plan(from_env)
     assert result["errors"] == [
-        "backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment",
+        "backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment "
+        "(nor a credentials file in AWS_SHARED_CREDENTIALS_FILE)",
         "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env",
     ]
     assert backup_secrets(from_env) == EMPTY_SECRETS
@@ -709,3 +715,130 @@ def test_a_mysql_password_glued_to_p_is_refused_but_the_port_is_not():
     assert refused["errors"] == ["backup_jobs[app].databases[0].options: a password option would show in the process list; use a defaults or .pgpass file"]
     assert "hunter2secret" not in json.dumps(refused)
     assert plan(jobs=[job(databases=[{"type": "mysql", "database": "app", "options": ["-P3307", "--single-transaction"]}])])["errors"] == []
+
+
+# --- passwords from files on the controller (an AWX credential type's file injector, a user's own file) ---
+
+
+def password_file(tmp_path, content, name="repository.pass", mode=0o600):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    path.chmod(mode)
+    return str(path)
+
+
+def test_the_passwords_come_from_their_files_without_the_trailing_newline(tmp_path):
+    settings = dict(
+        S3,
+        password="",
+        recovery_password="",
+        password_file=password_file(tmp_path, PASSWORD + "\n"),
+        recovery_password_file=password_file(tmp_path, RECOVERY + "\r\n", name="recovery.pass"),
+    )
+    plan = backup_plan(settings)
+    assert plan["errors"] == []
+    assert plan["warnings"] == []
+    assert backup_secrets(settings) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": ACCESS, "secret_key": SECRET}
+    # The plan is printed: neither password is in it.
+    assert PASSWORD not in json.dumps(plan) and RECOVERY not in json.dumps(plan)
+
+
+def test_an_empty_recovery_file_means_no_recovery_key(tmp_path):
+    settings = dict(PATH, password="", password_file=password_file(tmp_path, PASSWORD), recovery_password_file=password_file(tmp_path, "", name="r"))
+    assert backup_plan(settings)["errors"] == []
+    assert backup_secrets(settings)["recovery_password"] == ""
+
+
+def test_a_home_relative_password_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    password_file(tmp_path, PASSWORD + "\n", name=".kd-pass")
+    settings = dict(PATH, password="", password_file="~/.kd-pass")  # noqa: S106 - a file name
+    assert backup_plan(settings)["errors"] == []
+    assert backup_secrets(settings)["password"] == PASSWORD
+
+
+def test_a_password_file_others_can_read_is_a_warning(tmp_path):
+    path = password_file(tmp_path, PASSWORD, mode=0o644)
+    plan = backup_plan(dict(PATH, password="", password_file=path))
+    assert plan["errors"] == []
+    assert plan["warnings"] == ['backup_password_file "%s" is readable by every user of the controller: make it mode 0600' % path]
+
+
+ONE_LINE = 'backup_password_file "{path}" must hold the password on one line, without control characters (its content is not shown)'
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", 'backup_password_file "{path}" is empty'),
+        ("\n", 'backup_password_file "{path}" is empty'),
+        (PASSWORD + "\nsecond line\n", ONE_LINE),
+        (PASSWORD + "\x1b\n", ONE_LINE),
+        (b"\xff\xfe" + PASSWORD.encode(), 'backup_password_file "{path}" is not UTF-8 text'),
+        ("x" * 5000, 'backup_password_file "{path}" is larger than 4096 bytes: a password file holds one line'),
+        ("short-pw\n", "backup_password must be at least 12 characters long"),
+    ],
+)
+def test_a_bad_password_file_is_refused_without_its_content(tmp_path, content, expected):
+    path = password_file(tmp_path, content)
+    settings = dict(PATH, password="", password_file=path)
+    plan = backup_plan(settings)
+    assert plan["errors"] == [expected.format(path=path)]
+    assert backup_secrets(settings) == EMPTY_SECRETS
+    assert PASSWORD not in json.dumps(plan) and "second line" not in json.dumps(plan)
+
+
+def test_password_files_that_cannot_be_used_are_named(tmp_path):
+    missing = str(tmp_path / "missing.pass")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cases = {
+        missing: 'backup_password_file "%s" cannot be read (No such file or directory)' % missing,
+        str(tmp_path): 'backup_password_file "%s" is not a regular file' % tmp_path,
+        str(fifo): 'backup_password_file "%s" is not a regular file' % fifo,
+        "secrets/repo.pass": 'backup_password_file "secrets/repo.pass" must be an absolute path on the controller (or start with ~/)',
+        "/srv/a\nb": "backup_password_file must not contain control characters",
+    }
+    for path, expected in cases.items():
+        assert backup_plan(dict(PATH, password="", password_file=path))["errors"] == [expected], path
+
+
+def test_a_password_given_twice_is_refused(tmp_path):
+    path = password_file(tmp_path, PASSWORD)
+    plan = backup_plan(dict(PATH, password=PASSWORD, password_file=path, recovery_password=RECOVERY, recovery_password_file=path))
+    assert plan["errors"] == [
+        "set backup_password or backup_password_file, not both",
+        "set backup_recovery_password or backup_recovery_password_file, not both",
+    ]
+
+
+def test_the_file_password_is_checked_like_a_variable(tmp_path):
+    same = password_file(tmp_path, PASSWORD)
+    plan = backup_plan(dict(PATH, password="", password_file=same, recovery_password_file=same))
+    assert plan["errors"] == ["backup_recovery_password must differ from backup_password"]
+
+
+def test_with_cellar_env_the_keys_may_come_from_the_shared_credentials_file(tmp_path):
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        "[default]\naws_access_key_id = OTHER\naws_secret_access_key = other\n[keepdata]\naws_access_key_id = FILEKEY\naws_secret_access_key = file/Secret\n"
+    )
+    env = {"host": "127.0.0.1:7496", "key_id": "", "key_secret": "", "credentials_file": str(creds), "profile": "keepdata"}
+    settings = dict(S3, s3_access_key="", s3_secret_key="", from_cellar_env=True, env=env)
+    plan = backup_plan(settings)
+    assert plan["errors"] == []
+    assert backup_secrets(settings)["access_key"] == "FILEKEY"
+    assert backup_secrets(settings)["secret_key"] == "file/Secret"  # noqa: S105 - a test value
+    # CELLAR_ADDON_KEY_* win over the file.
+    both = dict(settings, env=dict(env, key_id="ENVKEY", key_secret="env-secret"))  # noqa: S106 - a test value
+    assert backup_secrets(both)["access_key"] == "ENVKEY"
+    # A profile that is not there is named, with the profiles that are; no key is shown.
+    wrong = backup_plan(dict(settings, env=dict(env, profile="nope")))
+    assert wrong["errors"] == ["backup_from_cellar_env: profile 'nope' is not in the credentials file %s (profiles there: default, keepdata)" % creds]
+    # Neither keys nor a file.
+    none = backup_plan(dict(settings, env=dict(env, credentials_file="")))
+    assert none["errors"] == [
+        "backup_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment "
+        "(nor a credentials file in AWS_SHARED_CREDENTIALS_FILE)",
+        "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env",
+    ]

@@ -4,6 +4,10 @@
 each restic answer means, where the secrets go (paths only), the state and metrics it leaves, and the failure
 handler. Hooks run for real with /bin/sh; SQLite dumps run for real with the stdlib."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import ast
 import fcntl
 import io

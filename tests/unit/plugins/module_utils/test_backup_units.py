@@ -3,6 +3,10 @@
 """The backup role's files (keepdata.storage backup_units): job configurations, secrets and systemd units, rendered
 from real plans; checked line by line and, when systemd-analyze is installed, by systemd itself."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import shutil

@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Bucket names, endpoints, URLs and error translation."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import io
 import threading
 import time
 
 import botocore.endpoint
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
@@ -28,6 +31,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     validate_bucket_name,
     validate_workers,
 )
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 
 @pytest.mark.parametrize("name", ["abc", "my-bucket", "assets.example.com", "a" * 63, "1bucket9", "b-1.c-2"])

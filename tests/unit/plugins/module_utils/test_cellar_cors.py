@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """CORS rule validation, normalisation and S3 conversion."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import (

@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The read-only preflight (keepdata.storage.mount_probe): each check on temporary directories and loopback ports."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import socket
 import subprocess
 

@@ -6,6 +6,10 @@ A real dead or hung FUSE mount needs FUSE and systemd: the Molecule scenarios mo
 and pause the servers. Here the child's answer is replaced (errno numbers, a sleep) and systemd is a fake.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import errno
 import os
 import time

@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The mounts role's plan (keepdata.storage.mounts_plan / mounts_files), called as plain functions with the role's defaults."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 from pathlib import Path
 

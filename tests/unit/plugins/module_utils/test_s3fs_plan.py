@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The s3fs role's plan (keepdata.storage.s3fs_plan, s3fs_credentials, s3fs_bucket_request) with the role's defaults."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 from pathlib import Path
 

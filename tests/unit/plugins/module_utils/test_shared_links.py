@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Moving app directories into a shared storage and linking them (module_utils/shared_links.py), on real trees."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import errno
 import os
 import shutil

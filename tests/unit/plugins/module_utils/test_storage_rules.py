@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Shared input rules: full-match paths, control characters, systemd unit names and file names safe for every tool."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import shutil
 import subprocess
 

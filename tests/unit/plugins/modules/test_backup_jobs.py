@@ -3,6 +3,10 @@
 """keepdata.storage.backup_jobs run in-process on temporary config and unit directories, with a scripted systemctl
 that keeps the timers' state and records every call (and whether the unit's file was there at that moment)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat
@@ -11,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_host_jobs, backup_plan
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import metrics_text
 from ansible_collections.keepdata.storage.plugins.modules import backup_jobs
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = {k[len("backup_") :]: v for k, v in yaml.safe_load((ROOT / "roles/backup/defaults/main.yml").read_text()).items()}

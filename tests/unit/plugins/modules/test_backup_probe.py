@@ -3,16 +3,20 @@
 """The read-only preflight of the backup role (keepdata.storage.backup_probe): each check on temporary directories,
 loopback ports and scripted commands (systemd-analyze, dpkg-query, restic version)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import socket
 import subprocess
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap
 from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 FSTAB = """# /etc/fstab
 UUID=1111 / ext4 errors=remount-ro 0 1

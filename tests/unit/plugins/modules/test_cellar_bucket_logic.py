@@ -2,18 +2,22 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Pure logic of the modules, and the shared converge steps against moto (no server needed)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import re
 
 import boto3
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from moto import mock_aws
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import MAX_WORKERS
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, preset_policy
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_bucket_info, cellar_bucket_policy, cellar_cors
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 
 def _params(**kwargs):

@@ -3,6 +3,10 @@
 """What the modules report when a request fails: ``changed`` after a successful write, nothing deleted from a
 non-empty bucket, the real cause of a 403, the rollback file written before the CORS write (scripted S3 client)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat

@@ -6,13 +6,17 @@ State "present" needs no systemd (nothing is mounted); the mounted and absent pa
 proven by the Molecule scenarios on systemd hosts.
 """
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.keepdata.storage.plugins.modules import fstab_mount
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 FOREIGN = "# keep   me\ntmpfs   /mnt/foreign   tmpfs  defaults,size=1m   0  0\n"
 

@@ -3,16 +3,20 @@
 """keepdata.storage.restic_repo against a scripted restic: what each answer means, which commands run (never one
 that writes after a wrong password or in check mode), and where the secrets go (files only, never argv)."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 import stat
 import subprocess
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.keepdata.storage.plugins.module_utils import restic_repo as rr
 from ansible_collections.keepdata.storage.plugins.modules import restic_repo
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 PASSWORD = "main-Pass-word-42"  # noqa: S105 - test values, not passwords
 RECOVERY = "recovery-Pass-99"

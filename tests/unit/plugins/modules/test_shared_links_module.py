@@ -2,25 +2,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The shared_links module run in-process (main() with module arguments), on real trees under tmp_path."""
 
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import json
 import os
 
 import pytest
 
 from ansible_collections.keepdata.storage.plugins.modules import shared_links
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils import basic
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()):
-            yield
+from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
 
 def run(capsys, **args):
