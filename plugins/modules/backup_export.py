@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: backup_export
 short_description: A snapshot of a backup job as a portable tar archive
-version_added: "0.4.0"
+version_added: "0.2.0"
 description:
   - Writes a snapshot of one job of role C(keepdata.storage.backup) as a tar archive (C(restic dump SNAPSHOT /)),
     optionally compressed with zstd, for a person who has no restic. Plain C(tar -xf) (C(tar --zstd -xf)) gives

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: backup_info
 short_description: The snapshots of a backup job and the state of its restic repository
-version_added: "0.4.0"
+version_added: "0.2.0"
 description:
   - Lists the snapshots of one job of role C(keepdata.storage.backup) (those tagged with the job, of one host),
     oldest first, with their ID, time, host, tags and paths, and the restore size of the latest (or of all).

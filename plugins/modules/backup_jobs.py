@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: backup_jobs
 short_description: Install restic backup jobs as systemd services and timers, with their secrets
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - Writes, for every job planned by the role C(keepdata.storage.backup), its configuration (JSON read by the job
     runner), a C(Type=oneshot) backup service and its timer, a C(keepdata-backup-NAME@.service) template that makes

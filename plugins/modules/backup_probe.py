@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: backup_probe
 short_description: Check a host before backing it up with restic (read-only)
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - One read-only look at the host for the role C(keepdata.storage.backup) at the paths to back up, the repository's
     disk, the schedules, the SQLite databases, missing packages and the repository's endpoint.

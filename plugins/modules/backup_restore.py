@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: backup_restore
 short_description: Restore a snapshot of a backup job, never over data that is there
-version_added: "0.4.0"
+version_added: "0.2.0"
 description:
   - Restores a snapshot of one job of role C(keepdata.storage.backup) (the latest, one by ID, or the newest at or
     before a time), whole or some of its paths, to the original paths or below another directory, from this host's

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: restic_repo
 short_description: Make sure a restic repository exists and opens with its password
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - Looks at the repository with C(restic cat config). A missing repository is initialised (unless
     O(initialize=false)); one that exists but does not open with O(password) is a failure, so the module never
