@@ -507,18 +507,19 @@ PASSWORD_FILE_MAX_BYTES = 4096
 
 
 def _password_file_bytes(real, option):
-    """(bytes, error) of a password file: a regular file, readable, one line's worth of bytes at most."""
+    """(bytes, mode, error) of a password file: a regular file, readable, one line's worth of bytes at most."""
     try:
         # Looked at before it is opened: opening a named pipe would wait for a writer.
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            return b"", '%s "%s" is not a regular file' % (option, real)
+        mode = os.stat(real).st_mode
+        if not stat.S_ISREG(mode):
+            return b"", 0, '%s "%s" is not a regular file' % (option, real)
         with open(real, "rb") as stream:
             data = stream.read(PASSWORD_FILE_MAX_BYTES + 1)
     except OSError as exc:
-        return b"", '%s "%s" cannot be read (%s)' % (option, real, exc.strerror or type(exc).__name__)
+        return b"", 0, '%s "%s" cannot be read (%s)' % (option, real, exc.strerror or type(exc).__name__)
     if len(data) > PASSWORD_FILE_MAX_BYTES:
-        return b"", '%s "%s" is larger than %d bytes: a password file holds one line' % (option, real, PASSWORD_FILE_MAX_BYTES)
-    return data, ""
+        return b"", 0, '%s "%s" is larger than %d bytes: a password file holds one line' % (option, real, PASSWORD_FILE_MAX_BYTES)
+    return data, mode, ""
 
 
 def read_password_file(path, option):
@@ -529,7 +530,7 @@ def read_password_file(path, option):
         return "", "%s must not contain control characters" % option, ""
     real = os.path.expanduser(path)
     error = "" if os.path.isabs(real) else '%s "%s" must be an absolute path on the controller (or start with ~/)' % (option, path)
-    data, error = (b"", error) if error else _password_file_bytes(real, option)
+    data, mode, error = (b"", 0, error) if error else _password_file_bytes(real, option)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -540,7 +541,7 @@ def read_password_file(path, option):
     if has_control_chars(text):
         return "", '%s "%s" must hold the password on one line, without control characters (its content is not shown)' % (option, real), ""
     warning = ""
-    if os.stat(real).st_mode & stat.S_IROTH:
+    if mode & stat.S_IROTH:
         warning = '%s "%s" is readable by every user of the controller: make it mode 0600' % (option, real)
     return text, "", warning
 
@@ -590,7 +591,18 @@ def _general_errors(settings):
 
 
 def _plan(settings):
-    """(errors, warnings, repository, jobs, service, node_exporter): everything but the secrets."""
+    """(errors, warnings, repository, jobs, service, node_exporter): everything but the secrets.
+
+    ``settings`` as the role gives them: the password files are read here (resolve_passwords), once.
+    """
+    resolved, errors, warnings = resolve_passwords(settings)
+    if errors:
+        return errors, [], {}, [], {}, {}
+    return _plan_resolved(resolved, warnings)
+
+
+def _plan_resolved(settings, password_warnings):
+    """_plan on settings whose passwords are already read from their files."""
     strings = (
         "target",
         "path",
@@ -609,9 +621,6 @@ def _plan(settings):
         "node_exporter",
         "node_exporter_listen_address",
     )
-    settings, errors, password_warnings = resolve_passwords(settings)
-    if errors:
-        return errors, [], {}, [], {}, {}
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
     secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
     secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
@@ -639,7 +648,7 @@ def _plan(settings):
         # other jobs' drills restore their sample only.
         job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)
         jobs.append(job)
-    warnings = password_warnings
+    warnings = list(password_warnings)
     if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
         warnings.append("backup_s3_endpoint uses plain http: restic encrypts the data, but the S3 keys travel in clear")
     node_exporter = _node_exporter(settings, errors)
@@ -749,10 +758,9 @@ def backup_plan(settings):
 
 def backup_secrets(settings):
     """{password, recovery_password, access_key, secret_key}; empty strings when the settings are invalid."""
-    errors = _plan(settings)[0]
-    if errors:
+    settings, errors, _warnings = resolve_passwords(settings)
+    if errors or _plan_resolved(settings, [])[0]:
         return {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
-    settings = resolve_passwords(settings)[0]
     ak, sk = "", ""
     if _text(settings.get("target") or "s3") == "s3":
         ak, sk, _endpoint = _credentials(settings, [])

@@ -47,6 +47,7 @@ def secret_values(ctype, inputs):
 
 
 def artifacts_holding(directory, texts):
+    """The files under <directory>/artifacts that hold any of ``texts``, relative to artifacts/, sorted."""
     root = Path(directory) / "artifacts"
     if not root.is_dir():
         return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,23 @@ from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 RGW_SCRIPT = ROOT / "tests" / "rig" / "rgw.sh"
+
+
+def pinned_version(requirements, package="ansible-core"):
+    """The version of ``package`` that the requirements file ``requirements`` (relative to the checkout) pins with ==."""
+    for line in (ROOT / requirements).read_text().splitlines():
+        match = re.match(r"^\s*%s\s*==\s*([^\s#;]+)" % re.escape(package), line)
+        if match:
+            return match.group(1)
+    raise AssertionError("%s pins no %s version" % (requirements, package))
+
+
+def tail(text, lines=40, secrets=()):
+    """The last ``lines`` lines of ``text``, with every secret replaced, for assertion messages."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _read_env_file(path):

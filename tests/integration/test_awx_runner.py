@@ -18,6 +18,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 from awx_injectors import load, render
+from awx_job import CONNECTION_ENV, artifacts_holding
 from conftest import ROOT, delete_bucket_quietly, server_snapshot
 
 pytestmark = pytest.mark.rgw
@@ -25,18 +26,6 @@ pytestmark = pytest.mark.rgw
 TYPES = ROOT / "extensions" / "awx" / "credential_types"
 PLAYBOOK = ROOT / "playbooks" / "cellar.yml"
 SURVEY = ROOT / "extensions" / "awx" / "surveys" / "cellar.json"
-# Whatever could give the job a connection besides the credential under test: not inherited from this process.
-CONNECTION_ENV = (
-    "CELLAR_ADDON_HOST",
-    "CELLAR_ADDON_KEY_ID",
-    "CELLAR_ADDON_KEY_SECRET",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-)
 
 
 def private_data_dir(tmp_path, env):
@@ -81,12 +70,6 @@ def run_job(pdd, ident, envvars, extravars):
     return job, stdout
 
 
-def artifacts_holding(pdd, text):
-    """The files under <pdd>/artifacts that contain ``text``, relative to artifacts/."""
-    root = Path(pdd) / "artifacts"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes())
-
-
 @pytest.mark.parametrize("type_file", ["cellar.json", "cellar_file.json"])
 def test_cellar_playbook_under_ansible_runner(rgw, bucket_name, tmp_path, monkeypatch, type_file):
     secret = rgw.owner["secret_key"]
@@ -114,10 +97,10 @@ def test_cellar_playbook_under_ansible_runner(rgw, bucket_name, tmp_path, monkey
         # The measured leak: the secret, injected as CELLAR_ADDON_KEY_SECRET, is in clear in the job's command file.
         assert env["CELLAR_ADDON_KEY_SECRET"] == secret
         for ident in ("first", "second"):
-            assert "%s/command" % ident in artifacts_holding(tmp_path, secret)
+            assert "%s/command" % ident in artifacts_holding(tmp_path, [secret])
     else:
         assert not [value for value in env.values() if secret in value]
         assert [Path(p).parent for p in files] == [tmp_path / "env"]
-        assert artifacts_holding(tmp_path, files[0]) == ["first/command", "second/command"]  # only the file's name
-        assert artifacts_holding(tmp_path, secret) == []
+        assert artifacts_holding(tmp_path, [files[0]]) == ["first/command", "second/command"]  # only the file's name
+        assert artifacts_holding(tmp_path, [secret]) == []
         assert secret not in out and secret not in out2

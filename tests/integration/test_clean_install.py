@@ -16,29 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, delete_bucket_quietly, server_snapshot
+from conftest import ROOT, delete_bucket_quietly, pinned_version, server_snapshot, tail
 
 pytestmark = pytest.mark.rgw
 
 # Development tools that must not be importable or installed in the clean virtualenv.
 DEV_ONLY_DISTRIBUTIONS = ("pytest", "molecule", "molecule-plugins", "ansible-lint", "ansible", "moto", "ruff", "yamllint", "ansible-runner")
-
-
-def pinned_ansible_core():
-    """The ansible-core version requirements-dev.txt pins (the toolchain the collection is tested with)."""
-    for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
-        match = re.match(r"^\s*ansible-core\s*==\s*([^\s#;]+)", line)
-        if match:
-            return match.group(1)
-    raise AssertionError("requirements-dev.txt pins no ansible-core version")
-
-
-def tail(text, lines=40, secrets=()):
-    """The last ``lines`` lines of ``text``, with every secret replaced, for assertion messages."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def run(command, timeout, secrets=(), **kwargs):
@@ -110,7 +93,7 @@ def clean_install(tmp_path_factory):
             "install",
             "--disable-pip-version-check",
             "-q",
-            f"ansible-core=={pinned_ansible_core()}",
+            f"ansible-core=={pinned_version('requirements-dev.txt')}",
             "-r",
             str(requirements),
         ],
@@ -136,7 +119,7 @@ def test_clean_venv_holds_only_the_runtime(clean_install):
     )
     versions = {entry["name"].lower(): entry["version"] for entry in listed}
     print("clean venv:", ", ".join(f"{name}=={versions[name]}" for name in ("ansible-core", "boto3", "botocore") if name in versions))
-    assert versions.get("ansible-core") == pinned_ansible_core(), versions
+    assert versions.get("ansible-core") == pinned_version("requirements-dev.txt"), versions
     assert {"boto3", "botocore"} <= set(versions), versions
     leaked = sorted(set(DEV_ONLY_DISTRIBUTIONS) & set(versions))
     assert not leaked, f"development tools in the clean venv: {leaked}"

@@ -20,7 +20,7 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT, delete_bucket_quietly
+from conftest import ROOT, delete_bucket_quietly, pinned_version, tail
 
 pytestmark = pytest.mark.rgw
 
@@ -98,22 +98,6 @@ PLAYBOOK = """\
 """
 
 
-def oldest_version():
-    """The ansible-core version tests/requirements-oldest.txt pins."""
-    for line in (ROOT / "tests" / "requirements-oldest.txt").read_text().splitlines():
-        match = re.match(r"^\s*ansible-core\s*==\s*([^\s#;]+)", line)
-        if match:
-            return match.group(1)
-    raise AssertionError("tests/requirements-oldest.txt pins no ansible-core version")
-
-
-def tail(text, lines=60, secrets=()):
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def shell(script, timeout):
     """Run ``script`` in bash with scripts/common.sh sourced; its stdout (fails the test when it fails)."""
     proc = subprocess.run(
@@ -123,7 +107,7 @@ def shell(script, timeout):
         check=False,
         timeout=timeout,
     )
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{tail(proc.stdout + proc.stderr)}"
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{tail(proc.stdout + proc.stderr, lines=60)}"
     return proc.stdout
 
 
@@ -135,7 +119,7 @@ def on_host(*command, timeout=60):
 
 def recap(output):
     match = re.search(HOST + r"\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
-    assert match, f"no play recap for {HOST}:\n{tail(output)}"
+    assert match, f"no play recap for {HOST}:\n{tail(output, lines=60)}"
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
 
 
@@ -182,7 +166,7 @@ def ansible_playbook(oldest, playbook, extra_vars, timeout):
         proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout, env=env, cwd=base)
     except subprocess.TimeoutExpired as exc:
         output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        pytest.fail(f"ansible-playbook {playbook} did not finish in {timeout} s:\n{tail(output, secrets=(PASSWORD,))}")
+        pytest.fail(f"ansible-playbook {playbook} did not finish in {timeout} s:\n{tail(output, lines=60, secrets=(PASSWORD,))}")
     output = proc.stdout + proc.stderr
     # Each run's whole output stays beside the playbook (pytest's temporary directory), for a look after a failure.
     runs = len(list(base.glob("run-*.log")))
@@ -191,7 +175,7 @@ def ansible_playbook(oldest, playbook, extra_vars, timeout):
 
 
 def test_each_role_on_the_oldest_ansible_core(oldest, rgw):
-    version = oldest_version()
+    version = pinned_version("tests/requirements-oldest.txt")
     out = subprocess.run([f"{oldest['venv']}/bin/ansible-playbook", "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
     assert f"[core {version}]" in out, out
 
@@ -214,7 +198,7 @@ def test_each_role_on_the_oldest_ansible_core(oldest, rgw):
         started = time.monotonic()
         rc, out = ansible_playbook(oldest, playbook, extra_vars, timeout=420)
         timings["roles"] = time.monotonic() - started
-        assert rc == 0 and recap(out)["failed"] == 0 and recap(out)["unreachable"] == 0, tail(out, secrets=secrets)
+        assert rc == 0 and recap(out)["failed"] == 0 and recap(out)["unreachable"] == 0, tail(out, secrets=secrets, lines=60)
 
         # mounts: the fstab line (state present: written, not mounted).
         rc, fstab = on_host("cat", "/etc/fstab")
@@ -241,14 +225,14 @@ def test_each_role_on_the_oldest_ansible_core(oldest, rgw):
         now_vars = dict(extra_vars, backup_now_job="app", backup_now_hosts=HOST)
         rc, out = ansible_playbook(oldest, "keepdata.storage.backup_now", now_vars, timeout=240)
         timings["backup_now"] = time.monotonic() - started
-        assert rc == 0 and recap(out)["failed"] == 0, tail(out, secrets=secrets)
+        assert rc == 0 and recap(out)["failed"] == 0, tail(out, secrets=secrets, lines=60)
         keys = [o["Key"] for o in rgw.client().list_objects_v2(Bucket=backup_bucket).get("Contents", [])]
         assert [k for k in keys if "/snapshots/" in k], keys
 
         started = time.monotonic()
         rc, out = ansible_playbook(oldest, playbook, extra_vars, timeout=300)
         timings["again"] = time.monotonic() - started
-        assert rc == 0 and recap(out)["failed"] == 0, tail(out, secrets=secrets)
+        assert rc == 0 and recap(out)["failed"] == 0, tail(out, secrets=secrets, lines=60)
         assert recap(out)["changed"] == 0, f"second run not idempotent:\n{tail(out, 120, secrets=secrets)}"
         print("ansible-core %s: %s" % (version, ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items())))
     finally:
