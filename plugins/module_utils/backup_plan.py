@@ -25,7 +25,8 @@ import stat
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG, retry_delay_seconds
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_key_problem
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     CellarError,
     controller_env_keys,
@@ -39,11 +40,13 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     TIME_SPAN,
     abs_path_error,
     as_list,
+    data_path_error,
     control_char_errors,
     full,
     has_control_chars,
     paths_nest,
     rel_path_ok,
+    timespan_error,
     timespan_seconds,
 )
 
@@ -99,6 +102,8 @@ DATABASE_KEYS = {
     "mysql": frozenset(("type", "name", "database", "defaults_file", "options")),
 }
 RUNNER = "/usr/local/lib/keepdata/backup_runner.py"
+# The shortest backup_retry_delay: retries spent within seconds of an outage would cover nothing.
+MIN_RETRY_DELAY = 60
 
 
 def _text(value):
@@ -167,8 +172,8 @@ def _credentials(settings, errors):
         endpoint = _text(env.get("host")) or endpoint
     if not ak or not sk:
         errors.append("no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env")
-    elif re.search(r"\s", ak + sk) or "=" in ak:
-        errors.append("backup_s3_access_key and backup_s3_secret_key must not contain blanks (nor the access key '=')")
+    else:
+        errors.extend(problem for problem in (s3_key_problem("backup_s3_access_key", ak), s3_key_problem("backup_s3_secret_key", sk)) if problem)
     return ak, sk, endpoint
 
 
@@ -313,7 +318,7 @@ def _databases(value, where, errors):
         dump = {"type": kind, "name": name}
         if kind == "sqlite":
             dump["path"] = _text(db.get("path"))
-            problem = abs_path_error(at + ".path", dump["path"])
+            problem = data_path_error(at + ".path", dump["path"])
             if problem:
                 errors.append(problem)
         else:
@@ -406,9 +411,9 @@ def _job(raw, index, settings, repository, errors):
     if not as_list(raw.get("paths")) and not raw.get("databases"):
         errors.append("%s.paths must list at least one absolute path" % where)
     for path in paths:
-        problem = abs_path_error(where + ".paths", path.rstrip("/") or path)
-        if problem or path.rstrip("/") == "":
-            errors.append(problem or '%s.paths "/" is not a path to back up: name the directories' % where)
+        problem = data_path_error(where + ".paths", path.rstrip("/") or path)
+        if problem:
+            errors.append(problem)
         elif repository.get("kind") == "path" and repository.get("path") and paths_nest(path, repository["path"]):
             errors.append(
                 '%s.paths "%s" and backup_path "%s" must not contain one another (the repository would back itself up)' % (where, path, repository["path"])
@@ -458,7 +463,7 @@ def _job(raw, index, settings, repository, errors):
         "tag_rules": tag_rules,
         "prune": bool(settings.get("prune", True)),
         "retry_attempts": _int(settings.get("retry_attempts", 3), "backup_retry_attempts", errors, 0, 100),
-        "notify_command": _text(settings.get("notify_command")),
+        "notify_command": _notify_command(settings.get("notify_command"), errors),
         "metrics_dir": _text(settings.get("metrics_dir")).rstrip("/"),
         "state_dir": state_dir,
         "cache_dir": "/var/cache/keepdata-backup",
@@ -469,6 +474,82 @@ def _job(raw, index, settings, repository, errors):
         "schedule": schedule,
         "randomized_delay": delay,
     }
+
+
+def _notify_command(value, errors):
+    """backup_notify_command: a shell command (a string, run with /bin/sh -c) or an argument list (run as it is)."""
+    if value is None or isinstance(value, str):
+        if has_control_chars(value):
+            errors.append("backup_notify_command must not contain control characters (newline, tab, ...)")
+        return _text(value)
+    if isinstance(value, (list, tuple)):
+        argv = _strings(value, "backup_notify_command", errors, echo=False)
+        if not argv:
+            errors.append("backup_notify_command given as a list must hold the program and its arguments")
+        return argv
+    errors.append("backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not %s" % _yaml_type(value))
+    return ""
+
+
+def _yaml_type(value):
+    """How a YAML user calls the type of ``value``: a mapping, a list, a boolean, a number."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a %s" % type(value).__name__
+
+
+# Options that take one string. A list or a mapping is refused by name (str() would turn it into Python's text of it,
+# which no check would then see for what it is); so is a boolean. Secrets must be strings: YAML reads an unquoted
+# 0123 as the number 83. Numbers are accepted elsewhere, as the text of the number (a time span of 90 seconds).
+STRING_OPTIONS = (
+    "target",
+    "path",
+    "s3_bucket",
+    "s3_prefix",
+    "s3_endpoint",
+    "host_name",
+    "config_dir",
+    "state_dir",
+    "metrics_dir",
+    "compression",
+    "schedule",
+    "randomized_delay",
+    "keep_within",
+    "forget_schedule",
+    "drill_schedule",
+    "drill_sample",
+    "io_class",
+    "cpu_policy",
+    "memory_max",
+    "timeout",
+    "retry_delay",
+    "alert_grace",
+    "node_exporter",
+    "node_exporter_listen_address",
+    "password_file",
+    "recovery_password_file",
+)
+SECRET_OPTIONS = ("password", "recovery_password", "s3_access_key", "s3_secret_key")
+
+
+def type_errors(settings):
+    """The options whose YAML type cannot be right, named (never their value)."""
+    errors = []
+    for key in STRING_OPTIONS:
+        value = settings.get(key)
+        if isinstance(value, (dict, list, tuple, bool)):
+            errors.append("backup_%s must be a string, not %s" % (key, _yaml_type(value)))
+    for key in SECRET_OPTIONS:
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str):
+            errors.append("backup_%s must be a string, not %s (quote it in YAML)" % (key, _yaml_type(value)))
+    return errors
 
 
 def _service(settings, errors):
@@ -495,9 +576,14 @@ def _service(settings, errors):
             'backup_memory_max "%s" must be a size such as 2G, a percentage or infinity'
             % ("?" if has_control_chars(service["memory_max"]) else service["memory_max"])
         )
-    for key in ("timeout", "retry_delay", "alert_grace"):
+    for key in ("timeout", "alert_grace"):
         if not full(TIME_SPAN, service[key]) and not (key == "timeout" and service[key] == "infinity"):
             errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, "?" if has_control_chars(service[key]) else service[key]))
+    # Retries must outlast an outage of minutes: the first waits at least a minute, each next one twice as long.
+    if has_control_chars(service["retry_delay"]):
+        errors.append("backup_retry_delay must not contain control characters")
+    elif timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY):
+        errors.append(timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY))
     if not full(CALENDAR, service["forget_schedule"]):
         errors.append("backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00")
     return service
@@ -610,7 +696,6 @@ def _plan_resolved(settings, password_warnings):
         "s3_prefix",
         "s3_endpoint",
         "host_name",
-        "notify_command",
         "config_dir",
         "state_dir",
         "metrics_dir",
@@ -621,6 +706,9 @@ def _plan_resolved(settings, password_warnings):
         "node_exporter",
         "node_exporter_listen_address",
     )
+    errors = type_errors(settings)
+    if errors:
+        return errors, [], {}, [], {}, {}
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
     secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
     secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
@@ -644,6 +732,8 @@ def _plan_resolved(settings, password_warnings):
         if job["name"] in seen:
             errors.append('backup_jobs: job name "%s" is used twice' % job["name"])
         seen.add(job["name"])
+        # The runner arms each retry after this delay, doubled after each further failure (retry_delay_seconds).
+        job["retry_delay"] = timespan_seconds(service["retry_delay"])
         # One repository per host: its first job's drill reads the repository's data, one subset per drill; the
         # other jobs' drills restore their sample only.
         job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)
@@ -698,7 +788,8 @@ def backup_host_jobs(jobs, service, probe):
     for job in jobs:
         delay = timespan_seconds(job.get("randomized_delay") or "0")
         gap = int(gaps.get(job["schedule"]) or 0)
-        retries = int(job.get("retry_attempts") or 0) * timespan_seconds(service.get("retry_delay") or "15min")
+        base = timespan_seconds(service.get("retry_delay") or "15min")
+        retries = sum(retry_delay_seconds(base, failure) for failure in range(1, int(job.get("retry_attempts") or 0) + 1))
         max_age = gap + delay + retries + grace if job.get("enabled") and gap else 0
         drill_gap = int(gaps.get(service.get("drill_schedule") or "") or 0) if service.get("drill_enabled") else 0
         drill_max_age = drill_gap + delay + grace if drill_gap else 0

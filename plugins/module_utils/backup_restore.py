@@ -33,7 +33,7 @@ import time
 
 from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as runner
 from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import TRANSIENT_PAUSES, is_transient
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, has_control_chars
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, data_path_error, has_control_chars
 
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
 AS_OF = re.compile(r"[A-Za-z0-9 :.,+/@-]{1,64}")
@@ -63,14 +63,8 @@ def selection_spec(**extra):
     return spec
 
 
-def inside_path_error(option, value):
-    """None when ``value`` is an absolute path of a snapshot (any name but control characters, no . or ..)."""
-    if not isinstance(value, str) or has_control_chars(value):
-        return "%s must not contain control characters (newline, tab, ...)" % option
-    parts = value.split("/")
-    if not value.startswith("/") or value == "/" or "" in parts[1:] or any(part in (".", "..") for part in parts):
-        return '%s "%s" must be an absolute path other than /, without . or .. or //' % (option, value)
-    return None
+# The snapshot paths a restore may name: the rule of the paths a job backs up.
+inside_path_error = data_path_error
 
 
 def selection_errors(params):

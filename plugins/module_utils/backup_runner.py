@@ -59,9 +59,15 @@ EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 MAX_LISTED_ITEMS = 10
 JOURNAL_LINES = 30
 NOTIFY_TIMEOUT = 120
+# Retries after a failed backup: the first after retry_delay seconds, each next one twice as late, up to 2**3 times.
+DEFAULT_RETRY_DELAY = 900
+RETRY_DOUBLINGS = 3
+DEFAULT_RUNTIME_UNITS_DIR = "/run/systemd/system"
 KINDS = ("backup", "forget", "drill")
 # The state key counting each kind's failures in a row (what the failure handler reports).
 FAILURE_COUNTS = {"backup": "consecutive_failures", "forget": "forget_consecutive_failures", "drill": "drill_consecutive_failures"}
+# The state key holding why each kind's last run failed ("" after a success): a key of CAUSE_TEXTS, or "failed".
+FAILURE_CAUSE_KEYS = {"backup": "last_failure_cause", "forget": "forget_failure_cause", "drill": "drill_failure_cause"}
 # A restore drill restores at most this many files; restic 0.14's restore has no --include-file, so the
 # patterns go on the command line, in several restores when they would make it longer than this many bytes.
 MAX_DRILL_FILES = 1000
@@ -90,6 +96,7 @@ CONFIG_DEFAULTS = {
     "tag_rules": [],
     "prune": False,
     "retry_attempts": 0,
+    "retry_delay": DEFAULT_RETRY_DELAY,
     "notify_command": "",
     "metrics_dir": "",
     "cache_dir": "",
@@ -166,7 +173,17 @@ _SNAPSHOT_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\
 
 
 class JobError(Exception):
-    """A step failed; the message says which one, and never holds a secret nor a hook's text."""
+    """A step failed; the message says which one, and never holds a secret nor a hook's text. ``cause`` is restic's
+    failure class (a key of CAUSE_TEXTS) when restic failed, else ""."""
+
+    def __init__(self, message, cause=""):
+        super().__init__(message)
+        self.cause = cause
+
+
+def restic_error(what, returncode, stderr):
+    """The JobError of a failed restic command: its exit status, the cause and restic's own error line."""
+    return JobError("%s failed (%s): %s" % (what, describe_exit(returncode), restic_hint(stderr, returncode)), cause=restic_failure(stderr, returncode)[0])
 
 
 # --- pure functions --------------------------------------------------------------------------------------------
@@ -278,6 +295,9 @@ def parse_backup_output(stdout, stderr=""):
                 result["summary"] = message
             elif message.get("message_type") == "error":
                 result["errors"].append(_error_text(message))
+            elif message.get("message_type") == "exit_error":
+                # restic >= 0.17 with --json: the fatal error as JSON (its text is what restic would print).
+                result["messages"].append(str(message.get("message") or ""))
     return result
 
 
@@ -296,15 +316,91 @@ def describe_exit(returncode):
     return "exit status %s" % returncode
 
 
-def restic_hint(stderr):
-    """The one line of restic's stderr that says what went wrong, in words a user acts on."""
-    text = stderr or ""
-    if "Is there a repository at the following location?" in text:
-        return "no restic repository at this location (not initialised, or the wrong path or bucket)"
-    if "wrong password or no key found" in text:
-        return "wrong repository password"
-    fatal = [line for line in text.splitlines() if line.strip().startswith("Fatal:")]
-    return last_line("\n".join(fatal) or text)
+# Why restic failed, from its exit status (restic >= 0.17: 10 no repository, 11 lock failed, 12 wrong password) or,
+# for restic 0.14 (exit status 1 for all of them), from its own words, first match wins. A text naming the network
+# or a refusal wins over "Is there a repository at the following location?", which restic also prints when it could
+# not look at all. The one table of causes: restic_repo and backup_restore classify with it too.
+FAILURE_CAUSES = (
+    ("wrong_password", "wrong repository password", ("wrong password or no key found",)),
+    ("locked", "the repository is locked by another restic", ("repository is already locked", "unable to create lock")),
+    ("disk_full", "no space left where the repository is", ("no space left on device", "disk quota exceeded", "quotaexceeded")),
+    (
+        "denied",
+        "the S3 keys or the file permissions are refused",
+        (
+            "access denied",
+            "accessdenied",
+            "permission denied",
+            "invalidaccesskeyid",
+            "access key id you provided does not exist",
+            "signaturedoesnotmatch",
+            "signature we calculated does not match",
+            "forbidden",
+        ),
+    ),
+    (
+        "unreachable",
+        "the S3 server or the repository's path cannot be reached",
+        (
+            "connection refused",
+            "connection reset",
+            "no such host",
+            "no route to host",
+            "network is unreachable",
+            "i/o timeout",
+            "timeout exceeded",
+            "timed out",
+            "tls handshake",
+            "service unavailable",
+            "slow down",
+            "slowdown",
+            "internal server error",
+            "bad gateway",
+            "gateway timeout",
+        ),
+    ),
+)
+CAUSE_EXIT_CODES = {10: "missing_repository", 11: "locked", 12: "wrong_password"}
+CAUSE_TEXTS = dict((cause, text) for cause, text, _needles in FAILURE_CAUSES)
+CAUSE_TEXTS["missing_repository"] = "no restic repository at this location (not initialised, or the wrong path or bucket)"
+CAUSE_TEXTS["failed"] = "restic failed"
+CAUSE_TEXTS["stopped"] = "the unit was stopped or timed out"
+MISSING_QUESTION = "is there a repository at the following location?"
+MISSING_TEXTS = (
+    "no such file or directory",
+    "file does not exist",
+    "the specified key does not exist",
+    "nosuchkey",
+    "bucket does not exist",
+    "nosuchbucket",
+    "not found",
+)
+
+
+def restic_failure(stderr, returncode=None):
+    """(cause, restic's own error line) of a failed restic: the cause is one of CAUSE_TEXTS' keys ("failed" when
+    nothing tells), the line is the one that says so (else the Fatal: line, else the last one)."""
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("Fatal:")]
+    own = fatal[0] if fatal else (lines[-1] if lines else "")
+    if returncode in CAUSE_EXIT_CODES:
+        return CAUSE_EXIT_CODES[returncode], own
+    for cause, _text, needles in FAILURE_CAUSES:
+        for line in lines:
+            if any(needle in line.lower() for needle in needles):
+                return cause, line
+    lowered = "\n".join(lines).lower()
+    if MISSING_QUESTION in lowered and any(needle in lowered for needle in MISSING_TEXTS):
+        return "missing_repository", own
+    return "failed", own
+
+
+def restic_hint(stderr, returncode=None):
+    """What went wrong, for the journal and the failure notice: ``CAUSE (what it means): restic's own line``."""
+    cause, line = restic_failure(stderr, returncode)
+    if cause == "failed":
+        return line
+    return "%s (%s)%s" % (cause, CAUSE_TEXTS[cause], ": " + line if line else "")
 
 
 def last_line(text):
@@ -760,6 +856,25 @@ def parse_failed_target(target):
     return job, kind
 
 
+def retry_delay_seconds(base, failures):
+    """The delay before the retry that follows failure number ``failures`` in a row: ``base`` seconds, doubled after
+    each further failure, at most RETRY_DOUBLINGS times (15min: 15, 30, 60, 120, 120, ... minutes)."""
+    return int(base) * 2 ** min(max(int(failures), 1) - 1, RETRY_DOUBLINGS)
+
+
+def format_seconds(seconds):
+    """ "15min", "2h", "1h 30min", "45s": a delay as a person reads it."""
+    seconds = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            parts.append("%d%s" % (seconds // size, unit))
+            seconds %= size
+    if seconds or not parts:
+        parts.append("%ds" % seconds)
+    return " ".join(parts)
+
+
 def retry_left(failures, attempts):
     """Whether the retry timer is armed after ``failures`` failed runs in a row (the first retry follows failure 1)."""
     return 1 <= failures <= attempts
@@ -865,14 +980,17 @@ class Terminated(JobError):
 
 
 def _terminate(signum, frame):
-    raise Terminated("stopped by signal %d (unit stopped or timed out)" % signum)
+    raise Terminated("stopped by signal %d (unit stopped or timed out)" % signum, cause="stopped")
 
 
 class Context:
     """What the runner touches outside itself; tests give fakes."""
 
-    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None):
+    def __init__(
+        self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None, runtime_units_dir=None
+    ):
         self.run = run or subprocess.run
+        self.runtime_units_dir = runtime_units_dir or DEFAULT_RUNTIME_UNITS_DIR
         # The drill's sample; tests give a seeded random.Random.
         self.rng = rng or random.SystemRandom()
         self.clock = clock or time.time
@@ -902,6 +1020,8 @@ class Job:
         self.config = config
         self.name = config["name"]
         self.prefix = "%s %s: " % (kind, label or self.name)
+        # Why the run failed (JobError.cause, "failed" when nothing more is known); "" while it has not failed.
+        self.cause = ""
 
     def info(self, text):
         self.ctx.say(self.prefix + text)
@@ -930,7 +1050,7 @@ def restic(job, env, argv):
 def restic_checked(job, env, argv, what):
     proc = restic(job, env, argv)
     if proc.returncode != 0:
-        raise JobError("%s failed (%s): %s" % (what, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+        raise restic_error(what, proc.returncode, proc.stderr)
     return proc
 
 
@@ -965,7 +1085,7 @@ def restic_unlock(job, env):
         job.warn(str(exc))
         return
     if proc.returncode != 0:
-        job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr)))
+        job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr, proc.returncode)))
 
 
 def unclean_path(config):
@@ -1104,8 +1224,9 @@ def take_snapshot(job, env, flags, outcome):
     if status == EXIT_FAILED:
         if parsed["errors"]:
             job.error("restic reported: %s" % listed(parsed["errors"]))
-        hint = restic_hint("\n".join(parsed["messages"]))
-        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""))
+        text = "\n".join(parsed["messages"])
+        hint = restic_hint(text, proc.returncode)
+        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=restic_failure(text, proc.returncode)[0])
     outcome.update(status=status, summary=parsed["summary"])
     job.info(snapshot_line(parsed["summary"]))
     if status == EXIT_PARTIAL:
@@ -1143,13 +1264,17 @@ def guarded(job, steps, *args):
         return True
     except JobError as exc:
         job.error(str(exc))
+        job.cause = exc.cause or "failed"
     except Exception:
         job.error("unexpected error:\n%s" % traceback.format_exc().rstrip())
+        job.cause = "failed"
     return False
 
 
 def save_state(job, state):
-    """Write the state file and, when metrics_dir is set, the metrics; True when both are written."""
+    """Write the state file (with why this run failed, "" when it did not) and, when metrics_dir is set, the metrics;
+    True when both are written."""
+    state = dict(state, **{FAILURE_CAUSE_KEYS[job.kind]: job.cause})
     try:
         atomic_write(state_path(job.config), json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
         if job.config.get("metrics_dir"):
@@ -1200,7 +1325,7 @@ def forget_steps(job, stack, outcome):
     for label, argv in forget_plan(config, snapshots, flags, job.ctx.clock()):
         proc = restic_relocking(job, env, argv)
         if proc.returncode != 0:
-            raise JobError("restic %s failed (%s): %s" % (label, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+            raise restic_error("restic %s" % label, proc.returncode, proc.stderr)
         job.info("%s done" % label)
     outcome["snapshots"] = count_snapshots(job, env)
 
@@ -1255,7 +1380,7 @@ def list_snapshot_files(job, env, snapshot_id, work_dir):
         argv = ls_command(job.config, snapshot_id)
         proc = call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
-        raise JobError("restic ls failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr)))
+        raise restic_error("restic ls", proc.returncode, proc.stderr)
     with open(listing, encoding="utf-8", errors="replace") as handle:
         return read_ls_listing(handle)
 
@@ -1269,10 +1394,11 @@ def restore_sample(job, env, snapshot_id, sample, *, target, flags=()):
     for batch in batches:
         proc = restic_marked(job, env, restore_command(job.config, snapshot_id, target, batch, flags))
         if proc.returncode != 0:
-            hint, problems = restic_hint(proc.stderr), restore_problems(proc.stderr, target)
+            hint, problems = restic_hint(proc.stderr, proc.returncode), restore_problems(proc.stderr, target)
             raise JobError(
                 "restic restore --verify failed (%s)%s%s"
-                % (describe_exit(proc.returncode), ": " + hint if hint else "", "; " + listed(problems) if problems else "")
+                % (describe_exit(proc.returncode), ": " + hint if hint else "", "; " + listed(problems) if problems else ""),
+                cause=restic_failure(proc.stderr, proc.returncode)[0],
             )
     problems = restored_problems(target, sample)
     if problems:
@@ -1289,7 +1415,7 @@ def check_subset(job, env, flags, subsets, outcome):
         reported = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip() and not line.strip().startswith("Fatal:")]
         if reported:
             job.error("restic check reported: %s" % listed(reported))
-        raise JobError("restic check --read-data-subset=%d/%d failed (%s): %s" % (subset, subsets, describe_exit(proc.returncode), restic_hint(proc.stderr)))
+        raise restic_error("restic check --read-data-subset=%d/%d" % (subset, subsets), proc.returncode, proc.stderr)
     outcome.update(subset=subset, check=True)
     job.info("restic check --read-data-subset=%d/%d done (the repository's data is read in %d drills)" % (subset, subsets, subsets))
 
@@ -1365,28 +1491,50 @@ def journal_tail(ctx, units, complain):
     return proc.stdout.splitlines()[-JOURNAL_LINES:]
 
 
+def retry_drop_in(delay):
+    """The runtime drop-in of a job's retry timer that sets the delay of its next retry (seconds)."""
+    return "# Written by the keepdata backup failure handler: the delay of the next retry.\n[Timer]\nOnActiveSec=\nOnActiveSec=%ds\n" % delay
+
+
 def arm_retry(job, failures):
-    """(Re)start the retry timer while retries are left; False when systemctl failed."""
+    """(Re)start the retry timer while retries are left, after a delay that doubles with each failure in a row
+    (retry_delay_seconds); False when it could not be armed."""
     attempts = int(job.config.get("retry_attempts") or 0)
     if not retry_left(failures, attempts):
         job.info("no retry left (%d failures in a row, %d retries allowed)" % (failures, attempts))
         return True
     timer = "keepdata-backup-%s-retry.timer" % job.name
-    proc = call(job.ctx, ["systemctl", "restart", timer], stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        job.error("systemctl restart %s failed (%s): %s" % (timer, describe_exit(proc.returncode), last_line(proc.stderr)))
+    delay = retry_delay_seconds(job.config.get("retry_delay") or DEFAULT_RETRY_DELAY, failures)
+    try:
+        # A runtime drop-in (gone at reboot, like the timer's own state): the unit file keeps the first delay.
+        atomic_write(os.path.join(job.ctx.runtime_units_dir, timer + ".d", "50-keepdata-backoff.conf"), retry_drop_in(delay), 0o644)
+    except OSError as exc:
+        job.error("cannot write the retry delay of %s: %s" % (timer, exc.strerror or exc))
         return False
-    job.info("retry %d of %d in the retry timer" % (failures, attempts))
+    for argv in (["systemctl", "daemon-reload"], ["systemctl", "restart", timer]):
+        proc = call(job.ctx, argv, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
+        if proc.returncode != 0:
+            job.error("%s failed (%s): %s" % (" ".join(argv), describe_exit(proc.returncode), last_line(proc.stderr)))
+            return False
+    job.info("retry %d of %d in %s (%s)" % (failures, attempts, format_seconds(delay), timer))
     return True
 
 
-def notify(job, unit, kind, failures, lines):
+def notify_argv(command):
+    """The notify command's argv: a list runs as it is (no shell), a string through /bin/sh -c."""
+    if isinstance(command, list):
+        return [str(part) for part in command]
+    return ["/bin/sh", "-c", command]
+
+
+def notify(job, unit, kind, failures, lines, cause=""):
     """Run notify_command with the log on stdin; False when it failed."""
     env = dict(job.ctx.environ)
     env.update(KEEPDATA_BACKUP_JOB=job.name, KEEPDATA_BACKUP_UNIT=unit, KEEPDATA_BACKUP_KIND=kind, KEEPDATA_BACKUP_FAILURES=str(failures))
+    env["KEEPDATA_BACKUP_CAUSE"] = cause or "unknown"
     text = "".join(line + "\n" for line in lines)
     try:
-        proc = call(job.ctx, ["/bin/sh", "-c", job.config["notify_command"]], input=text, env=env, timeout=NOTIFY_TIMEOUT, encoding="utf-8", errors="replace")
+        proc = call(job.ctx, notify_argv(job.config["notify_command"]), input=text, env=env, timeout=NOTIFY_TIMEOUT, encoding="utf-8", errors="replace")
     except subprocess.TimeoutExpired:
         job.error("notify command timed out after %d s" % NOTIFY_TIMEOUT)
         return False
@@ -1402,7 +1550,8 @@ def notify(job, unit, kind, failures, lines):
 
 def cmd_failed(ctx, target, config_dir):
     """The OnFailure handler: after a backup, arm the retry timer while retries are left; after any failure, hand
-    the log to notify_command (a failed retention or drill is not retried: its own timer runs it again)."""
+    the log to notify_command, with the failure's cause (a failed retention or drill is not retried: its own timer
+    runs it again)."""
     try:
         name, kind = parse_failed_target(target)
     except JobError as exc:
@@ -1419,12 +1568,14 @@ def cmd_failed(ctx, target, config_dir):
     job = Job(ctx, "failed", config, label="%s:%s" % (name, kind))
     state = previous_state(job)
     failures = int(state.get(FAILURE_COUNTS[kind]) or 0)
-    job.info("%s failed (%d failures in a row)" % (unit, failures))
+    # "" when the run ended before it could record why (killed with SIGKILL, say).
+    cause = str(state.get(FAILURE_CAUSE_KEYS[kind]) or "unknown")
+    job.info("%s failed (%d failures in a row), cause: %s" % (unit, failures, cause))
     ok = True
     if kind == "backup":
         ok = arm_retry(job, failures)
     if config.get("notify_command"):
-        ok = notify(job, unit, kind, failures, lines) and ok
+        ok = notify(job, unit, kind, failures, lines, cause) and ok
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -134,8 +134,21 @@ def failed_unit(service):
 
 
 def s3_credentials(access_key, secret_key):
-    """The shared-credentials file restic's S3 backend reads (AWS_SHARED_CREDENTIALS_FILE)."""
-    return "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (access_key, secret_key)
+    """The shared-credentials file restic's S3 backend reads (AWS_SHARED_CREDENTIALS_FILE), for any key s3_key_problem
+    accepts: restic reads it with go-ini, which takes a value between backquotes as it is, from the first backquote
+    to the last one on the line (so #, ;, quotes, backslashes, blanks and backquotes inside are kept; measured with
+    restic 0.14 against the RGW). Unquoted, go-ini would cut a value at # or ; and strip quotes."""
+    return "[default]\naws_access_key_id = `%s`\naws_secret_access_key = `%s`\n" % (access_key, secret_key)
+
+
+def s3_key_problem(option, value):
+    """None when ``value`` can be an S3 key in s3_credentials, else the message (naming the option, never the key):
+    one line of text, not empty, no control character."""
+    if not isinstance(value, str) or not value:
+        return "%s must be a non-empty string" % option
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        return "%s must not contain control characters (newline, tab, ...)" % option
+    return None
 
 
 def desired_files(jobs, service, config_dir, units_dir, *, password, access_key="", secret_key=""):

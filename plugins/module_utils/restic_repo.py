@@ -22,43 +22,14 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import restic_failure, restic_hint
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_credentials, s3_key_problem
+
 MASK = "********"
 
-# What restic's answer to ``cat config`` means. Exit codes first (restic >= 0.17: 10 no repository, 11 lock
-# failed, 12 wrong password), then texts in order (restic 0.14 exits 1 for all of them): a text naming a network
-# or permission failure wins over "Is there a repository at the following location?", which restic also prints
-# when it could not look at all.
-EXIT_CODES = {0: "ok", 10: "missing", 11: "error", 12: "wrong_password"}
-TEXTS = (
-    ("wrong password or no key found", "wrong_password"),
-    ("connection refused", "transient"),
-    ("connection reset", "transient"),
-    ("i/o timeout", "transient"),
-    ("timed out", "transient"),
-    ("timeout exceeded", "transient"),
-    ("tls handshake timeout", "transient"),
-    ("service unavailable", "transient"),
-    ("slowdown", "transient"),
-    ("permission denied", "error"),
-    ("access denied", "error"),
-    ("accessdenied", "error"),
-    ("invalidaccesskeyid", "error"),
-    ("signaturedoesnotmatch", "error"),
-    ("no such host", "error"),
-    ("repository is already locked", "error"),
-)
-# A missing repository: restic's question, and a text saying that the config file (or its bucket) is not there.
-MISSING_QUESTION = "is there a repository at the following location?"
-MISSING_TEXTS = (
-    "no such file or directory",
-    "file does not exist",
-    "the specified key does not exist",
-    "nosuchkey",
-    "bucket does not exist",
-    "nosuchbucket",
-    "config: not found",
-    "not found",
-)
+# What restic's answer to ``cat config`` means, from the runner's one table of restic's failure causes
+# (backup_runner.restic_failure): an unreachable or overloaded server is worth another try, the rest is final.
+MEANINGS = {"wrong_password": "wrong_password", "missing_repository": "missing", "unreachable": "transient"}
 
 # Environment variables that would hand restic a secret or another repository besides ours.
 CLEARED_ENV = (
@@ -83,8 +54,6 @@ CLEARED_ENV = (
 S3_REPOSITORY = re.compile(r"^s3:https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]+)?/[A-Za-z0-9.\-_]+(/[^\s]*)?$")
 RESTIC_OPTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*=[^\s]*$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# go-ini (restic's S3 credentials file reader) cuts a value at # or ; and unquotes quotes.
-INI_UNSAFE = re.compile(r"[\s#;\"'`\\]")
 TRANSIENT_PAUSES = (1, 2)
 
 NOT_INSTALLED = "restic is not installed yet: the repository would be checked, and initialised if missing"
@@ -124,8 +93,9 @@ def input_errors(p):
     if p["recovery_password"] and not p["recovery_password"].strip():
         errors.append("recovery_password must not be blank")
     for key in ("access_key", "secret_key"):
-        if p[key] and INI_UNSAFE.search(p[key]):
-            errors.append("%s must hold no blank, quote, backslash, # or ;" % key)
+        problem = s3_key_problem(key, p[key]) if p[key] else None
+        if problem:
+            errors.append(problem)
     if p["timeout"] < 1:
         errors.append("timeout must be at least 1 second")
     if p["cache_dir"] and not os.path.isabs(p["cache_dir"]):
@@ -134,20 +104,16 @@ def input_errors(p):
 
 
 def classify(rc, text):
-    """What a ``restic cat config`` answer means: ok, missing, wrong_password, transient or error."""
-    if rc in EXIT_CODES:
-        return EXIT_CODES[rc]
-    lowered = (text or "").lower()
-    for needle, meaning in TEXTS:
-        if needle in lowered:
-            return meaning
-    if MISSING_QUESTION in lowered and any(needle in lowered for needle in MISSING_TEXTS):
-        return "missing"
-    return "error"
+    """What a ``restic cat config`` answer means: ok, missing, wrong_password, transient or error (rc None: timed out)."""
+    if rc == 0:
+        return "ok"
+    if rc is None:
+        return "error"
+    return MEANINGS.get(restic_failure(text, rc)[0], "error")
 
 
 def is_transient(rc, text):
-    return rc not in EXIT_CODES and classify(rc, text) == "transient"
+    return classify(rc, text) == "transient"
 
 
 def parse_version(text):
@@ -165,11 +131,6 @@ def scrub(text, secrets):
     return text
 
 
-def last_lines(text, count=5):
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return " | ".join(lines[-count:])
-
-
 def child_env(base, password_file, credentials_file=None):
     """The command's environment: ``base`` without any inherited secret, with the secrets' files."""
     env = {k: v for k, v in base.items() if k not in CLEARED_ENV}
@@ -177,10 +138,6 @@ def child_env(base, password_file, credentials_file=None):
     if credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
     return env
-
-
-def credentials_ini(access_key, secret_key):
-    return "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (access_key, secret_key)
 
 
 def find_binary(name):
@@ -196,7 +153,7 @@ class SecretFiles:
         if recovery_password:
             self.contents["recovery"] = recovery_password + "\n"
         if access_key or secret_key:
-            self.contents["credentials"] = credentials_ini(access_key, secret_key)
+            self.contents["credentials"] = s3_credentials(access_key, secret_key)
         self.tmp_dir = tmp_dir
         self.dir = None
         self.paths = {}
@@ -276,7 +233,7 @@ class Run:
         self.result = {"changed": False, "initialized": False, "recovery_key_added": False, "restic_version": "", "repository": p["repository"]}
 
     def fail(self, what, rc, err, **extra):
-        detail = last_lines(err) or "exit code %s" % rc
+        detail = restic_hint(err, rc) or "exit code %s" % rc
         raise ResticRepoError(scrub("%s: %s" % (what, detail), self.secrets), **dict(self.result, **extra))
 
     def repo(self, args, opener="password", retry=False):

@@ -81,6 +81,18 @@ def abs_path_error(option, value, what="an absolute path other than /"):
     return '%s "%s" must be %s (letters, digits and . _ - @ + = only)' % (option, value, what)
 
 
+def data_path_error(option, value):
+    """None when ``value`` is an absolute path of data to back up or restore, else the message: any name (blanks,
+    quotes and letters of any alphabet included: such paths reach restic as separate arguments or through a JSON file,
+    never through a shell, fstab or a unit line), but no control character, no . or .. component and no //."""
+    if not isinstance(value, str) or has_control_chars(value):
+        return "%s must not contain control characters (newline, tab, ...)" % option
+    parts = value.split("/")
+    if not value.startswith("/") or value == "/" or "" in parts[1:] or any(part in (".", "..") for part in parts):
+        return '%s "%s" must be an absolute path other than /, without . or .. or //' % (option, value)
+    return None
+
+
 def paths_nest(first, second):
     """True when the two paths are the same or one lies inside the other ("a" and "a/b", never "a" and "ab")."""
     first, second = first.rstrip("/") + "/", second.rstrip("/") + "/"

@@ -367,8 +367,28 @@ BAD = [
     ({"s3_connections": 0}, "backup_s3_connections must be between 1 and 64 (got 0)"),
     ({"s3_access_key": ""}, "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env"),
     ({"s3_secret_key": None}, "no S3 credentials"),
-    ({"s3_secret_key": SECRET + " x"}, "backup_s3_access_key and backup_s3_secret_key must not contain blanks"),
-    ({"s3_access_key": "AK=1"}, "backup_s3_access_key and backup_s3_secret_key must not contain blanks (nor the access key '=')"),
+    ({"retry_delay": "1s"}, 'backup_retry_delay "1s" must be a systemd time span of at least 60s'),
+    ({"retry_delay": "59"}, 'backup_retry_delay "59" must be a systemd time span of at least 60s'),
+    ({"retry_delay": "1min\n"}, "backup_retry_delay must not contain control characters"),
+    # A YAML type a user can get wrong is refused by name.
+    ({"notify_command": {"mail": "ops"}}, "backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not a mapping"),
+    ({"notify_command": True}, "backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not a boolean"),
+    ({"notify_command": []}, "backup_notify_command given as a list must hold the program and its arguments"),
+    ({"notify_command": ["mail", ""]}, "backup_notify_command[1] must be a non-empty string"),
+    ({"notify_command": ["mail", "-s", "a\nb"]}, "backup_notify_command[2] must not contain control characters"),
+    ({"notify_command": ["mail", ["x"]]}, "backup_notify_command[1] must be a non-empty string"),
+    ({"password": ["correct", "horse battery staple"]}, "backup_password must be a string, not a list (quote it in YAML)"),
+    ({"password": 123456789012345}, "backup_password must be a string, not a number (quote it in YAML)"),
+    ({"s3_secret_key": {"k": "v"}}, "backup_s3_secret_key must be a string, not a mapping (quote it in YAML)"),
+    ({"s3_bucket": ["kd-backups"]}, "backup_s3_bucket must be a string, not a list"),
+    ({"host_name": ["web1"]}, "backup_host_name must be a string, not a list"),
+    ({"retry_delay": ["15min"]}, "backup_retry_delay must be a string, not a list"),
+    ({"timeout": True}, "backup_timeout must be a string, not a boolean"),
+    ({"schedule": {"daily": 1}}, "backup_schedule must be a string, not a mapping"),
+    ({"path": ["/mnt/backup"]}, "backup_path must be a string, not a list"),
+    ({"jobs": [job(paths=["/srv//app"])]}, 'backup_jobs[app].paths "/srv//app" must be an absolute path other than /, without . or .. or //'),
+    ({"jobs": [job(paths=["/srv/./app"])]}, 'backup_jobs[app].paths "/srv/./app" must be an absolute path other than /, without . or .. or //'),
+    ({"jobs": [job(databases=[{"type": "sqlite", "path": "db.sqlite3"}])]}, 'backup_jobs[app].databases[0].path "db.sqlite3" must be an absolute path'),
     ({"jobs": [job(schedule="daily; rm -rf /")]}, 'backup_jobs[app].schedule "daily; rm -rf /" must be an OnCalendar expression'),
     ({"jobs": [job(schedule="daily\n")]}, 'backup_jobs[app].schedule "?" must be an OnCalendar expression'),
     ({"schedule": "$(reboot)"}, 'backup_jobs[app1].schedule "$(reboot)" must be an OnCalendar expression'),
@@ -401,7 +421,7 @@ BAD = [
     ({"drill_sample": ".5%"}, 'backup_drill_sample ".5%" must be a number of files'),
     ({"drill_sample": "ten"}, 'backup_drill_sample "ten" must be a number of files'),
     ({"drill_sample": 2.5}, 'backup_drill_sample "2.5" must be a number of files'),
-    ({"drill_sample": True}, 'backup_drill_sample "True" must be a number of files'),
+    ({"drill_sample": True}, "backup_drill_sample must be a string, not a boolean"),
     ({"drill_sample": None}, 'backup_drill_sample "" must be a number of files'),
     ({"drill_sample": "5%\n"}, "backup_drill_sample must not contain control characters"),
     ({"drill_check_subsets": 0}, "backup_drill_check_subsets must be between 1 and 10000 (got 0)"),
@@ -481,8 +501,8 @@ BAD = [
     ({"memory_max": "2GB"}, 'backup_memory_max "2GB" must be a size such as 2G, a percentage or infinity'),
     ({"memory_max": "101%"}, 'backup_memory_max "101%" must be a size'),
     ({"timeout": "12 hours later"}, 'backup_timeout "12 hours later" must be a time span such as 12h or 15min'),
-    ({"retry_delay": "soon"}, 'backup_retry_delay "soon" must be a time span such as 12h or 15min'),
-    ({"retry_delay": "infinity"}, 'backup_retry_delay "infinity" must be a time span'),
+    ({"retry_delay": "soon"}, 'backup_retry_delay "soon" must be a systemd time span of at least 60s'),
+    ({"retry_delay": "infinity"}, 'backup_retry_delay "infinity" must be a systemd time span'),
     ({"nice": 20}, "backup_nice must be between -20 and 19 (got 20)"),
     ({"nice": -21}, "backup_nice must be between -20 and 19 (got -21)"),
     ({"io_class": "fast"}, "backup_io_class must be idle, best-effort or realtime"),
@@ -561,8 +581,9 @@ def test_host_jobs_get_thresholds_from_their_schedules():
     jobs = bp.backup_host_jobs(planned["jobs"], planned["service"], {"repository_mount": "/mnt/backup", "schedule_gaps": gaps})
     ages = [(j["name"], j["max_age"], j["drill_max_age"], j["mount_point"]) for j in jobs]
     assert ages == [
-        ("app1", 86400 + 1800 + 2 * 600 + 7200, 604800 + 1800 + 7200, "/mnt/backup"),
-        ("logs", 259200 + 2 * 600 + 7200, 604800 + 7200, "/mnt/backup"),
+        # Two retries, the second twice as late as the first: 10 min, then 20 min.
+        ("app1", 86400 + 1800 + 600 + 1200 + 7200, 604800 + 1800 + 7200, "/mnt/backup"),
+        ("logs", 259200 + 600 + 1200 + 7200, 604800 + 7200, "/mnt/backup"),
         ("off", 0, 604800 + 1800 + 7200, "/mnt/backup"),  # no timer: never late; its drill still runs
     ]
     # The plan itself is not changed; an unknown gap (systemd-analyze missing) gives no threshold.
@@ -842,3 +863,32 @@ def test_with_cellar_env_the_keys_may_come_from_the_shared_credentials_file(tmp_
         "(nor a credentials file in AWS_SHARED_CREDENTIALS_FILE)",
         "no S3 credentials: set backup_s3_access_key and backup_s3_secret_key, or backup_from_cellar_env",
     ]
+
+
+def test_s3_keys_with_any_printable_character_are_accepted():
+    # Keys a real S3 user can have (boto3 and the RGW take them): the credentials file carries them (backup_units).
+    ak, sk = "AK=with:odd#1", "sp ace`x=y\"z'w\\v#u;t"
+    result = plan(s3_access_key=ak, s3_secret_key=sk)
+    assert result["errors"] == []
+    assert backup_secrets(dict(S3, s3_access_key=ak, s3_secret_key=sk))["secret_key"] == sk
+
+
+@pytest.mark.parametrize("path", ["/srv/my app", "/srv/données/été", "/srv/a'b\"c", "/srv/$HOME;x", "/srv/[x]*?"])
+def test_backup_paths_with_any_name_are_accepted(path):
+    result = plan(jobs=[job(paths=[path], databases=[{"type": "sqlite", "path": path + "/db.sqlite3"}])])
+    assert result["errors"] == []
+    assert result["jobs"][0]["paths"] == [path]
+    assert result["probe"]["paths"] == [{"option": "backup_jobs[app].paths", "path": path}]
+
+
+def test_notify_command_as_a_list_is_an_argv_and_as_a_string_a_shell_command():
+    argv = ["mail", "-s", "backup failed", "ops@example.com"]
+    assert plan(notify_command=argv)["jobs"][0]["notify_command"] == argv
+    assert plan(notify_command="mail -s 'backup failed' ops@example.com")["jobs"][0]["notify_command"] == "mail -s 'backup failed' ops@example.com"
+    assert plan(notify_command="")["jobs"][0]["notify_command"] == ""
+
+
+def test_the_job_carries_the_first_retry_delay_in_seconds():
+    assert plan(retry_delay="2min")["jobs"][0]["retry_delay"] == 120
+    assert plan(retry_delay=90)["jobs"][0]["retry_delay"] == 90
+    assert plan()["jobs"][0]["retry_delay"] == 900

@@ -157,6 +157,7 @@ def context(tmp_path, run, ismount=None, start=1700000000.0):
         clock=lambda: next(clock),
         environ={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
         lock_dir=str(tmp_path / "lock"),
+        runtime_units_dir=str(tmp_path / "run-units"),
         ismount=ismount or (lambda path: True),
         out=io.StringIO(),
         err=io.StringIO(),
@@ -282,16 +283,72 @@ def test_exit_codes():
     assert br.describe_exit(1) == "exit status 1"
 
 
+# restic 0.14's own words (stderr) for each failure cause, as measured against the RGW, a path repository and a full disk.
+RESTIC_014_FAILURES = {
+    "missing_repository": (
+        "Fatal: unable to open config file: Stat: The specified key does not exist.\n"
+        "Is there a repository at the following location?\ns3:http://127.0.0.1:45187/rx-probe/repo-none\n"
+    ),
+    "wrong_password": "Fatal: wrong password or no key found\n",
+    "denied": (
+        "Fatal: unable to open config file: Stat: The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.\nIs there a repository at the following location?\ns3:http://127.0.0.1:45187/rx-probe/repo\n"
+    ),
+    "unreachable": (
+        'Fatal: unable to open config file: Stat: Get "http://127.0.0.1:1/rx-probe/?location=": dial tcp 127.0.0.1:1: connect: connection refused\n'
+        "Is there a repository at the following location?\ns3:http://127.0.0.1:1/rx-probe/repo\n"
+    ),
+    "locked": (
+        "unable to create lock in backend: repository is already locked exclusively by PID 17113 on vm by root (UID 0, GID 0)\n"
+        "lock was created at 2026-12-06 02:38:53 (3.418085642s ago)\nstorage ID fbbd9fb9\nthe `unlock` command can be used to remove stale locks\n"
+    ),
+    "disk_full": "Fatal: unable to save snapshot: write /srv/backup/repo/data/0d/0dba8b-tmp-3876646388: no space left on device\n",
+}
+
+
+@pytest.mark.parametrize("cause", sorted(RESTIC_014_FAILURES))
+def test_restic_failure_names_the_cause_and_restics_own_line(cause):
+    stderr = RESTIC_014_FAILURES[cause]
+    found, line = br.restic_failure(stderr, 1)
+    assert found == cause
+    # restic's own line, as it wrote it: the one that tells (the Fatal: line, or the lock line).
+    assert line in stderr.splitlines()
+    assert line.startswith("Fatal:") or cause == "locked"
+    hint = br.restic_hint(stderr, 1)
+    assert hint == "%s (%s): %s" % (cause, br.CAUSE_TEXTS[cause], line)
+
+
+def test_an_unreachable_server_is_not_reported_as_a_missing_repository():
+    # restic 0.14 asks "Is there a repository at the following location?" when it could not look at all.
+    hint = br.restic_hint(RESTIC_014_FAILURES["unreachable"], 1)
+    assert hint.startswith("unreachable (the S3 server or the repository's path cannot be reached): Fatal: ")
+    assert "connect: connection refused" in hint
+    assert "no restic repository" not in hint
+
+
+def test_restic_017_exit_codes_name_the_cause():
+    assert br.restic_failure("Fatal: repository does not exist: unable to open config file\n", 10)[0] == "missing_repository"
+    assert br.restic_failure("Fatal: unable to create lock in backend\n", 11)[0] == "locked"
+    assert br.restic_failure("Fatal: wrong password or no key found\n", 12)[0] == "wrong_password"
+
+
 def test_restic_hint_and_sizes():
-    missing = "Fatal: unable to open config file: Stat: no such file\nIs there a repository at the following location?\n/srv/backups/restic\n"
-    assert br.restic_hint(missing).startswith("no restic repository at this location")
-    assert br.restic_hint("Fatal: wrong password or no key found\n") == "wrong repository password"
+    missing = "Fatal: unable to open config file: Stat: stat /srv/backups/restic/config: no such file or directory\nIs there a repository at the following location?\n/srv/backups/restic\n"
+    assert br.restic_hint(missing).startswith("missing_repository (no restic repository at this location")
+    assert br.restic_hint("Fatal: wrong password or no key found\n") == "wrong_password (wrong repository password): Fatal: wrong password or no key found"
     assert br.restic_hint("Fatal: unable to create lock in backend: repository is already locked by PID 7\nlock was created at ...\n") == (
-        "Fatal: unable to create lock in backend: repository is already locked by PID 7"
+        "locked (the repository is locked by another restic): Fatal: unable to create lock in backend: repository is already locked by PID 7"
     )
+    # Nothing known: restic's own last words, unclassified.
+    assert br.restic_hint("Fatal: something new\n") == "Fatal: something new"
     assert br.restic_hint("") == ""
     assert [br.format_bytes(n) for n in (0, 1023, 1024, 1536 * 1024, 5 * 1024**4)] == ["0 B", "1023 B", "1.0 KiB", "1.5 MiB", "5.0 TiB"]
     assert br.listed(["a", "b", "c"], 2) == "a; b; and 1 more"
+
+
+def test_restic_018_json_exit_error_is_read():
+    parsed = br.parse_backup_output('{"message_type":"exit_error","code":1,"message":"Fatal: wrong password or no key found"}\n', "")
+    assert parsed["messages"] == ["Fatal: wrong password or no key found"]
 
 
 NOW = br.snapshot_time("2026-12-01T00:00:00Z")
@@ -574,9 +631,12 @@ def test_state_keeps_last_success_across_a_failure(tmp_path):
     config = make_config(tmp_path)
     ctx = context(tmp_path, FakeRun())
     assert br.cmd_run(ctx, config) == 0
+    assert read_state(config)["last_failure_cause"] == ""
     ctx = context(tmp_path, FakeRun(backup=done(1, stderr="Fatal: wrong password or no key found\n")), start=1700086400.0)
     assert br.cmd_run(ctx, config) == 1
-    assert "backup app1: error: restic backup failed (exit status 1): wrong repository password" in ctx.err.getvalue()
+    # Why it failed, for the failure handler's notice.
+    assert read_state(config)["last_failure_cause"] == "wrong_password"
+    assert "backup app1: error: restic backup failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found" in ctx.err.getvalue()
     state = read_state(config)
     assert (state["last_run"], state["last_success"], state["consecutive_failures"], state["last_exit_status"]) == (1700086400, 1700000000, 1, 1)
     assert state["snapshots"] == 1  # the count of the last successful run stays
@@ -771,7 +831,7 @@ def test_a_lock_error_twice_fails_the_backup(tmp_path):
     assert br.cmd_run(ctx, config) == 1
     # One unlock, one retry, then the failure: restic's lock belongs to a live process (web2) and stays.
     assert fake.keys() == ["version", "backup", "unlock", "backup"]
-    assert "backup app1: error: restic backup failed (exit status 1): Fatal: unable to create lock in backend: repository is already locked" in (
+    assert "backup app1: error: restic backup failed (exit status 1): locked (the repository is locked by another restic): Fatal: unable to create lock in backend: repository is already locked" in (
         ctx.err.getvalue()
     )
     state = read_state(config)
@@ -1062,7 +1122,7 @@ def test_forget_failure(tmp_path):
     assert fake.argvs("forget")[1:] == [tag_pass, tag_pass]
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert "forget app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
-    assert "forget app1: error: restic tag pre-update older than 21d failed (exit status 1): Fatal: unable to create lock" in ctx.err.getvalue()
+    assert "forget app1: error: restic tag pre-update older than 21d failed (exit status 1): locked (the repository is locked by another restic): Fatal: unable to create lock" in ctx.err.getvalue()
     state = read_state(config)
     assert (state["last_forget"], state["forget_consecutive_failures"], state["last_forget_exit_status"]) == (0, 1, 1)
     assert 'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 0' in metric_lines(config)
@@ -1092,9 +1152,14 @@ def write_job(tmp_path, config, failures):
 
 def test_failed_arms_the_retry_timer_and_feeds_the_log_to_notify(tmp_path):
     got_log, got_vars = tmp_path / "log.txt", tmp_path / "vars.txt"
-    notify = 'cat > %s; echo "$KEEPDATA_BACKUP_JOB $KEEPDATA_BACKUP_UNIT $KEEPDATA_BACKUP_KIND $KEEPDATA_BACKUP_FAILURES" > %s' % (got_log, got_vars)
-    config = make_config(tmp_path, notify_command=notify)
+    notify = 'cat > %s; echo "$KEEPDATA_BACKUP_JOB $KEEPDATA_BACKUP_UNIT $KEEPDATA_BACKUP_KIND $KEEPDATA_BACKUP_FAILURES $KEEPDATA_BACKUP_CAUSE" > %s' % (
+        got_log,
+        got_vars,
+    )
+    config = make_config(tmp_path, notify_command=notify, retry_delay=900)
     jobs = write_job(tmp_path, config, failures=2)
+    state_file = tmp_path / "state" / "app1.state.json"
+    state_file.write_text(json.dumps(dict(json.loads(state_file.read_text()), last_failure_cause="unreachable")))
     fake = FakeRun()
     ctx = context(tmp_path, fake)
     assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=ctx) == 0
@@ -1102,12 +1167,42 @@ def test_failed_arms_the_retry_timer_and_feeds_the_log_to_notify(tmp_path):
     assert fake.argvs("journalctl") == [
         ["journalctl", "-u", "keepdata-backup-app1.service", "-u", "keepdata-backup-app1@*.service", "-n", "30", "--no-pager", "-o", "cat"]
     ]
-    assert fake.argvs("systemctl") == [["systemctl", "restart", "keepdata-backup-app1-retry.timer"]]
-    assert "failed app1:backup: retry 2 of 3 in the retry timer\n" in ctx.out.getvalue()
+    # The second retry waits twice the first one's delay: a runtime drop-in, then the timer restarted.
+    drop_in = tmp_path / "run-units" / "keepdata-backup-app1-retry.timer.d" / "50-keepdata-backoff.conf"
+    assert drop_in.read_text().splitlines()[1:] == ["[Timer]", "OnActiveSec=", "OnActiveSec=1800s"]
+    assert fake.argvs("systemctl") == [["systemctl", "daemon-reload"], ["systemctl", "restart", "keepdata-backup-app1-retry.timer"]]
+    out = ctx.out.getvalue()
+    assert "failed app1:backup: keepdata-backup-app1.service failed (2 failures in a row), cause: unreachable\n" in out
+    assert "failed app1:backup: retry 2 of 3 in 30min (keepdata-backup-app1-retry.timer)\n" in out
     assert got_log.read_text() == "line one\nline two\n"
-    assert got_vars.read_text() == "app1 keepdata-backup-app1.service backup 2\n"
+    assert got_vars.read_text() == "app1 keepdata-backup-app1.service backup 2 unreachable\n"
     notify_call = [kwargs for argv, kwargs in fake.calls if argv[0] == "/bin/sh"][0]
     assert notify_call["timeout"] == 120
+
+
+def test_retry_delays_double_up_to_eight_times():
+    assert [br.retry_delay_seconds(900, failures) for failures in (1, 2, 3, 4, 5, 50)] == [900, 1800, 3600, 7200, 7200, 7200]
+    assert [br.format_seconds(s) for s in (45, 60, 900, 5400, 7200, 90061)] == ["45s", "1min", "15min", "1h 30min", "2h", "1d 1h 1min 1s"]
+
+
+def test_a_notify_command_given_as_a_list_runs_without_a_shell(tmp_path):
+    got = tmp_path / "got.txt"
+    script = tmp_path / "notify.py"
+    script.write_text("import os, sys\nopen(sys.argv[1], 'w').write(repr(sys.argv[2:]) + ' ' + os.environ['KEEPDATA_BACKUP_CAUSE'] + ' ' + sys.stdin.read())\n")
+    argv = [sys.executable, str(script), str(got), "-s", "backup failed; $HOME `id`"]
+    config = make_config(tmp_path, notify_command=argv, retry_attempts=0)
+    jobs = write_job(tmp_path, config, failures=1)
+    ran = []
+
+    def real(argv, kwargs):
+        ran.append(argv)
+        return subprocess.run(argv, check=False, **kwargs)
+
+    fake = FakeRun(**{os.path.basename(sys.executable): real})
+    assert br.main(["failed", "app1:backup", "--config-dir", jobs], ctx=context(tmp_path, fake)) == 0
+    # Every word reached the program as it was: no shell split it or expanded $HOME and `id`.
+    assert ran == [argv]
+    assert got.read_text() == "['-s', 'backup failed; $HOME `id`'] unknown line one\nline two\n"
 
 
 def test_failed_without_retry_left(tmp_path):
@@ -1816,7 +1911,7 @@ def test_a_failing_ls_fails_the_drill(tmp_path):
     _restic, fake = drill_run(ls=done(1, stderr="Fatal: wrong password or no key found\n"))
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 1
-    assert "drill app1: error: restic ls failed (exit status 1): wrong repository password\n" in ctx.err.getvalue()
+    assert "drill app1: error: restic ls failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found\n" in ctx.err.getvalue()
     assert drill_dirs(config) == []
 
 
@@ -1916,6 +2011,6 @@ def test_a_failed_drill_notifies_and_never_arms_the_retry_timer(tmp_path):
     assert br.main(["failed", "app1:drill", "--config-dir", jobs], ctx=ctx) == 0
     assert fake.argvs("journalctl") == [["journalctl", "-u", "keepdata-backup-app1-drill.service", "-n", "30", "--no-pager", "-o", "cat"]]
     assert "systemctl" not in fake.keys()
-    assert "failed app1:drill: keepdata-backup-app1-drill.service failed (2 failures in a row)\n" in ctx.out.getvalue()
+    assert "failed app1:drill: keepdata-backup-app1-drill.service failed (2 failures in a row), cause: unknown\n" in ctx.out.getvalue()
     assert got_log.read_text() == "line one\nline two\n"
     assert got_vars.read_text() == "app1 keepdata-backup-app1-drill.service drill 2\n"

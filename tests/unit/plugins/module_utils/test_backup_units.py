@@ -115,7 +115,7 @@ def test_s3_job_files_modes_and_secrets(s3):
         ]
     )
     assert files[CFG + "/repository.password"] == (PASSWORD + "\n", "0600", True)
-    assert files[CFG + "/s3.credentials"] == ("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (ACCESS, SECRET), "0600", True)
+    assert files[CFG + "/s3.credentials"] == ("[default]\naws_access_key_id = `%s`\naws_secret_access_key = `%s`\n" % (ACCESS, SECRET), "0600", True)
     assert files[CFG + "/jobs/app1.json"][1:] == ("0600", False)
     for name, (content, mode, secret) in files.items():
         if name.startswith(UNITS + "/"):
@@ -360,7 +360,9 @@ def test_unit_names_and_managed_units():
 
 
 def test_s3_credentials_file():
-    assert s3_credentials("AK", "S/K+") == "[default]\naws_access_key_id = AK\naws_secret_access_key = S/K+\n"
+    assert s3_credentials("AK", "S/K+") == "[default]\naws_access_key_id = `AK`\naws_secret_access_key = `S/K+`\n"
+    # Any printable character is carried between the backquotes (go-ini takes them as they are).
+    assert s3_credentials("AK=1", "a#b;c\"d'e\\f`g h") == "[default]\naws_access_key_id = `AK=1`\naws_secret_access_key = `a#b;c\"d'e\\f`g h`\n"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

@@ -146,7 +146,7 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
     assert os.listdir(cfg / "jobs") == ["app1.json"]
     assert (mode(cfg), mode(cfg / "jobs")) == ("0o700", "0o700")
     assert (cfg / "repository.password").read_text() == PASSWORD + "\n"
-    assert (cfg / "s3.credentials").read_text() == "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (ACCESS, SECRET)
+    assert (cfg / "s3.credentials").read_text() == "[default]\naws_access_key_id = `%s`\naws_secret_access_key = `%s`\n" % (ACCESS, SECRET)
     for secret_file in ("repository.password", "s3.credentials", "jobs/app1.json"):
         assert mode(cfg / secret_file) == "0o600", secret_file
     for unit in os.listdir(units):
@@ -194,8 +194,8 @@ def test_metrics_follow_the_thresholds_and_keep_the_state_of_the_runs(host, caps
     jobs = backup_host_jobs(planned["jobs"], planned["service"], gaps)
     assert run(capsys, args(host, jobs=jobs))["changed"] is True
     prom = host["metrics"] / "keepdata_backup_app1.prom"
-    # daily: 24 h + 30 min delay + 3 retries of 15 min + 1 h grace; drill: a week + 30 min + 1 h.
-    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 94500\n' in prom.read_text()
+    # daily: 24 h + 30 min delay + 3 retries after 15, 30 and 60 min + 1 h grace; drill: a week + 30 min + 1 h.
+    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 98100\n' in prom.read_text()
     assert 'keepdata_backup_drill_max_age_seconds{backup_job="app1"} 610200\n' in prom.read_text()
     assert run(capsys, args(host, jobs=jobs))["changed"] is False
     # A run of the job rewrote its state and metrics: the role leaves them as they are.
@@ -208,7 +208,7 @@ def test_metrics_follow_the_thresholds_and_keep_the_state_of_the_runs(host, caps
     weekly = backup_host_jobs(planned["jobs"], dict(planned["service"], alert_grace="2h"), gaps)
     result = run(capsys, args(host, jobs=weekly), diff=True)
     assert result["written"] == ["%s/jobs/app1.json" % host["cfg"], str(prom)]
-    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 98100\n' in prom.read_text()
+    assert 'keepdata_backup_max_age_seconds{backup_job="app1"} 101700\n' in prom.read_text()
     assert 'keepdata_backup_last_success_timestamp_seconds{backup_job="app1"} 1700000000\n' in prom.read_text()
     assert json.loads(state_file.read_text())["last_success"] == 1700000000
 

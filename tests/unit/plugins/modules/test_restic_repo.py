@@ -173,7 +173,7 @@ def assert_no_secret(fake, *texts):
             "Fatal: unable to open config file: stat /srv/backups/restic/config: permission denied\nIs there a repository at the following location?\n",
             "error",
         ),
-        (1, "Fatal: unable to open config file: Stat: dial tcp: lookup nas: no such host\nIs there a repository at the following location?", "error"),
+        (1, "Fatal: unable to open config file: Stat: dial tcp: lookup nas: no such host\nIs there a repository at the following location?", "transient"),
         (1, "Fatal: unable to open config file: something new\nIs there a repository at the following location?\n", "error"),
         (1, "Fatal: repository is already locked exclusively by PID 42", "error"),
         (None, "restic did not finish within 120 seconds", "error"),
@@ -202,7 +202,7 @@ def test_version_parse_and_scrub():
         ({"repository": "/srv/backups", "secret_key": ""}, "access_key and secret_key go together"),
         ({"options": ["-o"]}, 'options[0] "-o" must be NAME=VALUE'),
         ({"password": "  "}, "password must not be empty"),
-        ({"secret_key": "with space"}, "secret_key must hold no blank"),
+        ({"secret_key": "with\ttab"}, "secret_key must not contain control characters"),
         ({"timeout": 0}, "timeout must be at least 1 second"),
         ({"cache_dir": "cache"}, 'cache_dir "cache" must be an absolute path'),
     ],
@@ -230,7 +230,7 @@ def test_missing_repository_is_initialised_with_secrets_in_files_only(tmp_path):
     for name in ("RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "RESTIC_REPOSITORY_FILE"):
         assert name not in init["env"]
     assert init["env"]["PATH"] == "/usr/bin"
-    assert fake.credentials == "[default]\naws_access_key_id = %s\naws_secret_access_key = %s" % (ACCESS, SECRET)
+    assert fake.credentials == "[default]\naws_access_key_id = `%s`\naws_secret_access_key = `%s`" % (ACCESS, SECRET)
     assert fake.files and all(f["mode"] == 0o600 and f["dir_mode"] == 0o700 for f in fake.files)
     assert fake.keys == [PASSWORD]
     assert_no_secret(fake, json.dumps(result))
@@ -313,7 +313,7 @@ def test_transient_failures_are_retried_with_backoff():
     assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
     fake = FakeRestic(answers={"cat": [(1, REFUSED_014)] * 3})
     error = failure(fake)
-    assert error.msg.startswith("cannot open the repository %s: Fatal: unable to open config file" % S3)
+    assert error.msg.startswith("cannot open the repository %s: unreachable (the S3 server or the repository's path cannot be reached): Fatal: unable to open config file" % S3)
     assert "connection refused" in error.msg
     assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
 
@@ -330,7 +330,7 @@ def test_other_failures_are_reported_with_secrets_scrubbed():
 def test_failed_init_and_key_add_are_reported():
     fake = FakeRestic(exists=False, answers={"init": [(1, "Fatal: create repository at %s failed: permission denied" % S3)]})
     error = failure(fake)
-    assert error.msg == "restic init of %s failed: Fatal: create repository at %s failed: permission denied" % (S3, S3)
+    assert error.msg == "restic init of %s failed: denied (the S3 keys or the file permissions are refused): Fatal: create repository at %s failed: permission denied" % (S3, S3)
     assert error.facts["changed"] is False and error.facts["initialized"] is False
     fake = FakeRestic(answers={"key add": [(1, "Fatal: unable to create lock in backend")]})
     error = failure(fake, recovery_password=RECOVERY)
