@@ -40,8 +40,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     TIME_SPAN,
     abs_path_error,
     as_list,
-    data_path_error,
     control_char_errors,
+    data_path_error,
     full,
     has_control_chars,
     paths_nest,
@@ -673,6 +673,8 @@ def _general_errors(settings):
         errors.append('backup_host_name "%s" must be a host name (letters, digits, . _ -)' % _text(settings.get("host_name")))
     if _text(settings.get("compression") or "auto") not in ("auto", "off", "max"):
         errors.append("backup_compression must be auto, off or max")
+    if not isinstance(settings.get("mount_repository", False), bool):
+        errors.append("backup_mount_repository must be true or false")
     return errors
 
 
@@ -820,6 +822,8 @@ def backup_plan(settings):
             if d["type"] == "sqlite"
         ],
         "repository_path": repository["path"],
+        # An fstab mount of the repository that is not mounted: refused by the probe, or mounted first by the role.
+        "mount_repository": repository["kind"] == "path" and settings.get("mount_repository") is True,
         "schedules": schedules,
         "packages": ["restic"] + (["prometheus-node-exporter"] if node_exporter["mode"] == "install" else []) if settings.get("manage_packages", True) else [],
         # An existing node_exporter's textfile directory must be there: metrics written elsewhere reach nobody.

@@ -986,9 +986,7 @@ def _terminate(signum, frame):
 class Context:
     """What the runner touches outside itself; tests give fakes."""
 
-    def __init__(
-        self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None, runtime_units_dir=None
-    ):
+    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None, runtime_units_dir=None):
         self.run = run or subprocess.run
         self.runtime_units_dir = runtime_units_dir or DEFAULT_RUNTIME_UNITS_DIR
         # The drill's sample; tests give a seeded random.Random.
@@ -1057,7 +1055,7 @@ def restic_checked(job, env, argv, what):
 def check_mount(config, ismount):
     mount_point = config.get("mount_point")
     if mount_point and not ismount(mount_point):
-        raise JobError("%s is not mounted: refusing to write the backup into the bare mount point" % mount_point)
+        raise JobError("%s is not mounted: refusing to write the backup into the bare mount point" % mount_point, cause="unreachable")
 
 
 @contextlib.contextmanager
@@ -1226,7 +1224,9 @@ def take_snapshot(job, env, flags, outcome):
             job.error("restic reported: %s" % listed(parsed["errors"]))
         text = "\n".join(parsed["messages"])
         hint = restic_hint(text, proc.returncode)
-        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=restic_failure(text, proc.returncode)[0])
+        raise JobError(
+            "restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=restic_failure(text, proc.returncode)[0]
+        )
     outcome.update(status=status, summary=parsed["summary"])
     job.info(snapshot_line(parsed["summary"]))
     if status == EXIT_PARTIAL:
@@ -1527,7 +1527,7 @@ def notify_argv(command):
     return ["/bin/sh", "-c", command]
 
 
-def notify(job, unit, kind, failures, lines, cause=""):
+def notify(job, unit, kind, failures, lines, *, cause=""):
     """Run notify_command with the log on stdin; False when it failed."""
     env = dict(job.ctx.environ)
     env.update(KEEPDATA_BACKUP_JOB=job.name, KEEPDATA_BACKUP_UNIT=unit, KEEPDATA_BACKUP_KIND=kind, KEEPDATA_BACKUP_FAILURES=str(failures))
@@ -1575,7 +1575,7 @@ def cmd_failed(ctx, target, config_dir):
     if kind == "backup":
         ok = arm_retry(job, failures)
     if config.get("notify_command"):
-        ok = notify(job, unit, kind, failures, lines, cause) and ok
+        ok = notify(job, unit, kind, failures, lines, cause=cause) and ok
     return EXIT_OK if ok else EXIT_FAILED
 
 

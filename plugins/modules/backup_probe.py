@@ -42,10 +42,23 @@ options:
     description:
       - A repository on a local or mounted disk (empty for none). The backup paths must not be on its device
         (unless O(allow_same_device)), since one disk failure would then take the data and its backup.
-      - While its fstab mount (RV(repository_mount)) is not mounted, the device is not known and that check is
-        skipped with a warning.
+      - While its fstab mount (RV(repository_mount)) is not mounted, the probe fails (a repository written there would
+        land on the disk under the mount point and be hidden once the mount comes up), unless O(mount_repository) is set;
+        the device check is then skipped with a warning.
     type: str
     default: ""
+  mount_repository:
+    description:
+      - The caller mounts RV(repository_mount) (through RV(repository_mount_unit)) before it writes to the repository,
+        so an fstab mount of O(repository_path) that is not mounted now is not a failure.
+    type: bool
+    default: false
+    version_added: "0.3.0"
+  mount_repository_option:
+    description: The name the caller gives O(mount_repository), for the message.
+    type: str
+    default: mount_repository
+    version_added: "0.3.0"
   allow_same_device:
     description: Accept backup paths on the same device as O(repository_path).
     type: bool
@@ -162,6 +175,12 @@ repository_mounted:
   returned: always
   type: bool
   sample: true
+repository_mount_unit:
+  description: The systemd mount unit of RV(repository_mount) (empty when there is none).
+  returned: always
+  type: str
+  sample: mnt-backup.mount
+  version_added: 0.3.0
 schedule_gaps:
   description:
     - For each calendar expression of O(schedules) that systemd accepts, the longest time in seconds between two of
@@ -188,6 +207,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.fstab import entr
 from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap, missing_packages, port_error  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import parse_version  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path  # noqa: E402
 
 FSTAB = "/etc/fstab"
 # Enough elapses to see a weekly pattern's longest gap (Mon..Fri: the weekend) in a schedule that runs a few times a day.
@@ -251,7 +271,14 @@ def check_same_device(request, facts, warnings):
     if not os.path.isabs(repository):
         return ['repository_path "%s" must be an absolute path' % repository]
     if facts["repository_mount"] and not facts["repository_mounted"]:
-        warnings.append("the repository's disk %s is not mounted: whether the backup paths share its device is not checked" % facts["repository_mount"])
+        if not request.get("mount_repository"):
+            return [
+                'the repository "%s" is under the fstab mount point %s, which is not mounted: nothing is written there, since a repository '
+                "created now would land on the disk under the mount point and be hidden once the mount comes up (mount it, for example with "
+                "systemctl start %s, or set %s to mount it first)"
+                % (repository, facts["repository_mount"], facts["repository_mount_unit"], request.get("mount_repository_option") or "mount_repository")
+            ]
+        warnings.append("the repository's disk %s is not mounted yet: whether the backup paths share its device is not checked" % facts["repository_mount"])
         return []
     device = os.stat(existing_ancestor(repository)).st_dev
     shared = [p for p in request.get("paths") or [] if os.path.exists(p["path"]) and os.stat(p["path"]).st_dev == device]
@@ -341,6 +368,7 @@ def probe(request, run=None, which=None, fstab=FSTAB, mountinfo=MOUNTINFO):
     facts = {"restic_version": restic_version(request["timeout"], run, which), "missing": packages_missing(request.get("packages") or [], warnings, run)}
     facts["repository_mount"] = fstab_mount_of(read_text(fstab), request.get("repository_path") or "")
     facts["repository_mounted"] = bool(facts["repository_mount"]) and facts["repository_mount"] in read_mounts(mountinfo)
+    facts["repository_mount_unit"] = systemd_escape_path(facts["repository_mount"]) + ".mount" if facts["repository_mount"] else ""
     facts["same_device"] = []
     problems = check_paths(request)
     problems += check_same_device(request, facts, warnings)
@@ -362,6 +390,8 @@ ARGUMENT_SPEC = dict(
     repository_path=dict(type="str", default=""),
     allow_same_device=dict(type="bool", default=False),
     allow_same_device_option=dict(type="str", default="allow_same_device"),
+    mount_repository=dict(type="bool", default=False),
+    mount_repository_option=dict(type="str", default="mount_repository"),
     schedules=dict(type="list", elements="dict", default=[], options=dict(option=dict(type="str", required=True), value=dict(type="str", required=True))),
     packages=dict(type="list", elements="str", default=[]),
     ports=dict(type="list", elements="str", default=[]),

@@ -384,6 +384,7 @@ KEEPDATA_RGW_OWNER_SECRET_KEY=$owner_sk
 KEEPDATA_RGW_ADDON_UID=$ADDON_UID
 KEEPDATA_RGW_ADDON_ACCESS_KEY=$addon_ak
 KEEPDATA_RGW_ADDON_SECRET_KEY=$addon_sk
+KEEPDATA_RGW_CONF=$CONF
 ENV
   # rgw.env comes last, in one rename: when it exists, the instance is complete.
   mv "$D/rgw.env.tmp" "$D/rgw.env"

@@ -84,6 +84,7 @@ def test_s3_repository_job_and_probe():
         "paths": [{"option": "backup_jobs[app1].paths", "path": "/srv/app1"}],
         "sqlite_paths": [{"option": "backup_jobs[app1].databases[db].path", "path": "/srv/app1/db.sqlite3"}],
         "repository_path": "",
+        "mount_repository": False,
         "schedules": [
             {"option": "backup_jobs[app1].schedule", "value": "daily"},
             {"option": "backup_forget_schedule", "value": "*-*-* 05:00"},

@@ -491,7 +491,9 @@ def test_job_restic_does_not_retry_a_real_error():
         return subprocess.CompletedProcess(argv, 1, b"", b"Fatal: wrong password or no key found")
 
     config = dict(CONFIG, repository="/srv/backup", host="web1", password_file=PASSWORD_FILE)
-    with pytest.raises(RestoreError, match="restic snapshots failed \\(exit status 1\\): wrong_password \\(wrong repository password\\): Fatal: wrong password or no key found"):
+    with pytest.raises(
+        RestoreError, match="restic snapshots failed \\(exit status 1\\): wrong_password \\(wrong repository password\\): Fatal: wrong password or no key found"
+    ):
         br.JobRestic(config, run=run, sleep=lambda s: None, environ={}).snapshots("web1")
     assert len(calls) == 1
 

@@ -333,7 +333,10 @@ def test_restic_017_exit_codes_name_the_cause():
 
 
 def test_restic_hint_and_sizes():
-    missing = "Fatal: unable to open config file: Stat: stat /srv/backups/restic/config: no such file or directory\nIs there a repository at the following location?\n/srv/backups/restic\n"
+    missing = (
+        "Fatal: unable to open config file: Stat: stat /srv/backups/restic/config: no such file or directory\n"
+        "Is there a repository at the following location?\n/srv/backups/restic\n"
+    )
     assert br.restic_hint(missing).startswith("missing_repository (no restic repository at this location")
     assert br.restic_hint("Fatal: wrong password or no key found\n") == "wrong_password (wrong repository password): Fatal: wrong password or no key found"
     assert br.restic_hint("Fatal: unable to create lock in backend: repository is already locked by PID 7\nlock was created at ...\n") == (
@@ -636,7 +639,10 @@ def test_state_keeps_last_success_across_a_failure(tmp_path):
     assert br.cmd_run(ctx, config) == 1
     # Why it failed, for the failure handler's notice.
     assert read_state(config)["last_failure_cause"] == "wrong_password"
-    assert "backup app1: error: restic backup failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found" in ctx.err.getvalue()
+    assert (
+        "backup app1: error: restic backup failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found"
+        in ctx.err.getvalue()
+    )
     state = read_state(config)
     assert (state["last_run"], state["last_success"], state["consecutive_failures"], state["last_exit_status"]) == (1700086400, 1700000000, 1, 1)
     assert state["snapshots"] == 1  # the count of the last successful run stays
@@ -831,8 +837,9 @@ def test_a_lock_error_twice_fails_the_backup(tmp_path):
     assert br.cmd_run(ctx, config) == 1
     # One unlock, one retry, then the failure: restic's lock belongs to a live process (web2) and stays.
     assert fake.keys() == ["version", "backup", "unlock", "backup"]
-    assert "backup app1: error: restic backup failed (exit status 1): locked (the repository is locked by another restic): Fatal: unable to create lock in backend: repository is already locked" in (
-        ctx.err.getvalue()
+    assert (
+        "backup app1: error: restic backup failed (exit status 1): locked (the repository is locked by another restic): "
+        "Fatal: unable to create lock in backend: repository is already locked" in (ctx.err.getvalue())
     )
     state = read_state(config)
     assert (state["last_exit_status"], state["consecutive_failures"]) == (1, 1)
@@ -1122,7 +1129,10 @@ def test_forget_failure(tmp_path):
     assert fake.argvs("forget")[1:] == [tag_pass, tag_pass]
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert "forget app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
-    assert "forget app1: error: restic tag pre-update older than 21d failed (exit status 1): locked (the repository is locked by another restic): Fatal: unable to create lock" in ctx.err.getvalue()
+    assert (
+        "forget app1: error: restic tag pre-update older than 21d failed (exit status 1): locked (the repository is locked by another restic): "
+        "Fatal: unable to create lock" in ctx.err.getvalue()
+    )
     state = read_state(config)
     assert (state["last_forget"], state["forget_consecutive_failures"], state["last_forget_exit_status"]) == (0, 1, 1)
     assert 'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 0' in metric_lines(config)
@@ -1911,7 +1921,10 @@ def test_a_failing_ls_fails_the_drill(tmp_path):
     _restic, fake = drill_run(ls=done(1, stderr="Fatal: wrong password or no key found\n"))
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 1
-    assert "drill app1: error: restic ls failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found\n" in ctx.err.getvalue()
+    assert (
+        "drill app1: error: restic ls failed (exit status 1): wrong_password (wrong repository password): Fatal: wrong password or no key found\n"
+        in ctx.err.getvalue()
+    )
     assert drill_dirs(config) == []
 
 

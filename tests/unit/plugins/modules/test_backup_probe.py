@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path
 from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
@@ -141,7 +142,15 @@ def test_fstab_longest_match(path, mount):
 
 def test_nothing_asked_nothing_wrong(host):
     facts, problems, warnings = probe(host)
-    assert facts == {"restic_version": "0.14.0", "missing": [], "repository_mount": "", "repository_mounted": False, "same_device": [], "schedule_gaps": {}}
+    assert facts == {
+        "restic_version": "0.14.0",
+        "missing": [],
+        "repository_mount": "",
+        "repository_mounted": False,
+        "repository_mount_unit": "",
+        "same_device": [],
+        "schedule_gaps": {},
+    }
     assert problems == [] and warnings == []
 
 
@@ -196,16 +205,35 @@ def test_other_device_is_fine(host):
     assert facts["same_device"] == [] and problems == []
 
 
-def test_unmounted_repository_disk_skips_the_device_check(host):
+def test_a_repository_under_an_unmounted_fstab_mount_point_is_refused(host):
+    tmp = host["tmp"]
+    (tmp / "data").mkdir()
+    mount = tmp / "mnt"
+    (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs _netdev,noauto 0 0\n" % mount)
+    paths = [{"option": "p", "path": str(tmp / "data")}]
+    facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"), mount_repository_option="backup_mount_repository")
+    assert facts["repository_mount"] == str(mount) and facts["repository_mounted"] is False
+    unit = systemd_escape_path(str(mount)) + ".mount"
+    assert facts["repository_mount_unit"] == unit
+    # Nothing may be written under the bare mount point: the probe fails, naming the mount and the way out.
+    assert problems == [
+        'the repository "%s/restic" is under the fstab mount point %s, which is not mounted: nothing is written there, since a repository '
+        "created now would land on the disk under the mount point and be hidden once the mount comes up (mount it, for example with "
+        "systemctl start %s, or set backup_mount_repository to mount it first)" % (mount, mount, unit)
+    ]
+    assert warnings == []
+
+
+def test_unmounted_repository_disk_the_caller_mounts_skips_the_device_check(host):
     tmp = host["tmp"]
     (tmp / "data").mkdir()
     mount = tmp / "mnt"
     (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs _netdev 0 0\n" % mount)
     paths = [{"option": "p", "path": str(tmp / "data")}]
-    facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"))
+    facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"), mount_repository=True)
     assert facts["repository_mount"] == str(mount) and facts["repository_mounted"] is False
     assert problems == [] and facts["same_device"] == []
-    assert warnings == ["the repository's disk %s is not mounted: whether the backup paths share its device is not checked" % mount]
+    assert warnings == ["the repository's disk %s is not mounted yet: whether the backup paths share its device is not checked" % mount]
     # Once mounted (here: listed in mountinfo, on tmp's device), the check runs.
     with open(host["mountinfo"], "a") as handle:
         handle.write("40 22 0:50 / %s rw - nfs nas:/x rw\n" % mount)

@@ -313,7 +313,9 @@ def test_transient_failures_are_retried_with_backoff():
     assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
     fake = FakeRestic(answers={"cat": [(1, REFUSED_014)] * 3})
     error = failure(fake)
-    assert error.msg.startswith("cannot open the repository %s: unreachable (the S3 server or the repository's path cannot be reached): Fatal: unable to open config file" % S3)
+    assert error.msg.startswith(
+        "cannot open the repository %s: unreachable (the S3 server or the repository's path cannot be reached): Fatal: unable to open config file" % S3
+    )
     assert "connection refused" in error.msg
     assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
 
@@ -330,7 +332,11 @@ def test_other_failures_are_reported_with_secrets_scrubbed():
 def test_failed_init_and_key_add_are_reported():
     fake = FakeRestic(exists=False, answers={"init": [(1, "Fatal: create repository at %s failed: permission denied" % S3)]})
     error = failure(fake)
-    assert error.msg == "restic init of %s failed: denied (the S3 keys or the file permissions are refused): Fatal: create repository at %s failed: permission denied" % (S3, S3)
+    assert (
+        error.msg
+        == "restic init of %s failed: denied (the S3 keys or the file permissions are refused): Fatal: create repository at %s failed: permission denied"
+        % (S3, S3)
+    )
     assert error.facts["changed"] is False and error.facts["initialized"] is False
     fake = FakeRestic(answers={"key add": [(1, "Fatal: unable to create lock in backend")]})
     error = failure(fake, recovery_password=RECOVERY)

@@ -1,0 +1,249 @@
+"""The backup runner with real restic against the real RGW (and a real full disk): a failure names its cause and
+restic's own error line, in the log (what the journal and the failure notice carry) and in the job's state; S3 keys
+with any printable character work through the credentials file the role writes.
+
+The runner runs as its units run it (``python3 -I backup_runner.py run JOB``), with its secrets handed over as
+systemd's LoadCredential= does (``$CREDENTIALS_DIRECTORY``); only systemd itself is not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from conftest import ROOT, delete_bucket_quietly
+
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_credentials
+
+RUNNER = ROOT / "plugins" / "module_utils" / "backup_runner.py"
+PASSWORD = "correct horse battery staple 7"  # noqa: S105 - the test repositories' password
+
+
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Job:
+    """One job's configuration, secrets and state in a temporary directory, run by the real runner."""
+
+    def __init__(self, root, repository, access_key="", secret_key="", password=PASSWORD):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.credentials = root / "credentials"
+        self.credentials.mkdir(mode=0o700)
+        (self.credentials / "restic-password").write_text(password + "\n")
+        if access_key:
+            (self.credentials / "s3-credentials").write_text(s3_credentials(access_key, secret_key))
+        for name in ("jobs", "state", "cache", "data"):
+            (root / name).mkdir()
+        (root / "data" / "file.txt").write_text("some data\n")
+        self.config = {
+            "name": "app",
+            "repository": repository,
+            "repository_id": uuid.uuid4().hex[:12],
+            "restic_options": ["-o", "s3.bucket-lookup=path"] if repository.startswith("s3:") else [],
+            "host": "web1",
+            "paths": [str(root / "data")],
+            "state_dir": str(root / "state"),
+            "cache_dir": str(root / "cache"),
+            "password_file": str(root / "none"),
+            "s3_credentials_file": str(root / "none") if access_key else "",
+        }
+        (root / "jobs" / "app.json").write_text(json.dumps(self.config))
+
+    def restic(self, *args):
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.root),
+            "RESTIC_PASSWORD_FILE": str(self.credentials / "restic-password"),
+            "RESTIC_CACHE_DIR": str(self.root / "cache"),
+        }
+        if (self.credentials / "s3-credentials").exists():
+            env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.credentials / "s3-credentials")
+        return subprocess.run(
+            ["restic", "-r", self.config["repository"], *self.config["restic_options"], *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def run(self):
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "CREDENTIALS_DIRECTORY": str(self.credentials)}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-I", str(RUNNER), "run", "app", "--config-dir", str(self.root / "jobs")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        state = json.loads((self.root / "state" / "app.state.json").read_text())
+        return proc, state, time.monotonic() - started
+
+
+@pytest.fixture
+def bucket(rgw, bucket_name):
+    rgw.client().create_bucket(Bucket=bucket_name)
+    yield bucket_name
+    delete_bucket_quietly(rgw, bucket_name)
+
+
+def s3_repository(rgw, bucket, prefix="restic/web1", endpoint=None):
+    return "s3:%s/%s/%s" % (endpoint or rgw.endpoint, bucket, prefix)
+
+
+def initialised(tmp_path, rgw, bucket, prefix="restic/web1"):
+    job = Job(tmp_path, s3_repository(rgw, bucket, prefix), rgw.owner["access_key"], rgw.owner["secret_key"])
+    init = job.restic("init")
+    assert init.returncode == 0, init.stderr
+    return job
+
+
+def assert_failed_with(proc, state, cause, restic_words):
+    """The run failed; its log names the cause and carries restic's own line; the state keeps the cause."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("backup app: error: restic backup failed")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("backup app: error: restic backup failed (exit status 1): %s (" % cause), errors[0]
+    assert restic_words in errors[0], errors[0]
+    assert state["last_failure_cause"] == cause
+    assert state["consecutive_failures"] == 1 and state["last_exit_status"] == 1
+
+
+def test_unreachable_server_is_named_with_restics_own_error(tmp_path, rgw, bucket):
+    # The issue's case: the S3 endpoint is down (connection refused). Not "no restic repository".
+    job = Job(tmp_path, s3_repository(rgw, bucket, endpoint="http://127.0.0.1:%d" % closed_port()), rgw.owner["access_key"], rgw.owner["secret_key"])
+    proc, state, _seconds = job.run()
+    assert_failed_with(proc, state, "unreachable", "connect: connection refused")
+    assert "no restic repository" not in proc.stderr
+
+
+def test_refused_keys_are_named_denied(tmp_path, rgw, bucket):
+    initialised(tmp_path / "init", rgw, bucket)
+    job = Job(tmp_path / "job", s3_repository(rgw, bucket), rgw.owner["access_key"], "not-the-secret-key")
+    proc, state, _seconds = job.run()
+    assert_failed_with(proc, state, "denied", "signature we calculated does not match")
+
+
+def test_wrong_password_is_named(tmp_path, rgw, bucket):
+    initialised(tmp_path / "init", rgw, bucket)
+    job = Job(tmp_path / "job", s3_repository(rgw, bucket), rgw.owner["access_key"], rgw.owner["secret_key"], password="another password 99")  # noqa: S106
+    proc, state, _seconds = job.run()
+    assert_failed_with(proc, state, "wrong_password", "Fatal: wrong password or no key found")
+
+
+def test_missing_repository_is_named(tmp_path, rgw, bucket):
+    job = Job(tmp_path, s3_repository(rgw, bucket, "restic/never-initialised"), rgw.owner["access_key"], rgw.owner["secret_key"])
+    proc, state, _seconds = job.run()
+    assert_failed_with(proc, state, "missing_repository", "The specified key does not exist")
+
+
+def test_a_live_lock_is_named_locked(tmp_path, rgw, bucket):
+    job = initialised(tmp_path, rgw, bucket)
+    # restic key passwd takes the repository's exclusive lock, then waits to read the new password from a FIFO that
+    # nobody writes: a live lock of another restic on this host, which restic unlock must leave alone.
+    fifo = tmp_path / "new-password"
+    os.mkfifo(fifo)
+    holder = subprocess.Popen(
+        ["restic", "-r", job.config["repository"], "-o", "s3.bucket-lookup=path", "key", "passwd", "--new-password-file", str(fifo)],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "RESTIC_PASSWORD_FILE": str(job.credentials / "restic-password"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(job.credentials / "s3-credentials"),
+            "RESTIC_CACHE_DIR": str(tmp_path / "cache"),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not job.restic("list", "locks", "--no-lock").stdout.strip():
+            time.sleep(0.2)
+        assert job.restic("list", "locks", "--no-lock").stdout.strip(), "restic key passwd took no lock"
+        proc, state, _seconds = job.run()
+    finally:
+        holder.terminate()
+        holder.wait(timeout=30)
+    assert_failed_with(proc, state, "locked", "repository is already locked exclusively")
+
+
+def test_a_full_disk_is_named_disk_full(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True, timeout=30)
+    try:
+        job = Job(tmp_path / "job", str(disk / "repo"))
+        init = job.restic("init")
+        assert init.returncode == 0, init.stderr
+        # 6 MiB that does not compress, into a 2 MiB disk.
+        (tmp_path / "job" / "data" / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+        proc, state, _seconds = job.run()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True, timeout=30)
+    assert_failed_with(proc, state, "disk_full", "no space left on device")
+
+
+def test_keys_with_quotes_hashes_blanks_and_backquotes_back_up(tmp_path, rgw, bucket):
+    # A real RGW user's keys, which boto3 takes: go-ini would cut them at # or ; and strip quotes unless quoted.
+    access_key = "KD=odd:%s#1" % uuid.uuid4().hex[:8]
+    secret_key = "sp ace`x=y\"z'w\\v#u;t%s" % uuid.uuid4().hex[:8]
+    assert rgw.conf, "the RGW's rgw.env names no KEEPDATA_RGW_CONF"
+    added = subprocess.run(
+        [
+            "radosgw-admin",
+            "-c",
+            rgw.conf,
+            "key",
+            "create",
+            "--uid",
+            rgw.owner["uid"],
+            "--key-type",
+            "s3",
+            "--access-key",
+            access_key,
+            "--secret-key",
+            secret_key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    job = Job(tmp_path, s3_repository(rgw, bucket), access_key, secret_key)
+    init = job.restic("init")
+    assert init.returncode == 0, init.stderr
+    proc, state, _seconds = job.run()
+    assert proc.returncode == 0, proc.stderr
+    assert state["last_failure_cause"] == "" and state["last_exit_status"] == 0
+    snapshots = json.loads(job.restic("snapshots", "--json").stdout)
+    assert [s["paths"] for s in snapshots] == [[str(tmp_path / "data")]]
+    # The same file with one character of the secret changed is refused: the quoting carries the key as it is.
+    (job.credentials / "s3-credentials").write_text(s3_credentials(access_key, secret_key[:-1] + "x"))
+    assert "signature we calculated does not match" in job.restic("snapshots").stderr
+
+
+def test_paths_with_blanks_and_other_alphabets_back_up(tmp_path, rgw, bucket):
+    job = initialised(tmp_path, rgw, bucket)
+    odd = tmp_path / "data" / "my uploads" / "été 'quoted' $HOME"
+    odd.mkdir(parents=True)
+    (odd / "photo 1.jpg").write_bytes(b"jpeg")
+    job.config["paths"] = [str(tmp_path / "data" / "my uploads")]
+    (tmp_path / "jobs" / "app.json").write_text(json.dumps(job.config))
+    proc, _state, _seconds = job.run()
+    assert proc.returncode == 0, proc.stderr
+    listing = job.restic("ls", "latest").stdout.splitlines()
+    assert str(odd / "photo 1.jpg") in listing
