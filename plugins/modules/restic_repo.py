@@ -49,7 +49,9 @@ options:
     type: str
     default: ""
   secret_key:
-    description: S3 secret key; required with O(access_key) for an C(s3:) repository.
+    description:
+      - S3 secret key; required with O(access_key) for an C(s3:) repository.
+      - Any printable characters (the credentials file handed to restic quotes both keys); no control character.
     type: str
     default: ""
   initialize:
