@@ -75,6 +75,8 @@ class Rgw:
             "access_key": values["KEEPDATA_RGW_OWNER_ACCESS_KEY"],
             "secret_key": values["KEEPDATA_RGW_OWNER_SECRET_KEY"],
         }
+        # The cluster's ceph.conf, for radosgw-admin (a test that needs a user with keys of its own choosing).
+        self.conf = values.get("KEEPDATA_RGW_CONF")
         self.addon = {
             "uid": values["KEEPDATA_RGW_ADDON_UID"],
             "access_key": values["KEEPDATA_RGW_ADDON_ACCESS_KEY"],
