@@ -85,4 +85,10 @@ requirements:
 notes:
   - Requests that fail because of throttling, server errors (5xx), lost connections or a O(timeout) are retried with
     exponential backoff, 5 attempts in all.
+  - Every write is safe to retry. When the server applied a write whose answer was lost, the retry meets the effect
+    of the first try. Such an answer to a retried write (no such bucket on a delete, no such configuration or
+    policy on its delete, no such key, version or upload) is success, and the write counts as a change. A retried
+    create that finds the bucket already there adopts it only when it is in these credentials' own bucket list
+    (one more read), and then sets the ACL asked; another account's bucket is never adopted. The same answer
+    to a first try is someone else's doing between the module's read and its write, and fails as before.
 """

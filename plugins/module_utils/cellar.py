@@ -270,6 +270,19 @@ def error_code(exc):
     return ""
 
 
+def retry_attempts(answer):
+    """How many times botocore retried the request before this answer: a ClientError, or a successful call's response
+    (both carry ResponseMetadata.RetryAttempts); 0 when unknown (an error that is not the server's answer)."""
+    if isinstance(answer, ClientError):
+        answer = getattr(answer, "response", None)
+    if not isinstance(answer, dict):
+        return 0
+    try:
+        return int((answer.get("ResponseMetadata") or {}).get("RetryAttempts") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 class S3CallError(Exception):
     """A failed S3 call (raised by the cellar_ops wrappers): the botocore error, the action and the bucket."""
 
@@ -279,6 +292,8 @@ class S3CallError(Exception):
         self.action = action
         self.bucket = bucket
         self.code = error_code(error)
+        # > 0 when botocore sent the request again: the answer may meet the effect of an earlier, unanswered try.
+        self.retries = retry_attempts(error)
 
 
 def _describe_transport(exc, endpoint, bucket, action, timeout):

@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, S3CallError
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, S3CallError, retry_attempts
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_from_s3 as lifecycle_from_s3
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_to_s3 as lifecycle_to_s3
@@ -66,6 +66,62 @@ def call(action, method, bucket=None, **kwargs):
         raise S3CallError(exc, action, bucket) from exc
 
 
+# ---- writes safe to retry -----------------------------------------------------------------------------------
+#
+# botocore sends a request again when no answer came (a timeout, a reset connection, a 5xx). When the server had
+# applied the first try and only its answer was lost, the retry meets the effect of that first try: deleting the
+# bucket answers NoSuchBucket, creating it BucketAlreadyExists (or BucketAlreadyOwnedByYou), aborting an upload
+# NoSuchUpload. The rule, decided in ``already_done`` and applied by ``write`` (and per key by ``delete_objects``):
+#
+# - An answer in a write's "already done" codes to a request botocore retried (ResponseMetadata.RetryAttempts > 0,
+#   on the error as on a success) is success, and the write counts as made (``changed``): the module read the state
+#   before writing, the state now is the declared one, and the unanswered first try is what made it so. A bucket we
+#   deleted is ``changed: true`` even when the retry saw NoSuchBucket.
+# - Where that answer alone does not prove the declared state, the state is read again and decides (``confirm``):
+#   "already exists" on a retried create is adopted only when the bucket is in our own ListBuckets (one read), never
+#   a bucket of someone else; otherwise the answer stands as the error.
+# - On the first attempt (RetryAttempts == 0) the same answer cannot come from our own request: someone else changed
+#   the bucket between the module's read and its write. That is reported as before (the error), rather than claiming
+#   a change this run did not make.
+#
+# botocore's retry count cannot tell whether an earlier try reached the server (a 503 or a refused connection did
+# not): then the "already done" state was someone else's doing, in the instant between two tries. The state is the
+# declared one either way, and it did change during the run, so success with ``changed`` is still the truth.
+
+ALREADY_DONE = dict(
+    create_bucket=("BucketAlreadyOwnedByYou", "BucketAlreadyExists"),
+    delete_bucket=("NoSuchBucket",),
+    delete_policy=("NoSuchBucketPolicy",),
+    delete_cors=("NoSuchCORSConfiguration",),
+    delete_lifecycle=("NoSuchLifecycleConfiguration",),
+    delete_object=("NoSuchKey", "NoSuchVersion"),
+    abort_upload=("NoSuchUpload",),
+)
+
+
+def already_done(write_name, code, retries):
+    """True when ``code``, answered to the write ``write_name`` (a key of ALREADY_DONE) after ``retries`` retries,
+    means the write's own earlier try was applied (see the rule above)."""
+    return retries > 0 and code in ALREADY_DONE[write_name]
+
+
+def write(write_name, action, method, bucket, confirm=None, **kwargs):
+    """One write request (``call``), safe to retry: an "already done" answer to a retry is success (None returned),
+    when ``confirm()`` (a fresh read of the state, if given) agrees; any other error is raised as it came."""
+    try:
+        return call(action, method, bucket, **kwargs)
+    except S3CallError as exc:
+        if not already_done(write_name, exc.code, exc.retries):
+            raise
+        try:
+            confirmed = confirm is None or confirm()
+        except S3CallError:
+            confirmed = False  # the read failed: the write's own answer is the error to report
+        if not confirmed:
+            raise
+        return None
+
+
 # ---- one wrapper per API call -------------------------------------------------------------------------------
 
 
@@ -98,15 +154,24 @@ def raise_if_credentials_rejected(client):
             raise
 
 
+def owns_bucket(client, bucket):
+    """True when ``bucket`` is one of the buckets these credentials own (ListBuckets lists only those)."""
+    return any(entry.get("Name") == bucket for entry in list_buckets(client))
+
+
 def create_bucket(client, bucket, acl=None):
     kwargs = dict(Bucket=bucket)
     if acl:
         kwargs["ACL"] = acl
-    call("create bucket", client.create_bucket, bucket, **kwargs)
+    created = write("create_bucket", "create bucket", client.create_bucket, bucket, confirm=lambda: owns_bucket(client, bucket), **kwargs)
+    if created is None and acl:
+        # Our bucket, adopted after a retry. Ceph RGW answers its owner's create with 200 when the ACL asked is the
+        # bucket's, and BucketAlreadyExists when it is not (the ACL changed since the first try): set it as declared.
+        put_acl(client, bucket, acl)
 
 
 def delete_bucket(client, bucket):
-    call("delete bucket", client.delete_bucket, bucket, Bucket=bucket)
+    write("delete_bucket", "delete bucket", client.delete_bucket, bucket, Bucket=bucket)
 
 
 def get_acl(client, bucket):
@@ -157,7 +222,7 @@ def put_policy(client, bucket, policy):
 
 
 def delete_policy(client, bucket):
-    call("delete bucket policy", client.delete_bucket_policy, bucket, Bucket=bucket)
+    write("delete_policy", "delete bucket policy", client.delete_bucket_policy, bucket, Bucket=bucket)
 
 
 def get_cors(client, bucket):
@@ -176,7 +241,7 @@ def put_cors(client, bucket, rules):
 
 
 def delete_cors(client, bucket):
-    call("delete bucket CORS", client.delete_bucket_cors, bucket, Bucket=bucket)
+    write("delete_cors", "delete bucket CORS", client.delete_bucket_cors, bucket, Bucket=bucket)
 
 
 def get_website(client, bucket):
@@ -217,7 +282,7 @@ def put_lifecycle(client, bucket, rules):
 
 
 def delete_lifecycle(client, bucket):
-    call("delete bucket lifecycle", client.delete_bucket_lifecycle, bucket, Bucket=bucket)
+    write("delete_lifecycle", "delete bucket lifecycle", client.delete_bucket_lifecycle, bucket, Bucket=bucket)
 
 
 def list_versions_page(client, bucket, key_marker=None, version_marker=None, max_keys=DELETE_BATCH):
@@ -231,7 +296,9 @@ def list_versions_page(client, bucket, key_marker=None, version_marker=None, max
 
 def delete_objects(client, bucket, objects):
     response = call("delete objects", client.delete_objects, bucket, Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-    errors = response.get("Errors") or []
+    retries = retry_attempts(response)
+    # A key or version the retried batch finds gone was deleted by its first try: deleted, as asked.
+    errors = [error for error in response.get("Errors") or [] if not already_done("delete_object", str(error.get("Code", "")), retries)]
     if errors:
         first = errors[0]
         detail = {"Code": first.get("Code", "DeleteFailed"), "Message": "%s (%d objects not deleted)" % (first.get("Key"), len(errors))}
@@ -252,7 +319,9 @@ def abort_multipart_uploads(client, bucket):
     while True:
         page = call("list multipart uploads", client.list_multipart_uploads, bucket, Bucket=bucket, **markers)
         for upload in page.get("Uploads") or []:
-            call("abort multipart upload", client.abort_multipart_upload, bucket, Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            write(
+                "abort_upload", "abort multipart upload", client.abort_multipart_upload, bucket, Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
             aborted += 1
         if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
             return aborted

@@ -6,6 +6,7 @@ The ``rgw`` fixture reuses an instance described by ``KEEPDATA_RGW_ENV`` (the ``
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -222,15 +223,61 @@ def existing_bucket(rgw, cellar_bucket):
 
 
 class Request(NamedTuple):
-    """One request the proxy passed on: method, path, query parameters and the RGW's answer status."""
+    """One request the proxy passed on: method, path, query parameters, the RGW's answer status, and whether the
+    proxy kept that answer from the client (``lose_answers``)."""
 
     method: str
     path: str
     query: dict
     status: int
+    lost: bool = False
 
     def __str__(self):
-        return "%s %s%s -> %d" % (self.method, self.path, "?" + "&".join(sorted(self.query)) if self.query else "", self.status)
+        query = "?" + "&".join(sorted(self.query)) if self.query else ""
+        return "%s %s%s -> %d%s" % (self.method, self.path, query, self.status, " (answer lost)" if self.lost else "")
+
+
+WRITE_METHODS = ("PUT", "POST", "DELETE")
+
+
+class LostAnswers:
+    """Which answers the proxy keeps from the client, for ``RecordingProxy.lose_answers``.
+
+    A request is identified by its method, path, query and a digest of its body, so botocore's retry of a request is
+    the same request again; ``seen`` counts how often each came. A request matching one of ``requests`` (pairs of
+    method and sub-resource, the query key such as ``"cors"`` or ``"uploadId"``, ``""`` for none) loses the answer of
+    its first try only. Otherwise a write (PUT, POST, DELETE) loses its answer when a hash of the seed, the request
+    and its try number falls below ``rate``: the same requests lose the same answers on every run, whatever order
+    the client's threads send them in. A retry may lose its answer again; at most ``max_per_request`` tries of one
+    request do, so botocore's next try always gets through.
+    """
+
+    def __init__(self, rate=0.0, seed=0, requests=(), max_per_request=1, on_lost=None):
+        self.on_lost = on_lost
+        self.rate = rate
+        self.seed = seed
+        self.requests = [(method.upper(), sub) for method, sub in requests]
+        self.max_per_request = max_per_request
+        self.seen = {}
+        self.lost = {}
+
+    def _matches(self, method, query):
+        return any(method == m and ((sub == "" and not query) or (sub != "" and sub in query)) for m, sub in self.requests)
+
+    def decide(self, method, path_and_query, query, body):
+        """True when the answer to this try of the request is to be lost (called once per try, under the proxy's lock)."""
+        identity = "%s %s %s" % (method, path_and_query, hashlib.sha256(body or b"").hexdigest())
+        tries = self.seen[identity] = self.seen.get(identity, 0) + 1
+        if self.lost.get(identity, 0) >= self.max_per_request:
+            return False
+        if self.requests:
+            lose = self._matches(method, query)
+        else:
+            digest = hashlib.sha256(("%s|%s|%d" % (self.seed, identity, tries)).encode()).digest()
+            lose = method in WRITE_METHODS and int.from_bytes(digest[:8], "big") / 2.0**64 < self.rate
+        if lose:
+            self.lost[identity] = self.lost.get(identity, 0) + 1
+        return lose
 
 
 # Hop-by-hop headers are the proxy's own business; Expect is not signed (botocore leaves it out of SigV4).
@@ -248,6 +295,9 @@ class RecordingProxy:
     ``go_away_after(test)`` plays a server that dies in the middle of a run: once an answered request passes
     ``test``, every later request has its connection closed without an answer, until ``come_back()``.
     ``answer_late(seconds)`` plays a slow server: each request waits that long before it is passed on.
+    ``lose_answers(...)`` plays an answer lost after the server did the work (a timeout or a reset after the write
+    was applied): the request goes to the RGW, which answers, and the proxy closes the client's connection without
+    passing that answer on; see :class:`LostAnswers` for which requests. By default no answer is lost.
     """
 
     def __init__(self, upstream):
@@ -258,6 +308,7 @@ class RecordingProxy:
         self._last_answer = None
         self._gone = False
         self._delay = 0
+        self._lost_answers = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -283,11 +334,19 @@ class RecordingProxy:
                 finally:
                     upstream_conn.close()
                 path, _sep, query = self.path.partition("?")
-                request = Request(self.command, path, dict(parse_qsl(query, keep_blank_values=True)), response.status)
+                query = dict(parse_qsl(query, keep_blank_values=True))
                 with proxy._lock:
+                    lost_answers = proxy._lost_answers
+                    lost = bool(lost_answers and lost_answers.decide(self.command, self.path, query, body))
+                    request = Request(self.command, path, query, response.status, lost)
                     proxy._requests.append(request)
                     if proxy._last_answer and proxy._last_answer(request):
                         proxy._gone = True
+                if lost:
+                    if lost_answers.on_lost:
+                        lost_answers.on_lost(request)  # someone else acting before the client tries again
+                    self.close_connection = True  # the RGW did the work; its answer goes nowhere
+                    return
                 try:
                     self.send_response_only(response.status, response.reason)
                     for key, value in response.getheaders():
@@ -316,7 +375,15 @@ class RecordingProxy:
 
     def come_back(self):
         with self._lock:
-            self._last_answer, self._gone, self._delay = None, False, 0
+            self._last_answer, self._gone, self._delay, self._lost_answers = None, False, 0, None
+
+    def lose_answers(self, rate=0.0, seed=0, requests=(), max_per_request=1, on_lost=None):
+        """From now on (until ``come_back()``), keep from the client the answers :class:`LostAnswers` picks: the first
+        try of each request matching ``requests`` (method, sub-resource), or writes at ``rate`` (0 to 1), ``seed``ed.
+        ``on_lost(request)``, when given, runs after each lost answer, before the connection is closed (so before the
+        client's retry): a test's way to play someone else changing the bucket in between."""
+        with self._lock:
+            self._lost_answers = LostAnswers(rate, seed, requests, max_per_request, on_lost)
 
     def answer_late(self, seconds):
         """Pass every later request on only after ``seconds`` (until ``come_back()``)."""
