@@ -507,6 +507,7 @@ def _yaml_type(value):
 # Options that take one string. A list or a mapping is refused by name (str() would turn it into Python's text of it,
 # which no check would then see for what it is); so is a boolean. Secrets must be strings: YAML reads an unquoted
 # 0123 as the number 83. Numbers are accepted elsewhere, as the text of the number (a time span of 90 seconds).
+# Every one of them, and every secret, is refused with a control character before any other check.
 STRING_OPTIONS = (
     "target",
     "path",
@@ -572,17 +573,12 @@ def _service(settings, errors):
     if service["cpu_policy"] not in ("batch", "idle", "other"):
         errors.append("backup_cpu_policy must be batch, idle or other")
     if not full(MEMORY, service["memory_max"]):
-        errors.append(
-            'backup_memory_max "%s" must be a size such as 2G, a percentage or infinity'
-            % ("?" if has_control_chars(service["memory_max"]) else service["memory_max"])
-        )
+        errors.append('backup_memory_max "%s" must be a size such as 2G, a percentage or infinity' % service["memory_max"])
     for key in ("timeout", "alert_grace"):
         if not full(TIME_SPAN, service[key]) and not (key == "timeout" and service[key] == "infinity"):
-            errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, "?" if has_control_chars(service[key]) else service[key]))
+            errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, service[key]))
     # Retries must outlast an outage of minutes: the first waits at least a minute, each next one twice as long.
-    if has_control_chars(service["retry_delay"]):
-        errors.append("backup_retry_delay must not contain control characters")
-    elif timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY):
+    if timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY):
         errors.append(timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY))
     if not full(CALENDAR, service["forget_schedule"]):
         errors.append("backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00")
@@ -691,30 +687,10 @@ def _plan(settings):
 
 def _plan_resolved(settings, password_warnings):
     """_plan on settings whose passwords are already read from their files."""
-    strings = (
-        "target",
-        "path",
-        "s3_bucket",
-        "s3_prefix",
-        "s3_endpoint",
-        "host_name",
-        "config_dir",
-        "state_dir",
-        "metrics_dir",
-        "compression",
-        "drill_schedule",
-        "drill_sample",
-        "alert_grace",
-        "node_exporter",
-        "node_exporter_listen_address",
-    )
     errors = type_errors(settings)
     if errors:
         return errors, [], {}, [], {}, {}
-    errors = control_char_errors({"backup_" + key: settings.get(key) for key in strings})
-    secrets = {"backup_password": settings.get("password"), "backup_recovery_password": settings.get("recovery_password")}
-    secrets.update({"backup_s3_access_key": settings.get("s3_access_key"), "backup_s3_secret_key": settings.get("s3_secret_key")})
-    errors += control_char_errors(secrets)
+    errors = control_char_errors({"backup_" + key: settings.get(key) for key in STRING_OPTIONS + SECRET_OPTIONS})
     if errors:
         return errors, [], {}, [], {}, {}
     errors += _general_errors(settings)

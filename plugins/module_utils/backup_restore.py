@@ -33,7 +33,7 @@ import time
 
 from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as runner
 from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import TRANSIENT_PAUSES, is_transient
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, data_path_error, has_control_chars
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, has_control_chars
 
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
 AS_OF = re.compile(r"[A-Za-z0-9 :.,+/@-]{1,64}")
@@ -61,10 +61,6 @@ def selection_spec(**extra):
     )
     spec.update(extra)
     return spec
-
-
-# The snapshot paths a restore may name: the rule of the paths a job backs up.
-inside_path_error = data_path_error
 
 
 def selection_errors(params):

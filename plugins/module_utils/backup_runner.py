@@ -183,7 +183,8 @@ class JobError(Exception):
 
 def restic_error(what, returncode, stderr):
     """The JobError of a failed restic command: its exit status, the cause and restic's own error line."""
-    return JobError("%s failed (%s): %s" % (what, describe_exit(returncode), restic_hint(stderr, returncode)), cause=restic_failure(stderr, returncode)[0])
+    hint, cause = restic_diagnosis(stderr, returncode)
+    return JobError("%s failed (%s): %s" % (what, describe_exit(returncode), hint), cause=cause)
 
 
 # --- pure functions --------------------------------------------------------------------------------------------
@@ -395,12 +396,18 @@ def restic_failure(stderr, returncode=None):
     return "failed", own
 
 
-def restic_hint(stderr, returncode=None):
-    """What went wrong, for the journal and the failure notice: ``CAUSE (what it means): restic's own line``."""
+def restic_diagnosis(stderr, returncode=None):
+    """(hint, cause) of a failed restic: the cause as restic_failure names it, and the hint for the journal and the
+    failure notice, ``CAUSE (what it means): restic's own line`` (the line alone when the cause is unknown)."""
     cause, line = restic_failure(stderr, returncode)
     if cause == "failed":
-        return line
-    return "%s (%s)%s" % (cause, CAUSE_TEXTS[cause], ": " + line if line else "")
+        return line, cause
+    return "%s (%s)%s" % (cause, CAUSE_TEXTS[cause], ": " + line if line else ""), cause
+
+
+def restic_hint(stderr, returncode=None):
+    """What went wrong, for the journal and the failure notice (restic_diagnosis's hint)."""
+    return restic_diagnosis(stderr, returncode)[0]
 
 
 def last_line(text):
@@ -1223,10 +1230,8 @@ def take_snapshot(job, env, flags, outcome):
         if parsed["errors"]:
             job.error("restic reported: %s" % listed(parsed["errors"]))
         text = "\n".join(parsed["messages"])
-        hint = restic_hint(text, proc.returncode)
-        raise JobError(
-            "restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=restic_failure(text, proc.returncode)[0]
-        )
+        hint, cause = restic_diagnosis(text, proc.returncode)
+        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=cause)
     outcome.update(status=status, summary=parsed["summary"])
     job.info(snapshot_line(parsed["summary"]))
     if status == EXIT_PARTIAL:
@@ -1394,11 +1399,11 @@ def restore_sample(job, env, snapshot_id, sample, *, target, flags=()):
     for batch in batches:
         proc = restic_marked(job, env, restore_command(job.config, snapshot_id, target, batch, flags))
         if proc.returncode != 0:
-            hint, problems = restic_hint(proc.stderr, proc.returncode), restore_problems(proc.stderr, target)
+            (hint, cause), problems = restic_diagnosis(proc.stderr, proc.returncode), restore_problems(proc.stderr, target)
             raise JobError(
                 "restic restore --verify failed (%s)%s%s"
                 % (describe_exit(proc.returncode), ": " + hint if hint else "", "; " + listed(problems) if problems else ""),
-                cause=restic_failure(proc.stderr, proc.returncode)[0],
+                cause=cause,
             )
     problems = restored_problems(target, sample)
     if problems:

@@ -17,7 +17,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import has_control_chars, systemd_escape_path
 
 UNIT_PREFIX = "keepdata-backup-"
 FAILED_UNIT = "keepdata-backup-failed@.service"
@@ -146,7 +146,7 @@ def s3_key_problem(option, value):
     one line of text, not empty, no control character."""
     if not isinstance(value, str) or not value:
         return "%s must be a non-empty string" % option
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if has_control_chars(value):
         return "%s must not contain control characters (newline, tab, ...)" % option
     return None
 

@@ -138,18 +138,17 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     RestoreError,
     choose,
     epoch_reader,
-    inside_path_error,
     load_job,
     selection_errors,
     selection_spec,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, data_path_error  # noqa: E402
 
 
 def input_errors(params):
     errors = selection_errors(params)
     for index, path in enumerate(params["paths"]):
-        problem = inside_path_error("paths[%d]" % index, path)
+        problem = data_path_error("paths[%d]" % index, path)
         if problem:
             errors.append(problem)
     if params["target"]:

@@ -17,6 +17,7 @@ import pytest
 
 from ansible_collections.keepdata.storage.plugins.module_utils import backup_restore as br
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import RestoreError
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import data_path_error
 
 PASSWORD_FILE = "/etc/kd/pw"  # noqa: S105 - a path, not a secret
 
@@ -70,12 +71,12 @@ def test_bad_selection_names_the_option(overrides, expected):
 
 @pytest.mark.parametrize("value", ["/srv/app", "/srv/app/My Files", "/srv/app/café", "/srv/a[1]*"])
 def test_inside_paths_accept_any_name(value):
-    assert br.inside_path_error("paths[0]", value) is None
+    assert data_path_error("paths[0]", value) is None
 
 
 @pytest.mark.parametrize("value", ["srv/app", "/", "/srv/../etc", "/srv/./app", "/srv//app", "/srv/app\n", "/srv/\x00", "/srv/\tx"])
 def test_inside_paths_refuse_relative_dots_and_control_characters(value):
-    assert br.inside_path_error("paths[0]", value).startswith("paths[0]")
+    assert data_path_error("paths[0]", value).startswith("paths[0]")
 
 
 # --- snapshots -------------------------------------------------------------------------------------------------

@@ -205,12 +205,17 @@ def test_other_device_is_fine(host):
     assert facts["same_device"] == [] and problems == []
 
 
-def test_a_repository_under_an_unmounted_fstab_mount_point_is_refused(host):
+def unmounted_repository(host, fstab_options):
+    """(mount point, paths): a backup path, and an fstab mount (with ``fstab_options``) that is not mounted."""
     tmp = host["tmp"]
     (tmp / "data").mkdir()
     mount = tmp / "mnt"
-    (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs _netdev,noauto 0 0\n" % mount)
-    paths = [{"option": "p", "path": str(tmp / "data")}]
+    (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs %s 0 0\n" % (mount, fstab_options))
+    return mount, [{"option": "p", "path": str(tmp / "data")}]
+
+
+def test_a_repository_under_an_unmounted_fstab_mount_point_is_refused(host):
+    mount, paths = unmounted_repository(host, "_netdev,noauto")
     facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"), mount_repository_option="backup_mount_repository")
     assert facts["repository_mount"] == str(mount) and facts["repository_mounted"] is False
     unit = systemd_escape_path(str(mount)) + ".mount"
@@ -225,11 +230,7 @@ def test_a_repository_under_an_unmounted_fstab_mount_point_is_refused(host):
 
 
 def test_unmounted_repository_disk_the_caller_mounts_skips_the_device_check(host):
-    tmp = host["tmp"]
-    (tmp / "data").mkdir()
-    mount = tmp / "mnt"
-    (tmp / "fstab").write_text(FSTAB + "nas:/x %s nfs _netdev 0 0\n" % mount)
-    paths = [{"option": "p", "path": str(tmp / "data")}]
+    mount, paths = unmounted_repository(host, "_netdev")
     facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"), mount_repository=True)
     assert facts["repository_mount"] == str(mount) and facts["repository_mounted"] is False
     assert problems == [] and facts["same_device"] == []
@@ -239,7 +240,7 @@ def test_unmounted_repository_disk_the_caller_mounts_skips_the_device_check(host
         handle.write("40 22 0:50 / %s rw - nfs nas:/x rw\n" % mount)
     facts, problems, warnings = probe(host, paths=paths, repository_path=str(mount / "restic"))
     assert facts["repository_mounted"] is True and warnings == []
-    assert facts["same_device"] == [str(tmp / "data")] and len(problems) == 1
+    assert facts["same_device"] == [str(host["tmp"] / "data")] and len(problems) == 1
 
 
 def test_relative_repository_path(host):

@@ -12,60 +12,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import describe_error
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket
+from ansible_collections.keepdata.storage.tests.unit.plugins.modules.cellar_fakes import FakeS3, converge
 
 
 def client_error(code, status, retries):
     """A ClientError as botocore raises it after ``retries`` retries (ResponseMetadata.RetryAttempts)."""
     return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": retries}}, "Op")
-
-
-class FakeS3:
-    """Answers each S3 call from ``answers[method]``: a value, an exception to raise, or a list of those consumed in
-    order. Any other call fails the test, so a test also proves which requests were not made."""
-
-    def __init__(self, **answers):
-        self.answers = answers
-        self.calls = []
-
-    def __getattr__(self, method):
-        if method not in self.answers:
-            raise AssertionError("unexpected S3 call %s" % method)
-
-        def call(**kwargs):
-            self.calls.append(method)
-            answer = self.answers[method]
-            if isinstance(answer, list):
-                answer = answer.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
-
-
-class FakeCellar:
-    check_mode = False
-
-    def __init__(self, client):
-        self._client = client
-
-    def client(self, _bucket=None):
-        return self._client
-
-    def url(self, bucket):
-        return "https://s3.example.com/" + bucket
-
-    def describe(self, error, bucket=None, action=None):
-        return describe_error(error, "https://s3.example.com", bucket, action)
-
-
-def converge(client, **kwargs):
-    params = {key: None for key in cellar_bucket.BUCKET_SPEC}
-    params.update(name="bkt", state="present", force=False)
-    params.update(kwargs)
-    return cellar_bucket.converge_bucket(FakeCellar(client), params, cellar_bucket.desired_state(params), 1)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +69,7 @@ def test_forced_delete_retried_everywhere_counts_what_its_first_tries_did():
     )
     result = converge(client, state="absent", force=True)
     assert result["changed"] is True and result["deleted_objects"] == 2
-    assert client.calls == [
+    assert client.names() == [
         "head_bucket",
         "list_multipart_uploads",
         "abort_multipart_upload",
@@ -152,7 +105,7 @@ def test_retried_create_adopts_a_bucket_listed_as_ours_and_sets_its_acl(code):
     )
     result = converge(client, acl="public-read")
     assert result["changed"] is True and result["acl"] == "public-read"
-    assert client.calls == ["get_bucket_acl", "create_bucket", "list_buckets", "put_bucket_acl"]
+    assert client.names() == ["get_bucket_acl", "create_bucket", "list_buckets", "put_bucket_acl"]
 
 
 def test_retried_create_never_adopts_a_bucket_that_is_not_ours():
@@ -165,7 +118,7 @@ def test_retried_create_never_adopts_a_bucket_that_is_not_ours():
         converge(client, versioning="enabled")  # no put_bucket_versioning answer: a write would fail the test
     assert raised.value.result["changed"] is False
     assert "is already taken by another account" in str(raised.value)
-    assert client.calls == ["get_bucket_versioning", "create_bucket", "list_buckets"]
+    assert client.names() == ["get_bucket_versioning", "create_bucket", "list_buckets"]
 
 
 def test_retried_create_whose_ownership_read_fails_reports_the_create_error():
@@ -184,4 +137,4 @@ def test_first_try_create_conflict_fails_without_an_ownership_read():
     with pytest.raises(cellar_bucket.BucketError) as raised:
         converge(client, acl="private")
     assert raised.value.result["changed"] is False
-    assert client.calls == ["get_bucket_acl", "create_bucket"]
+    assert client.names() == ["get_bucket_acl", "create_bucket"]
