@@ -55,13 +55,25 @@ cd "$KD_ROOT" || exit 1
 # A caller's PYTEST_ADDOPTS (say --collect-only) would turn a gate into a run that tests nothing.
 unset PYTEST_ADDOPTS
 
-# gate_result NAME RC: count one gate, show its log's tail when it failed.
+# gate_result NAME RC: count one gate; when it failed, show its first failures (a Molecule log's tail is its
+# cleanup, which hides the task that failed; CI keeps only this script's output), then its tail.
 gate_result() {
   if [ "$2" = 0 ]; then
     passed+=("$1"); echo "PASS $1"
   else
-    failed+=("$1"); echo "FAIL $1 (log: $LOGS/$1.log)"; tail -n 60 "$LOGS/$1.log"
+    failed+=("$1"); echo "FAIL $1 (log: $LOGS/$1.log)"
+    first_failures "$LOGS/$1.log"
+    echo "--- last lines of $1.log"
+    tail -n 60 "$LOGS/$1.log"
   fi
+}
+
+# first_failures LOG: the first three failed tasks or tests in LOG, each with the lines just before and after
+# (Ansible's "fatal:"/"failed:", pytest's "FAILED"/"Error"), at most 120 lines in all.
+first_failures() {
+  grep -n -m 3 -B 4 -A 24 -E '^(fatal|failed): |^FAILED |^E   |^ERROR: |\*\*\* FAIL' "$1" | head -n 120 \
+    | sed 's/^/| /' || true
+  echo "--- (first failures of $(basename "$1") above, if any)"
 }
 
 # run_gate NAME CMD...: run one check now, keep its log.
@@ -155,7 +167,8 @@ integration() (
   trap 'exit 130' INT
   trap 'exit 143' TERM
   rgw up || exit 1
-  KEEPDATA_RGW_ENV="$dir/rgw.env" pytest_gate tests/integration
+  # The slowest tests named at the end: where this gate's time goes.
+  KEEPDATA_RGW_ENV="$dir/rgw.env" pytest_gate --durations=25 tests/integration
 )
 
 # Every scenario the suite must run: one that goes missing fails its gate instead of silently running fewer.

@@ -58,11 +58,19 @@ def test_a_scenario_without_verify_fails_before_running(checkout):
 
 
 def test_a_unit_gate_without_tests_fails_even_with_collect_only_asked(checkout):
-    # PYTEST_ADDOPTS=--collect-only is set by run_gates: the gate clears it, so the real tests run and pass...
+    # PYTEST_ADDOPTS=--collect-only is set by run_gates: the gate clears it, so the tests run and pass. One test
+    # file stands in for the suite (the whole suite, twice with unit-oldest, took 2 minutes of this gate); it
+    # fails if the variable reached it.
+    shutil.rmtree(checkout / "tests" / "unit")
+    (checkout / "tests" / "unit").mkdir()
+    (checkout / "tests" / "unit" / "test_stand_in.py").write_text(
+        "import os\n\n\ndef test_the_gate_cleared_pytest_addopts():\n    assert 'PYTEST_ADDOPTS' not in os.environ\n"
+    )
     rc, out = run_gates(checkout, "unit")
     assert rc == 0, out
-    log = (checkout.parent / "work" / "logs" / "unit.log").read_text()
-    assert " passed in " in log and "collected" not in log.splitlines()[-1]
+    for gate in ("unit", "unit-oldest"):
+        log = (checkout.parent / "work" / "logs" / ("%s.log" % gate)).read_text()
+        assert "1 passed in " in log and "collected" not in log.splitlines()[-1], log
     # ...and with no test left, pytest's "no tests ran" (exit 5) is a failed gate.
     shutil.rmtree(checkout / "tests" / "unit")
     rc, out = run_gates(checkout, "unit")
