@@ -104,6 +104,13 @@ DATABASE_KEYS = {
 RUNNER = "/usr/local/lib/keepdata/backup_runner.py"
 # The shortest backup_retry_delay: retries spent within seconds of an outage would cover nothing.
 MIN_RETRY_DELAY = 60
+# The shortest backup_repository_timeout: an answer from a server across the world takes seconds, not less.
+MIN_REPOSITORY_TIMEOUT = 5
+
+
+def _seconds(span):
+    """Seconds of a time span, 0 for one that is not (refused already: the plan carries its error)."""
+    return 0 if timespan_error("", span) else timespan_seconds(span)
 
 
 def _text(value):
@@ -530,6 +537,7 @@ STRING_OPTIONS = (
     "memory_max",
     "timeout",
     "retry_delay",
+    "repository_timeout",
     "alert_grace",
     "node_exporter",
     "node_exporter_listen_address",
@@ -562,6 +570,7 @@ def _service(settings, errors):
         "memory_max": _text(settings.get("memory_max") or "infinity"),
         "timeout": _text(settings.get("timeout") or "12h"),
         "retry_delay": _text(settings.get("retry_delay") or "15min"),
+        "repository_timeout": _text(settings.get("repository_timeout") or "5min"),
         "alert_grace": _text(settings.get("alert_grace") or "1h"),
         "forget_schedule": _text(settings.get("forget_schedule") or "*-*-* 05:00"),
         "drill_enabled": False,
@@ -580,6 +589,8 @@ def _service(settings, errors):
     # Retries must outlast an outage of minutes: the first waits at least a minute, each next one twice as long.
     if timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY):
         errors.append(timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY))
+    if timespan_error("backup_repository_timeout", service["repository_timeout"], minimum=MIN_REPOSITORY_TIMEOUT):
+        errors.append(timespan_error("backup_repository_timeout", service["repository_timeout"], minimum=MIN_REPOSITORY_TIMEOUT))
     if not full(CALENDAR, service["forget_schedule"]):
         errors.append("backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00")
     return service
@@ -711,7 +722,8 @@ def _plan_resolved(settings, password_warnings):
             errors.append('backup_jobs: job name "%s" is used twice' % job["name"])
         seen.add(job["name"])
         # The runner arms each retry after this delay, doubled after each further failure (retry_delay_seconds).
-        job["retry_delay"] = timespan_seconds(service["retry_delay"])
+        job["retry_delay"] = _seconds(service["retry_delay"])
+        job["repository_timeout"] = _seconds(service["repository_timeout"])
         # One repository per host: its first job's drill reads the repository's data, one subset per drill; the
         # other jobs' drills restore their sample only.
         job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)

@@ -61,6 +61,8 @@ JOURNAL_LINES = 30
 NOTIFY_TIMEOUT = 120
 # Retries after a failed backup: the first after retry_delay seconds, each next one twice as late, up to 2**3 times.
 DEFAULT_RETRY_DELAY = 900
+# How long a job waits for its repository to answer (backup_repository_timeout): minutes, not restic 0.18's 15.
+DEFAULT_REPOSITORY_TIMEOUT = 300
 RETRY_DOUBLINGS = 3
 DEFAULT_RUNTIME_UNITS_DIR = "/run/systemd/system"
 KINDS = ("backup", "forget", "drill")
@@ -90,6 +92,8 @@ CONFIG_DEFAULTS = {
     "post_hooks": [],
     "on_failure_hooks": [],
     "hook_timeout": 3600,
+    # How long the repository may take to answer before the job fails as unreachable (see repository_answers).
+    "repository_timeout": DEFAULT_REPOSITORY_TIMEOUT,
     "databases": [],
     "dump_dir": "",
     "retention": {},
@@ -1238,14 +1242,41 @@ def take_snapshot(job, env, flags, outcome):
         job.warn("partial snapshot, some files could not be read: %s" % (listed(parsed["errors"]) or "restic named none"))
 
 
+def repository_answers(job, env):
+    """Open the repository once (``restic cat config``, no lock taken) within the job's repository_timeout.
+
+    restic 0.17 and later retry a backend that does not answer for up to 15 minutes, silently; any restic waits
+    as long as the unit lets it on a server that takes connections and never answers. Bounded here, before any
+    hook or dump runs: a repository that cannot be opened fails the job at once with restic's own line and its
+    cause, and one that does not answer in time is named unreachable with the last line restic printed.
+    """
+    timeout = float(job.config.get("repository_timeout") or DEFAULT_REPOSITORY_TIMEOUT)
+    argv = restic_command(job.config, "cat", "config", "--no-lock")
+    # Said first, so that a wait shows in the journal as what it is while it lasts.
+    job.info("opening the repository (it has %s to answer)" % format_seconds(timeout))
+    try:
+        proc = call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        said = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        hint, _cause = restic_diagnosis(said)
+        raise JobError(
+            "the repository did not answer within %s (restic cat config stopped)%s" % (format_seconds(timeout), ": " + hint if said.strip() else ""),
+            cause="unreachable",
+        ) from exc
+    if proc.returncode != 0:
+        raise restic_error("restic cat config", proc.returncode, proc.stderr)
+
+
 def open_repository(job, stack):
-    """(restic env, extra flags) once the mount is there and this host's lock of the repository is held (until
-    ``stack`` closes), with the stale locks of an interrupted restic removed."""
+    """(restic env, extra flags) once the mount is there, this host's lock of the repository is held (until
+    ``stack`` closes), the stale locks of an interrupted restic are removed and the repository answered."""
     env = restic_env(job.config, job.ctx.environ)
     check_mount(job.config, job.ctx.ismount)
     stack.enter_context(repository_lock(job))
     unlock_if_unclean(job, env)
-    return env, retry_lock_flags(restic_version(job, env))
+    flags = retry_lock_flags(restic_version(job, env))
+    repository_answers(job, env)
+    return env, flags
 
 
 def backup_steps(job, stack, outcome):

@@ -111,12 +111,13 @@ def initialised(tmp_path, rgw, bucket, prefix="restic/web1"):
     return job
 
 
-def assert_failed_with(proc, state, cause, restic_words):
-    """The run failed; its log names the cause and carries restic's own line; the state keeps the cause."""
+def assert_failed_with(proc, state, cause, restic_words, step="restic cat config"):
+    """The run failed at ``step`` (opening the repository, before any hook, unless named); its log names the cause
+    and carries restic's own line; the state keeps the cause."""
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("backup app: error: restic backup failed")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("backup app: error: %s failed" % step)]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("backup app: error: restic backup failed (exit status 1): %s (" % cause), errors[0]
+    assert errors[0].startswith("backup app: error: %s failed (exit status 1): %s (" % (step, cause)), errors[0]
     assert restic_words in errors[0], errors[0]
     assert state["last_failure_cause"] == cause
     assert state["consecutive_failures"] == 1 and state["last_exit_status"] == 1
@@ -128,6 +129,26 @@ def test_unreachable_server_is_named_with_restics_own_error(tmp_path, rgw, bucke
     proc, state, _seconds = job.run()
     assert_failed_with(proc, state, "unreachable", "connect: connection refused")
     assert "no restic repository" not in proc.stderr
+
+
+def test_a_server_that_never_answers_fails_the_job_after_its_repository_timeout(tmp_path, rgw, bucket):
+    # A server that takes connections and never answers (hung, or a middlebox): restic itself would wait as long
+    # as the unit lets it (restic 0.18 does the same for 15 minutes on a refused connection). The job gives up
+    # after repository_timeout, as unreachable, and leaves no restic behind.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or answers
+        endpoint = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        job = Job(tmp_path, s3_repository(rgw, bucket, endpoint=endpoint), rgw.owner["access_key"], rgw.owner["secret_key"])
+        job.config["repository_timeout"] = 5
+        (tmp_path / "jobs" / "app.json").write_text(json.dumps(job.config))
+        proc, state, seconds = job.run()
+    assert proc.returncode == 1, proc.stderr
+    assert "backup app: opening the repository (it has 5s to answer)" in proc.stdout, proc.stdout
+    assert "backup app: error: the repository did not answer within 5s (restic cat config stopped)" in proc.stderr, proc.stderr
+    assert state["last_failure_cause"] == "unreachable"
+    assert 5 <= seconds < 20, seconds
+    assert subprocess.run(["pgrep", "-f", "restic.*%s" % endpoint], capture_output=True, check=False).returncode == 1
 
 
 def test_refused_keys_are_named_denied(tmp_path, rgw, bucket):
@@ -177,7 +198,8 @@ def test_a_live_lock_is_named_locked(tmp_path, rgw, bucket):
     finally:
         holder.terminate()
         holder.wait(timeout=30)
-    assert_failed_with(proc, state, "locked", "repository is already locked exclusively")
+    # Opening the repository takes no lock: the backup is what meets the live lock.
+    assert_failed_with(proc, state, "locked", "repository is already locked exclusively", step="restic backup")
 
 
 def test_a_full_disk_is_named_disk_full(tmp_path):
@@ -193,7 +215,7 @@ def test_a_full_disk_is_named_disk_full(tmp_path):
         proc, state, _seconds = job.run()
     finally:
         subprocess.run(["umount", str(disk)], check=True, timeout=30)
-    assert_failed_with(proc, state, "disk_full", "no space left on device")
+    assert_failed_with(proc, state, "disk_full", "no space left on device", step="restic backup")
 
 
 def test_keys_with_quotes_hashes_blanks_and_backquotes_back_up(tmp_path, rgw, bucket):

@@ -371,6 +371,8 @@ BAD = [
     ({"retry_delay": "1s"}, 'backup_retry_delay "1s" must be a systemd time span of at least 60s'),
     ({"retry_delay": "59"}, 'backup_retry_delay "59" must be a systemd time span of at least 60s'),
     ({"retry_delay": "1min\n"}, "backup_retry_delay must not contain control characters"),
+    ({"repository_timeout": "4s"}, 'backup_repository_timeout "4s" must be a systemd time span of at least 5s'),
+    ({"repository_timeout": "5min\t"}, "backup_repository_timeout must not contain control characters"),
     # A YAML type a user can get wrong is refused by name.
     ({"notify_command": {"mail": "ops"}}, "backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not a mapping"),
     ({"notify_command": True}, "backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not a boolean"),
@@ -384,6 +386,7 @@ BAD = [
     ({"s3_bucket": ["kd-backups"]}, "backup_s3_bucket must be a string, not a list"),
     ({"host_name": ["web1"]}, "backup_host_name must be a string, not a list"),
     ({"retry_delay": ["15min"]}, "backup_retry_delay must be a string, not a list"),
+    ({"repository_timeout": {"minutes": 5}}, "backup_repository_timeout must be a string, not a mapping"),
     ({"timeout": True}, "backup_timeout must be a string, not a boolean"),
     ({"schedule": {"daily": 1}}, "backup_schedule must be a string, not a mapping"),
     ({"path": ["/mnt/backup"]}, "backup_path must be a string, not a list"),
@@ -893,3 +896,9 @@ def test_the_job_carries_the_first_retry_delay_in_seconds():
     assert plan(retry_delay="2min")["jobs"][0]["retry_delay"] == 120
     assert plan(retry_delay=90)["jobs"][0]["retry_delay"] == 90
     assert plan()["jobs"][0]["retry_delay"] == 900
+
+
+def test_the_job_carries_how_long_the_repository_may_take_to_answer():
+    assert plan()["jobs"][0]["repository_timeout"] == 300
+    assert plan(repository_timeout="90s")["jobs"][0]["repository_timeout"] == 90
+    assert plan(repository_timeout="2min")["service"]["repository_timeout"] == "2min"

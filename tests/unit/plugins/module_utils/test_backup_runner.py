@@ -43,7 +43,8 @@ SUMMARY = {
     "total_duration": 4.1,
     "snapshot_id": "1a2b3c4d5e6f7a8b",
 }
-RESTIC_SUBCOMMANDS = ("version", "unlock", "backup", "snapshots", "forget", "prune", "ls", "restore", "check")
+RESTIC_SUBCOMMANDS = ("version", "cat", "unlock", "backup", "snapshots", "forget", "prune", "ls", "restore", "check")
+REPOSITORY_CONFIG = '{"version": 2, "id": "5b0c", "chunker_polynomial": "3a1b"}\n'
 LOCKED = "Fatal: unable to create lock in backend: repository is already locked by PID 4711 on web2 by root (UID 0, GID 0)\n"
 
 
@@ -82,6 +83,7 @@ class FakeRun:
         self.calls = []
         self.answers = {
             "version": done(stdout=VERSION_014),
+            "cat": done(stdout=REPOSITORY_CONFIG),
             "unlock": done(),
             "backup": done(stdout=backup_output()),
             "snapshots": done(stdout=json.dumps([snapshot("aaaa1111", "2026-11-30T04:00:00.123456789+00:00", "keepdata-job=app1")])),
@@ -591,7 +593,7 @@ def test_successful_run(tmp_path):
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
     # No earlier restic was interrupted and no command met a lock: no restic unlock at all.
-    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
     assert fake.argvs("backup") == [br.backup_command(config)]
     assert fake.argvs("snapshots") == [["restic", "-o", "s3.bucket-lookup=path", "snapshots", "--json", "--host", "web1", "--tag", "keepdata-job=app1"]]
     for argv, kwargs in fake.calls:
@@ -621,7 +623,7 @@ def test_restic_016_gets_retry_lock_and_unlock_failure_is_not_fatal(tmp_path):
     fake = FakeRun(version=done(stdout=VERSION_016), unlock=done(1, stderr="Fatal: unable to open repository\n"))
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["unlock", "version", "backup", "snapshots"]
+    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"]
     assert fake.argvs("backup")[0][3:6] == ["backup", "--retry-lock", "5m"]
     assert "--retry-lock" not in fake.argvs("unlock")[0] + fake.argvs("snapshots")[0]
     assert "backup app1: warning: restic unlock failed (exit status 1): Fatal: unable to open repository" in ctx.err.getvalue()
@@ -713,6 +715,58 @@ def test_hook_timeout(tmp_path):
     assert "backup" not in fake.keys()
 
 
+def test_a_repository_that_does_not_answer_in_time_fails_unreachable_before_any_hook(tmp_path):
+    # restic 0.18 retrying an unreachable S3 server for 15 minutes, seen as subprocess.run's timeout: the job gives
+    # up after repository_timeout with the last line restic printed, before its pre-hook stops the app.
+    hook_ran = tmp_path / "pre-hook-ran"
+    config = make_config(tmp_path, repository_timeout=42, pre_hooks=["touch %s" % hook_ran])
+    retrying = (
+        b'Load(<config/0000000000>, 0, 0) returned error, retrying after 7.3s: Get "http://127.0.0.1:1/b/config": '
+        b"dial tcp 127.0.0.1:1: connect: connection refused\n"
+    )
+
+    def hangs(argv, kwargs):
+        assert kwargs["timeout"] == 42 and "--no-lock" in argv
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"], output=b"", stderr=retrying)
+
+    fake = FakeRun(cat=hangs)
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert fake.keys() == ["version", "cat"] and not hook_ran.exists()
+    assert "opening the repository (it has 42s to answer)" in ctx.out.getvalue()
+    err = ctx.err.getvalue()
+    assert "error: the repository did not answer within 42s (restic cat config stopped): unreachable (" in err, err
+    assert "connect: connection refused" in err
+    assert read_state(config)["last_failure_cause"] == "unreachable"
+
+
+def test_a_repository_that_cannot_be_opened_fails_with_restics_cause_before_any_hook(tmp_path):
+    hook_ran = tmp_path / "pre-hook-ran"
+    config = make_config(tmp_path, pre_hooks=["touch %s" % hook_ran])
+    fake = FakeRun(cat=done(1, stderr="Fatal: wrong password or no key found\n"))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_run(ctx, config) == 1
+    assert fake.keys() == ["version", "cat"] and not hook_ran.exists()
+    assert "error: restic cat config failed (exit status 1): wrong_password (" in ctx.err.getvalue()
+    assert read_state(config)["last_failure_cause"] == "wrong_password"
+    # The default bound: five minutes, not restic's fifteen.
+    assert fake.calls[1][1]["timeout"] == br.DEFAULT_REPOSITORY_TIMEOUT == 300
+
+
+def test_a_repository_that_does_not_answer_fails_the_retention_run_and_the_drill_too(tmp_path):
+    config = make_config(tmp_path, repository_timeout=5)
+
+    def hangs(argv, kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    for command in (br.cmd_forget, br.cmd_drill):
+        fake = FakeRun(cat=hangs)
+        ctx = context(tmp_path, fake)
+        assert command(ctx, config) == 1
+        assert fake.keys() == ["version", "cat"]
+        assert "the repository did not answer within 5s (restic cat config stopped)\n" in ctx.err.getvalue()
+
+
 def test_post_hook_failure_keeps_the_snapshot_but_fails_the_job(tmp_path):
     ran = tmp_path / "post-hook-ran"
     config = make_config(tmp_path, post_hooks=["touch %s" % ran, "exit 2"])
@@ -725,7 +779,7 @@ def test_post_hook_failure_keeps_the_snapshot_but_fails_the_job(tmp_path):
     fake = FakeRun(snapshots=snapshots)
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 1
-    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
     assert counted_before_post_hooks == [True]
     assert ran.exists()
     assert "post-hook 2 of 2 failed (exit status 2)" in ctx.err.getvalue()
@@ -791,7 +845,7 @@ def test_after_a_killed_restic_the_next_run_unlocks_first_under_the_host_lock(tm
     fake = FakeRun(unlock=unlock)
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["unlock", "version", "backup", "snapshots"]
+    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"]
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert held == [True]
     assert not os.path.exists(marker)
@@ -820,7 +874,7 @@ def test_a_lock_error_on_backup_unlocks_and_retries_once(tmp_path):
     fake = FakeRun(backup=[done(1, stderr=LOCKED), done(stdout=backup_output())])
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["version", "backup", "unlock", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "unlock", "backup", "snapshots"]
     assert fake.argvs("backup") == [br.backup_command(config)] * 2
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert "backup app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
@@ -836,7 +890,7 @@ def test_a_lock_error_twice_fails_the_backup(tmp_path):
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 1
     # One unlock, one retry, then the failure: restic's lock belongs to a live process (web2) and stays.
-    assert fake.keys() == ["version", "backup", "unlock", "backup"]
+    assert fake.keys() == ["version", "cat", "backup", "unlock", "backup"]
     assert (
         "backup app1: error: restic backup failed (exit status 1): locked (the repository is locked by another restic): "
         "Fatal: unable to create lock in backend: repository is already locked" in (ctx.err.getvalue())
@@ -850,11 +904,11 @@ def test_other_restic_failures_neither_unlock_nor_retry(tmp_path):
     config = make_config(tmp_path)
     fake = FakeRun(backup=done(1, stderr="Fatal: wrong password or no key found\n"))
     assert br.cmd_run(context(tmp_path, fake), config) == 1
-    assert fake.keys() == ["version", "backup"]
+    assert fake.keys() == ["version", "cat", "backup"]
     before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
     fake = FakeRun(snapshots=done(stdout=json.dumps(before)), prune=done(1, stderr="Fatal: pack file is damaged\n"))
     assert br.cmd_forget(context(tmp_path, fake), config) == 1
-    assert fake.keys() == ["version", "snapshots", "forget", "prune"]
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "prune"]
 
 
 def test_a_lock_error_on_prune_unlocks_and_retries(tmp_path):
@@ -862,7 +916,7 @@ def test_a_lock_error_on_prune_unlocks_and_retries(tmp_path):
     before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
     fake = FakeRun(snapshots=done(stdout=json.dumps(before)), prune=[done(1, stderr=LOCKED), done()])
     assert br.cmd_forget(context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "snapshots", "forget", "prune", "unlock", "prune", "snapshots"]
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "prune", "unlock", "prune", "snapshots"]
 
 
 def test_no_command_ever_removes_a_live_lock(tmp_path):
@@ -894,7 +948,7 @@ def test_without_a_state_the_count_comes_from_restic_snapshots(tmp_path):
     three = [snapshot(short, "2026-11-30T04:00:00Z", "keepdata-job=app1") for short in ("aaaa1111", "bbbb2222", "cccc3333")]
     fake = FakeRun(snapshots=done(stdout=json.dumps(three)))
     assert br.cmd_run(context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
     state = read_state(config)
     assert (state["snapshots"], state["snapshots_known"]) == (3, True)
 
@@ -905,7 +959,7 @@ def test_a_known_count_is_counted_on_without_restic_snapshots(tmp_path):
     fake = FakeRun()
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["version", "backup"]
+    assert fake.keys() == ["version", "cat", "backup"]
     assert read_state(config)["snapshots"] == 5
     assert 'keepdata_backup_snapshots{backup_job="app1"} 5' in metric_lines(config)
     # A partial snapshot is a snapshot too.
@@ -920,7 +974,7 @@ def test_a_count_not_marked_known_is_taken_again(tmp_path):
     write_state(config, snapshots=4)  # a state file from before snapshots_known
     fake = FakeRun()
     assert br.cmd_run(context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
     assert read_state(config)["snapshots"] == 1
 
 
@@ -1065,7 +1119,7 @@ def test_postgresql_and_mysql_dumps_go_through_a_temp_file(tmp_path):
     assert sorted(os.listdir(dumps)) == ["my.sql", "pg.pgdump"]
     assert (dumps / "pg.pgdump").read_text() == "dump of runuser\n"
     assert stat.S_IMODE((dumps / "my.sql").stat().st_mode) == 0o600
-    assert fake.keys() == ["version", "pg_dump", "mysqldump", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "pg_dump", "mysqldump", "backup", "snapshots"]
 
 
 def test_dump_failure_means_no_snapshot(tmp_path):
@@ -1101,7 +1155,7 @@ def test_forget_runs_the_plan_and_records_it(tmp_path):
     fake = FakeRun(snapshots=[done(stdout=json.dumps(before)), done(stdout=json.dumps(before[:1]))])
     ctx = context(tmp_path, fake)
     assert br.cmd_forget(ctx, config) == 0
-    assert fake.keys() == ["version", "snapshots", "forget", "forget", "prune", "snapshots"]
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "forget", "prune", "snapshots"]
     assert fake.argvs("forget") + fake.argvs("prune") == br.forget_commands(config, before, now=1700000000)
     assert fake.argvs("forget")[1][-1] == "bbbb2222" * 8
     state = read_state(config)
@@ -1124,7 +1178,7 @@ def test_forget_failure(tmp_path):
     fake = FakeRun(snapshots=[done(stdout=json.dumps(before))], forget=[done(), done(1, stderr=LOCKED), done(1, stderr=LOCKED)])
     ctx = context(tmp_path, fake)
     assert br.cmd_forget(ctx, config) == 1
-    assert fake.keys() == ["version", "snapshots", "forget", "forget", "unlock", "forget"]
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "forget", "unlock", "forget"]
     tag_pass = ["restic", "-o", "s3.bucket-lookup=path", "forget", "bbbb2222" * 8]
     assert fake.argvs("forget")[1:] == [tag_pass, tag_pass]
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
@@ -1699,7 +1753,7 @@ def test_a_drill_restores_a_sample_verifies_it_and_checks_a_subset(tmp_path):
     restic, fake = drill_run()
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 0
-    assert fake.keys() == ["version", "snapshots", "ls", "restore", "check"]
+    assert fake.keys() == ["version", "cat", "snapshots", "ls", "restore", "check"]
     sid = "aaaa1111" * 8
     assert fake.argvs("snapshots") == [br.snapshots_command(config)]
     assert fake.argvs("ls") == [br.ls_command(config, sid)]
@@ -1889,7 +1943,7 @@ def test_no_snapshot_to_drill(tmp_path):
     _restic, fake = drill_run(snapshots=done(stdout="[]"))
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 1
-    assert fake.keys() == ["version", "snapshots"]
+    assert fake.keys() == ["version", "cat", "snapshots"]
     assert "drill app1: error: no snapshot of this job to drill\n" in ctx.err.getvalue()
     assert read_state(config)["drill_consecutive_failures"] == 1
     assert drill_dirs(config) == []
@@ -1900,7 +1954,7 @@ def test_an_empty_snapshot_passes_with_nothing_restored(tmp_path):
     restic, fake = drill_run(FakeRestic({}))
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 0
-    assert fake.keys() == ["version", "snapshots", "ls", "check"]
+    assert fake.keys() == ["version", "cat", "snapshots", "ls", "check"]
     assert "drill app1: warning: the snapshot holds no regular file: nothing to restore (0 files checked)\n" in ctx.err.getvalue()
     state = read_state(config)
     assert (state["drill_exit_status"], state["drill_files_checked"], state["drill_next_subset"]) == (0, 0, 2)
@@ -1985,7 +2039,7 @@ def test_a_lock_error_on_restore_or_check_unlocks_and_retries_once(tmp_path):
     restic = FakeRestic(SNAPSHOT_FILES)
     _restic, fake = drill_run(restic, restore=[done(1, stderr=LOCKED), restic.restore], check=[done(1, stderr=LOCKED), done()])
     assert br.cmd_drill(drill_context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "snapshots", "ls", "restore", "unlock", "restore", "check", "unlock", "check"]
+    assert fake.keys() == ["version", "cat", "snapshots", "ls", "restore", "unlock", "restore", "check", "unlock", "check"]
 
 
 def test_restic_016_gets_retry_lock_on_restore_and_check(tmp_path):
