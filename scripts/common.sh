@@ -16,6 +16,15 @@ kd_step_t0=${kd_step_t0:-$SECONDS}
 kd_step() { echo "=== [$((SECONDS - kd_step_t0))s] $*"; }
 kd_die() { echo "ERROR: $*" >&2; exit 1; }
 
+# The Debian release of the test hosts (tests/rig/hosts.sh builds its images): bookworm (Debian 12) or trixie
+# (Debian 13). Molecule's platforms, the demo and kd_start_host run KEEPDATA_SYSTEMD_IMAGE.
+export KEEPDATA_PLATFORM=${KEEPDATA_PLATFORM:-bookworm}
+case "$KEEPDATA_PLATFORM" in
+  bookworm | trixie) ;;
+  *) kd_die "KEEPDATA_PLATFORM must be bookworm (Debian 12) or trixie (Debian 13), not '$KEEPDATA_PLATFORM'" ;;
+esac
+export KEEPDATA_SYSTEMD_IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:$KEEPDATA_PLATFORM}
+
 # systemd's .automount units need the kernel's autofs (/dev/autofs). Some kernels are built without it: their
 # test hosts get /dev/fuse a second time instead (Molecule's device list needs an entry; docker takes a device
 # twice), and the automount tests then check that the mounts role refuses an automount there.
@@ -33,7 +42,7 @@ kd_start_host() {
     --cap-add SYS_ADMIN --device /dev/fuse --device "$KEEPDATA_AUTOFS_DEVICE" --security-opt apparmor=unconfined --cgroupns host \
     -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/fs/cgroup/systemd:/sys/fs/cgroup/systemd:rw \
     -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    "${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}" /lib/systemd/systemd >/dev/null
+    "$KEEPDATA_SYSTEMD_IMAGE" /lib/systemd/systemd >/dev/null
 }
 
 # The collection is found by Ansible through a link named ansible_collections/keepdata/storage.

@@ -7,6 +7,8 @@
 #   tests/rig/hosts.sh rootfs   only the cached debootstrap tarball of the base image (no engine needed)
 #   tests/rig/hosts.sh clean    remove leftover test containers (label keepdata.test)
 #
+# KEEPDATA_PLATFORM: the Debian release of the test hosts, bookworm (Debian 12, the default) or trixie (Debian 13);
+# the images are keepdata/debian-base:PLATFORM and keepdata/debian-systemd:PLATFORM.
 # KEEPDATA_DEBIAN_MIRROR overrides the mirror (default: the one apt uses on this machine).
 # KEEPDATA_DOCKERD_WAIT: seconds to wait for a dockerd to answer (default 60).
 #
@@ -17,8 +19,9 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/../../scripts/common.sh"
 
-BASE_IMAGE=${KEEPDATA_BASE_IMAGE:-keepdata/debian-base:bookworm}
-SYSTEMD_IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:bookworm}
+SUITE=$KEEPDATA_PLATFORM
+BASE_IMAGE=${KEEPDATA_BASE_IMAGE:-keepdata/debian-base:$SUITE}
+SYSTEMD_IMAGE=$KEEPDATA_SYSTEMD_IMAGE
 BASE_PACKAGES=python3,python3-apt,openssh-server,openssh-client,sudo,ca-certificates,procps
 RECIPE_DIR="$KD_ROOT/tests/rig/images"
 DOCKERD_WAIT=${KEEPDATA_DOCKERD_WAIT:-60}
@@ -100,7 +103,7 @@ ensure_engine() {
 recipe_key() {
   local m
   m=$(mirror) || exit 1
-  echo "bookworm minbase $BASE_PACKAGES $m" | sha256sum | cut -c1-16
+  echo "$SUITE minbase $BASE_PACKAGES $m" | sha256sum | cut -c1-16
 }
 
 # The debootstrapped root filesystem, as a tarball cached by recipe; prints its path. The tarball is
@@ -110,7 +113,7 @@ ensure_rootfs() {
   local m key tarball rootfs tmp
   m=$(mirror) || exit 1
   key=$(recipe_key) || exit 1
-  tarball="$KD_CACHE/rootfs-bookworm-$key.tar.zst"
+  tarball="$KD_CACHE/rootfs-$SUITE-$key.tar.zst"
   if [ -s "$tarball" ]; then
     if zstd -q -t "$tarball" 2>/dev/null; then
       echo "$tarball"
@@ -121,13 +124,13 @@ ensure_rootfs() {
   fi
   command -v debootstrap >/dev/null || kd_die "debootstrap is not installed: run 'scripts/bootstrap.sh'"
   mkdir -p "$KD_CACHE"
-  kd_step "debootstrap bookworm from $m (about a minute)" >&2
+  kd_step "debootstrap $SUITE from $m (about a minute)" >&2
   rootfs="$KD_WORK/rootfs"
   rm -rf "$rootfs"
-  if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$m" >"$KD_WORK/debootstrap.log" 2>&1; then
+  if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" "$m" >"$KD_WORK/debootstrap.log" 2>&1; then
     show_log "$KD_WORK/debootstrap.log" 5
     rm -rf "$rootfs"
-    kd_die "debootstrap of bookworm from $m failed (log above: $KD_WORK/debootstrap.log)"
+    kd_die "debootstrap of $SUITE from $m failed (log above: $KD_WORK/debootstrap.log)"
   fi
   tmp="$tarball.tmp.$$"
   if ! { tar -C "$rootfs" -c . | zstd -q -f -T0 -o "$tmp"; } 2>"$KD_WORK/rootfs-pack.log" \
