@@ -587,10 +587,10 @@ def _service(settings, errors):
         if not full(TIME_SPAN, service[key]) and not (key == "timeout" and service[key] == "infinity"):
             errors.append('backup_%s "%s" must be a time span such as 12h or 15min' % (key, service[key]))
     # Retries must outlast an outage of minutes: the first waits at least a minute, each next one twice as long.
-    if timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY):
-        errors.append(timespan_error("backup_retry_delay", service["retry_delay"], minimum=MIN_RETRY_DELAY))
-    if timespan_error("backup_repository_timeout", service["repository_timeout"], minimum=MIN_REPOSITORY_TIMEOUT):
-        errors.append(timespan_error("backup_repository_timeout", service["repository_timeout"], minimum=MIN_REPOSITORY_TIMEOUT))
+    for key, minimum in (("retry_delay", MIN_RETRY_DELAY), ("repository_timeout", MIN_REPOSITORY_TIMEOUT)):
+        problem = timespan_error("backup_" + key, service[key], minimum=minimum)
+        if problem:
+            errors.append(problem)
     if not full(CALENDAR, service["forget_schedule"]):
         errors.append("backup_forget_schedule must be an OnCalendar expression such as *-*-* 05:00")
     return service
