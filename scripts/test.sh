@@ -7,8 +7,9 @@
 # Gates: lint (yamllint, ruff, ansible-lint, changelog), sanity (ansible-test, no ignore files; sanity-oldest: the
 #        same on the oldest ansible-core claimed), unit (pytest tests/unit; unit-oldest: again on that oldest
 #        ansible-core, tests/requirements-oldest.txt), integration (pytest tests/integration against a real Ceph RGW),
-#        build (collection tarball content), docs (the antsibull-docs HTML site, Sphinx warnings fail it),
-#        molecule (every scenario in molecule/). lint also lints the collection docs (scripts/docs.sh --lint).
+#        build (collection tarball content, and Galaxy's importer takes it), docs (the antsibull-docs HTML site,
+#        Sphinx warnings fail it), molecule (every scenario in molecule/). lint also lints the collection docs
+#        (scripts/docs.sh --lint).
 # Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
 # (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
 #
