@@ -178,19 +178,22 @@ def test_configuration_modules_put_then_delete_with_the_answer_lost(rgw, recordi
         assert [succeeded(result)["changed"] for result in results] == [True] * len(MODULES), results
         requests = recording_proxy.take()
         lost = [line.split(" -> ")[0] for line in lost_and_retried(requests)]
-        return lost, len(requests)
+        # Per module: its read and its write, then one retry per lost answer and at most one read more (as a busy
+        # RGW may answer a read late: three modules write the same bucket's metadata at once).
+        extra = len(requests) - 2 * len(MODULES)
+        assert len(lost) <= extra <= 2 * len(lost), [str(r) for r in requests]
+        assert sum(r.method == "GET" for r in requests) <= 2 * len(MODULES), [str(r) for r in requests]
+        return lost
 
     recording_proxy.lose_answers(requests=WRITES)
-    lost, sent = each_module(lambda case: MODULES[case][1])
+    lost = each_module(lambda case: MODULES[case][1])
     assert lost == sorted("PUT /%s?%s" % (b, case) for case in MODULES)
-    assert sent == 3 * len(MODULES)  # per module: the read, the put and its retry
     snapshot = server_snapshot(rgw, b)
     assert all(snapshot[case] for case in MODULES), snapshot
 
     recording_proxy.lose_answers(requests=WRITES)
-    lost, sent = each_module(lambda case: {"state": "absent"})
+    lost = each_module(lambda case: {"state": "absent"})
     assert lost == sorted("DELETE /%s?%s" % (b, case) for case in MODULES)
-    assert sent == 3 * len(MODULES)  # per module: the read, the delete and its retry
     snapshot = server_snapshot(rgw, b)
     assert [snapshot[case] for case in MODULES] == [None] * len(MODULES), snapshot
 

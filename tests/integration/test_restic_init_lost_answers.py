@@ -17,8 +17,8 @@ from conftest import run_module
 
 pytestmark = pytest.mark.rgw
 
-PASSWORD = "lost-answers-password"
-RECOVERY = "lost-answers-recovery"
+PASSWORD = "lost-answers-password"  # noqa: S105 - the test repository's password
+RECOVERY = "lost-answers-recovery"  # noqa: S105 - the test recovery key's password
 
 
 def repo_args(rgw, endpoint, bucket):
