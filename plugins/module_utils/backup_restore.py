@@ -41,6 +41,9 @@ ASIDE_MARK = ".keepdata-moved-"
 STAGE_PREFIX = ".keepdata-restore-"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 CHUNK = 1 << 20
+# What restic dump puts in a tar (measured with restic 0.14 and 0.18): regular files, directories and symbolic links.
+# It leaves FIFOs and devices out without a word; restic backup keeps no sockets. Hard links come out as copies.
+ARCHIVED_TYPES = ("file", "dir", "symlink")
 
 
 class RestoreError(Exception):
@@ -203,8 +206,8 @@ def aside_path(dest, stamp, exists=os.path.lexists):
     return candidate
 
 
-def restore_argv(config, snapshot_id, stage, sources, *, verify=True):
-    return runner.restore_command(config, snapshot_id, stage, sources, verify=verify)
+def restore_argv(config, snapshot_id, stage, sources, *, verify=True, flags=()):
+    return runner.restore_command(config, snapshot_id, stage, sources, flags, verify=verify)
 
 
 def dump_path(config, database):
@@ -259,6 +262,14 @@ class JobRestic:
         self.run = run
         self.sleep = sleep
         self.timeout = timeout
+        self._version = None
+
+    def version(self):
+        """restic's (major, minor, patch), asked once; None when ``restic version`` does not say."""
+        if self._version is None:
+            rc, out, _err = self.call(["restic", "version"])
+            self._version = (runner.parse_restic_version(out) if rc == 0 else None) or ()
+        return self._version or None
 
     def call(self, argv, *, retry=False, stdout=None):
         pauses = list(TRANSIENT_PAUSES) if retry else []
@@ -297,6 +308,27 @@ class JobRestic:
             return int(json.loads(out).get("total_size") or 0)
         except (ValueError, AttributeError):
             return None
+
+    def left_out_of_archive(self, snapshot_id):
+        """[{path, type}] of the snapshot's entries a tar from restic dump does not hold. The listing goes through a
+        private temporary file and only those entries are kept: a snapshot of millions of files is not held in memory."""
+        with tempfile.TemporaryFile() as listing:
+            rc, _out, err = self.call(runner.ls_command(self.config, snapshot_id), stdout=listing)
+            if rc != 0:
+                raise RestoreError("restic ls failed (%s): %s" % (runner.describe_exit(rc), runner.restic_hint(err)))
+            listing.seek(0)
+            left_out = []
+            for raw in listing:
+                line = raw.decode("utf-8", "replace")
+                if '"type":"file"' in line or '"type":"dir"' in line:
+                    continue  # the bulk of a listing, skipped without parsing its JSON
+                try:
+                    node = runner.ls_node(line)
+                except runner.JobError:
+                    continue
+                if node is not None and node.get("type") not in ARCHIVED_TYPES:
+                    left_out.append({"path": node["path"], "type": str(node.get("type") or "unknown")})
+            return left_out
 
     def repository(self):
         """{id, version, locks} of the repository (the config needs the password: it proves the repository opens)."""
@@ -493,7 +525,7 @@ class Restore:
         stage = tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent)
         stages.append(stage)
         verify = self.params.get("verify", True)
-        argv = restore_argv(self.config, self.facts["id"], stage, sources or [], verify=verify)
+        argv = restore_argv(self.config, self.facts["id"], stage, sources or [], verify=verify, flags=runner.restore_flags(self.restic.version()))
         what = ", ".join(sources) if sources else "snapshot %s" % self.facts["short_id"]
         rc, out, err = self.restic.call(argv)
         if rc != 0:
@@ -643,6 +675,16 @@ def export(restic, config, snapshot_id, dest, *, compress="none", popen=subproce
             os.unlink(temp)
         raise
     return digest, size
+
+
+def left_out_warning(left_out):
+    """The warning naming what an archive of the snapshot lacks (the first entries, then how many more)."""
+    count = len(left_out)
+    return "the archive cannot hold %d %s of the snapshot (restic dump leaves FIFOs and devices out): %s" % (
+        count,
+        "entry" if count == 1 else "entries",
+        runner.listed(["%s (%s)" % (entry["path"], entry["type"]) for entry in left_out]),
+    )
 
 
 def _export_zstd(restic, config, snapshot_id, handle, popen):

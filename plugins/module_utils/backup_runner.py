@@ -55,6 +55,8 @@ HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 JOB_TAG = "keepdata-job="
 RETRY_LOCK = "5m"
 RETRY_LOCK_SINCE = (0, 16)
+# restic 0.15 writes a file's holes back as holes (restore --sparse); 0.14 writes them out as zeros.
+RESTORE_SPARSE_SINCE = (0, 15)
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 MAX_LISTED_ITEMS = 10
 JOURNAL_LINES = 30
@@ -208,6 +210,13 @@ def retry_lock_flags(version):
     """``--retry-lock`` for backup, forget and prune when restic has it (0.16 and later)."""
     if version and tuple(version[:2]) >= RETRY_LOCK_SINCE:
         return ["--retry-lock", RETRY_LOCK]
+    return []
+
+
+def restore_flags(version):
+    """``--sparse`` for restore when restic has it (0.15 and later): a sparse file stays sparse where it is restored."""
+    if version and tuple(version[:2]) >= RESTORE_SPARSE_SINCE:
+        return ["--sparse"]
     return []
 
 
@@ -1268,20 +1277,21 @@ def repository_answers(job, env):
 
 
 def open_repository(job, stack):
-    """(restic env, extra flags) once the mount is there, this host's lock of the repository is held (until
-    ``stack`` closes), the stale locks of an interrupted restic are removed and the repository answered."""
+    """(restic env, restic version or None) once the mount is there, this host's lock of the repository is held
+    (until ``stack`` closes), the stale locks of an interrupted restic are removed and the repository answered."""
     env = restic_env(job.config, job.ctx.environ)
     check_mount(job.config, job.ctx.ismount)
     stack.enter_context(repository_lock(job))
     unlock_if_unclean(job, env)
-    flags = retry_lock_flags(restic_version(job, env))
+    version = restic_version(job, env)
     repository_answers(job, env)
-    return env, flags
+    return env, version
 
 
 def backup_steps(job, stack, outcome):
     config = job.config
-    env, flags = open_repository(job, stack)
+    env, version = open_repository(job, stack)
+    flags = retry_lock_flags(version)
     run_hooks(job, "pre-hook", config["pre_hooks"])
     if config["databases"]:
         dump_databases(job)
@@ -1355,7 +1365,8 @@ def cmd_run(ctx, config, tag=""):
 
 def forget_steps(job, stack, outcome):
     config = job.config
-    env, flags = open_repository(job, stack)
+    env, version = open_repository(job, stack)
+    flags = retry_lock_flags(version)
     snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
     job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
     for label, argv in forget_plan(config, snapshots, flags, job.ctx.clock()):
@@ -1460,7 +1471,8 @@ def drill_steps(job, stack, outcome):
     config = job.config
     drill = dict(CONFIG_DEFAULTS["drill"])
     drill.update(config.get("drill") or {})
-    env, flags = open_repository(job, stack)
+    env, version = open_repository(job, stack)
+    flags = retry_lock_flags(version)
     latest = latest_snapshot(parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout))
     if not latest or not latest.get("id"):
         raise JobError("no snapshot of this job to drill")
@@ -1476,7 +1488,7 @@ def drill_steps(job, stack, outcome):
         if not files:
             job.warn("the snapshot holds no regular file: nothing to restore (0 files checked)")
         elif sample:
-            restore_sample(job, env, snapshot_id, sample, target=os.path.join(work, "restore"), flags=flags)
+            restore_sample(job, env, snapshot_id, sample, target=os.path.join(work, "restore"), flags=flags + restore_flags(version))
             outcome.update(files=len(sample), size=sum(size for _path, size in sample))
     finally:
         drop_work_dir(job, work)

@@ -15,7 +15,12 @@ version_added: "0.2.0"
 description:
   - Writes a snapshot of one job of role C(keepdata.storage.backup) as a tar archive (C(restic dump SNAPSHOT /)),
     optionally compressed with zstd, for a person who has no restic. Plain C(tar -xf) (C(tar --zstd -xf)) gives
-    the snapshot's tree with its modes, owners and symbolic links.
+    the snapshot's regular files, directories and symbolic links with their modes and owners; modification times
+    are rounded to the second; each hard link comes back as a separate copy of the file; extended attributes are in
+    the archive but GNU tar restores them only when asked (C(tar --xattrs --xattrs-include='*' -xf)).
+  - C(restic dump) leaves FIFOs and device files out of the archive (restic 0.14 to 0.18; restic keeps no sockets
+    in a snapshot). The module lists the snapshot first, names each such entry in RV(left_out) and warns, also in
+    check mode; the archive is still written, since what it lacks can be recreated by hand (C(mkfifo), C(mknod)).
   - The archive is written to a temporary file beside O(dest) (C(0600), root only, since it holds the data unencrypted),
     then renamed, so O(dest) is either the whole archive or not there. Its sha256 is returned.
   - An existing O(dest) is never replaced unless O(force).
@@ -80,6 +85,13 @@ snapshot:
   description: The snapshot exported (see module M(keepdata.storage.backup_info) for its keys).
   returned: always
   type: dict
+left_out:
+  description: The snapshot's entries the archive does not hold (FIFOs, devices), each with its C(path) and its
+    C(type) as restic names it (C(fifo), C(dev), C(chardev)); empty when the archive holds the whole tree.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/srv/app/run/queue", "type": "fifo"}]
 """
 
 import os  # noqa: E402
@@ -93,6 +105,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     choose,
     epoch_reader,
     export,
+    left_out_warning,
     load_job,
     selection_errors,
     selection_spec,
@@ -132,12 +145,15 @@ def main():
         restic = JobRestic(config, run=subprocess.run)
         snapshot = choose(restic, config, module.params, epoch_reader(module.run_command))
         facts = snapshot_facts(snapshot)
+        left_out = restic.left_out_of_archive(facts["id"])
+        if left_out:
+            module.warn(left_out_warning(left_out))
         if module.check_mode:
-            module.exit_json(changed=True, dest=module.params["dest"], sha256="", size=0, snapshot=facts)
+            module.exit_json(changed=True, dest=module.params["dest"], sha256="", size=0, snapshot=facts, left_out=left_out)
         digest, size = export(restic, config, facts["id"], module.params["dest"], compress=module.params["compress"])
     except (RestoreError, OSError) as exc:
         module.fail_json(msg="keepdata.storage.backup_export: %s" % exc)
-    module.exit_json(changed=True, dest=module.params["dest"], sha256=digest, size=size, snapshot=facts)
+    module.exit_json(changed=True, dest=module.params["dest"], sha256=digest, size=size, snapshot=facts, left_out=left_out)
 
 
 if __name__ == "__main__":

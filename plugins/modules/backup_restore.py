@@ -22,6 +22,8 @@ description:
     their destinations (same file system) and checked with restic's C(--verify); only when every path is staged are
     the current contents renamed aside and the staged trees renamed into place. The whole snapshot is staged by one
     restic restore (much faster than selecting files); chosen O(paths) are staged one by one.
+  - Sparse files stay sparse where the host's restic can restore them so (C(restic restore --sparse), restic 0.15 and
+    later, Debian 13); restic 0.14 (Debian 12) writes their holes out as zeros, so they take their full size.
   - To the original paths, stops the job's C(services) that are running before the first change and starts them
     again afterwards, also when the restore failed; then re-imports the job's database dumps from the snapshot
     (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the

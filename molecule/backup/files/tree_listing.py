@@ -1,8 +1,9 @@
 """Print a tree as sorted JSON lines: path, type, mode, owner, size and sha256 of files, link targets, hard links.
 
 Two trees are the same when their listings are equal: what a restore (or an extracted export) must give.
-Usage: tree_listing.py ROOT [--no-hardlinks]  (paths relative to ROOT; ROOT itself is not listed)
---no-hardlinks leaves the hard-link groups out: restic 0.14's dump (the export) writes hard links as copies.
+Usage: tree_listing.py ROOT [--no-hardlinks] [--no-specials]  (paths relative to ROOT; ROOT itself is not listed)
+--no-hardlinks leaves the hard-link groups out: restic's dump (the export) writes hard links as copies.
+--no-specials leaves FIFOs and devices out: restic's dump does not carry them.
 """
 
 import hashlib
@@ -20,7 +21,7 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def listing(root, hardlinks=True):
+def listing(root, hardlinks=True, specials=True):
     entries, inodes = [], {}
     for directory, dirs, files in os.walk(root):
         for name in dirs + files:
@@ -35,8 +36,10 @@ def listing(root, hardlinks=True):
                 entry.update(type="file", size=info.st_size, sha256=sha256(path))
                 if hardlinks and info.st_nlink > 1:
                     inodes.setdefault((info.st_dev, info.st_ino), []).append(entry["path"])
-            else:
+            elif specials:
                 entry.update(type="other")
+            else:
+                continue
             entries.append(entry)
     # Hard links: each file names the first path of its group, so equal listings mean equal link groups.
     for group in inodes.values():
@@ -48,5 +51,5 @@ def listing(root, hardlinks=True):
 
 
 if __name__ == "__main__":
-    for item in listing(sys.argv[1], hardlinks="--no-hardlinks" not in sys.argv[2:]):
+    for item in listing(sys.argv[1], hardlinks="--no-hardlinks" not in sys.argv[2:], specials="--no-specials" not in sys.argv[2:]):
         print(json.dumps(item, sort_keys=True, ensure_ascii=True))

@@ -210,11 +210,15 @@ def test_describe_plan_says_where_things_go():
 class FakeRestic:
     """Restores by writing the snapshot's files (a dict path -> content) into the staging directory."""
 
-    def __init__(self, files, *, fail=False, dumps=None):
+    def __init__(self, files, *, fail=False, dumps=None, version=(0, 14, 0)):
         self.files = files
         self.fail = fail
         self.dumps = dumps or {}
+        self.restic_version = version
         self.calls = []
+
+    def version(self):
+        return self.restic_version
 
     def nodes(self, _snapshot_id):
         nodes, dirs = [], set()
@@ -466,6 +470,50 @@ def test_export_argv_dumps_the_whole_snapshot_as_tar():
     assert br.export_argv(CONFIG, "aaaa1111") == ["restic", "-o", "s3.connections=5", "dump", "--archive", "tar", "aaaa1111", "/"]
 
 
+LS_014 = (
+    b'{"time":"2026-12-06T16:13:16Z","tree":"t","paths":["/src"],"hostname":"h","id":"i","short_id":"s","struct_type":"snapshot"}\n'
+    b'{"name":"src","type":"dir","path":"/src","struct_type":"node"}\n'
+    b'{"name":"a","type":"file","path":"/src/a","size":3,"struct_type":"node"}\n'
+    b'{"name":"null","type":"chardev","path":"/src/d/null","struct_type":"node"}\n'
+    b'{"name":"pipe \\"type\\":\\"file\\"","type":"fifo","path":"/src/d/pipe \\"type\\":\\"file\\"","struct_type":"node"}\n'
+    b'{"name":"link","type":"symlink","path":"/src/link","struct_type":"node"}\n'
+)
+
+
+def test_the_entries_an_archive_cannot_hold_are_read_from_the_listing_on_disk():
+    seen = []
+
+    def run(argv, **kwargs):
+        seen.append((argv, kwargs["stdout"]))
+        kwargs["stdout"].write(LS_014)
+        return subprocess.CompletedProcess(argv, 0, None, b"")
+
+    restic = br.JobRestic(dict(CONFIG, repository="/srv/backup"), run=run, environ={})
+    # A FIFO whose name holds the text '"type":"file"' is still found: in the JSON its quotes are escaped.
+    assert restic.left_out_of_archive("aaaa1111") == [
+        {"path": "/src/d/null", "type": "chardev"},
+        {"path": '/src/d/pipe "type":"file"', "type": "fifo"},
+    ]
+    ((argv, stdout),) = seen
+    assert argv == br.runner.ls_command(CONFIG, "aaaa1111") and hasattr(stdout, "fileno")
+
+
+def test_a_failed_listing_fails_the_export_before_it_writes():
+    def run(argv, **_kwargs):
+        return subprocess.CompletedProcess(argv, 1, None, b"Fatal: wrong password or no key found")
+
+    with pytest.raises(RestoreError, match="restic ls failed .*wrong_password"):
+        br.JobRestic(dict(CONFIG, repository="/srv/backup"), run=run, environ={}).left_out_of_archive("aaaa1111")
+
+
+def test_the_warning_names_what_the_archive_lacks_and_counts_the_rest():
+    one = [{"path": "/srv/app/queue", "type": "fifo"}]
+    assert br.left_out_warning(one) == "the archive cannot hold 1 entry of the snapshot (restic dump leaves FIFOs and devices out): /srv/app/queue (fifo)"
+    many = [{"path": "/srv/dev/d%d" % number, "type": "dev"} for number in range(12)]
+    warning = br.left_out_warning(many)
+    assert warning.startswith("the archive cannot hold 12 entries") and "/srv/dev/d9 (dev); and 2 more" in warning and "d10" not in warning
+
+
 def test_job_restic_retries_a_transient_failure_of_a_read():
     answers = [(1, "Fatal: connection refused"), (0, "")]
     calls, pauses = [], []
@@ -540,6 +588,34 @@ def test_the_whole_snapshot_is_staged_by_one_restore_without_include(site):
     restores = [argv for argv in fake.calls if "restore" in argv]
     assert len(restores) == 1 and "--include" not in restores[0]
     assert restore.plan_lines[1].startswith("restore %s/srv/app -> %s/srv/app (1 files, 4 B)" % (tmp_path, tmp_path))
+
+
+@pytest.mark.parametrize("version, sparse", [((0, 14, 0), False), ((0, 15, 0), True), ((0, 18, 1), True), (None, False)])
+def test_restic_0_15_and_later_restore_sparse_files_sparse(site, version, sparse):
+    fake = FakeRestic(site[3], version=version)
+    run_restore(site, move_aside=True, fake=fake).apply()
+    (restore,) = [argv for argv in fake.calls if "restore" in argv]
+    assert ("--sparse" in restore) is sparse
+
+
+def test_job_restic_asks_restic_its_version_once():
+    calls = []
+
+    def run(argv, **_kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, b"restic 0.18.0 compiled with go1.24.4 on linux/amd64\n", b"")
+
+    restic = br.JobRestic(dict(CONFIG, repository="/srv/backup"), run=run, environ={})
+    assert restic.version() == (0, 18, 0) and restic.version() == (0, 18, 0)
+    assert calls == [["restic", "version"]]
+
+
+def test_job_restic_without_a_version_restores_as_restic_0_14():
+    def run(argv, **_kwargs):
+        return subprocess.CompletedProcess(argv, 127, b"", b"restic: not found")
+
+    restic = br.JobRestic(dict(CONFIG, repository="/srv/backup"), run=run, environ={})
+    assert restic.version() is None and br.runner.restore_flags(restic.version()) == []
 
 
 def test_chosen_paths_are_staged_one_by_one_with_include(site):

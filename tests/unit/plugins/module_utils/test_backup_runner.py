@@ -208,6 +208,13 @@ def test_restic_version_and_retry_lock():
     assert br.retry_lock_flags(None) == []
 
 
+def test_restore_flags_keep_sparse_files_sparse_from_restic_0_15():
+    assert br.restore_flags((0, 14, 0)) == []
+    assert br.restore_flags((0, 15, 0)) == ["--sparse"]
+    assert br.restore_flags((0, 18, 1)) == ["--sparse"]
+    assert br.restore_flags(None) == []
+
+
 def test_restic_env_prefers_systemd_credentials_and_holds_paths_only(tmp_path):
     creds = tmp_path / "creds"
     creds.mkdir()
@@ -2042,11 +2049,12 @@ def test_a_lock_error_on_restore_or_check_unlocks_and_retries_once(tmp_path):
     assert fake.keys() == ["version", "cat", "snapshots", "ls", "restore", "unlock", "restore", "check", "unlock", "check"]
 
 
-def test_restic_016_gets_retry_lock_on_restore_and_check(tmp_path):
+def test_restic_016_gets_retry_lock_on_restore_and_check_and_restores_the_sample_sparse(tmp_path):
     config = drill_config(tmp_path)
     _restic, fake = drill_run(version=done(stdout=VERSION_016))
     assert br.cmd_drill(drill_context(tmp_path, fake), config) == 0
-    assert fake.argvs("restore")[0][3:6] == ["restore", "--retry-lock", "5m"]
+    assert fake.argvs("restore")[0][3:7] == ["restore", "--retry-lock", "5m", "--sparse"]
+    assert "--sparse" not in fake.argvs("check")[0]
     assert fake.argvs("check")[0][3:6] == ["check", "--retry-lock", "5m"]
     assert "--retry-lock" not in fake.argvs("ls")[0] + fake.argvs("snapshots")[0]
 
