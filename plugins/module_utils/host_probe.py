@@ -36,9 +36,10 @@ def missing_packages(packages, run=subprocess.run):
     return [p for p in packages if p not in installed]
 
 
-# Lines of "systemd-analyze calendar --iterations=N": "Next elapse:" / "Iter. #K:" hold the local time, and a
-# "(in UTC):" line follows each of them unless the host's time zone is UTC.
-_ELAPSE = re.compile(r"^\s*(Next elapse|Iter\. #\d+|\(in UTC\)):\s+\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\b", re.MULTILINE)
+# Lines of "systemd-analyze calendar --iterations=N": "Next elapse:" / "Iter. #K:" (systemd 252, Debian 12) or
+# "Iteration #K:" (systemd 257, Debian 13) hold the local time, and a "(in UTC):" line follows each of them unless
+# the host's time zone is UTC.
+_ELAPSE = re.compile(r"^\s*(Next elapse|Iter\. #\d+|Iteration #\d+|\(in UTC\)):\s+\w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\b", re.MULTILINE)
 
 
 def calendar_gap(analyze_output):
