@@ -23,7 +23,13 @@ case "$KEEPDATA_PLATFORM" in
   bookworm | trixie) ;;
   *) kd_die "KEEPDATA_PLATFORM must be bookworm (Debian 12) or trixie (Debian 13), not '$KEEPDATA_PLATFORM'" ;;
 esac
-export KEEPDATA_SYSTEMD_IMAGE=${KEEPDATA_SYSTEMD_IMAGE:-keepdata/debian-systemd:$KEEPDATA_PLATFORM}
+# Our own images follow the platform even when an earlier source of this file exported the other one (a shell that
+# sourced it for bookworm, then ran KEEPDATA_PLATFORM=trixie tests/rig/hosts.sh images, built trixie under the
+# bookworm tag); an image of the user's own naming is kept as given.
+case "${KEEPDATA_SYSTEMD_IMAGE:-}" in
+  "" | keepdata/debian-systemd:bookworm | keepdata/debian-systemd:trixie) KEEPDATA_SYSTEMD_IMAGE=keepdata/debian-systemd:$KEEPDATA_PLATFORM ;;
+esac
+export KEEPDATA_SYSTEMD_IMAGE
 
 # systemd's .automount units need the kernel's autofs (/dev/autofs). Some kernels are built without it: their
 # test hosts get /dev/fuse a second time instead (Molecule's device list needs an entry; docker takes a device
