@@ -57,6 +57,19 @@ kd_link_collection() {
   ln -sfn "$KD_ROOT" "$KD_COLLECTIONS/ansible_collections/keepdata/storage"
 }
 
+# kd_copy_collection DEST: DEST (.../ansible_collections/keepdata/storage) made a fresh copy of what git would
+# ship (tracked files and untracked ones that are not ignored), keeping DEST/tests/output, where ansible-test caches
+# its per-test venvs. ansible-test needs that path and resolves symlinks, hence a copy.
+kd_copy_collection() {
+  local dest=$1
+  mkdir -p "$dest/tests"
+  find "$dest" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
+  find "$dest/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
+  # A file deleted but not yet committed is still listed by git: skipped.
+  (cd "$KD_ROOT" && git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done) \
+    | rsync -a --from0 --files-from=- "$KD_ROOT/" "$dest/"
+}
+
 # kd_extra_venv NAME REQUIREMENTS: a second pinned toolchain in $KD_CACHE/venv-NAME (say, docs tools or an
 # older ansible-core), kept apart from the main one and rebuilt only when its requirements file changes.
 # Prints the venv's path.

@@ -27,13 +27,7 @@ kd_step "ansible-test sanity, $(ansible --version | head -n 1)"
 [ -z "$(ls "$KD_ROOT"/tests/sanity/ignore-*.txt 2>/dev/null)" ] || kd_die "tests/sanity/ignore-*.txt exist: fix the code instead"
 
 dest="$copy/ansible_collections/keepdata/storage"
-mkdir -p "$dest/tests"
-# Fresh copy every run, but keep tests/output: ansible-test caches its per-test venvs there.
-find "$dest" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
-find "$dest/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
-# Only what git would ship: tracked files and untracked files that are not ignored.
-# (A file deleted but not yet committed is still listed: skipped.)
-(cd "$KD_ROOT" && git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done) | rsync -a --from0 --files-from=- "$KD_ROOT/" "$dest/"
+kd_copy_collection "$dest"
 cd "$dest"
 # --venv: ansible-test installs each test's pinned requirements in its own venv (cached in tests/output).
 ansible-test sanity --venv --python 3.11 --color no "$@"

@@ -8,19 +8,21 @@
 #        same on the oldest ansible-core claimed), unit (pytest tests/unit; unit-oldest: again on that oldest
 #        ansible-core, tests/requirements-oldest.txt), integration (pytest tests/integration against a real Ceph RGW),
 #        build (collection tarball content, and Galaxy's importer takes it), docs (the antsibull-docs HTML site,
-#        Sphinx warnings fail it), molecule (every scenario in molecule/). lint also lints the collection docs
-#        (scripts/docs.sh --lint).
+#        Sphinx warnings fail it), newest (sanity and unit again on the newest ansible-core, which needs Python 3.12:
+#        in a Debian 13 container, scripts/newest.sh), molecule (every scenario in molecule/). lint also lints the
+#        collection docs (scripts/docs.sh --lint).
 # Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
 # (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
 #
 # lint, sanity, unit, build and docs use the CPU and run one after the other. integration and the Molecule
 # scenarios mostly wait (on the RGW, on systemd, apt and timers inside their test hosts): they run side
-# by side, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first. Each keeps its
-# own log; PASS or FAIL is printed as each one ends.
+# by side, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first. newest runs in a lane
+# too, late, where it fills the time a lane would otherwise wait for the other. Each keeps its own log; PASS or
+# FAIL is printed as each one ends.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
-ALL_GATES=(lint sanity unit integration build docs molecule)
+ALL_GATES=(lint sanity unit integration build docs newest molecule)
 gates=("$@")
 ((${#gates[@]})) || gates=("${ALL_GATES[@]}")
 for g in "${gates[@]}"; do
@@ -87,7 +89,7 @@ run_gate() {
 
 # Gates that run side by side: queue_gate NAME CMD... adds one (the command as one string of quoted words),
 # run_lanes runs the queue, KD_LANES at a time, longest first.
-LONGEST_FIRST=(molecule-backup molecule-mounts integration molecule-s3fs molecule-smoke)
+LONGEST_FIRST=(molecule-backup molecule-mounts integration molecule-s3fs newest molecule-smoke)
 queued=()
 declare -A queued_cmd=() running=()
 queue_gate() {
@@ -206,6 +208,7 @@ for g in "${gates[@]}"; do
     integration) queue_gate integration integration ;;
     build) run_gate build "$KD_ROOT/scripts/build.sh" --check ;;
     docs) run_gate docs "$KD_ROOT/scripts/docs.sh" ;;
+    newest) queue_gate newest "$KD_ROOT/scripts/newest.sh" ;;
     molecule) queue_molecule ;;
   esac
 done

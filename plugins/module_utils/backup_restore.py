@@ -276,6 +276,8 @@ class JobRestic:
         while True:
             kwargs = {"stdout": stdout} if stdout is not None else {"stdout": subprocess.PIPE}
             try:
+                # subprocess, not run_command: restic runs with a timeout and its output may go to a file: run_command has neither.
+                # pylint: disable-next=ansible-bad-function
                 proc = self.run(argv, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, timeout=self.timeout, **kwargs)
             except OSError as exc:
                 raise RestoreError("cannot run restic: %s" % (exc.strerror or exc)) from exc
@@ -610,6 +612,8 @@ class Restore:
         )
         os.makedirs(os.path.dirname(aside), mode=0o700, exist_ok=True)
         with open(aside, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
+            # subprocess, not run_command: the dump streams into the file moved aside (run_command holds output in memory).
+            # pylint: disable-next=ansible-bad-function
             proc = self.run(runner.dump_command(database), stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
         if proc.returncode != 0:
             raise RestoreError(
@@ -618,6 +622,8 @@ class Restore:
             )
         self.done["moved_aside"].append({"path": "%s database %s" % (database["type"], database["name"]), "moved_to": aside})
         with open(dump_file, "rb") as source:
+            # subprocess, not run_command: the dump file is the import's standard input (run_command takes data in memory).
+            # pylint: disable-next=ansible-bad-function
             proc = self.run(import_argv(database), stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             raise RestoreError(
@@ -626,6 +632,8 @@ class Restore:
             )
 
     def _systemctl(self, *args):
+        # subprocess, not run_command: the same runner as restic's calls (unit tests give one fake for all).
+        # pylint: disable-next=ansible-bad-function
         return self.run(["systemctl"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
 
     def _stop_services(self):

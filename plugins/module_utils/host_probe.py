@@ -31,6 +31,8 @@ def missing_packages(packages, run=subprocess.run):
     """The Debian packages of ``packages`` that are not installed (so an idempotent run never calls apt)."""
     if not packages:
         return []
+    # subprocess, not run_command: the probe's runner is given by the caller (unit tests give a fake).
+    # pylint: disable-next=ansible-bad-function
     proc = run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"] + list(packages), capture_output=True, text=True, check=False)
     installed = {line.split()[0] for line in proc.stdout.splitlines() if len(line.split()) > 1 and line.split()[1] == "ii"}
     return [p for p in packages if p not in installed]
@@ -90,6 +92,8 @@ def scan_keys(address, timeout, run=subprocess.run):
     """([{"key": "type base64", "fingerprint": "SHA256:..."}], error) offered by the SSH server at host:port."""
     host, port = split_address(address)
     try:
+        # subprocess, not run_command: the probe's runner is given by the caller (unit tests give a fake).
+        # pylint: disable-next=ansible-bad-function
         proc = run(["ssh-keyscan", "-T", str(timeout), "-p", str(port), host], capture_output=True, text=True, check=False)
     except FileNotFoundError:
         return [], "ssh-keyscan is not installed on this host (package openssh-client)"

@@ -201,6 +201,8 @@ class Restic:
     def call(self, argv, env):
         """(rc, stdout, stderr); rc None when the command did not finish within the timeout."""
         try:
+            # subprocess, not run_command: restic runs with a timeout: run_command has none.
+            # pylint: disable-next=ansible-bad-function
             proc = self.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired:
             return None, "", "restic did not finish within %d seconds" % self.timeout

@@ -5,6 +5,9 @@
 #   tests/rig/hosts.sh images   engine + build the base image (debootstrap -> docker import) and the
 #                               systemd image FROM it; both cached by a hash of their recipe
 #   tests/rig/hosts.sh rootfs   only the cached debootstrap tarball of the base image (no engine needed)
+#   tests/rig/hosts.sh controller   engine + base image + keepdata/controller:PLATFORM, a controller with the newest
+#                               ansible-core (tests/requirements-newest.txt) on the platform's Python (trixie only:
+#                               ansible-core 2.21 wants Python 3.12 or later); cached by a hash of its recipe
 #   tests/rig/hosts.sh clean    remove leftover test containers (label keepdata.test)
 #
 # KEEPDATA_PLATFORM: the Debian release of the test hosts, bookworm (Debian 12, the default) or trixie (Debian 13);
@@ -173,10 +176,32 @@ ensure_systemd_image() {
     || { show_log "$KD_WORK/docker-build.log" 20; kd_die "docker build of $SYSTEMD_IMAGE failed (log above: $KD_WORK/docker-build.log)"; }
 }
 
+# The controller image: its recipe is the base image, Dockerfile.controller, the requirements and this machine's
+# CA bundle (copied in, so that pip in the image trusts what the machine's pip trusts).
+ensure_controller_image() {
+  local image="keepdata/controller:$SUITE" h context="$KD_WORK/controller-image"
+  local requirements="$KD_ROOT/tests/requirements-newest.txt" ca=/etc/ssl/certs/ca-certificates.crt
+  [ "$SUITE" = trixie ] || kd_die "the controller image needs Python 3.12 or later: KEEPDATA_PLATFORM=trixie (not $SUITE)"
+  h=$( (docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; cat "$RECIPE_DIR/Dockerfile.controller" "$requirements" "$ca") | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "keepdata.recipe"}}' "$image" 2>/dev/null)" = "$h" ]; then
+    return 0
+  fi
+  kd_step "docker build $image ($(grep -m1 '^ansible-core==' "$requirements"))"
+  rm -rf "$context"; mkdir -p "$context"
+  cp "$RECIPE_DIR/Dockerfile.controller" "$context/Dockerfile"
+  cp "$requirements" "$context/requirements.txt"
+  cp "$ca" "$context/ca-certificates.crt"
+  DOCKER_BUILDKIT=0 docker build -q --network host --label "keepdata.recipe=$h" \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" "$context" >"$KD_WORK/docker-build-controller.log" 2>&1 \
+    || { show_log "$KD_WORK/docker-build-controller.log" 20; kd_die "docker build of $image failed (log above: $KD_WORK/docker-build-controller.log)"; }
+  rm -rf "$context"
+}
+
 case "${1:-}" in
   engine) ensure_engine ;;
   images) ensure_engine; ensure_base_image; ensure_systemd_image; kd_step "test images ready: $BASE_IMAGE, $SYSTEMD_IMAGE" ;;
   rootfs) ensure_rootfs ;;
+  controller) ensure_engine; ensure_base_image; ensure_controller_image; kd_step "controller image ready: keepdata/controller:$SUITE" ;;
   clean) docker ps -aq --filter label=keepdata.test | xargs -r docker rm -f >/dev/null; echo "test containers removed" ;;
-  *) echo "usage: $0 engine|images|rootfs|clean" >&2; exit 2 ;;
+  *) echo "usage: $0 engine|images|rootfs|controller|clean" >&2; exit 2 ;;
 esac
