@@ -197,11 +197,19 @@ ensure_controller_image() {
   rm -rf "$context"
 }
 
+# One build per platform at a time: two gates that want the same images (Molecule lanes, the newest gate) wait for
+# each other here, and the second finds them built. The lock is machine-wide, as image tags are, and stays out of
+# the cache, which holds only finished tarballs.
+lock_platform() {
+  exec 9>"${TMPDIR:-/tmp}/keepdata-hosts-$SUITE.lock"
+  flock 9
+}
+
 case "${1:-}" in
   engine) ensure_engine ;;
-  images) ensure_engine; ensure_base_image; ensure_systemd_image; kd_step "test images ready: $BASE_IMAGE, $SYSTEMD_IMAGE" ;;
-  rootfs) ensure_rootfs ;;
-  controller) ensure_engine; ensure_base_image; ensure_controller_image; kd_step "controller image ready: keepdata/controller:$SUITE" ;;
+  images) ensure_engine; lock_platform; ensure_base_image; ensure_systemd_image; kd_step "test images ready: $BASE_IMAGE, $SYSTEMD_IMAGE" ;;
+  rootfs) lock_platform; ensure_rootfs ;;
+  controller) ensure_engine; lock_platform; ensure_base_image; ensure_controller_image; kd_step "controller image ready: keepdata/controller:$SUITE" ;;
   clean) docker ps -aq --filter label=keepdata.test | xargs -r docker rm -f >/dev/null; echo "test containers removed" ;;
   *) echo "usage: $0 engine|images|rootfs|controller|clean" >&2; exit 2 ;;
 esac
