@@ -315,9 +315,7 @@ class JobRestic:
         """[{path, type}] of the snapshot's entries a tar from restic dump does not hold. The listing goes through a
         private temporary file and only those entries are kept: a snapshot of millions of files is not held in memory."""
         with tempfile.TemporaryFile() as listing:
-            rc, _out, err = self.call(runner.ls_command(self.config, snapshot_id), stdout=listing)
-            if rc != 0:
-                raise RestoreError("restic ls failed (%s): %s" % (runner.describe_exit(rc), runner.restic_hint(err)))
+            self.checked(runner.ls_command(self.config, snapshot_id), "restic ls", stdout=listing)
             listing.seek(0)
             left_out = []
             for raw in listing:
