@@ -72,9 +72,9 @@ ln -sfn "$promtool_dir/usr/bin/promtool" "$KD_VENV/bin/promtool"
 # toolchain's ansible-test wants: they differ between ansible-core versions).
 mkdir -p "$HOME/.ansible/test/cache"
 for venv in "$KD_VENV" "$oldest_venv"; do
-  ansible_test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$venv"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
-  [ -n "$ansible_test_pip" ] || kd_die "cannot tell which pip version the ansible-test of $venv bootstraps"
-  install -m 0644 "$KD_ROOT/tests/rig/ansible_test_get_pip.py" "$HOME/.ansible/test/cache/get_pip_${ansible_test_pip//./_}.py"
+  get_pip=$(cat "$venv"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | kd_get_pip_name) \
+    || kd_die "cannot tell which pip version the ansible-test of $venv bootstraps"
+  install -m 0644 "$KD_ROOT/tests/rig/ansible_test_get_pip.py" "$HOME/.ansible/test/cache/$get_pip"
 done
 
 if [ $want_hosts = 1 ]; then

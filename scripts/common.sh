@@ -70,6 +70,16 @@ kd_copy_collection() {
     | rsync -a --from0 --files-from=- "$KD_ROOT/" "$dest/"
 }
 
+# kd_get_pip_name: the file name (get_pip_X_Y.py) under which ansible-test --venv looks in ~/.ansible/test/cache for
+# the bootstrap of the pip version it pins; reads that ansible-test's _internal/python_requirements.py on stdin. Fails
+# when it names no pip version.
+kd_get_pip_name() {
+  local version
+  version=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" | head -n 1)
+  [ -n "$version" ] || return 1
+  echo "get_pip_${version//./_}.py"
+}
+
 # kd_extra_venv NAME REQUIREMENTS: a second pinned toolchain in $KD_CACHE/venv-NAME (say, docs tools or an
 # older ansible-core), kept apart from the main one and rebuilt only when its requirements file changes.
 # Prints the venv's path.

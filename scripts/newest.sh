@@ -56,9 +56,9 @@ for part in "${parts[@]}"; do
   case "$part" in
     sanity)
       # ansible-test --venv bootstraps pip with a script it cannot download here (see scripts/bootstrap.sh).
-      test_pip=$(in_container "$name" sh -c "sed -n \"s/.*pip='\\([0-9.]*\\)'.*/\\1/p\" /opt/keepdata/venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1")
-      [ -n "$test_pip" ] || kd_die "cannot tell which pip version the image's ansible-test bootstraps"
-      in_container "$name" install -D -m 0644 /opt/keepdata/get_pip.py "/root/.ansible/test/cache/get_pip_${test_pip//./_}.py"
+      get_pip=$(in_container "$name" sh -c 'cat /opt/keepdata/venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py' \
+        | kd_get_pip_name) || kd_die "cannot tell which pip version the image's ansible-test bootstraps"
+      in_container "$name" install -D -m 0644 /opt/keepdata/get_pip.py "/root/.ansible/test/cache/$get_pip"
       kd_step "ansible-test sanity (Python $python)"
       in_container "$name" ansible-test sanity --venv --python "$python" --color no || failed+=(sanity)
       ;;

@@ -20,8 +20,9 @@ if [ "${1:-}" = --oldest ]; then
 fi
 # ansible-test --venv bootstraps pip with a script it cannot download here: scripts/bootstrap.sh saves the
 # offline equivalent (tests/rig/ansible_test_get_pip.py) for the pip version each toolchain's ansible-test wants.
-test_pip=$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" "$(dirname "$(command -v ansible-test)")"/../lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n 1)
-[ -f "$HOME/.ansible/test/cache/get_pip_${test_pip//./_}.py" ] || kd_die "no offline pip $test_pip bootstrap for ansible-test: run scripts/bootstrap.sh"
+get_pip=$(cat "$(dirname "$(command -v ansible-test)")"/../lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | kd_get_pip_name) \
+  || kd_die "cannot tell which pip version this ansible-test bootstraps"
+[ -f "$HOME/.ansible/test/cache/$get_pip" ] || kd_die "no offline pip bootstrap $get_pip for ansible-test: run scripts/bootstrap.sh"
 kd_step "ansible-test sanity, $(ansible --version | head -n 1)"
 
 [ -z "$(ls "$KD_ROOT"/tests/sanity/ignore-*.txt 2>/dev/null)" ] || kd_die "tests/sanity/ignore-*.txt exist: fix the code instead"
