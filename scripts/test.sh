@@ -188,17 +188,19 @@ scenario_platform() { echo "${chosen_platform:-${SCENARIO_PLATFORM[$1]:-bookworm
 # molecule_scenario NAME: molecule test, then proof from molecule's own summary that converge, idempotence
 # and a verify playbook that exists really ran (molecule reports a missing verify.yml as "Missing playbook").
 molecule_scenario() {
-  local s=$1 out rc=0 step platform
+  local s=$1 out rc=0 step
   [ -f "molecule/$s/molecule.yml" ] || { echo "scenario $s: molecule/$s/molecule.yml is missing"; return 1; }
   [ -f "molecule/$s/verify.yml" ] || { echo "scenario $s: molecule/$s/verify.yml is missing: a scenario without a verify proves nothing"; return 1; }
-  platform=$(scenario_platform "$s")
-  echo "scenario $s on keepdata/debian-systemd:$platform"
+  # This scenario's platform, for hosts.sh and molecule alike (exported to them, local to this function).
+  local -x KEEPDATA_PLATFORM KEEPDATA_SYSTEMD_IMAGE
+  KEEPDATA_PLATFORM=$(scenario_platform "$s")
+  KEEPDATA_SYSTEMD_IMAGE=keepdata/debian-systemd:$KEEPDATA_PLATFORM
+  echo "scenario $s on $KEEPDATA_SYSTEMD_IMAGE"
   # The bootstrap built the default platform's images; another one's are built here, once (hosts.sh holds a lock
   # per platform, so two lanes never build the same image at once).
-  KEEPDATA_PLATFORM=$platform KEEPDATA_SYSTEMD_IMAGE=keepdata/debian-systemd:$platform "$KD_ROOT/tests/rig/hosts.sh" images || return 1
+  "$KD_ROOT/tests/rig/hosts.sh" images || return 1
   out=$(mktemp)
-  KEEPDATA_PLATFORM=$platform KEEPDATA_SYSTEMD_IMAGE=keepdata/debian-systemd:$platform \
-    timeout 1800 molecule test -s "$s" 2>&1 | tee "$out" || rc=1
+  timeout 1800 molecule test -s "$s" 2>&1 | tee "$out" || rc=1
   for step in converge idempotence verify; do
     grep -qE "^$s > $step: Executed: Successful" "$out" || { echo "scenario $s: step '$step' did not run successfully"; rc=1; }
   done
