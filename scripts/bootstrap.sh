@@ -50,7 +50,7 @@ if [ "$(cat "$KD_VENV/.req-hash" 2>/dev/null)" != "$req_hash" ]; then
 fi
 kd_link_collection
 # The oldest ansible-core the collection claims (meta/runtime.yml), for sanity-oldest, unit-oldest and
-# tests/integration/test_oldest_ansible.py; rebuilt only when tests/requirements-oldest.txt changes.
+# tests/integration/test_ansible_core_range.py; rebuilt only when tests/requirements-oldest.txt changes.
 oldest_venv=$(kd_extra_venv oldest "$KD_ROOT/tests/requirements-oldest.txt")
 
 # promtool (checks and unit-tests the alert rules) comes out of Debian's prometheus package, unpacked into the

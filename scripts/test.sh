@@ -180,7 +180,7 @@ integration() (
 MOLECULE_SCENARIOS=(backup mounts s3fs smoke)
 # The Debian release each scenario's hosts run, so that every role runs end to end on both within CI's time: backup
 # (with backup_monitoring, and mounts for its SSHFS target) and s3fs on Debian 13; mounts and smoke on Debian 12, where
-# the integration gate's test_oldest_ansible.py also runs each of the four roles. KEEPDATA_PLATFORM set by the caller
+# the integration gate's test_ansible_core_range.py also runs each of the four roles. KEEPDATA_PLATFORM set by the caller
 # puts every scenario on that one.
 declare -A SCENARIO_PLATFORM=([backup]=trixie [s3fs]=trixie [mounts]=bookworm [smoke]=bookworm)
 scenario_platform() { echo "${chosen_platform:-${SCENARIO_PLATFORM[$1]:-bookworm}}"; }
