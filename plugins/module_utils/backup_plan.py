@@ -23,6 +23,7 @@ import os
 import re
 import stat
 
+from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG, retry_delay_seconds
@@ -363,9 +364,7 @@ def systemd_unit(where, item):
 
 def _drill(settings, errors):
     """The restore drills: on or off, their OnCalendar, the sample (files or share of bytes), the check's subsets."""
-    enabled = settings.get("drill_enabled", True)
-    if not isinstance(enabled, bool):
-        errors.append("backup_drill_enabled must be true or false")
+    enabled = settings.get("drill_enabled", True) is not False
     schedule = _text(settings.get("drill_schedule") or "Sun *-*-* 06:00")
     if not full(CALENDAR, schedule):
         errors.append('backup_drill_schedule "%s" must be an OnCalendar expression such as Sun *-*-* 06:00' % schedule)
@@ -468,7 +467,9 @@ def _job(raw, index, settings, repository, errors):
         "dump_dir": "%s/dumps/%s" % (state_dir, name),
         "retention": retention,
         "tag_rules": tag_rules,
-        "prune": bool(settings.get("prune", True)),
+        "prune": settings.get("prune") is not False,
+        # The first job of the repository checks its structure after each retention run (set by _plan_resolved).
+        "check_structure": False,
         "retry_attempts": _int(settings.get("retry_attempts", 3), "backup_retry_attempts", errors, 0, 100),
         "notify_command": _notify_command(settings.get("notify_command"), errors),
         "metrics_dir": _text(settings.get("metrics_dir")).rstrip("/"),
@@ -508,6 +509,8 @@ def _yaml_type(value):
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
     return "a %s" % type(value).__name__
 
 
@@ -515,6 +518,8 @@ def _yaml_type(value):
 # which no check would then see for what it is); so is a boolean. Secrets must be strings: YAML reads an unquoted
 # 0123 as the number 83. Numbers are accepted elsewhere, as the text of the number (a time span of 90 seconds).
 # Every one of them, and every secret, is refused with a control character before any other check.
+# Options that are true or false (None: the role's default).
+FLAG_OPTIONS = ("create_bucket", "mount_repository", "prune", "repository_check", "drill_enabled", "manage_packages", "preflight")
 STRING_OPTIONS = (
     "target",
     "path",
@@ -547,9 +552,35 @@ STRING_OPTIONS = (
 SECRET_OPTIONS = ("password", "recovery_password", "s3_access_key", "s3_secret_key")
 
 
+def flag_value(value):
+    """``value`` read as Ansible reads a boolean (true, "yes", "on", 1, "false", "no", ...), None when it is none."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int, float)):
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word in BOOLEANS_TRUE:
+            return True
+        if word in BOOLEANS_FALSE:
+            return False
+    return None
+
+
+def read_flags(settings):
+    """``settings`` with each flag that Ansible would read as a boolean made one; any other value is left for
+    type_errors to refuse."""
+    read = {key: flag_value(settings[key]) for key in FLAG_OPTIONS if settings.get(key) is not None}
+    return dict(settings, **{key: value for key, value in read.items() if value is not None})
+
+
 def type_errors(settings):
     """The options whose YAML type cannot be right, named (never their value)."""
     errors = []
+    # A non-empty string is true in Python: a flag is read as Ansible reads a boolean (so -e backup_prune=false
+    # works), and anything else is refused rather than taken for yes.
+    for key in FLAG_OPTIONS:
+        value = settings.get(key)
+        if value is not None and flag_value(value) is None:
+            errors.append("backup_%s must be true or false (yes/no), not %s" % (key, _yaml_type(value)))
     for key in STRING_OPTIONS:
         value = settings.get(key)
         if isinstance(value, (dict, list, tuple, bool)):
@@ -680,8 +711,6 @@ def _general_errors(settings):
         errors.append('backup_host_name "%s" must be a host name (letters, digits, . _ -)' % _text(settings.get("host_name")))
     if _text(settings.get("compression") or "auto") not in ("auto", "off", "max"):
         errors.append("backup_compression must be auto, off or max")
-    if not isinstance(settings.get("mount_repository", False), bool):
-        errors.append("backup_mount_repository must be true or false")
     return errors
 
 
@@ -698,6 +727,7 @@ def _plan(settings):
 
 def _plan_resolved(settings, password_warnings):
     """_plan on settings whose passwords are already read from their files."""
+    settings = read_flags(settings)
     errors = type_errors(settings)
     if errors:
         return errors, [], {}, [], {}, {}
@@ -727,6 +757,9 @@ def _plan_resolved(settings, password_warnings):
         # One repository per host: its first job's drill reads the repository's data, one subset per drill; the
         # other jobs' drills restore their sample only.
         job["drill"] = dict(drill, check_subsets=drill["check_subsets"] if not jobs else 0)
+        # Likewise its retention run checks the repository's structure (restic check, no data read): a pack gone
+        # from the bucket is found within a day, not at the next data check.
+        job["check_structure"] = not jobs and settings.get("repository_check") is not False
         jobs.append(job)
     warnings = list(password_warnings)
     if repository.get("kind") == "s3" and repository.get("endpoint", "").startswith("http://") and not _is_loopback(repository["endpoint"]):
@@ -794,6 +827,7 @@ def _is_loopback(url):
 
 def backup_plan(settings):
     """The plan, safe to print: errors, warnings, the repository, the jobs, the units' settings, the probe's request."""
+    settings = read_flags(settings)
     errors, warnings, repository, jobs, service, node_exporter = _plan(settings)
     if errors:
         return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}, "node_exporter": {}}
@@ -813,10 +847,12 @@ def backup_plan(settings):
         # An fstab mount of the repository that is not mounted: refused by the probe, or mounted first by the role.
         "mount_repository": repository["kind"] == "path" and settings.get("mount_repository") is True,
         "schedules": schedules,
-        "packages": ["restic"] + (["prometheus-node-exporter"] if node_exporter["mode"] == "install" else []) if settings.get("manage_packages", True) else [],
+        "packages": ["restic"] + (["prometheus-node-exporter"] if node_exporter["mode"] == "install" else [])
+        if settings.get("manage_packages") is not False
+        else [],
         # An existing node_exporter's textfile directory must be there: metrics written elsewhere reach nobody.
         "textfile_dir": node_exporter["textfile_dir"] if node_exporter["mode"] == "existing" else "",
-        "ports": [repository["address"]] if repository["kind"] == "s3" and settings.get("preflight", True) else [],
+        "ports": [repository["address"]] if repository["kind"] == "s3" and settings.get("preflight") is not False else [],
     }
     bucket = {}
     if repository["kind"] == "s3":
@@ -825,7 +861,7 @@ def backup_plan(settings):
             "prefix": repository["prefix"],
             "endpoint": repository["endpoint"],
             "path_style": repository["path_style"],
-            "create": bool(settings.get("create_bucket")),
+            "create": settings.get("create_bucket") is True,
         }
     return {
         "errors": [],

@@ -101,6 +101,8 @@ CONFIG_DEFAULTS = {
     "retention": {},
     "tag_rules": [],
     "prune": False,
+    # After retention, restic check without reading data: the repository's first job only (the plan sets it).
+    "check_structure": False,
     "retry_attempts": 0,
     "retry_delay": DEFAULT_RETRY_DELAY,
     "notify_command": "",
@@ -141,6 +143,9 @@ STATE_DEFAULTS = {
     "last_check": 0,
     "last_check_success": 0,
     "check_exit_status": 0,
+    "last_structure_check": 0,
+    "last_structure_check_success": 0,
+    "structure_check_exit_status": 0,
     # When the role installed the job: lateness of a job that never ran counts from it.
     "since": 0,
 }
@@ -169,6 +174,21 @@ METRICS = (
     ("check_last_timestamp_seconds", "last_check", "Unix time when the last repository check (restic check --read-data-subset) started, 0 if never."),
     ("check_last_success_timestamp_seconds", "last_check_success", "Unix time when the last successful repository check started, 0 if never."),
     ("check_last_result", "check_exit_status", "Outcome of the last repository check: 0 ok (or never run), 1 failed."),
+    (
+        "structure_check_last_timestamp_seconds",
+        "last_structure_check",
+        "Unix time when the retention run of the last structural repository check (restic check, no data read) to reach a verdict started, 0 if never.",
+    ),
+    (
+        "structure_check_last_success_timestamp_seconds",
+        "last_structure_check_success",
+        "Unix time when the retention run of the last structural repository check that found no damage started, 0 if never.",
+    ),
+    (
+        "structure_check_last_result",
+        "structure_check_exit_status",
+        "Outcome of the last structural repository check: 0 ok or never run, 1 failed.",
+    ),
     ("since_timestamp_seconds", "since", "Unix time when the job was installed on this host (lateness of a job that never ran counts from it)."),
     ("max_age_seconds", "max_age", "Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit."),
     ("drill_max_age_seconds", "drill_max_age", "Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit."),
@@ -338,6 +358,8 @@ FAILURE_CAUSES = (
     ("wrong_password", "wrong repository password", ("wrong password or no key found",)),
     ("locked", "the repository is locked by another restic", ("repository is already locked", "unable to create lock")),
     ("disk_full", "no space left where the repository is", ("no space left on device", "disk quota exceeded", "quotaexceeded")),
+    # restic check's last line when it found errors (a pack gone, an index or tree that does not read back).
+    ("damaged", "restic check found damage in the repository", ("repository contains errors", "loadindex returned errors")),
     (
         "denied",
         "the S3 keys or the file permissions are refused",
@@ -375,6 +397,8 @@ FAILURE_CAUSES = (
     ),
 )
 CAUSE_EXIT_CODES = {10: "missing_repository", 11: "locked", 12: "wrong_password"}
+# Causes of a failure that may come from the repository's data (not from reaching or opening it).
+DATA_CAUSES = ("", "failed", "damaged")
 CAUSE_TEXTS = dict((cause, text) for cause, text, _needles in FAILURE_CAUSES)
 CAUSE_TEXTS["missing_repository"] = "no restic repository at this location (not initialised, or the wrong path or bucket)"
 CAUSE_TEXTS["failed"] = "restic failed"
@@ -778,9 +802,19 @@ def _record_count(state, snapshots):
     state["snapshots_known"] = True
 
 
-def forget_state(previous, started, ok, snapshots=None):
+def forget_state(previous, started, ok, snapshots=None, *, structure_check=None, checks=True):
+    """The state after a retention run; ``structure_check`` is whether its structural check found the repository
+    sound (None: not run, or no finding). A job that no longer ``checks`` (the option switched off, or no longer the
+    repository's first job) drops an earlier outcome, which would otherwise alert for ever."""
     state = dict(STATE_DEFAULTS)
     state.update(previous or {})
+    if not checks:
+        for key in ("last_structure_check", "last_structure_check_success", "structure_check_exit_status"):
+            state[key] = STATE_DEFAULTS[key]
+    if structure_check is not None:
+        state.update(last_structure_check=int(started), structure_check_exit_status=EXIT_OK if structure_check else EXIT_FAILED)
+        if structure_check:
+            state["last_structure_check_success"] = int(started)
     state["last_forget_exit_status"] = EXIT_OK if ok else EXIT_FAILED
     if ok:
         state["last_forget"] = int(started)
@@ -1106,6 +1140,12 @@ def restic_unlock(job, env):
         job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr, proc.returncode)))
 
 
+def damaged_path(config):
+    """A marker left by a structural check that found the repository damaged, removed by the next one that finds it
+    sound: while it is there, no job of this host prunes the repository."""
+    return os.path.join(config["state_dir"], "repository-%s.damaged" % config["repository_id"])
+
+
 def unclean_path(config):
     """A marker left while a restic of this repository may have died holding its lock (killed, or the runner stopped)."""
     return os.path.join(config["state_dir"], "repository-%s.unclean" % config["repository_id"])
@@ -1369,22 +1409,69 @@ def forget_steps(job, stack, outcome):
     flags = retry_lock_flags(version)
     snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
     job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
-    for label, argv in forget_plan(config, snapshots, flags, job.ctx.clock()):
+    plan = forget_plan(config, snapshots, flags, job.ctx.clock())
+    for label, argv in plan:
+        if label == "prune" and config.get("check_structure"):
+            check_structure(job, env, flags, outcome)
+        if label == "prune" and os.path.exists(damaged_path(config)):
+            # Another job's check found the repository damaged (each job has its own retention timer): restic's
+            # advice is to repair a damaged repository before anything is pruned. Its forget passes are done.
+            job.warn("not pruned: the last structural check of this repository found it damaged (%s)" % damaged_path(config))
+            continue
         proc = restic_relocking(job, env, argv)
         if proc.returncode != 0:
             raise restic_error("restic %s" % label, proc.returncode, proc.stderr)
         job.info("%s done" % label)
+    if config.get("check_structure") and "prune" not in [label for label, _argv in plan]:
+        check_structure(job, env, flags, outcome)
     outcome["snapshots"] = count_snapshots(job, env)
 
 
+def check_structure(job, env, flags, outcome):
+    """restic check without reading data, before prune: a repository found damaged is not pruned (restic's advice is
+    to repair it first). Every index, snapshot and tree is read and every pack the index names must be there, so a
+    pack lost from the bucket is found here; backups never notice it, as they deduplicate against the index."""
+    started = job.ctx.clock()
+    # --with-cache: the job's own cache, not a new one in the unit's private /tmp (a tmpfs that counts against
+    # MemoryMax on Debian 13); only what is not cached is downloaded. Packs are listed from the repository itself.
+    try:
+        restic_check(job, env, restic_command(job.config, "check", "--with-cache", *flags), "restic check")
+    except JobError as exc:
+        # Only what restic found in the repository is an outcome of its structure; a check that could not run or
+        # finish (locked by another host, unreachable, killed) found nothing, and the failed retention run says why.
+        if exc.cause == "damaged":
+            outcome["structure_check"] = False
+            _mark(damaged_path(job.config), True)
+        raise
+    outcome["structure_check"] = True
+    _mark(damaged_path(job.config), False)
+    job.info("restic check done in %.1f s: the repository's structure is sound (no data read)" % (job.ctx.clock() - started))
+
+
+def _mark(path, present):
+    """Create (``present``) or remove the marker file ``path``."""
+    if present:
+        with open(path, "a"):
+            pass
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
 def cmd_forget(ctx, config):
+    """A retention run: forget by the policy and tag rules, for the repository's first job a structural check, then
+    prune. The run fails when any step does; the check's outcome has its own state and metrics."""
     job = Job(ctx, "forget", config)
     started = ctx.clock()
-    outcome = {"snapshots": None}
+    outcome = {"snapshots": None, "structure_check": None}
     with contextlib.ExitStack() as stack:
         ok = guarded(job, forget_steps, stack, outcome)
-        saved = save_state(job, forget_state(previous_state(job), started, ok, outcome["snapshots"]))
-    if not ok:
+        state = forget_state(
+            previous_state(job), started, ok, outcome["snapshots"], structure_check=outcome["structure_check"], checks=bool(config.get("check_structure"))
+        )
+        saved = save_state(job, state)
+    if outcome["structure_check"] is False:
+        job.error("restic check found the repository damaged: retention run failed%s" % (", nothing pruned" if config.get("prune") else ""))
+    elif not ok:
         job.error("retention failed")
     return EXIT_OK if ok and saved else EXIT_FAILED
 
@@ -1453,16 +1540,21 @@ def restore_sample(job, env, snapshot_id, sample, *, target, flags=()):
     job.info("%d files restored, verified by restic and found with their recorded sizes (%s)" % (len(sample), format_bytes(size)))
 
 
-def check_subset(job, env, flags, subsets, outcome):
-    """restic check --read-data-subset=K/N, K taken from the state; outcome["subset"] = K once it passed."""
-    subset = next_subset(previous_state(job), subsets)
-    outcome["check"] = False
-    proc = restic_marked(job, env, check_command(job.config, subset, subsets, flags))
+def restic_check(job, env, argv, what):
+    """``argv`` (a restic check); each problem it reports is logged, then its failure raised as ``what``."""
+    proc = restic_marked(job, env, argv)
     if proc.returncode != 0:
         reported = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip() and not line.strip().startswith("Fatal:")]
         if reported:
             job.error("restic check reported: %s" % listed(reported))
-        raise restic_error("restic check --read-data-subset=%d/%d" % (subset, subsets), proc.returncode, proc.stderr)
+        raise restic_error(what, proc.returncode, proc.stderr)
+
+
+def check_subset(job, env, flags, subsets, outcome):
+    """restic check --read-data-subset=K/N, K taken from the state; outcome["subset"] = K once it passed."""
+    subset = next_subset(previous_state(job), subsets)
+    outcome["check"] = False
+    restic_check(job, env, check_command(job.config, subset, subsets, flags), "restic check --read-data-subset=%d/%d" % (subset, subsets))
     outcome.update(subset=subset, check=True)
     job.info("restic check --read-data-subset=%d/%d done (the repository's data is read in %d drills)" % (subset, subsets, subsets))
 
@@ -1485,14 +1577,24 @@ def drill_steps(job, stack, outcome):
         if unnamed:
             job.warn("%d files are left out of the sample: restic does not print their names exactly (not UTF-8)" % unnamed)
         sample = choose_sample(files, drill["sample_files"], drill["sample_percent"], job.ctx.rng)
+        subsets = outcome["subsets"] = int(drill.get("check_subsets") or 0)
         if not files:
             job.warn("the snapshot holds no regular file: nothing to restore (0 files checked)")
         elif sample:
-            restore_sample(job, env, snapshot_id, sample, target=os.path.join(work, "restore"), flags=flags + restore_flags(version))
+            try:
+                restore_sample(job, env, snapshot_id, sample, target=os.path.join(work, "restore"), flags=flags + restore_flags(version))
+            except JobError as failed:
+                # A sample that does not come back as recorded may mean a damaged repository: this drill's share of the
+                # repository is read all the same, so that the check's own metric and alert say whether it is.
+                if subsets <= 0 or failed.cause not in DATA_CAUSES:
+                    raise
+                job.error(str(failed))
+                job.info("the sample did not restore as recorded: reading the repository's data all the same")
+                check_subset(job, env, flags, subsets, outcome)
+                raise JobError("the sample did not restore as recorded, though restic check found no damage in the data it read", cause=failed.cause) from None
             outcome.update(files=len(sample), size=sum(size for _path, size in sample))
     finally:
         drop_work_dir(job, work)
-    subsets = outcome["subsets"] = int(drill.get("check_subsets") or 0)
     if subsets > 0:
         check_subset(job, env, flags, subsets, outcome)
     else:

@@ -78,11 +78,17 @@ class Job:
             check=False,
         )
 
-    def run(self):
+    def save(self, **settings):
+        """The job's configuration file again, with ``settings`` changed."""
+        self.config.update(settings)
+        (self.root / "jobs" / "app.json").write_text(json.dumps(self.config))
+
+    def run(self, command="run"):
+        """The runner's ``command`` (run: a backup; forget: a retention run) on this job: (process, state, seconds)."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "CREDENTIALS_DIRECTORY": str(self.credentials)}
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-I", str(RUNNER), "run", "app", "--config-dir", str(self.root / "jobs")],
+            [sys.executable, "-I", str(RUNNER), command, "app", "--config-dir", str(self.root / "jobs")],
             env=env,
             capture_output=True,
             text=True,
@@ -269,3 +275,57 @@ def test_paths_with_blanks_and_other_alphabets_back_up(tmp_path, rgw, bucket):
     assert proc.returncode == 0, proc.stderr
     listing = job.restic("ls", "latest").stdout.splitlines()
     assert str(odd / "photo 1.jpg") in listing
+
+
+def test_a_data_pack_deleted_from_the_bucket_is_found_by_the_next_retention_run(tmp_path, rgw, bucket, recording_proxy):
+    """Backups deduplicate against restic's index, so they never notice a pack gone from the bucket; the structural
+    check in the repository's first job's retention run does, that same day: the run fails with restic's own line
+    naming the pack, before prune, and the state and metrics say so. Through a recording proxy, to tell what the
+    check costs a retention run."""
+    job = Job(tmp_path, s3_repository(rgw, bucket, endpoint=recording_proxy.url), rgw.owner["access_key"], rgw.owner["secret_key"])
+    assert job.restic("init").returncode == 0
+    job.save(prune=True, retention={"keep_daily": 7}, metrics_dir=str(tmp_path / "metrics"))
+    (tmp_path / "metrics").mkdir()
+    for index in range(3):
+        (tmp_path / "data" / ("blob-%d.bin" % index)).write_bytes(os.urandom(300_000))
+    proc, state, _seconds = job.run()
+    assert proc.returncode == 0 and state["last_exit_status"] == 0, proc.stderr
+
+    # The same retention run without the check, then with it: what the check adds.
+    recording_proxy.take()
+    proc, state, plain = job.run("forget")
+    assert proc.returncode == 0 and state["last_structure_check"] == 0, proc.stderr
+    plain_requests = len(recording_proxy.take())
+    job.save(check_structure=True)
+    proc, state, sound = job.run("forget")
+    assert proc.returncode == 0, proc.stderr
+    checked_requests = len(recording_proxy.take())
+    assert state["structure_check_exit_status"] == 0 and state["last_structure_check_success"] > 0, state
+    assert "restic check done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+    client = rgw.client()
+    packs = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="restic/web1/data/").get("Contents", [])]
+    assert packs, "the backup wrote no data pack"
+    biggest = max(packs, key=lambda key: client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    client.delete_object(Bucket=bucket, Key=biggest)
+    pack_id = biggest.rsplit("/", 1)[1]
+
+    # What the next backup of unchanged data says: nothing wrong (the blind spot the check closes).
+    proc, state, _seconds = job.run()
+    assert proc.returncode == 0 and state["last_exit_status"] == 0, proc.stderr
+
+    proc, state, damaged = job.run("forget")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log
+    assert state["structure_check_exit_status"] == 1 and state["last_structure_check_success"] < state["last_structure_check"], state
+    assert state["forget_failure_cause"] == "damaged", state
+    assert pack_id[:8] in log, log
+    assert "forget app: error: restic check failed (exit status 1): damaged (restic check found damage in the repository)" in log, log
+    # A damaged repository is not pruned.
+    assert "prune done" not in log, log
+    metrics = (tmp_path / "metrics" / "keepdata_backup_app.prom").read_text()
+    assert 'keepdata_backup_structure_check_last_result{backup_job="app"} 1' in metrics, metrics
+    print(
+        "retention run of a %d-pack repository: %.1f s and %d requests without the check, %.1f s and %d with it; %.1f s when damaged"
+        % (len(packs), plain, plain_requests, sound, checked_requests, damaged)
+    )

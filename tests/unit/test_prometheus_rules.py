@@ -27,6 +27,7 @@ ALERTS = {
     "KeepdataBackupDrillFailed",
     "KeepdataBackupDrillTooOld",
     "KeepdataBackupRepositoryCheckFailed",
+    "KeepdataBackupRepositoryDamaged",
     "KeepdataBackupRetentionFailed",
     "KeepdataBackupMetricsUnreadable",
 }

@@ -267,6 +267,24 @@ def test_drill_sample_is_a_count_or_a_share(sample, expect):
     assert isinstance(drill["sample_files"], int) and isinstance(drill["sample_percent"], (int, float))
 
 
+def test_the_secrets_come_with_flags_given_as_words():
+    # -e backup_mount_repository=true gives a string: the plan takes it, so the secrets must come too.
+    settings = dict(S3, mount_repository="true", prune="no")
+    assert backup_plan(settings)["errors"] == []
+    assert backup_secrets(settings)["password"] == PASSWORD
+
+
+@pytest.mark.parametrize("word", ["no", "No", "false", "off", "0", 0, "n"])
+def test_a_flag_given_as_a_word_is_read_as_ansible_reads_it(word):
+    # As -e backup_prune=false gives it: a string, which Python alone would take for true.
+    result = plan(prune=word, repository_check=word, drill_enabled=word, manage_packages=word, preflight=word, create_bucket="yes")
+    assert result["errors"] == []
+    assert [(j["prune"], j["check_structure"]) for j in result["jobs"]] == [(False, False)]
+    assert result["service"]["drill_enabled"] is False
+    assert result["probe"]["packages"] == [] and result["probe"]["ports"] == []
+    assert result["bucket"]["create"] is True
+
+
 def test_only_the_first_job_checks_the_repository():
     jobs = [job(name="first", paths=["/srv/a"]), job(name="second", paths=["/srv/b"], enabled=False), job(name="third", paths=["/srv/c"])]
     result = plan(jobs=jobs, drill_check_subsets="30", drill_sample="2.5%")
@@ -278,6 +296,9 @@ def test_only_the_first_job_checks_the_repository():
     ]
     # The first job in the list, whatever its name or state.
     assert [j["drill"]["check_subsets"] for j in plan(jobs=list(reversed(jobs)))["jobs"]] == [12, 0, 0]
+    # The same job checks the repository's structure after its retention runs, unless switched off.
+    assert [j["check_structure"] for j in result["jobs"]] == [True, False, False]
+    assert [j["check_structure"] for j in plan(jobs=jobs, repository_check=False)["jobs"]] == [False, False, False]
 
 
 def test_drills_switched_off():
@@ -412,7 +433,12 @@ BAD = [
     ({"jobs": [job(name="app-retry")]}, 'backup_jobs[0].name "app-retry" must not end in -forget, -retry or -drill'),
     ({"jobs": [job(name="app-drill")]}, 'backup_jobs[0].name "app-drill" must not end in -forget, -retry or -drill (the names of every job\'s own units)'),
     ({"jobs": [job(name="failed")]}, 'backup_jobs[0].name "failed" is the name of the failure handler\'s units (keepdata-backup-failed@.service)'),
-    ({"drill_enabled": "yes"}, "backup_drill_enabled must be true or false"),
+    # A flag that is no boolean as Ansible reads one is refused, never taken for yes.
+    ({"drill_enabled": "sometimes"}, "backup_drill_enabled must be true or false (yes/no), not a string"),
+    ({"prune": "nope"}, "backup_prune must be true or false (yes/no), not a string"),
+    ({"create_bucket": 2}, "backup_create_bucket must be true or false (yes/no), not a number"),
+    ({"manage_packages": ["restic"]}, "backup_manage_packages must be true or false (yes/no), not a list"),
+    ({"preflight": {"on": True}}, "backup_preflight must be true or false (yes/no), not a mapping"),
     ({"drill_schedule": "Sun; reboot"}, 'backup_drill_schedule "Sun; reboot" must be an OnCalendar expression such as Sun *-*-* 06:00'),
     ({"drill_schedule": "Sun\n06:00"}, "backup_drill_schedule must not contain control characters"),
     ({"drill_sample": "0"}, 'backup_drill_sample "0" must be a number of files from 1 to 100000, or a share of the snapshot\'s bytes above 0% and up to 100%'),

@@ -496,6 +496,17 @@ def test_metrics_text_exact():
         "# HELP keepdata_backup_check_last_result Outcome of the last repository check: 0 ok (or never run), 1 failed.\n"
         "# TYPE keepdata_backup_check_last_result gauge\n"
         'keepdata_backup_check_last_result{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_structure_check_last_timestamp_seconds Unix time when the retention run of the last structural repository check"
+        " (restic check, no data read) to reach a verdict started, 0 if never.\n"
+        "# TYPE keepdata_backup_structure_check_last_timestamp_seconds gauge\n"
+        'keepdata_backup_structure_check_last_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_structure_check_last_success_timestamp_seconds Unix time when the retention run of the last structural"
+        " repository check that found no damage started, 0 if never.\n"
+        "# TYPE keepdata_backup_structure_check_last_success_timestamp_seconds gauge\n"
+        'keepdata_backup_structure_check_last_success_timestamp_seconds{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_structure_check_last_result Outcome of the last structural repository check: 0 ok or never run, 1 failed.\n"
+        "# TYPE keepdata_backup_structure_check_last_result gauge\n"
+        'keepdata_backup_structure_check_last_result{backup_job="app1"} 0\n'
         "# HELP keepdata_backup_since_timestamp_seconds Unix time when the job was installed on this host (lateness of a job that never ran counts from it).\n"
         "# TYPE keepdata_backup_since_timestamp_seconds gauge\n"
         'keepdata_backup_since_timestamp_seconds{backup_job="app1"} 0\n'
@@ -1172,6 +1183,121 @@ def test_forget_runs_the_plan_and_records_it(tmp_path):
     assert 'keepdata_backup_last_forget_timestamp_seconds{backup_job="app1"} 1700000000' in lines
     assert 'keepdata_backup_snapshots{backup_job="app1"} 1' in lines
     assert "forget app1: 2 snapshots of this job for host web1 before forget\n" in ctx.out.getvalue()
+
+
+def test_the_first_jobs_retention_run_then_checks_the_repository_structure(tmp_path):
+    config = make_config(tmp_path, check_structure=True)
+    fake = FakeRun(check=done(stdout="no errors were found\n"))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 0
+    # After forget, before prune: a plain check, which reads no data.
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "check", "prune", "snapshots"]
+    # With the job's cache, not a new one in the unit's private /tmp.
+    assert fake.argvs("check") == [["restic", "-o", "s3.bucket-lookup=path", "check", "--with-cache"]]
+    assert not os.path.exists(br.damaged_path(config))
+    state = read_state(config)
+    assert (state["last_structure_check"], state["last_structure_check_success"], state["structure_check_exit_status"]) == (1700000000, 1700000000, 0)
+    assert (state["last_forget_exit_status"], state["forget_failure_cause"]) == (0, "")
+    assert 'keepdata_backup_structure_check_last_result{backup_job="app1"} 0' in metric_lines(config)
+    assert "the repository's structure is sound (no data read)" in ctx.out.getvalue()
+
+
+def test_a_damaged_repository_fails_the_retention_run_with_restics_own_findings(tmp_path):
+    config = make_config(tmp_path, check_structure=True)
+    # What restic 0.14 prints when a data pack is gone from the bucket.
+    found = "pack 5fd0b8f1a7e3c2d4b6a8f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1: does not exist\nFatal: repository contains errors\n"
+    fake = FakeRun(check=done(1, stdout="load indexes\ncheck all packs\n", stderr=found))
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 1
+    err = ctx.err.getvalue()
+    assert "forget app1: error: restic check reported: pack 5fd0b8f1a7e3c2d4b6a8f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1: does not exist" in err
+    assert (
+        "forget app1: error: restic check failed (exit status 1): damaged (restic check found damage in the repository): "
+        "Fatal: repository contains errors\n" in err
+    )
+    assert "forget app1: error: restic check found the repository damaged: retention run failed, nothing pruned\n" in err
+    # A damaged repository is not pruned.
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "check"]
+    state = read_state(config)
+    # The run failed, with its cause; the check has its own outcome.
+    assert (state["last_forget_exit_status"], state["forget_consecutive_failures"], state["forget_failure_cause"]) == (1, 1, "damaged")
+    assert (state["structure_check_exit_status"], state["last_structure_check"], state["last_structure_check_success"]) == (1, 1700000000, 0)
+    assert 'keepdata_backup_structure_check_last_result{backup_job="app1"} 1' in metric_lines(config)
+
+
+def test_a_failed_forget_leaves_the_structure_check_as_it_was(tmp_path):
+    config = make_config(tmp_path, check_structure=True)
+    os.makedirs(config["state_dir"])
+    write_state(config, last_structure_check=1600000000, structure_check_exit_status=1)
+    fake = FakeRun(forget=done(1, stderr="Fatal: unable to create lock in backend: repository is already locked\n"), unlock=done())
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 1
+    assert "check" not in fake.keys() and "prune" not in fake.keys()
+    state = read_state(config)
+    assert (state["structure_check_exit_status"], state["last_structure_check"]) == (1, 1600000000)
+    assert state["forget_failure_cause"] == "locked"
+
+
+@pytest.mark.parametrize(
+    ("answer", "cause"),
+    [
+        (done(1, stderr=LOCKED), "locked"),
+        (done(-9), "failed"),  # killed (the OOM killer under MemoryMax, say): no verdict
+        (done(1, stderr="Fatal: unable to create temporary directory for cache: no space left on device\n"), "disk_full"),
+        (done(1, stderr="Fatal: something restic says without a known cause\n"), "failed"),
+    ],
+)
+def test_a_check_that_reaches_no_verdict_is_no_finding(tmp_path, answer, cause):
+    config = make_config(tmp_path, check_structure=True)
+    os.makedirs(config["state_dir"])
+    write_state(config, last_structure_check=1600000000, last_structure_check_success=1600000000)
+    fake = FakeRun(check=answer)
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, config) == 1
+    assert "prune" not in fake.keys()
+    state = read_state(config)
+    # The retention run failed with its cause; the structure's outcome is untouched (no damage alert).
+    assert (state["last_forget_exit_status"], state["forget_failure_cause"]) == (1, cause)
+    assert (state["structure_check_exit_status"], state["last_structure_check"]) == (0, 1600000000)
+    assert not os.path.exists(br.damaged_path(config))
+    assert "found the repository damaged" not in ctx.err.getvalue()
+
+
+def test_another_jobs_finding_keeps_this_job_from_pruning_until_a_check_passes(tmp_path):
+    damaged = "pack 5fd0b8f1: does not exist\nFatal: repository contains errors\n"
+    first = make_config(tmp_path, check_structure=True)
+    assert br.cmd_forget(context(tmp_path, FakeRun(check=done(1, stderr=damaged))), first) == 1
+    assert os.path.exists(br.damaged_path(first))
+    # The repository's second job (same repository, same host): its forget passes run, its prune does not.
+    second = dict(first, name="app2", check_structure=False)
+    fake = FakeRun()
+    ctx = context(tmp_path, fake)
+    assert br.cmd_forget(ctx, second) == 0
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "snapshots"]
+    assert "forget app2: warning: not pruned: the last structural check of this repository found it damaged" in ctx.err.getvalue()
+    # Once the first job's check finds the repository sound again, every job prunes again.
+    assert br.cmd_forget(context(tmp_path, FakeRun(check=done())), first) == 0
+    assert not os.path.exists(br.damaged_path(first))
+    fake = FakeRun()
+    assert br.cmd_forget(context(tmp_path, fake), second) == 0
+    assert "prune" in fake.keys()
+
+
+def test_a_job_that_no_longer_checks_drops_its_old_finding(tmp_path):
+    config = make_config(tmp_path, check_structure=False)
+    os.makedirs(config["state_dir"])
+    write_state(config, last_structure_check=1600000000, structure_check_exit_status=1)
+    assert br.cmd_forget(context(tmp_path, FakeRun()), config) == 0
+    state = read_state(config)
+    assert (state["structure_check_exit_status"], state["last_structure_check"], state["last_structure_check_success"]) == (0, 0, 0)
+
+
+def test_without_prune_the_check_ends_the_retention_run(tmp_path):
+    config = make_config(tmp_path, check_structure=True, prune=False)
+    fake = FakeRun(check=done())
+    assert br.cmd_forget(context(tmp_path, fake), config) == 0
+    assert fake.keys() == ["version", "cat", "snapshots", "forget", "check", "snapshots"]
+    assert read_state(config)["last_structure_check_success"] == 1700000000
 
 
 def test_forget_failure(tmp_path):
@@ -1858,7 +1984,10 @@ def test_a_failed_check_fails_the_drill_and_says_what_restic_found(tmp_path):
     assert br.cmd_drill(ctx, config) == 1
     err = ctx.err.getvalue()
     assert "drill app1: error: restic check reported: Pack ID does not match, want 14e8cf87, got fbe4c906\n" in err
-    assert "drill app1: error: restic check --read-data-subset=1/3 failed (exit status 1): Fatal: repository contains errors\n" in err
+    assert (
+        "drill app1: error: restic check --read-data-subset=1/3 failed (exit status 1): damaged (restic check found damage in the repository): "
+        "Fatal: repository contains errors\n" in err
+    )
     assert "drill app1: error: drill failed after 2.5 s (1 failures in a row)\n" in err
     state = read_state(config)
     # The sample was restored and verified: that much was checked.
@@ -1876,16 +2005,41 @@ def test_a_damaged_pack_fails_the_restore_and_names_the_files(tmp_path):
     restic, fake = drill_run(restore=done(1, stderr=stderr))
     ctx = drill_context(tmp_path, fake)
     assert br.cmd_drill(ctx, config) == 1
-    assert "check" not in fake.keys()
+    # The drill's share of the repository is read all the same: here it finds nothing, and the drill still fails.
+    assert fake.keys()[-2:] == ["restore", "check"]
     err = ctx.err.getvalue()
     assert (
         "drill app1: error: restic restore --verify failed (exit status 1): Fatal: There were 12 errors; /srv/app1/f00: ciphertext verification failed;" in err
     )
     assert "/srv/app1/f09: ciphertext verification failed; and 2 more\n" in err
     assert "f10" not in err
+    assert "drill app1: error: the sample did not restore as recorded, though restic check found no damage in the data it read\n" in err
     assert drill_dirs(config) == []
     state = read_state(config)
-    assert (state["drill_exit_status"], state["drill_files_checked"], state["drill_bytes_checked"], state["drill_next_subset"]) == (1, 0, 0, 1)
+    assert (state["drill_exit_status"], state["drill_files_checked"], state["drill_bytes_checked"]) == (1, 0, 0)
+    assert (state["check_exit_status"], state["drill_next_subset"]) == (0, 2)
+
+
+def test_a_sample_that_does_not_restore_and_a_check_that_finds_damage_both_say_so(tmp_path):
+    config = drill_config(tmp_path)
+    stderr = "ignoring error for /srv/app1/f00: ciphertext verification failed\nFatal: There were 1 errors\n"
+    found = "Pack ID does not match, want 14e8cf87, got fbe4c906\nFatal: repository contains errors\n"
+    _restic, fake = drill_run(restore=done(1, stderr=stderr), check=done(1, stderr=found))
+    ctx = drill_context(tmp_path, fake)
+    assert br.cmd_drill(ctx, config) == 1
+    err = ctx.err.getvalue()
+    assert "drill app1: error: restic restore --verify failed (exit status 1): Fatal: There were 1 errors" in err
+    assert "drill app1: error: restic check --read-data-subset=1/3 failed (exit status 1): damaged (restic check found damage in the repository)" in err
+    state = read_state(config)
+    assert (state["drill_exit_status"], state["check_exit_status"], state["drill_failure_cause"], state["drill_next_subset"]) == (1, 1, "damaged", 1)
+
+
+def test_a_sample_that_cannot_be_reached_reads_no_data(tmp_path):
+    config = drill_config(tmp_path)
+    _restic, fake = drill_run(restore=done(1, stderr="Fatal: unable to open config file: connect: connection refused\n"))
+    assert br.cmd_drill(drill_context(tmp_path, fake), config) == 1
+    assert "check" not in fake.keys()
+    assert read_state(config)["drill_failure_cause"] == "unreachable"
 
 
 def test_verify_finding_a_difference_fails_the_drill(tmp_path):
@@ -1922,7 +2076,7 @@ def test_a_file_missing_or_of_another_size_after_the_restore_fails_the_drill(tmp
     )
     assert line.endswith("; and 2 more")
     assert "/srv/app1/f20 [x]*.txt: 5 bytes restored, 21 in the snapshot" not in line  # the 12th problem: past the ten named
-    assert "check" not in fake.keys()
+    assert fake.keys()[-1] == "check"
     assert drill_dirs(config) == []
     assert read_state(config)["drill_exit_status"] == 1
 
