@@ -6,7 +6,10 @@
 #      each into an empty directory, in an order that turns each round, medians printed;
 #   2. one restore drill (backup_drill_sample 5 %, the repository read in 12 subsets): its time, the files and
 #      bytes it restored, and the share of the repository it read.
-# Data: BENCH_MB (default 300) MB of mixed files: compressible text, random binary, and many small files.
+# Data: BENCH_MB (default 300) MB of mixed files: compressible text, random binary, and many small files; with
+# BENCH_SPARSE_MB (default 0) also a sparse disk image of that many MB holding 40 KiB of data, and the disk space each
+# restore took is printed (the module restores sparse files sparse where restic can, 0.15 and later; a bare restore
+# writes them out in full, as a user's plain restic restore would).
 set -euo pipefail
 HOST=keepdata-bench-restore
 ROUNDS=${ROUNDS:-3}
@@ -14,12 +17,18 @@ export KEEPDATA_RGW_DIR=/tmp/kd-rgw-bench-restore KEEPDATA_RGW_PORT=7499 KEEPDAT
 source "$(dirname "$0")/backup_bench_lib.sh"
 PASSWORD=bench-password-not-secret-0002
 
+BENCH_SPARSE_MB=${BENCH_SPARSE_MB:-0}
 bench_start
 bench_make_data >/dev/null
+if [ "$BENCH_SPARSE_MB" -gt 0 ]; then
+  kd_step "add a sparse disk image of $BENCH_SPARSE_MB MB holding 40 KiB of data"
+  in_host "truncate -s ${BENCH_SPARSE_MB}M /srv/bench/disk.img && head -c 40960 /dev/urandom | dd of=/srv/bench/disk.img bs=4096 seek=1000 conv=notrunc status=none"
+fi
 
 kd_step "install the job with playbooks/backup.yml, then back it up once"
 bench_install_job bench-restores "backup_drill_sample: \"5%\"" "backup_drill_check_subsets: 12"
 in_host "systemctl start keepdata-backup-bench.service"
+kd_step "restic on the host: $(in_host 'restic version' | cut -d' ' -f1-2)"
 data_bytes=$(in_host "du -sb /srv/bench | cut -f1")
 
 cat >"$W/restore.yml" <<'PLAY'
@@ -60,6 +69,8 @@ for round in $(seq 1 "$ROUNDS"); do
     "$(in_host 'cd /var/tmp/r-bare && find . -type f | sort | xargs sha256sum | sha256sum')" ] || kd_die "the two restores differ"
 done
 
+# Disk space the last round's restores took (allocated blocks, not apparent sizes).
+module_kb=$(in_host "du -sk /var/tmp/r-module | cut -f1"); bare_kb=$(in_host "du -sk /var/tmp/r-bare | cut -f1")
 kd_step "one restore drill (5 % sampled, 1 of 12 subsets of the repository read)"
 t0=$(now_ms); in_host "systemctl start keepdata-backup-bench-drill.service"; drill_ms=$(( $(now_ms) - t0 ))
 metric() { in_host "sed -n 's/^$1{backup_job=\"bench\"} //p' /var/lib/keepdata/metrics/keepdata_backup_bench.prom"; }
@@ -76,5 +87,6 @@ for row in "backup_restore task (profile_tasks; ${module_ms[*]} ms):$module_med"
   printf '%-64s %10.2f %10.1f\n' "${row%:*}" "$(div "${row##*:}" 1000)" "$(div "$data_bytes" "$(( ${row##*:} * 1000 ))" 1)"
 done
 echo "time ratio backup_restore task / bare restic restore --verify: $(div "$module_med" "$verify_med" 3) (goal <= 1.05); / bare restic restore: $(div "$module_med" "$bare_med" 3)"
+echo "disk space taken by the restored tree: backup_restore $(( module_kb / 1024 )) MB, bare restic restore $(( bare_kb / 1024 )) MB (data: $(( data_bytes / 1000000 )) MB apparent)"
 echo "drill: $(div "$drill_ms" 1000) s, $drill_files files ($(( drill_bytes / 1000000 )) MB) restored and checked;" \
   "repository data read by check: about $(div 100 12 1) % (1 of 12 subsets); with the sample: $(div "$(( 100 * drill_bytes ))" "$repo_bytes" 1) % + $(div 100 12 1) % of $(( repo_bytes / 1000000 )) MB"
