@@ -16,40 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import METRICS as RUNNER_METRICS
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "roles/backup_monitoring/files/keepdata_backup_dashboard.json"
 QUERIES = ROOT / "molecule/backup/files/dashboard_queries.py"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
-# The contract with the runner (plugins/module_utils/backup_runner.py): the metrics every job's textfile holds.
-METRICS = {
-    "keepdata_backup_last_run_timestamp_seconds",
-    "keepdata_backup_last_success_timestamp_seconds",
-    "keepdata_backup_last_duration_seconds",
-    "keepdata_backup_last_exit_status",
-    "keepdata_backup_last_partial",
-    "keepdata_backup_last_bytes_added",
-    "keepdata_backup_last_files_new",
-    "keepdata_backup_last_files_changed",
-    "keepdata_backup_snapshots",
-    "keepdata_backup_consecutive_failures",
-    "keepdata_backup_last_forget_timestamp_seconds",
-    "keepdata_backup_forget_last_result",
-    "keepdata_backup_forget_consecutive_failures",
-    "keepdata_backup_drill_last_timestamp_seconds",
-    "keepdata_backup_drill_last_success_timestamp_seconds",
-    "keepdata_backup_drill_last_result",
-    "keepdata_backup_drill_files_checked",
-    "keepdata_backup_drill_bytes_checked",
-    "keepdata_backup_drill_duration_seconds",
-    "keepdata_backup_drill_consecutive_failures",
-    "keepdata_backup_check_last_timestamp_seconds",
-    "keepdata_backup_check_last_success_timestamp_seconds",
-    "keepdata_backup_check_last_result",
-    "keepdata_backup_since_timestamp_seconds",
-    "keepdata_backup_max_age_seconds",
-    "keepdata_backup_drill_max_age_seconds",
-}
+# The contract with the runner: the metrics every job's textfile holds, as the runner declares them (its METRICS).
+METRICS = {"keepdata_backup_" + suffix for suffix, _key, _help in RUNNER_METRICS}
 # node_exporter's and Prometheus's own series a panel may use.
 BUILTIN_METRICS = {"up", "node_textfile_scrape_error", "node_textfile_mtime_seconds"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "inf", "nan"}
@@ -72,6 +47,8 @@ RAN_ONCE = {
         "drill_duration_seconds": 3,
         "check_last_timestamp_seconds": 900,
         "check_last_success_timestamp_seconds": 900,
+        "structure_check_last_timestamp_seconds": 960,
+        "structure_check_last_success_timestamp_seconds": 960,
         "max_age_seconds": 90240,
         "drill_max_age_seconds": 608700,
     },
@@ -180,6 +157,8 @@ def test_the_panels_cover_what_admins_look_at():
         "keepdata_backup_drill_bytes_checked",
         "keepdata_backup_drill_last_success_timestamp_seconds",
         "keepdata_backup_check_last_result",
+        "keepdata_backup_structure_check_last_result",
+        "keepdata_backup_structure_check_last_success_timestamp_seconds",
     ):
         assert metric in names, metric
     types = {panel["type"] for panel in panels()}
