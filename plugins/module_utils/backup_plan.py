@@ -23,7 +23,6 @@ import os
 import re
 import stat
 
-from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG, retry_delay_seconds
@@ -36,6 +35,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     validate_bucket_name,
 )
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
+from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors, yaml_type
+from ansible_collections.keepdata.storage.plugins.module_utils.flags import read_flags as _read_flags
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
     TIME_SPAN,
@@ -495,23 +496,8 @@ def _notify_command(value, errors):
         if not argv:
             errors.append("backup_notify_command given as a list must hold the program and its arguments")
         return argv
-    errors.append("backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not %s" % _yaml_type(value))
+    errors.append("backup_notify_command must be a shell command (a string) or an argument list (a list of strings), not %s" % yaml_type(value))
     return ""
-
-
-def _yaml_type(value):
-    """How a YAML user calls the type of ``value``: a mapping, a list, a boolean, a number."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a %s" % type(value).__name__
 
 
 # Options that take one string. A list or a mapping is refused by name (str() would turn it into Python's text of it,
@@ -552,24 +538,9 @@ STRING_OPTIONS = (
 SECRET_OPTIONS = ("password", "recovery_password", "s3_access_key", "s3_secret_key")
 
 
-def flag_value(value):
-    """``value`` read as Ansible reads a boolean (true, "yes", "on", 1, "false", "no", ...), None when it is none."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (str, int, float)):
-        word = value.strip().lower() if isinstance(value, str) else value
-        if word in BOOLEANS_TRUE:
-            return True
-        if word in BOOLEANS_FALSE:
-            return False
-    return None
-
-
 def read_flags(settings):
-    """``settings`` with each flag that Ansible would read as a boolean made one; any other value is left for
-    type_errors to refuse."""
-    read = {key: flag_value(settings[key]) for key in FLAG_OPTIONS if settings.get(key) is not None}
-    return dict(settings, **{key: value for key, value in read.items() if value is not None})
+    """``settings`` with each of the role's flags that Ansible would read as a boolean made one (flags.read_flags)."""
+    return _read_flags(settings, FLAG_OPTIONS)
 
 
 def type_errors(settings):
@@ -577,18 +548,15 @@ def type_errors(settings):
     errors = []
     # A non-empty string is true in Python: a flag is read as Ansible reads a boolean (so -e backup_prune=false
     # works), and anything else is refused rather than taken for yes.
-    for key in FLAG_OPTIONS:
-        value = settings.get(key)
-        if value is not None and flag_value(value) is None:
-            errors.append("backup_%s must be true or false (yes/no), not %s" % (key, _yaml_type(value)))
+    errors += flag_errors(settings, FLAG_OPTIONS, "backup_")
     for key in STRING_OPTIONS:
         value = settings.get(key)
         if isinstance(value, (dict, list, tuple, bool)):
-            errors.append("backup_%s must be a string, not %s" % (key, _yaml_type(value)))
+            errors.append("backup_%s must be a string, not %s" % (key, yaml_type(value)))
     for key in SECRET_OPTIONS:
         value = settings.get(key)
         if value is not None and not isinstance(value, str):
-            errors.append("backup_%s must be a string, not %s (quote it in YAML)" % (key, _yaml_type(value)))
+            errors.append("backup_%s must be a string, not %s (quote it in YAML)" % (key, yaml_type(value)))
     return errors
 
 

@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors, read_flags
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
     HOST,
@@ -77,6 +78,9 @@ MOUNT_STRINGS = (
     "mode",
     "options",
 )
+# The role's true-or-false options (mounts_ prefix left out), and a mount's own.
+GLOBAL_FLAGS = ("nofail", "automount", "preflight", "health_check", "fstab_backup", "manage_packages")
+MOUNT_FLAGS = ("insecure_ignore_host_key", "allow_other", "async", "nofail", "automount", "health_check", "allow_non_empty", "preflight")
 GLOBAL_STRINGS = ("app_id", "app_root", "config_dir", "nfs_version", "nfs_options", "cifs_version", "health_interval")
 
 
@@ -344,7 +348,7 @@ def _mount(where, m, settings, errors):
 
 
 def _input_errors(settings):
-    errors = control_char_errors({"mounts_" + key: settings.get(key) for key in GLOBAL_STRINGS})
+    errors = control_char_errors({"mounts_" + key: settings.get(key) for key in GLOBAL_STRINGS}) + flag_errors(settings, GLOBAL_FLAGS, "mounts_")
     for name in ("app_root", "config_dir"):
         problem = abs_path_error("mounts_" + name, _text(settings.get(name)))
         if problem and not errors:
@@ -366,8 +370,11 @@ def _normalize(settings):
         return errors, []
     items, errors = _items(settings)
     mounts, paths = [], set()
-    for where, m in items:
-        mine = control_char_errors({key: m.get(key) for key in MOUNT_STRINGS})
+    for where, given in items:
+        # A quoted "false" is a true string: read as Ansible reads a boolean (allow_non_empty or
+        # insecure_ignore_host_key read as true would mount over data or skip the host key check).
+        mine = control_char_errors({key: given.get(key) for key in MOUNT_STRINGS}) + flag_errors(given, MOUNT_FLAGS)
+        m = read_flags(given, MOUNT_FLAGS)
         if has_bad_identity(m.get("identity")):
             mine.append("identity must not contain control characters other than line ends")
         mount = None if mine else _mount(where, m, settings, mine)
@@ -425,6 +432,7 @@ def _probe_request(mounts, settings):
 
 def mounts_plan(settings):
     """The plan, safe to print: errors (each naming its option), present and absent mounts, the probe's request."""
+    settings = read_flags(settings, GLOBAL_FLAGS)
     errors, mounts = _normalize(settings)
     public = [{k: v for k, v in m.items() if k != "_secret"} for m in mounts]
     return {
@@ -442,7 +450,7 @@ def mounts_files(settings, known_hosts=None):
     mounts get their file paths without content (they are removed).
     """
     known_hosts = known_hosts or {}
-    errors, mounts = _normalize(settings)
+    errors, mounts = _normalize(read_flags(settings, GLOBAL_FLAGS))
     if errors:
         return {}
     out = {}

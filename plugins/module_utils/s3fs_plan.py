@@ -27,6 +27,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     use_path_style,
     validate_bucket_name,
 )
+from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors
+from ansible_collections.keepdata.storage.plugins.module_utils.flags import read_flags as _read_flags
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
     ACCOUNT,
     OCTAL_MODE,
@@ -45,6 +47,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
 # Options the role writes itself, and option names that would put a credential into fstab.
 MANAGED_OPTIONS = ("passwd_file", "url", "use_path_request_style")
 CREDENTIAL_OPTION = re.compile(r"secret|passw|token|access_?key", re.IGNORECASE)
+# The role's true-or-false options (s3fs_ prefix left out).
+FLAGS = ("from_cellar_env", "allow_other", "nofail", "create_bucket", "preflight", "health_check", "manage_packages")
 STRINGS = (
     "bucket",
     "endpoint",
@@ -175,8 +179,8 @@ def _local_errors(settings, path):
 
 
 def _resolve(settings):
-    """(errors, plan, access key, secret key)."""
-    errors = control_char_errors({"s3fs_" + key: settings.get(key) for key in STRINGS})
+    """(errors, plan, access key, secret key); ``settings`` as read by read_flags."""
+    errors = control_char_errors({"s3fs_" + key: settings.get(key) for key in STRINGS}) + flag_errors(settings, FLAGS, "s3fs_")
     if errors:
         return errors, {}, "", ""
     ak, sk, bucket, endpoint = _credentials(settings, errors)
@@ -231,8 +235,14 @@ def _resolve(settings):
     return errors, plan, ak, sk
 
 
+def read_flags(settings):
+    """``settings`` with the role's flags read as Ansible reads a boolean (a quoted "false" is false)."""
+    return _read_flags(settings, FLAGS)
+
+
 def s3fs_plan(settings):
     """The plan, safe to print: errors, the mount (``cfg``), whether to create the bucket, the probe's request."""
+    settings = read_flags(settings)
     errors, cfg, _ak, _sk = _resolve(settings)
     state = _text(settings.get("state") or "mounted")
     if errors:
@@ -255,12 +265,14 @@ def s3fs_plan(settings):
 
 def s3fs_credentials(settings):
     """{access_key, secret_key}, resolved as the plan resolves them (empty when the settings are invalid)."""
+    settings = read_flags(settings)
     errors, _cfg, ak, sk = _resolve(settings)
     return {"access_key": "", "secret_key": ""} if errors else {"access_key": ak, "secret_key": sk}
 
 
 def s3fs_bucket_request(settings):
     """What creating the bucket takes (keys included), or {} when s3fs_create_bucket is off or the settings are invalid."""
+    settings = read_flags(settings)
     errors, cfg, ak, sk = _resolve(settings)
     if errors or not settings.get("create_bucket") or _text(settings.get("state") or "mounted") == "absent":
         return {}

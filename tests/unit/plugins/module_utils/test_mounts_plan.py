@@ -304,3 +304,29 @@ def test_health_check_is_refused_where_no_fuse_daemon_can_die():
 @pytest.mark.parametrize("interval", ["0s", "soon", "30 parsecs", "1h\n"])
 def test_bad_health_interval(interval):
     assert any("mounts_health_interval" in error for error in plan([SSH], health_interval=interval)["errors"])
+
+
+def test_flags_given_as_words_are_read_as_ansible_reads_them():
+    # As -e or a quoted YAML value gives them: strings, which Python alone would take for true.
+    mounts = [dict(SSH, allow_non_empty="false", automount="no", preflight="off")]
+    result = plan(mounts, manage_packages="no", nofail="yes")
+    assert result["errors"] == []
+    [mount] = result["present"]
+    assert (mount["allow_non_empty"], mount["automount"], mount["preflight"]) == (False, False, False)
+    assert "nofail" in mount["opts"] and "x-systemd.automount" not in mount["opts"]
+    assert result["probe"]["packages"] == [] and result["probe"]["mount_points"] == [{"path": "/mnt/s", "allow_non_empty": False}]
+    # "false" does not skip the host key check: without a pinned key the mount is refused.
+    unpinned = {k: v for k, v in SSH.items() if k != "host_key"}
+    assert "sshfs needs the server host key pinned" in plan([dict(unpinned, insecure_ignore_host_key="false")])["errors"][0]
+
+
+@pytest.mark.parametrize(
+    ("settings", "mount", "message"),
+    [
+        ({}, {"allow_non_empty": "sometimes"}, "mounts_list[0] (/mnt/s): allow_non_empty must be true or false (yes/no), not a string"),
+        ({}, {"insecure_ignore_host_key": ["yes"]}, "mounts_list[0] (/mnt/s): insecure_ignore_host_key must be true or false (yes/no), not a list"),
+        ({"automount": "maybe"}, {}, "mounts_automount must be true or false (yes/no), not a string"),
+    ],
+)
+def test_a_flag_that_is_no_boolean_is_refused_by_name(settings, mount, message):
+    assert message in plan([dict(SSH, **mount)], **settings)["errors"]

@@ -211,3 +211,17 @@ def test_health_interval_forms():
     assert errors(health_interval="9s") != []
     for interval in ("10s", "30s", "1min", "2m 30s", "90"):
         assert errors(health_interval=interval) == []
+
+
+def test_flags_given_as_words_are_read_as_ansible_reads_them():
+    # As -e s3fs_create_bucket=false gives it: a string, which Python alone would take for true.
+    result = plan(create_bucket="false", preflight="no", manage_packages="off", allow_other="yes")
+    assert result["errors"] == []
+    assert result["create_bucket"] is False
+    assert result["probe"]["ports"] == [] and result["probe"]["packages"] == []
+    assert "allow_other" in result["cfg"]["opts"]
+    assert s3fs_bucket_request(dict(BASE, create_bucket="no")) == {}
+
+
+def test_a_flag_that_is_no_boolean_is_refused_by_name():
+    assert errors(nofail="perhaps") == ["s3fs_nofail must be true or false (yes/no), not a string"]
