@@ -1140,6 +1140,16 @@ def restic_unlock(job, env):
         job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr, proc.returncode)))
 
 
+def _mark(path, present):
+    """Create (``present``, with its directory) or remove the marker file ``path`` (the unclean and damaged markers)."""
+    if present:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a"):
+            pass
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
 def damaged_path(config):
     """A marker left by a structural check that found the repository damaged, removed by the next one that finds it
     sound: while it is there, no job of this host prunes the repository."""
@@ -1165,7 +1175,7 @@ def unlock_if_unclean(job, env):
     if os.path.exists(marker):
         job.info("an earlier restic of this repository was interrupted: removing its stale locks")
         restic_unlock(job, env)
-        os.remove(marker)
+        _mark(marker, False)
 
 
 def restic_relocking(job, env, argv):
@@ -1264,13 +1274,11 @@ def count_snapshots(job, env):
 def restic_marked(job, env, argv):
     """restic_relocking with the unclean marker in place while restic runs (see unlock_if_unclean)."""
     marker = unclean_path(job.config)
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w"):
-        pass
+    _mark(marker, True)
     proc = restic_relocking(job, env, argv)
     if proc.returncode >= 0:
         # restic ended by itself and released its lock; killed by a signal, its lock stays until the next run.
-        os.remove(marker)
+        _mark(marker, False)
     return proc
 
 
@@ -1446,15 +1454,6 @@ def check_structure(job, env, flags, outcome):
     outcome["structure_check"] = True
     _mark(damaged_path(job.config), False)
     job.info("restic check done in %.1f s: the repository's structure is sound (no data read)" % (job.ctx.clock() - started))
-
-
-def _mark(path, present):
-    """Create (``present``) or remove the marker file ``path``."""
-    if present:
-        with open(path, "a"):
-            pass
-    elif os.path.exists(path):
-        os.unlink(path)
 
 
 def cmd_forget(ctx, config):
