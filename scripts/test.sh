@@ -36,7 +36,10 @@ mkdir -p "$LOGS"
 passed=() failed=() interrupted=""
 
 summary() {
+  local name
   kd_step "done"
+  # Last, where CI's excerpt of this output (its head and tail) shows it: the task that failed each gate.
+  for name in "${failed[@]}"; do where_it_failed "$LOGS/$name.log" "$name"; done
   ((${#failed[@]})) && echo "failed gates: ${failed[*]}"
   echo "gates: ${#passed[@]} passed, ${#failed[@]} failed"
 }
@@ -79,6 +82,23 @@ first_failures() {
   grep -n -m 3 -B 4 -A 24 -E '^(fatal|failed): |^FAILED |^E   |^ERROR: |\*\*\* FAIL' "$1" | head -n 120 \
     | sed 's/^/| /' || true
   echo "--- (first failures of $(basename "$1") above, if any)"
+}
+
+# where_it_failed LOG NAME: the task that ended a failed play in LOG (its TASK line and its failure, cut to 1500
+# characters), and a Molecule idempotence verdict. A verify's expected failures (rescued or ignored) come before it:
+# it is the last failure, not ignored, before a PLAY RECAP that counts one.
+where_it_failed() {
+  awk -v gate="$2" '
+    function show(text) { print "--- " gate " failed at:"; print text; found = 1 }
+    /^TASK \[/ { task = $0 }
+    /^(fatal|failed): / { before = last; last = task "\n" substr($0, 1, 1500); at = NR }
+    /^\.\.\.ignoring/ && NR == at + 1 { last = before }
+    /^PLAY RECAP/ { recap = 1 }
+    recap && / failed=[1-9]/ && last != "" { show(last); exit }
+    /^[A-Z]+ +Idempotence test failed/ { idem = NR; text = $0; next }
+    idem && NR <= idem + 10 { text = text "\n" $0; if (NR == idem + 10) { show(text); exit } }
+    END { if (idem && !found) show(text) }
+  ' "$1" || true
 }
 
 # run_gate NAME CMD...: run one check now, keep its log.
