@@ -12,7 +12,9 @@
 #      through systemd and its snapshot is listed.
 #   4. playbooks/backup_now.yml takes a pre-update snapshot; playbooks/restore.yml previews (--check), then
 #      clones app1's app onto app2 from the same repository, moving app2's own files aside; the restore drill
-#      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256.
+#      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256; a wrong rm -rf
+#      empties the shared storage: the next backup is suspect, retention keeps the last good snapshot, which is
+#      restored.
 #   5. The backup role installs node_exporter on app1; a Prometheus on app2 gets the collection's alert rules
 #      (playbooks/backup_monitoring.yml), scrapes app1 and knows when its job last succeeded.
 #   6. playbooks/cellar.yml runs as an AWX job template would run it: ansible-runner, the keys from the
@@ -267,6 +269,31 @@ ansible-playbook -i "$DEMO_DIR/inventory.yml" -e export_hosts="${HOSTS[0]}" -e e
   -e export_compress=zstd playbooks/export.yml 2>&1 | tee "$DEMO_DIR/export.log" | grep -o '/var/tmp/app-export.tar.zst: .*sha256 [0-9a-f]*' \
   || { tail -n 20 "$DEMO_DIR/export.log"; kd_die "export.yml failed"; }
 docker exec "${HOSTS[0]}" sh -c 'tar --zstd -tf /var/tmp/app-export.tar.zst | grep -c .' >/dev/null || kd_die "the export is not a readable tar"
+kd_step "a wrong rm -rf empties the shared storage: the next backup is suspect, retention keeps the last good snapshot, it comes back"
+runner=(docker exec "${HOSTS[0]}" python3 -I /usr/local/lib/keepdata/backup_runner.py)
+docker exec "${HOSTS[0]}" sh -c 'rm -rf /storage/*'
+! docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service 2>/dev/null || kd_die "the emptied storage was backed up as a good snapshot"
+show "the job's verdict (the unit failed, no retry armed)" \
+  "$(docker exec "${HOSTS[0]}" journalctl -u keepdata-backup-app.service -o cat -n 30 | grep -o 'suspect snapshot [0-9a-f]*: [^;]*' | tail -n 1)"
+show "metrics: the last snapshot is suspect" "$(docker exec "${HOSTS[0]}" grep -h '^keepdata_backup_last_suspect' \
+  /var/lib/prometheus/node-exporter/keepdata_backup_app.prom)"
+docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app-forget.service
+# The newest snapshot without the suspect tag, still there after the retention run.
+good=$("${runner[@]}" restic app snapshots --json | python3 -c 'import json, sys
+good = [s for s in json.load(sys.stdin) if "keepdata-suspect" not in (s.get("tags") or [])]
+print(max(good, key=lambda s: s["time"])["short_id"] if good else "")')
+[ -n "$good" ] || kd_die "retention forgot every good snapshot"
+show "after the retention run, the last good snapshot" "$good (the latest is suspect)"
+# /storage is a mount point: restored below a target, then copied back.
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e restore_hosts="${HOSTS[0]}" -e restore_job=app -e restore_snapshot="$good" \
+  -e '{"restore_paths": ["/storage"]}' -e restore_target=/var/tmp/recovered playbooks/restore.yml >"$DEMO_DIR/restore-good.log" 2>&1 \
+  || { tail -n 20 "$DEMO_DIR/restore-good.log"; kd_die "the restore of the last good snapshot failed"; }
+# What is in it, not the directory itself (the s3fs mount's root takes no times).
+docker exec "${HOSTS[0]}" sh -c 'cp -a /var/tmp/recovered/storage/* /storage/ && rm -rf /var/tmp/recovered'
+docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service || kd_die "the backup of the recovered storage failed"
+show "the uploads are back, and the next backup" "$(docker exec "${HOSTS[0]}" cat /srv/app/public/uploads/old.txt); $(docker exec "${HOSTS[0]}" \
+  journalctl -u keepdata-backup-app.service -o cat -n 30 | grep -o 'not suspect.*' | tail -n 1)"
+
 kd_step "monitoring: app1 serves its backup metrics with node_exporter (backup_node_exporter=install)"
 ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[0]}" -e "@$DEMO_DIR/backup-vars.yml" -e backup_node_exporter=install \
   -e backup_node_exporter_listen_address=127.0.0.1:9101 playbooks/backup.yml >"$DEMO_DIR/backup-exporter.log" 2>&1 \

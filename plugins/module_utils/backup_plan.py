@@ -95,6 +95,7 @@ JOB_KEYS = frozenset(
         "keep_within",
         "keep_tags",
         "services",
+        "suspect_shrink",
     )
     + RETENTION_KEYS
 )
@@ -472,6 +473,13 @@ def _job(raw, index, settings, repository, errors):
         # The first job of the repository checks its structure after each retention run (set by _plan_resolved).
         "check_structure": False,
         "retry_attempts": _int(settings.get("retry_attempts", 3), "backup_retry_attempts", errors, 0, 100),
+        "suspect_shrink": _int(
+            raw.get("suspect_shrink", settings.get("suspect_shrink", 50)),
+            where + ".suspect_shrink" if "suspect_shrink" in raw else "backup_suspect_shrink",
+            errors,
+            0,
+            99,
+        ),
         "notify_command": _notify_command(settings.get("notify_command"), errors),
         "metrics_dir": _text(settings.get("metrics_dir")).rstrip("/"),
         "state_dir": state_dir,

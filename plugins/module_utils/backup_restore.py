@@ -363,11 +363,38 @@ def epoch_reader(run_command):
 
 
 def choose(restic, config, params, epoch_of):
-    """The snapshot the options name, as restic's dict, among those of ``source_host`` (default the job's host)."""
+    """(snapshot, warning): the snapshot the options name, as restic's dict, among those of ``source_host`` (default
+    the job's host), and the warning of suspect_warning ("" for a good one)."""
     host = params.get("source_host") or config["host"]
     as_of = epoch_of(params["as_of"]) if params.get("as_of") else None
     where = "job %s of host %s" % (config["name"], host)
-    return pick_snapshot(restic.snapshots(host), snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where)
+    snapshots = restic.snapshots(host)
+    chosen = pick_snapshot(snapshots, snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where)
+    return chosen, suspect_warning(snapshots, chosen)
+
+
+def suspect_warning(snapshots, chosen):
+    """The warning for a chosen snapshot that the backup runner tagged suspect (its sources were empty or shrank when
+    it was taken), naming the job's newest good one; "" for a good snapshot."""
+    if not runner.is_suspect(chosen):
+        return ""
+    good = runner.last_good_snapshot(snapshots)
+    text = "snapshot %s is suspect (tagged %s: its sources were empty or had shrunk when it was taken); " % (chosen.get("id", "")[:8], runner.SUSPECT_TAG)
+    if good is None:
+        return text + "no snapshot of the job is good"
+    return text + "the last good one is %s of %s (snapshot=%s restores it)" % (good["id"][:8], str(good.get("time"))[:19], good["id"][:8])
+
+
+def record_restore(config, now):
+    """Note in the job's runner state that this host restored the job (now): its backups may then start from empty
+    sources (see backup_runner.refuse_unrestored). A state that cannot be read or written is a RestoreError."""
+    path = runner.state_path(config)
+    try:
+        state = runner.read_state(path)
+        state["last_restore"] = int(now)
+        runner.atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+    except (runner.JobError, OSError) as exc:
+        raise RestoreError("restored, but cannot note it in the job's state %s: %s" % (path, exc)) from exc
 
 
 # --- the host --------------------------------------------------------------------------------------------------

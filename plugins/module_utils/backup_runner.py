@@ -53,6 +53,12 @@ DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # restic's host name of a host's snapshots (backup_host_name, and a restore's source_host).
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 JOB_TAG = "keepdata-job="
+# The tag of a snapshot whose sources were empty or shrank past suspect_shrink (see shrink_verdict); retention never
+# forgets the newest snapshot without it.
+SUSPECT_TAG = "keepdata-suspect"
+# The hand tag (backup_now.yml's backup_now_tag) that accepts a shrink once: that snapshot is a good one.
+ACCEPT_SHRINK_TAG = "shrink-accepted"
+DEFAULT_SUSPECT_SHRINK = 50
 RETRY_LOCK = "5m"
 RETRY_LOCK_SINCE = (0, 16)
 # restic 0.15 writes a file's holes back as holes (restore --sparse); 0.14 writes them out as zeros.
@@ -105,6 +111,9 @@ CONFIG_DEFAULTS = {
     "check_structure": False,
     "retry_attempts": 0,
     "retry_delay": DEFAULT_RETRY_DELAY,
+    # A snapshot with this many percent fewer files or bytes than the job's last good one is suspect (0: only an
+    # empty one is).
+    "suspect_shrink": DEFAULT_SUSPECT_SHRINK,
     "notify_command": "",
     "metrics_dir": "",
     "cache_dir": "",
@@ -146,6 +155,14 @@ STATE_DEFAULTS = {
     "last_structure_check": 0,
     "last_structure_check_success": 0,
     "structure_check_exit_status": 0,
+    # The last backup's snapshot was suspect (1) or good (0); the newest good snapshot this host knows, its figures
+    # (files and bytes restic processed) and its time; when this host last restored the job (backup_restore).
+    "suspect": 0,
+    "good_snapshot": "",
+    "good_files": 0,
+    "good_bytes": 0,
+    "good_time": 0,
+    "last_restore": 0,
     # When the role installed the job: lateness of a job that never ran counts from it.
     "since": 0,
 }
@@ -189,6 +206,12 @@ METRICS = (
         "structure_check_exit_status",
         "Outcome of the last structural repository check: 0 ok or never run, 1 failed.",
     ),
+    (
+        "last_suspect",
+        "suspect",
+        "1 if the last backup's snapshot is suspect (its sources were empty, or shrank by more than suspect_shrink percent since the last good one), else 0.",
+    ),
+    ("last_good_timestamp_seconds", "good_time", "Unix time of the newest snapshot of this job that was not suspect, as this host knows it, 0 if none."),
     ("since_timestamp_seconds", "since", "Unix time when the job was installed on this host (lateness of a job that never ran counts from it)."),
     ("max_age_seconds", "max_age", "Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit."),
     ("drill_max_age_seconds", "drill_max_age", "Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit."),
@@ -403,6 +426,10 @@ CAUSE_TEXTS = dict((cause, text) for cause, text, _needles in FAILURE_CAUSES)
 CAUSE_TEXTS["missing_repository"] = "no restic repository at this location (not initialised, or the wrong path or bucket)"
 CAUSE_TEXTS["failed"] = "restic failed"
 CAUSE_TEXTS["stopped"] = "the unit was stopped or timed out"
+# The runner's own verdicts on the data (judge_snapshot, refuse_unrestored): a retry would only repeat them.
+CAUSE_TEXTS["suspect"] = "the snapshot's sources were empty or shrank past suspect_shrink"
+CAUSE_TEXTS["not_restored"] = "empty sources on a host that has not restored the job's snapshots"
+NOT_RETRIED_CAUSES = ("suspect", "not_restored")
 MISSING_QUESTION = "is there a repository at the following location?"
 MISSING_TEXTS = (
     "no such file or directory",
@@ -516,6 +543,61 @@ def latest_snapshot(snapshots):
     return max(keyed, key=lambda item: (item[0] if item[0] is not None else float("-inf"), item[1]))[2]
 
 
+def is_suspect(snap):
+    return SUSPECT_TAG in (snap.get("tags") or [])
+
+
+def last_good_snapshot(snapshots):
+    """The newest snapshot not tagged suspect, or None."""
+    return latest_snapshot([snap for snap in snapshots if not is_suspect(snap)])
+
+
+def protected_ids(snapshots, recorded_good=""):
+    """The IDs no retention pass may remove: the latest snapshot, the newest one not tagged suspect, and the last
+    good one this host recorded (``recorded_good``, an ID or its prefix: it stays protected when a suspect snapshot
+    could not be tagged)."""
+    ids = {(latest_snapshot(snapshots) or {}).get("id"), (last_good_snapshot(snapshots) or {}).get("id")}
+    if recorded_good:
+        ids.update(snap.get("id") for snap in snapshots if str(snap.get("id") or "").startswith(recorded_good))
+    return ids - {None}
+
+
+def shrink_verdict(summary, good, percent):
+    """Why a new snapshot is suspect, "" when it is not: no file in its sources (unless the last good snapshot had
+    none either), or fewer files or bytes than the job's last good snapshot by more than ``percent`` percent (0: only
+    an empty one is suspect). ``summary`` is restic backup's; ``good`` holds the last good snapshot's "files" and
+    "bytes", each None when unknown."""
+    files = int(summary.get("total_files_processed") or 0)
+    size = int(summary.get("total_bytes_processed") or 0)
+    before_files, before_bytes = good.get("files"), good.get("bytes")
+    # An empty snapshot is suspect, unless the last good one was empty too (an empty state accepted once).
+    if files == 0 and before_files != 0:
+        return "no file in the sources" + (" (the last good snapshot had %d)" % before_files if before_files else "")
+    shrunk = []
+    for name, now, before, shown in (("files", files, before_files, str), ("bytes", size, before_bytes, format_bytes)):
+        if percent > 0 and before and now * 100 < before * (100 - percent):
+            shrunk.append("%s %s, was %s (-%s%%)" % (name, shown(now), shown(before), "%g" % round(100 - now * 100.0 / before, 1)))
+    if not shrunk:
+        return ""
+    return "the sources shrank by more than %d%% since the last good snapshot: %s" % (percent, ", ".join(shrunk))
+
+
+def sources_empty(paths):
+    """Whether every path is missing or an empty directory (a new host before its data is restored)."""
+    for path in paths:
+        try:
+            with os.scandir(path) as entries:
+                if next(entries, None) is not None:
+                    return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            # A file, a dead mount, a directory this host cannot read: not the empty tree of a new host (restic
+            # backup then says what is wrong with it).
+            return False
+    return True
+
+
 _DURATION_PART = re.compile(r"([0-9]+)([ymdh])")
 _DURATION_SECONDS = {"y": 365 * 86400, "m": 30 * 86400, "d": 86400, "h": 3600}
 
@@ -529,8 +611,9 @@ def duration_seconds(text):
     return sum(int(number) * _DURATION_SECONDS[unit] for number, unit in parts)
 
 
-def expired_by_tag(rule, snapshots, now, keep_id):
-    """IDs of the snapshots carrying the rule's tag that are older than ``within`` counted back from now."""
+def expired_by_tag(rule, snapshots, now, keep_ids):
+    """IDs of the snapshots carrying the rule's tag that are older than ``within`` counted back from now, but those
+    of ``keep_ids``."""
     seconds = duration_seconds(rule.get("within"))
     if seconds is None:
         return []
@@ -538,23 +621,29 @@ def expired_by_tag(rule, snapshots, now, keep_id):
     expired = []
     for snap in snapshots:
         moment = snapshot_time(snap.get("time"))
-        if rule["tag"] in (snap.get("tags") or []) and moment is not None and moment < cutoff and snap.get("id") != keep_id and snap.get("id"):
+        if rule["tag"] in (snap.get("tags") or []) and moment is not None and moment < cutoff and snap.get("id") not in keep_ids and snap.get("id"):
             expired.append(snap["id"])
     return expired
 
 
-def forget_plan(config, snapshots, flags=(), now=None):
+# The label of a policy pass that restic only plans (--dry-run --json): forget_steps removes what it would, by ID,
+# but the last good snapshot.
+POLICY_KEEPING_GOOD = "retention policy, planned"
+
+
+def forget_plan(config, snapshots, flags=(), now=None, recorded_good=""):
     """[(label, argv)]: the policy pass, one pass per tag rule with expired snapshots, then prune when asked.
 
     The policy pass always keeps the job's latest snapshot (--keep-last 1) and every snapshot of a tag rule's tag
     (--keep-tag). A tag rule then removes, by ID, its tag's snapshots older than ``within`` counted back from now
     (restic's own --keep-within counts from the newest snapshot, so it would keep the newest tagged one forever),
-    never the job's latest snapshot.
+    never the job's latest snapshot. When the latest is suspect, the newest good one (protected_ids) is never
+    removed either: the policy pass is then a dry run (POLICY_KEEPING_GOOD) whose removals forget_steps makes by ID.
     """
     now = time.time() if now is None else now
     retention = config.get("retention") or {}
     rules = [rule for rule in config.get("tag_rules") or [] if rule.get("tag")]
-    latest_id = (latest_snapshot(snapshots) or {}).get("id")
+    keep_ids = protected_ids(snapshots, recorded_good)
     policy = restic_command(config, "forget", *flags) + job_filter(config) + ["--group-by", "host"]
     policy += ["--keep-last", str(max(1, int(retention.get("keep_last") or 0)))]
     for period in ("hourly", "daily", "weekly", "monthly", "yearly"):
@@ -565,9 +654,9 @@ def forget_plan(config, snapshots, flags=(), now=None):
         policy += ["--keep-within", retention["keep_within"]]
     for rule in rules:
         policy += ["--keep-tag", rule["tag"]]
-    plan = [("retention policy", policy)]
+    plan = [("retention policy", policy)] if len(keep_ids) < 2 else [(POLICY_KEEPING_GOOD, policy + ["--dry-run", "--json"])]
     for rule in rules:
-        expired = expired_by_tag(rule, snapshots, now, latest_id)
+        expired = expired_by_tag(rule, snapshots, now, keep_ids)
         if expired:
             plan.append(("tag %s older than %s" % (rule["tag"], rule["within"]), restic_command(config, "forget", *flags) + expired))
     if config.get("prune"):
@@ -575,9 +664,21 @@ def forget_plan(config, snapshots, flags=(), now=None):
     return plan
 
 
-def forget_commands(config, snapshots, flags=(), now=None):
+def planned_removals(text, keep_ids):
+    """The IDs a ``forget --dry-run --json`` would remove, but ``keep_ids``; raises JobError when it is no such list."""
+    try:
+        groups = json.loads(text or "null")
+    except ValueError:
+        groups = None
+    if not isinstance(groups, list):
+        raise JobError("restic forget --dry-run did not print a JSON list")
+    removed = [snap.get("id") for group in groups if isinstance(group, dict) for snap in group.get("remove") or [] if isinstance(snap, dict)]
+    return [snap_id for snap_id in removed if snap_id and snap_id not in keep_ids]
+
+
+def forget_commands(config, snapshots, flags=(), now=None, recorded_good=""):
     """The argv lists ``forget`` runs, in order (see forget_plan)."""
-    return [argv for _label, argv in forget_plan(config, snapshots, flags, now)]
+    return [argv for _label, argv in forget_plan(config, snapshots, flags, now, recorded_good)]
 
 
 def systemd_unescape(text):
@@ -773,8 +874,10 @@ def config_problems(config, job):
     return problems
 
 
-def backup_state(previous, started, finished, status, *, summary=None, snapshots=None):
-    """The state after a backup run: last_success and the snapshot count survive a failure."""
+def backup_state(previous, started, finished, status, *, summary=None, snapshots=None, good=None, suspect=False):
+    """The state after a backup run: last_success and the snapshot count survive a failure. ``good`` (its
+    "snapshot", "files", "bytes") is a snapshot found not suspect, ``suspect`` one that was; a run that made no
+    snapshot changes neither."""
     state = dict(STATE_DEFAULTS)
     state.update(previous or {})
     summary = summary or {}
@@ -792,6 +895,10 @@ def backup_state(previous, started, finished, status, *, summary=None, snapshots
         state["consecutive_failures"] = 0
     else:
         state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
+    if good:
+        state.update(suspect=0, good_snapshot=good["snapshot"], good_files=int(good["files"]), good_bytes=int(good["bytes"]), good_time=int(started))
+    elif suspect:
+        state["suspect"] = 1
     if snapshots is not None:
         _record_count(state, snapshots)
     return state
@@ -1340,6 +1447,7 @@ def backup_steps(job, stack, outcome):
     config = job.config
     env, version = open_repository(job, stack)
     flags = retry_lock_flags(version)
+    refuse_unrestored(job, env, outcome)
     run_hooks(job, "pre-hook", config["pre_hooks"])
     if config["databases"]:
         dump_databases(job)
@@ -1348,7 +1456,96 @@ def backup_steps(job, stack, outcome):
     # the last known count plus this snapshot, made exact again by every retention run.
     known = outcome.get("previous_snapshots")
     outcome["snapshots"] = known + 1 if isinstance(known, int) else count_snapshots(job, env)
-    run_hooks(job, "post-hook", config["post_hooks"])
+    # Judged before the post-hooks (a failing one must not leave a suspect snapshot untagged), failed after them
+    # (they may start what the pre-hooks stopped).
+    suspect = judge_snapshot(job, env, flags, outcome)
+    try:
+        run_hooks(job, "post-hook", config["post_hooks"])
+    except JobError as exc:
+        if not suspect:
+            raise
+        job.error(str(exc))
+    if suspect:
+        raise suspect
+
+
+def refuse_unrestored(job, env, outcome):
+    """Refuse to back up empty sources on a host that has never backed up nor restored the job while the repository
+    holds its snapshots for this host: a new host that took a lost one's name, before its data is back. Such a
+    snapshot would become the latest, and a week of them would let retention forget the good ones."""
+    config, previous = job.config, outcome["previous"]
+    if outcome.get("tag") == ACCEPT_SHRINK_TAG or previous.get("last_success") or previous.get("good_snapshot") or previous.get("last_restore"):
+        return
+    if not config.get("paths") or not sources_empty(config["paths"]):
+        return
+    snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
+    good = last_good_snapshot(snapshots)
+    if good is None:
+        return
+    what = (", ".join(config["paths"]), len(snapshots), config["host"], good["id"][:8], str(good.get("time"))[:19], config["name"], ACCEPT_SHRINK_TAG)
+    raise JobError(
+        "refused: the sources (%s) are empty, and the repository holds %d snapshots of this job for host %s (the last good one %s of %s) that this "
+        "host has never backed up nor restored; restore them first (playbooks/restore.yml -e restore_job=%s), or back up the empty sources "
+        "once with playbooks/backup_now.yml -e backup_now_tag=%s" % what,
+        cause="not_restored",
+    )
+
+
+def good_figures(job, env, previous, new_id):
+    """{"snapshot", "files", "bytes"} of the job's last good snapshot: as this host recorded it, else (a new host, a
+    lost state) the newest good one in the repository, from its summary (restic 0.17 and later) or ``restic stats``
+    (bytes only); {} when there is none or it cannot be read (said in the journal)."""
+    if previous.get("good_snapshot"):
+        return {"snapshot": previous["good_snapshot"], "files": previous.get("good_files") or None, "bytes": previous.get("good_bytes") or None}
+    try:
+        snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(job.config), "restic snapshots").stdout)
+        good = last_good_snapshot([snap for snap in snapshots if not str(snap.get("id") or "").startswith(new_id)])
+        if good is None:
+            return {}
+        summary = good.get("summary") or {}
+        if summary:
+            return {"snapshot": good["id"][:8], "files": summary.get("total_files_processed") or None, "bytes": summary.get("total_bytes_processed") or None}
+        proc = restic_checked(job, env, restic_command(job.config, "stats", "--json", "--mode", "restore-size", good["id"]), "restic stats")
+        size = json.loads(proc.stdout).get("total_size")
+    except (JobError, ValueError, AttributeError) as exc:
+        job.warn("cannot read the last good snapshot's figures, the new one is not compared with it: %s" % exc)
+        return {}
+    return {"snapshot": good["id"][:8], "files": None, "bytes": int(size) if isinstance(size, int) else None}
+
+
+def judge_snapshot(job, env, flags, outcome):
+    """Compare the new snapshot with the job's last good one (shrink_verdict). A suspect one is kept and tagged
+    SUSPECT_TAG, and the JobError that fails the run (what shrank) is returned; None for a good one. The hand tag
+    ACCEPT_SHRINK_TAG makes a suspect one good, once."""
+    summary = outcome.get("summary") or {}
+    new_id = str(summary.get("snapshot_id") or "")
+    if not new_id:
+        job.warn("restic printed no summary: the snapshot is not compared with the last good one")
+        return None
+    good = good_figures(job, env, outcome["previous"], new_id)
+    verdict = shrink_verdict(summary, good, int(job.config.get("suspect_shrink") or 0))
+    figures = {"snapshot": new_id[:8], "files": int(summary.get("total_files_processed") or 0), "bytes": int(summary.get("total_bytes_processed") or 0)}
+    if verdict and outcome.get("tag") == ACCEPT_SHRINK_TAG:
+        job.warn("accepted once (tag %s): %s" % (ACCEPT_SHRINK_TAG, verdict))
+        verdict = ""
+    if not verdict:
+        outcome["good"] = figures
+        job.info("not suspect (compared with the last good snapshot %s)" % (good.get("snapshot") or ": none yet"))
+        return None
+    outcome["suspect"] = True
+    job.warn("suspect snapshot %s: %s" % (new_id[:8], verdict))
+    proc = restic_relocking(job, env, restic_command(job.config, "tag", *flags) + ["--add", SUSPECT_TAG, new_id])
+    # restic tag rewrites the snapshot under a new ID: it is found by its tag from now on.
+    tagged = "it is kept, tagged %s (restic snapshots --tag %s lists it under its new ID)" % (SUSPECT_TAG, SUSPECT_TAG)
+    if proc.returncode != 0:
+        tagged = "it is kept, but could not be tagged %s (%s)" % (SUSPECT_TAG, restic_hint(proc.stderr, proc.returncode))
+    kept = "retention keeps the last good snapshot %s whatever its age" % good["snapshot"] if good.get("snapshot") else "no good snapshot is known yet"
+    what = (new_id[:8], verdict, tagged, kept, job.name, ACCEPT_SHRINK_TAG)
+    return JobError(
+        "suspect snapshot %s: %s; %s, and %s. If the change is wanted, accept it once: playbooks/backup_now.yml -e backup_now_job=%s -e backup_now_tag=%s"
+        % what,
+        cause="suspect",
+    )
 
 
 def guarded(job, steps, *args):
@@ -1393,7 +1590,8 @@ def cmd_run(ctx, config, tag=""):
     started = ctx.clock()
     previous = previous_state(job)
     known = previous.get("snapshots") if previous.get("snapshots_known") else None
-    outcome = {"status": EXIT_FAILED, "summary": None, "snapshots": None, "previous_snapshots": known, "tag": tag}
+    outcome = {"status": EXIT_FAILED, "summary": None, "snapshots": None, "previous_snapshots": known, "tag": tag, "previous": previous}
+    outcome.update(good=None, suspect=False)
     if tag:
         job.info("backup now, tagged %s" % tag)
     with contextlib.ExitStack() as stack:
@@ -1402,7 +1600,8 @@ def cmd_run(ctx, config, tag=""):
             outcome["status"] = EXIT_FAILED
             run_hooks(job, "on-failure hook", config["on_failure_hooks"], fatal=False)
         finished = ctx.clock()
-        state = backup_state(previous_state(job), started, finished, outcome["status"], summary=outcome["summary"], snapshots=outcome["snapshots"])
+        verdict = {"good": outcome["good"], "suspect": outcome["suspect"]}
+        state = backup_state(previous_state(job), started, finished, outcome["status"], summary=outcome["summary"], snapshots=outcome["snapshots"], **verdict)
         saved = save_state(job, state)
     if ok:
         job.info("%s in %.1f s" % ("done, partial" if outcome["status"] == EXIT_PARTIAL else "done", finished - started))
@@ -1417,7 +1616,8 @@ def forget_steps(job, stack, outcome):
     flags = retry_lock_flags(version)
     snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
     job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
-    plan = forget_plan(config, snapshots, flags, job.ctx.clock())
+    recorded_good = str(previous_state(job).get("good_snapshot") or "")
+    plan = forget_plan(config, snapshots, flags, job.ctx.clock(), recorded_good)
     for label, argv in plan:
         if label == "prune" and config.get("check_structure"):
             check_structure(job, env, flags, outcome)
@@ -1426,6 +1626,9 @@ def forget_steps(job, stack, outcome):
             # advice is to repair a damaged repository before anything is pruned. Its forget passes are done.
             job.warn("not pruned: the last structural check of this repository found it damaged (%s)" % damaged_path(config))
             continue
+        if label == POLICY_KEEPING_GOOD:
+            forget_keeping_good(job, env, flags, argv, snapshots, keep_ids=protected_ids(snapshots, recorded_good))
+            continue
         proc = restic_relocking(job, env, argv)
         if proc.returncode != 0:
             raise restic_error("restic %s" % label, proc.returncode, proc.stderr)
@@ -1433,6 +1636,27 @@ def forget_steps(job, stack, outcome):
     if config.get("check_structure") and "prune" not in [label for label, _argv in plan]:
         check_structure(job, env, flags, outcome)
     outcome["snapshots"] = count_snapshots(job, env)
+
+
+def forget_keeping_good(job, env, flags, argv, snapshots, *, keep_ids):
+    """The policy pass when the latest snapshot is suspect: restic plans it (a dry run), then what it would remove is
+    removed by ID, but ``keep_ids`` (protected_ids): the newest good snapshot, which the policy alone would let go
+    once enough suspect ones follow."""
+    proc = restic_relocking(job, env, argv)
+    if proc.returncode != 0:
+        raise restic_error("restic forget --dry-run", proc.returncode, proc.stderr)
+    removals = planned_removals(proc.stdout, keep_ids)
+    latest_id = latest_snapshot(snapshots)["id"]
+    kept = sorted((snap for snap in snapshots if snap.get("id") in keep_ids and snap["id"] != latest_id), key=lambda snap: str(snap.get("time")))
+    job.warn(
+        "the latest snapshot is suspect: the last good one, %s, is kept whatever the policy says"
+        % ", ".join("%s of %s" % (snap["id"][:8], str(snap.get("time") or "?")[:19]) for snap in kept)
+    )
+    if removals:
+        proc = restic_relocking(job, env, restic_command(job.config, "forget", *flags) + removals)
+        if proc.returncode != 0:
+            raise restic_error("restic forget", proc.returncode, proc.stderr)
+    job.info("retention policy done (%d snapshots forgotten by ID)" % len(removals))
 
 
 def check_structure(job, env, flags, outcome):
@@ -1721,7 +1945,9 @@ def cmd_failed(ctx, target, config_dir):
     cause = str(state.get(FAILURE_CAUSE_KEYS[kind]) or "unknown")
     job.info("%s failed (%d failures in a row), cause: %s" % (unit, failures, cause))
     ok = True
-    if kind == "backup":
+    if kind == "backup" and cause in NOT_RETRIED_CAUSES:
+        job.info("no retry: a retry would make the same verdict (%s)" % CAUSE_TEXTS[cause])
+    elif kind == "backup":
         ok = arm_retry(job, failures)
     if config.get("notify_command"):
         ok = notify(job, unit, kind, failures, lines, cause=cause) and ok

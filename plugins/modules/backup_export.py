@@ -143,7 +143,9 @@ def main():
     try:
         config = load_job(module.params["config_dir"], module.params["job"])
         restic = JobRestic(config, run=subprocess.run)
-        snapshot = choose(restic, config, module.params, epoch_reader(module.run_command))
+        snapshot, warning = choose(restic, config, module.params, epoch_reader(module.run_command))
+        if warning:
+            module.warn(warning)
         facts = snapshot_facts(snapshot)
         left_out = restic.left_out_of_archive(facts["id"])
         if left_out:

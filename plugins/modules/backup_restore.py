@@ -131,6 +131,7 @@ services_started:
 """
 
 import subprocess  # noqa: E402
+import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -141,6 +142,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     choose,
     epoch_reader,
     load_job,
+    record_restore,
     selection_errors,
     selection_spec,
 )
@@ -197,13 +199,17 @@ def main():
     try:
         config = load_job(module.params["config_dir"], module.params["job"])
         restic = JobRestic(config, run=subprocess.run)
-        snapshot = choose(restic, config, module.params, epoch_reader(module.run_command))
+        snapshot, warning = choose(restic, config, module.params, epoch_reader(module.run_command))
+        if warning:
+            module.warn(warning)
         restore = Restore(restic, config, snapshot, module.params)
         restore.plan(count=module.check_mode)
         diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}
         if module.check_mode:
             module.exit_json(diff=diff, **result_of(restore, True))
         restore.apply()
+        if not module.params["target"] and restore.done["restored"]:
+            record_restore(config, time.time())
     except (RestoreError, OSError) as exc:
         extra = {}
         if restore is not None and restore.plan_lines is not None:

@@ -126,6 +126,14 @@ def bucket_name():
     return f"kd-test-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+def bucket(rgw, bucket_name):
+    """A fresh bucket on the RGW, removed with what it holds after the test."""
+    rgw.client().create_bucket(Bucket=bucket_name)
+    yield bucket_name
+    delete_bucket_quietly(rgw, bucket_name)
+
+
 def run_module(module, args, check_mode=False, diff=False, env=None):
     """Run one of the collection's modules as Ansible would (a child Python reading ANSIBLE_MODULE_ARGS).
 

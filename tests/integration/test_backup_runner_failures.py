@@ -16,8 +16,7 @@ import sys
 import time
 import uuid
 
-import pytest
-from conftest import ROOT, delete_bucket_quietly
+from conftest import ROOT
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_credentials
 
@@ -83,12 +82,13 @@ class Job:
         self.config.update(settings)
         (self.root / "jobs" / "app.json").write_text(json.dumps(self.config))
 
-    def run(self, command="run"):
-        """The runner's ``command`` (run: a backup; forget: a retention run) on this job: (process, state, seconds)."""
+    def run(self, command="run", *args):
+        """The runner's ``command`` (run: a backup; forget: a retention run) on this job, with ``args`` (such as
+        --tag TAG): (process, state, seconds)."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "CREDENTIALS_DIRECTORY": str(self.credentials)}
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-I", str(RUNNER), command, "app", "--config-dir", str(self.root / "jobs")],
+            [sys.executable, "-I", str(RUNNER), command, "app", *args, "--config-dir", str(self.root / "jobs")],
             env=env,
             capture_output=True,
             text=True,
@@ -97,13 +97,6 @@ class Job:
         )
         state = json.loads((self.root / "state" / "app.state.json").read_text())
         return proc, state, time.monotonic() - started
-
-
-@pytest.fixture
-def bucket(rgw, bucket_name):
-    rgw.client().create_bucket(Bucket=bucket_name)
-    yield bucket_name
-    delete_bucket_quietly(rgw, bucket_name)
 
 
 def s3_repository(rgw, bucket, prefix="restic/web1", endpoint=None):

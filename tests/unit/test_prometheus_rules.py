@@ -24,6 +24,7 @@ ALERTS = {
     "KeepdataBackupLate",
     "KeepdataBackupNotRunning",
     "KeepdataBackupPartial",
+    "KeepdataBackupSuspect",
     "KeepdataBackupDrillFailed",
     "KeepdataBackupDrillTooOld",
     "KeepdataBackupRepositoryCheckFailed",

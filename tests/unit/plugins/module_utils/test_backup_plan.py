@@ -541,6 +541,10 @@ BAD = [
     ({"limit_upload": -1}, "backup_limit_upload must be between 0 and any (got -1)"),
     ({"hook_timeout": 0}, "backup_hook_timeout must be between 1 and any (got 0)"),
     ({"retry_attempts": 101}, "backup_retry_attempts must be between 0 and 100 (got 101)"),
+    ({"suspect_shrink": 100}, "backup_suspect_shrink must be between 0 and 99 (got 100)"),
+    ({"suspect_shrink": "half"}, "backup_suspect_shrink must be a whole number"),
+    ({"jobs": [job(suspect_shrink=-1)]}, "backup_jobs[app].suspect_shrink must be between 0 and 99 (got -1)"),
+    ({"jobs": [job(suspect_shrink=True)]}, "backup_jobs[app].suspect_shrink must be a whole number"),
     ({"config_dir": "etc/keepdata"}, 'backup_config_dir "etc/keepdata" must be an absolute path'),
     ({"state_dir": ""}, 'backup_state_dir "" must be an absolute path'),
     ({"metrics_dir": "metrics"}, 'backup_metrics_dir "metrics" must be an absolute path'),
@@ -928,3 +932,9 @@ def test_the_job_carries_how_long_the_repository_may_take_to_answer():
     assert plan()["jobs"][0]["repository_timeout"] == 300
     assert plan(repository_timeout="90s")["jobs"][0]["repository_timeout"] == 90
     assert plan(repository_timeout="2min")["service"]["repository_timeout"] == "2min"
+
+
+def test_suspect_shrink_defaults_to_half_and_a_job_may_set_its_own():
+    jobs = plan(jobs=[job(name="app1"), job(name="app2", suspect_shrink=0)], suspect_shrink="80")["jobs"]
+    assert [item["suspect_shrink"] for item in jobs] == [80, 0]
+    assert plan()["jobs"][0]["suspect_shrink"] == 50

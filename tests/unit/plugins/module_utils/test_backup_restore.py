@@ -651,3 +651,26 @@ def test_a_chosen_path_the_snapshot_lacks_fails_before_any_change(site):
     with pytest.raises(RestoreError, match="wrote nothing at"):
         restore.apply()
     assert tree(tmp_path) == before
+
+
+def test_a_suspect_snapshot_is_restored_with_a_warning_naming_the_last_good_one():
+    suspect = dict(SNAP_C, tags=["keepdata-job=app", "keepdata-suspect"])
+    assert br.suspect_warning([SNAP_A, SNAP_B, suspect], SNAP_B) == ""
+    assert br.suspect_warning([SNAP_A, SNAP_B, suspect], suspect) == (
+        "snapshot bbbb3333 is suspect (tagged keepdata-suspect: its sources were empty or had shrunk when it was taken); the last good one is"
+        " bbbb2222 of 2026-11-02T10:00:00 (snapshot=bbbb2222 restores it)"
+    )
+    assert br.suspect_warning([suspect], suspect).endswith("; no snapshot of the job is good")
+
+
+def test_a_restore_is_noted_in_the_job_state(tmp_path):
+    config = {"name": "app", "state_dir": str(tmp_path)}
+    (tmp_path / "app.state.json").write_text('{"last_success": 0, "snapshots": 3}')
+    br.record_restore(config, 1700000000.5)
+    assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_success": 0, "snapshots": 3, "last_restore": 1700000000}
+    # A host with no state yet (a new host) gets one.
+    (tmp_path / "app.state.json").unlink()
+    br.record_restore(config, 1700000001)
+    assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_restore": 1700000001}
+    with pytest.raises(RestoreError, match="restored, but cannot note it in the job's state"):
+        br.record_restore({"name": "app", "state_dir": str(tmp_path / "app.state.json")}, 1)

@@ -43,7 +43,11 @@ SUMMARY = {
     "total_duration": 4.1,
     "snapshot_id": "1a2b3c4d5e6f7a8b",
 }
-RESTIC_SUBCOMMANDS = ("version", "cat", "unlock", "backup", "snapshots", "forget", "prune", "ls", "restore", "check")
+# What a host that backed the job up before knows of its last good snapshot (SUMMARY's figures).
+GOOD = {"good_snapshot": "aaaa1111", "good_files": 55, "good_bytes": 9000000, "good_time": 1690000000}
+# A first backup on a host with no such record compares with the newest good snapshot in the repository.
+FIRST_COMPARISON = ["snapshots", "stats"]
+RESTIC_SUBCOMMANDS = ("version", "cat", "unlock", "backup", "snapshots", "forget", "prune", "ls", "restore", "check", "stats", "tag")
 REPOSITORY_CONFIG = '{"version": 2, "id": "5b0c", "chunker_polynomial": "3a1b"}\n'
 LOCKED = "Fatal: unable to create lock in backend: repository is already locked by PID 4711 on web2 by root (UID 0, GID 0)\n"
 
@@ -89,6 +93,9 @@ class FakeRun:
             "snapshots": done(stdout=json.dumps([snapshot("aaaa1111", "2026-11-30T04:00:00.123456789+00:00", "keepdata-job=app1")])),
             "forget": done(),
             "prune": done(),
+            # The last good snapshot's size (restore-size mode): what a new backup is compared with on a new host.
+            "stats": done(stdout='{"total_size": 9000000, "total_file_count": 70, "snapshots_count": 1}\n'),
+            "tag": done(stdout="modified tags on 1 snapshots\n"),
             "systemctl": done(),
             "journalctl": done(stdout="line one\nline two\n"),
         }
@@ -118,7 +125,10 @@ class FakeRun:
 
 
 def make_config(tmp_path, **overrides):
+    # The job's data is there: an empty source on a host that never backed up the job is refused (see
+    # test_empty_sources_on_a_host_that_never_restored_are_refused).
     (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "upload.bin").write_bytes(b"upload")
     config = {
         "name": "app1",
         "repository": S3,
@@ -507,6 +517,14 @@ def test_metrics_text_exact():
         "# HELP keepdata_backup_structure_check_last_result Outcome of the last structural repository check: 0 ok or never run, 1 failed.\n"
         "# TYPE keepdata_backup_structure_check_last_result gauge\n"
         'keepdata_backup_structure_check_last_result{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_last_suspect 1 if the last backup's snapshot is suspect (its sources were empty, or shrank by more than"
+        " suspect_shrink percent since the last good one), else 0.\n"
+        "# TYPE keepdata_backup_last_suspect gauge\n"
+        'keepdata_backup_last_suspect{backup_job="app1"} 0\n'
+        "# HELP keepdata_backup_last_good_timestamp_seconds Unix time of the newest snapshot of this job that was not suspect, as this host"
+        " knows it, 0 if none.\n"
+        "# TYPE keepdata_backup_last_good_timestamp_seconds gauge\n"
+        'keepdata_backup_last_good_timestamp_seconds{backup_job="app1"} 0\n'
         "# HELP keepdata_backup_since_timestamp_seconds Unix time when the job was installed on this host (lateness of a job that never ran counts from it).\n"
         "# TYPE keepdata_backup_since_timestamp_seconds gauge\n"
         'keepdata_backup_since_timestamp_seconds{backup_job="app1"} 0\n'
@@ -611,9 +629,10 @@ def test_successful_run(tmp_path):
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
     # No earlier restic was interrupted and no command met a lock: no restic unlock at all.
-    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
     assert fake.argvs("backup") == [br.backup_command(config)]
-    assert fake.argvs("snapshots") == [["restic", "-o", "s3.bucket-lookup=path", "snapshots", "--json", "--host", "web1", "--tag", "keepdata-job=app1"]]
+    # The count, then the newest good snapshot to compare with (none recorded on this host yet).
+    assert fake.argvs("snapshots") == [["restic", "-o", "s3.bucket-lookup=path", "snapshots", "--json", "--host", "web1", "--tag", "keepdata-job=app1"]] * 2
     for argv, kwargs in fake.calls:
         assert kwargs["env"]["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE
         assert kwargs["stdin"] == subprocess.DEVNULL
@@ -641,7 +660,7 @@ def test_restic_016_gets_retry_lock_and_unlock_failure_is_not_fatal(tmp_path):
     fake = FakeRun(version=done(stdout=VERSION_016), unlock=done(1, stderr="Fatal: unable to open repository\n"))
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"]
+    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
     assert fake.argvs("backup")[0][3:6] == ["backup", "--retry-lock", "5m"]
     assert "--retry-lock" not in fake.argvs("unlock")[0] + fake.argvs("snapshots")[0]
     assert "backup app1: warning: restic unlock failed (exit status 1): Fatal: unable to open repository" in ctx.err.getvalue()
@@ -797,8 +816,9 @@ def test_post_hook_failure_keeps_the_snapshot_but_fails_the_job(tmp_path):
     fake = FakeRun(snapshots=snapshots)
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 1
-    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
-    assert counted_before_post_hooks == [True]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
+    # Counted, then compared with the last good snapshot, both before the post-hooks.
+    assert counted_before_post_hooks == [True, True]
     assert ran.exists()
     assert "post-hook 2 of 2 failed (exit status 2)" in ctx.err.getvalue()
     state = read_state(config)
@@ -863,7 +883,7 @@ def test_after_a_killed_restic_the_next_run_unlocks_first_under_the_host_lock(tm
     fake = FakeRun(unlock=unlock)
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"]
+    assert fake.keys() == ["unlock", "version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert held == [True]
     assert not os.path.exists(marker)
@@ -892,7 +912,7 @@ def test_a_lock_error_on_backup_unlocks_and_retries_once(tmp_path):
     fake = FakeRun(backup=[done(1, stderr=LOCKED), done(stdout=backup_output())])
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
-    assert fake.keys() == ["version", "cat", "backup", "unlock", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "unlock", "backup", "snapshots"] + FIRST_COMPARISON
     assert fake.argvs("backup") == [br.backup_command(config)] * 2
     assert fake.argvs("unlock") == [["restic", "-o", "s3.bucket-lookup=path", "unlock"]]
     assert "backup app1: the repository is locked: removing stale locks (restic unlock), then trying again\n" in ctx.out.getvalue()
@@ -966,14 +986,14 @@ def test_without_a_state_the_count_comes_from_restic_snapshots(tmp_path):
     three = [snapshot(short, "2026-11-30T04:00:00Z", "keepdata-job=app1") for short in ("aaaa1111", "bbbb2222", "cccc3333")]
     fake = FakeRun(snapshots=done(stdout=json.dumps(three)))
     assert br.cmd_run(context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
     state = read_state(config)
     assert (state["snapshots"], state["snapshots_known"]) == (3, True)
 
 
 def test_a_known_count_is_counted_on_without_restic_snapshots(tmp_path):
     config = make_config(tmp_path)
-    write_state(config, snapshots=4, snapshots_known=True, last_success=1690000000)
+    write_state(config, snapshots=4, snapshots_known=True, last_success=1690000000, **GOOD)
     fake = FakeRun()
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
@@ -992,13 +1012,13 @@ def test_a_count_not_marked_known_is_taken_again(tmp_path):
     write_state(config, snapshots=4)  # a state file from before snapshots_known
     fake = FakeRun()
     assert br.cmd_run(context(tmp_path, fake), config) == 0
-    assert fake.keys() == ["version", "cat", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "backup", "snapshots"] + FIRST_COMPARISON
     assert read_state(config)["snapshots"] == 1
 
 
 def test_a_failed_run_does_not_change_the_count(tmp_path):
     config = make_config(tmp_path)
-    write_state(config, snapshots=4, snapshots_known=True)
+    write_state(config, snapshots=4, snapshots_known=True, **GOOD)
     for fake in (FakeRun(backup=done(1, stderr="Fatal: boom\n")), FakeRun(backup=done(-9)), FakeRun(backup=[done(1, stderr=LOCKED)] * 2)):
         assert br.cmd_run(context(tmp_path, fake), config) == 1
         assert "snapshots" not in fake.keys()
@@ -1013,7 +1033,7 @@ def test_a_failed_run_does_not_change_the_count(tmp_path):
 
 def test_forget_makes_the_count_exact_again(tmp_path):
     config = make_config(tmp_path)
-    write_state(config, snapshots=40, snapshots_known=True)
+    write_state(config, snapshots=40, snapshots_known=True, **GOOD)
     before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1"), snapshot("bbbb2222", "2023-11-12T04:00:00Z", "keepdata-job=app1")]
     fake = FakeRun(snapshots=[done(stdout=json.dumps(before)), done(stdout=json.dumps(before))])
     assert br.cmd_forget(context(tmp_path, fake), config) == 0
@@ -1137,7 +1157,7 @@ def test_postgresql_and_mysql_dumps_go_through_a_temp_file(tmp_path):
     assert sorted(os.listdir(dumps)) == ["my.sql", "pg.pgdump"]
     assert (dumps / "pg.pgdump").read_text() == "dump of runuser\n"
     assert stat.S_IMODE((dumps / "my.sql").stat().st_mode) == 0o600
-    assert fake.keys() == ["version", "cat", "pg_dump", "mysqldump", "backup", "snapshots"]
+    assert fake.keys() == ["version", "cat", "pg_dump", "mysqldump", "backup", "snapshots"] + FIRST_COMPARISON
 
 
 def test_dump_failure_means_no_snapshot(tmp_path):
