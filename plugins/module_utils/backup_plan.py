@@ -25,7 +25,15 @@ import stat
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import DUMP_NAME, HOST_NAME, JOB_NAME, JOB_TAG, TAG, retry_delay_seconds
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import (
+    DEFAULT_SUSPECT_SHRINK,
+    DUMP_NAME,
+    HOST_NAME,
+    JOB_NAME,
+    JOB_TAG,
+    TAG,
+    retry_delay_seconds,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_key_problem
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
     CellarError,
@@ -474,7 +482,7 @@ def _job(raw, index, settings, repository, errors):
         "check_structure": False,
         "retry_attempts": _int(settings.get("retry_attempts", 3), "backup_retry_attempts", errors, 0, 100),
         "suspect_shrink": _int(
-            raw.get("suspect_shrink", settings.get("suspect_shrink", 50)),
+            raw.get("suspect_shrink", settings.get("suspect_shrink", DEFAULT_SUSPECT_SHRINK)),
             where + ".suspect_shrink" if "suspect_shrink" in raw else "backup_suspect_shrink",
             errors,
             0,

@@ -392,7 +392,7 @@ def record_restore(config, now):
     try:
         state = runner.read_state(path)
         state["last_restore"] = int(now)
-        runner.atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+        runner.store_state(config, state)
     except (runner.JobError, OSError) as exc:
         raise RestoreError("restored, but cannot note it in the job's state %s: %s" % (path, exc)) from exc
 

@@ -508,14 +508,19 @@ def listed(items, limit=MAX_LISTED_ITEMS):
     return text
 
 
-def parse_snapshots(text):
+def json_list(text, what):
+    """The JSON list restic printed; raises JobError naming ``what`` printed it when it is no such list."""
     try:
-        snapshots = json.loads(text or "null")
+        items = json.loads(text or "null")
     except ValueError:
-        snapshots = None
-    if not isinstance(snapshots, list):
-        raise JobError("restic snapshots did not print a JSON list")
-    return [snap for snap in snapshots if isinstance(snap, dict)]
+        items = None
+    if not isinstance(items, list):
+        raise JobError("%s did not print a JSON list" % what)
+    return items
+
+
+def parse_snapshots(text):
+    return [snap for snap in json_list(text, "restic snapshots") if isinstance(snap, dict)]
 
 
 def snapshot_time(text):
@@ -666,12 +671,7 @@ def forget_plan(config, snapshots, flags=(), now=None, recorded_good=""):
 
 def planned_removals(text, keep_ids):
     """The IDs a ``forget --dry-run --json`` would remove, but ``keep_ids``; raises JobError when it is no such list."""
-    try:
-        groups = json.loads(text or "null")
-    except ValueError:
-        groups = None
-    if not isinstance(groups, list):
-        raise JobError("restic forget --dry-run did not print a JSON list")
+    groups = json_list(text, "restic forget --dry-run")
     removed = [snap.get("id") for group in groups if isinstance(group, dict) for snap in group.get("remove") or [] if isinstance(snap, dict)]
     return [snap_id for snap_id in removed if snap_id and snap_id not in keep_ids]
 
@@ -1066,6 +1066,11 @@ def atomic_write(path, text, mode):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def store_state(config, state):
+    """Write the job's state file (root only): the runner's runs and backup_restore's notes alike."""
+    atomic_write(state_path(config), json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 def read_state(path):
@@ -1567,7 +1572,7 @@ def save_state(job, state):
     True when both are written."""
     state = dict(state, **{FAILURE_CAUSE_KEYS[job.kind]: job.cause})
     try:
-        atomic_write(state_path(job.config), json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+        store_state(job.config, state)
         if job.config.get("metrics_dir"):
             atomic_write(metrics_path(job.config), metrics_text(job.name, state, job.config), 0o644)
     except OSError as exc:
