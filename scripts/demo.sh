@@ -14,7 +14,9 @@
 #      clones app1's app onto app2 from the same repository, moving app2's own files aside; the restore drill
 #      passes; playbooks/export.yml writes a tar for someone without restic and prints its sha256; a wrong rm -rf
 #      empties the shared storage: the next backup is suspect, retention keeps the last good snapshot, which is
-#      restored.
+#      restored. app1's container is then destroyed, and playbooks/recover.yml rebuilds it in one run: shared
+#      storage, backup job (timers held until the data is back), files, SQLite rows and the app's service; its
+#      first backup continues the lost server's snapshot series.
 #   5. The backup role installs node_exporter on app1; a Prometheus on app2 gets the collection's alert rules
 #      (playbooks/backup_monitoring.yml), scrapes app1 and knows when its job last succeeded.
 #   6. playbooks/cellar.yml runs as an AWX job template would run it: ansible-runner, the keys from the
@@ -170,8 +172,30 @@ INV
 for h in "${HOSTS[@]}"; do
   docker exec "$h" systemctl is-system-running --wait >/dev/null 2>&1 || true
 done
+# The app, as its own deployment installs it: a service that needs its SQLite database (it will not start without it).
+deploy_app() {
+  docker exec -i "$1" sh -c 'cat > /etc/systemd/system/demo-app.service && systemctl daemon-reload && systemctl enable -q demo-app.service' <<'UNIT'
+[Unit]
+Description=The demo app (reads its notes from SQLite)
+[Service]
+ExecStartPre=/usr/bin/python3 -c "import sqlite3; sqlite3.connect('file:/srv/app/db/notes.sqlite3?mode=ro', uri=True).execute('select 1 from notes')"
+ExecStart=/bin/sleep infinity
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
+notes() {
+  docker exec "$1" python3 -c "import sqlite3; print(sqlite3.connect('file:/srv/app/db/notes.sqlite3?mode=ro', uri=True).execute('select count(*) from notes').fetchone()[0])"
+}
+for h in "${HOSTS[@]}"; do
+  deploy_app "$h"
+  docker exec "$h" python3 -c "import os, sqlite3; os.makedirs('/srv/app/db', exist_ok=True); db = sqlite3.connect('/srv/app/db/notes.sqlite3')
+db.execute('create table notes (text)'); db.executemany('insert into notes values (?)', [('note %d of $h' % n,) for n in range(100)]); db.commit()"
+  docker exec "$h" systemctl start demo-app.service
+done
 # An app that already has uploads before the shared storage arrives: they must not be lost.
-docker exec "${HOSTS[0]}" sh -c 'mkdir -p /srv/app/public/uploads && echo "uploaded before the migration" > /srv/app/public/uploads/old.txt'
+docker exec "${HOSTS[0]}" sh -c 'mkdir -p /srv/app/public/uploads/photos && echo "uploaded before the migration" > /srv/app/public/uploads/old.txt
+  for n in $(seq 1 30); do head -c 16384 /dev/urandom > /srv/app/public/uploads/photos/$n.jpg; done'
 
 kd_step "mount the shared bucket on both servers with playbooks/shared_storage.yml"
 ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/shared_storage.yml 2>&1 | tee "$DEMO_DIR/first-mount-run.log"
@@ -227,6 +251,9 @@ backup_jobs:
   - name: app
     paths: [/srv/app, /storage]
     schedule: "*-*-* 03:00"
+    # Dumped consistently at each backup, imported by a restore (the service stopped meanwhile).
+    databases: [{type: sqlite, name: notes, path: /srv/app/db/notes.sqlite3}]
+    services: [demo-app.service]
 VARS
 ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[0]}" -e "@$DEMO_DIR/backup-vars.yml" playbooks/backup.yml 2>&1 \
   | tee "$DEMO_DIR/backup-run.log" | tail -n 3
@@ -293,6 +320,37 @@ docker exec "${HOSTS[0]}" sh -c 'cp -a /var/tmp/recovered/storage/* /storage/ &&
 docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service || kd_die "the backup of the recovered storage failed"
 show "the uploads are back, and the next backup" "$(docker exec "${HOSTS[0]}" cat /srv/app/public/uploads/old.txt); $(docker exec "${HOSTS[0]}" \
   journalctl -u keepdata-backup-app.service -o cat -n 30 | grep -o 'not suspect.*' | tail -n 1)"
+
+kd_step "app1 is lost (its container removed); a new app1 is rebuilt with one command: playbooks/recover.yml"
+docker exec "${HOSTS[0]}" python3 -c "import sqlite3; db = sqlite3.connect('/srv/app/db/notes.sqlite3'); db.execute(\"insert into notes values ('the last note')\"); db.commit()"
+docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service
+lost_notes=$(notes "${HOSTS[0]}")
+lost_snapshot=$("${runner[@]}" restic app snapshots --json --latest 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["short_id"])')
+docker rm -f "${HOSTS[0]}" >/dev/null
+kd_start_host "${HOSTS[0]}" demo
+docker exec "${HOSTS[0]}" systemctl is-system-running --wait >/dev/null 2>&1 || true
+# The new server gets the app's deployment (its service, waiting for its data), nothing else.
+deploy_app "${HOSTS[0]}"
+started=$(date +%s)
+ansible-playbook -i "$DEMO_DIR/inventory.yml" -e recover_hosts="${HOSTS[0]}" -e backup_hosts="${HOSTS[0]}" -e "@$DEMO_DIR/backup-vars.yml" \
+  playbooks/recover.yml 2>&1 | tee "$DEMO_DIR/recover.log" | grep -E '"job app: ' \
+  || { tail -n 30 "$DEMO_DIR/recover.log"; kd_die "recover.yml failed"; }
+show "rebuilt in" "$(($(date +%s) - started)) s (shared storage mounted, backup job installed, snapshot $lost_snapshot restored, timers armed)"
+show "${HOSTS[0]}: SQLite notes" "$(notes "${HOSTS[0]}") rows (the lost server had $lost_notes)"
+show "${HOSTS[0]}: demo-app.service" "$(docker exec "${HOSTS[0]}" systemctl is-active demo-app.service)"
+show "${HOSTS[0]}: /srv/app/public/uploads/old.txt" "$(docker exec "${HOSTS[0]}" cat /srv/app/public/uploads/old.txt)"
+show "${HOSTS[0]}: keepdata-backup-app.timer" "$(docker exec "${HOSTS[0]}" systemctl is-active keepdata-backup-app.timer), next run $(docker exec "${HOSTS[0]}" \
+  systemctl list-timers --no-pager keepdata-backup-app.timer | awk 'NR == 2 { print $2, $3 }')"
+[ "$(notes "${HOSTS[0]}")" = "$lost_notes" ] || kd_die "the SQLite rows did not come back"
+docker exec "${HOSTS[0]}" systemctl is-active -q demo-app.service || kd_die "the app's service did not start"
+docker exec "${HOSTS[0]}" systemctl is-active -q keepdata-backup-app.timer || kd_die "the backup timer was not armed"
+! grep -h WARNING "$DEMO_DIR/recover.log" || kd_die "the recovery printed a warning"
+# The new app1's first backup continues the lost one's series: restic finds its last snapshot as the parent.
+docker exec "${HOSTS[0]}" systemctl start keepdata-backup-app.service || kd_die "the first backup after the recovery failed"
+next_parent=$("${runner[@]}" restic app snapshots --json --latest 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1].get("parent", "")[:8])')
+show "the new app1's first backup" "parent $next_parent, $(docker exec "${HOSTS[0]}" grep -h '^keepdata_backup_last_bytes_added' \
+  /var/lib/prometheus/node-exporter/keepdata_backup_app.prom | cut -d' ' -f2) bytes added"
+[ "$next_parent" = "$lost_snapshot" ] || kd_die "the first backup after the recovery did not continue the lost host's series"
 
 kd_step "monitoring: app1 serves its backup metrics with node_exporter (backup_node_exporter=install)"
 ansible-playbook -i "$DEMO_DIR/inventory.yml" -e backup_hosts="${HOSTS[0]}" -e "@$DEMO_DIR/backup-vars.yml" -e backup_node_exporter=install \

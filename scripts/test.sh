@@ -162,7 +162,7 @@ pytest_gate() {
 lint_all() {
   local rc=0
   yamllint --strict . || rc=1
-  shellcheck -x scripts/*.sh tests/rig/*.sh .ci/run || rc=1
+  shellcheck -x scripts/*.sh tests/rig/*.sh tests/benchmarks/*.sh .ci/run || rc=1
   ruff check . || rc=1
   ruff format --check . || rc=1
   ansible-lint --offline || rc=1

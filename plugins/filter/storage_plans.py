@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_monitoring import backup_monitoring_plan, rules_file_problem
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_host_jobs, backup_plan, backup_secrets
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts_plan import mounts_files, mounts_plan
+from ansible_collections.keepdata.storage.plugins.module_utils.recover_plan import recover_plan
 from ansible_collections.keepdata.storage.plugins.module_utils.s3fs_plan import s3fs_bucket_request, s3fs_credentials, s3fs_plan
 
 
@@ -34,4 +35,5 @@ class FilterModule:
             "backup_monitoring_plan": backup_monitoring_plan,
             "backup_monitoring_rules_problem": rules_file_problem,
             "backup_host_jobs": backup_host_jobs,
+            "recover_plan": recover_plan,
         }

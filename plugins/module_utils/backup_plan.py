@@ -521,7 +521,7 @@ def _notify_command(value, errors):
 # 0123 as the number 83. Numbers are accepted elsewhere, as the text of the number (a time span of 90 seconds).
 # Every one of them, and every secret, is refused with a control character before any other check.
 # Options that are true or false (None: the role's default).
-FLAG_OPTIONS = ("create_bucket", "mount_repository", "prune", "repository_check", "drill_enabled", "manage_packages", "preflight")
+FLAG_OPTIONS = ("create_bucket", "mount_repository", "prune", "repository_check", "drill_enabled", "manage_packages", "preflight", "arm_timers")
 STRING_OPTIONS = (
     "target",
     "path",
@@ -591,6 +591,8 @@ def _service(settings, errors):
         "drill_enabled": False,
         "drill_schedule": "",
         "runner": RUNNER,
+        # false: the jobs are installed with every timer stopped (playbooks/recover.yml arms them after the restores).
+        "arm_timers": settings.get("arm_timers") is not False,
     }
     if service["io_class"] not in ("idle", "best-effort", "realtime"):
         errors.append("backup_io_class must be idle, best-effort or realtime")
@@ -819,13 +821,16 @@ def backup_plan(settings):
     schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
     if service["drill_enabled"]:
         schedules.append({"option": "backup_drill_schedule", "value": service["drill_schedule"]})
+    # Timers held (a host being rebuilt by playbooks/recover.yml): the data comes with the restore that follows, so
+    # the paths and the SQLite files need not exist yet.
+    restoring = service["arm_timers"] is False
     probe = {
-        "paths": [{"option": "backup_jobs[%s].paths" % j["name"], "path": p} for j in jobs for p in j["paths"]],
+        "paths": [] if restoring else [{"option": "backup_jobs[%s].paths" % j["name"], "path": p} for j in jobs for p in j["paths"]],
         "sqlite_paths": [
             {"option": "backup_jobs[%s].databases[%s].path" % (j["name"], d["name"]), "path": d["path"]}
             for j in jobs
             for d in j["databases"]
-            if d["type"] == "sqlite"
+            if d["type"] == "sqlite" and not restoring
         ],
         "repository_path": repository["path"],
         # An fstab mount of the repository that is not mounted: refused by the probe, or mounted first by the role.

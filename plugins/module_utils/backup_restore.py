@@ -47,7 +47,18 @@ ARCHIVED_TYPES = ("file", "dir", "symlink")
 
 
 class RestoreError(Exception):
-    """A check or a step failed; the message names the option or the path, never a secret."""
+    """A check or a step failed; the message names the option or the path, never a secret. ``cause``: NO_SNAPSHOT
+    when the repository holds no snapshot to choose (playbooks/recover.yml may go on without that job),
+    NOT_INSTALLED when the job is not on this host, else ""."""
+
+    def __init__(self, message, cause=""):
+        super().__init__(message)
+        self.cause = cause
+
+
+NO_SNAPSHOT = "no_snapshot"
+# The job's configuration is not on the host (a --check of a host the role has not installed yet).
+NOT_INSTALLED = "not_installed"
 
 
 # --- input -----------------------------------------------------------------------------------------------------
@@ -234,19 +245,22 @@ def sqlite_target(database, items):
     return path, any(under(path, item["source"]) for item in items)
 
 
-def describe_plan(snapshot, items, databases, services):
+def describe_plan(snapshot, items, databases, services, *, start_all=False, kept=()):
     """The lines a --check or --diff shows: what would be restored where, and what would move aside."""
     lines = ["snapshot %s of %s at %s" % (snapshot["short_id"], snapshot["host"], snapshot["time"])]
+    lines += ["leave %s as it is: a mounted file system that holds data (keep_mounted)" % path for path in kept]
     for item in items:
         line = "restore %s -> %s" % (item["source"], item["destination"])
         if item.get("files") is not None:
             line += " (%d files, %s)" % (item["files"], runner.format_bytes(item["bytes"]))
         if item.get("moved_aside"):
             line += "; current content moved to %s" % item["moved_aside"]
+        elif item.get("no_data"):
+            line += "; replaces what is there, only directories and symlinks (no data)"
         lines.append(line)
     lines += ["import %s database %s" % (db["type"], db["name"]) for db in databases]
     if services:
-        lines.append("stop, then start again: %s" % ", ".join(services))
+        lines.append(("start (stopped first if running): %s" if start_all else "stop, then start again: %s") % ", ".join(services))
     return lines
 
 
@@ -298,7 +312,10 @@ class JobRestic:
         return out
 
     def snapshots(self, host):
-        argv = runner.restic_command(self.config, "snapshots", "--json", "--host", host, "--tag", runner.job_tag(self.config["name"]))
+        """The job's snapshots of ``host`` (None: of every host)."""
+        argv = runner.restic_command(
+            self.config, "snapshots", "--json", *(["--host", host] if host is not None else []), "--tag", runner.job_tag(self.config["name"])
+        )
         return runner.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
 
     def nodes(self, snapshot_id):
@@ -347,7 +364,7 @@ def load_job(config_dir, job):
     try:
         return runner.load_config(os.path.join(config_dir.rstrip("/"), "jobs"), job)
     except runner.JobError as exc:
-        raise RestoreError("job %s: %s (is role keepdata.storage.backup applied to this host?)" % (job, exc)) from exc
+        raise RestoreError("job %s: %s (is role keepdata.storage.backup applied to this host?)" % (job, exc), NOT_INSTALLED) from exc
 
 
 def epoch_reader(run_command):
@@ -369,8 +386,19 @@ def choose(restic, config, params, epoch_of):
     as_of = epoch_of(params["as_of"]) if params.get("as_of") else None
     where = "job %s of host %s" % (config["name"], host)
     snapshots = restic.snapshots(host)
+    if not snapshots:
+        raise RestoreError(no_snapshot_message(where, restic.snapshots(None), config["name"]), NO_SNAPSHOT)
     chosen = pick_snapshot(snapshots, snapshot=params.get("snapshot") or "latest", as_of=as_of, where=where)
     return chosen, suspect_warning(snapshots, chosen)
+
+
+def no_snapshot_message(where, every_host, job):
+    """Why there is nothing to restore, naming the hosts whose snapshots of the job the repository holds (a source
+    host misspelt, a host renamed) or saying it holds none of the job."""
+    hosts = sorted({str(snap.get("hostname") or "") for snap in every_host} - {""})
+    if not hosts:
+        return "no snapshot of %s: the repository holds no snapshot of job %s at all" % (where, job)
+    return "no snapshot of %s: the repository holds job %s's snapshots of host %s (set source_host)" % (where, job, ", ".join(hosts))
 
 
 def suspect_warning(snapshots, chosen):
@@ -385,16 +413,29 @@ def suspect_warning(snapshots, chosen):
     return text + "the last good one is %s of %s (snapshot=%s restores it)" % (good["id"][:8], str(good.get("time"))[:19], good["id"][:8])
 
 
-def record_restore(config, now):
-    """Note in the job's runner state that this host restored the job (now): its backups may then start from empty
-    sources (see backup_runner.refuse_unrestored). A state that cannot be read or written is a RestoreError."""
+def record_restore(config, now, snapshot_id=""):
+    """Note in the job's runner state that this host restored the job (now) from ``snapshot_id``: its backups may then
+    start from empty sources (see backup_runner.refuse_unrestored), and a retried restore of the same snapshot finds
+    it done (restored_already). A state that cannot be read or written is a RestoreError."""
     path = runner.state_path(config)
     try:
         state = runner.read_state(path)
         state["last_restore"] = int(now)
+        state["last_restore_snapshot"] = snapshot_id
         runner.store_state(config, state)
     except (runner.JobError, OSError) as exc:
         raise RestoreError("restored, but cannot note it in the job's state %s: %s" % (path, exc)) from exc
+
+
+def restored_already(config, snapshot):
+    """True when this host's last restore of the job to its original paths was ``snapshot`` and no backup ran since:
+    a retried run (an AWX job retried, playbooks/recover.yml run again) meets its own earlier effect."""
+    try:
+        state = runner.read_state(runner.state_path(config))
+    except runner.JobError:
+        return False
+    restored = int(state.get("last_restore") or 0)
+    return bool(restored) and state.get("last_restore_snapshot") == snapshot.get("id") and int(state.get("last_run") or 0) <= restored
 
 
 # --- the host --------------------------------------------------------------------------------------------------
@@ -417,6 +458,30 @@ def content_state(path):
         with os.scandir(path) as entries:
             return "present" if any(True for _entry in entries) else "empty"
     return "present"
+
+
+def holds_no_data(path, limit=10000):
+    """True when the directory ``path`` holds only directories and symbolic links (at most ``limit`` entries), such
+    as the links into the shared storage that role keepdata.storage.s3fs or mounts makes in a rebuilt host's app
+    directory before its restore: nothing there that a restore could lose. A mount point below is data."""
+    seen = 0
+    for directory, dirs, files in os.walk(path):
+        seen += len(dirs) + len(files)
+        if seen > limit:
+            return False
+        for name in files:
+            if not os.path.islink(os.path.join(directory, name)):
+                return False
+        for name in dirs:
+            below = os.path.join(directory, name)
+            if not os.path.islink(below) and os.path.ismount(below):
+                return False
+    return True
+
+
+def holds_anything(directory):
+    with os.scandir(directory) as entries:
+        return any(True for _entry in entries)
 
 
 def sha256_file(path):
@@ -443,6 +508,8 @@ class Restore:
         self.databases = []
         self.services = []
         self.plan_lines = None
+        # Destinations left as they are (keep_mounted): mounted storage that holds data.
+        self.kept_mounts = []
         # What has been done, for an honest result when a later step fails.
         self.done = {"moved_aside": [], "restored": [], "imported": [], "stopped": [], "started": [], "created_dirs": []}
 
@@ -460,23 +527,32 @@ class Restore:
                 if not any(under(node["path"], item["source"]) for node in nodes):
                     raise RestoreError('snapshot %s holds nothing at "%s"' % (self.facts["short_id"], item["source"]))
             item["state"] = content_state(item["destination"])
+            if item["state"] == "mount" and self.params.get("keep_mounted") and holds_anything(item["destination"]):
+                self.kept_mounts.append(item["destination"])
+                continue
             if item["state"] == "mount":
                 raise RestoreError(
                     "%s is a mount point: a restore cannot move it aside; restore into another directory (target) and copy" % item["destination"]
                 )
-            if item["state"] == "present":
+            if item["state"] == "present" and not self.params.get("move_aside") and holds_no_data(item["destination"]):
+                item["no_data"] = True
+            elif item["state"] == "present":
                 if self.params.get("move_aside"):
                     item["moved_aside"] = aside_path(item["destination"], self.stamp)
                 else:
                     refused.append(item["destination"])
+        self.items = [item for item in self.items if item["destination"] not in self.kept_mounts]
         self.databases = self._database_plan(refused)
         if refused:
             raise RestoreError(
                 "not empty: %s. Nothing was changed; set move_aside to move the current content aside (never deleted), "
                 "or restore into another directory (target)" % ", ".join(refused)
             )
-        self.services = list(self.config.get("services") or []) if not self.target and self.params.get("stop_services", True) else []
-        self.plan_lines = describe_plan(self.facts, self.items, self.databases, self.services)
+        handles_services = self.params.get("stop_services", True) or self.params.get("start_services")
+        self.services = list(self.config.get("services") or []) if not self.target and handles_services else []
+        self.plan_lines = describe_plan(
+            self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts
+        )
         return self.plan_lines
 
     def _database_plan(self, refused):
@@ -500,7 +576,7 @@ class Restore:
     # -- changes
     def apply(self):
         """Stage and verify every path and fetch every dump first; only then swap the paths in and import."""
-        stages, dumps = [], {}
+        stages, dumps, complete = [], {}, False
         try:
             self._stop_services()
             trees = self._stage_all(stages)
@@ -512,14 +588,18 @@ class Restore:
                 self._swap(item, tree)
             for entry in self.databases:
                 self._import(entry, dumps[entry["name"]])
+            complete = True
         finally:
             for path in dumps.values():
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             for stage in stages:
                 shutil.rmtree(stage, ignore_errors=True)
-            self._start_services()
-            self.plan_lines = describe_plan(self.facts, self.items, self.databases, self.services)
+            # start_services: every service of the job once its data is back (a rebuilt host), else those stopped.
+            self._start_services(self.services if complete and self.params.get("start_services") else self.done["stopped"])
+            self.plan_lines = describe_plan(
+                self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts
+            )
 
     def _one_stage(self):
         """The parent directory of a single staging directory for every path, or None.
@@ -527,7 +607,7 @@ class Restore:
         restic 0.14 restores a whole snapshot about three times faster than the same files selected with --include:
         when the restore takes every path of the snapshot and all destinations are on one file system, a single
         restore without --include stages them all."""
-        if self.params.get("paths") or not self.items:
+        if self.params.get("paths") or not self.items or self.kept_mounts:
             return None
         devices = {os.stat(existing_ancestor(os.path.dirname(item["destination"]))).st_dev for item in self.items}
         return os.path.dirname(self.items[0]["destination"]) if len(devices) == 1 else None
@@ -572,6 +652,16 @@ class Restore:
             os.makedirs(os.path.dirname(dest), mode=0o755)
             self.done["created_dirs"].append(os.path.dirname(dest))
         state = content_state(dest)
+        if state == "present" and item.get("no_data"):
+            if not holds_no_data(dest):
+                raise RestoreError("%s was filled while the restore ran; nothing of it was touched" % dest)
+            # Only directories and symlinks: renamed out of the way, the restored tree renamed in, then removed.
+            stale = aside_path(dest, self.stamp + "-links")
+            os.rename(dest, stale)
+            os.rename(tree, dest)
+            shutil.rmtree(stale, ignore_errors=True)
+            self.done["restored"].append(dest)
+            return
         if state == "present":
             if not item.get("moved_aside"):
                 raise RestoreError("%s was filled while the restore ran; nothing of it was touched" % dest)
@@ -662,6 +752,8 @@ class Restore:
         return self.run(["systemctl"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
 
     def _stop_services(self):
+        if not self.params.get("stop_services", True):
+            return
         for unit in self.services:
             if self._systemctl("is-active", "--quiet", unit).returncode != 0:
                 continue
@@ -670,9 +762,9 @@ class Restore:
                 raise RestoreError("systemctl stop %s failed: %s" % (unit, runner.last_line(_text(proc.stderr))))
             self.done["stopped"].append(unit)
 
-    def _start_services(self):
+    def _start_services(self, units):
         failed = []
-        for unit in self.done["stopped"]:
+        for unit in units:
             if self._systemctl("start", unit).returncode == 0:
                 self.done["started"].append(unit)
             else:

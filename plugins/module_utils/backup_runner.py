@@ -163,6 +163,7 @@ STATE_DEFAULTS = {
     "good_bytes": 0,
     "good_time": 0,
     "last_restore": 0,
+    "last_restore_snapshot": "",
     # When the role installed the job: lateness of a job that never ran counts from it.
     "since": 0,
 }

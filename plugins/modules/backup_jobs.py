@@ -23,7 +23,9 @@ description:
     records when it was installed, from which a job that never ran is seen late.
   - Removes the units and configuration of jobs that are no longer listed (their timers are stopped first; a run in
     progress is not interrupted); snapshots in the repository are never touched.
-  - Reloads systemd when a unit changed, then enables and starts the schedule timers.
+  - Reloads systemd when a unit changed, then enables and starts the schedule timers; with C(arm_timers) false in
+    O(service), stops and disables every timer of the listed jobs instead (retry timers too), so that the jobs are
+    installed and no backup runs before their data is restored.
   - No secret value is written to a unit, a job configuration, the diff or the module's result.
 author:
   - keepdata.storage maintainers (@keepdata)
@@ -40,7 +42,7 @@ options:
     description:
       - Settings shared by every unit, as planned by C(keepdata.storage.backup_plan) (its C(service) mapping).
       - C(runner), C(nice), C(io_class), C(cpu_policy), C(memory_max), C(timeout), C(retry_delay), C(forget_schedule),
-        C(drill_enabled), C(drill_schedule).
+        C(drill_enabled), C(drill_schedule); optional C(arm_timers) (default true, see the description).
     type: dict
     required: true
   password:
@@ -111,7 +113,7 @@ timers_started:
   elements: str
   returned: always
 timers_stopped:
-  description: Timers stopped and disabled because their job left the list or was disabled.
+  description: Timers stopped and disabled because their job left the list or was disabled, or held (C(arm_timers) false).
   type: list
   elements: str
   returned: always
@@ -138,7 +140,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner imp
     read_state,
     state_path,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers, unit_names  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
 
@@ -200,6 +202,8 @@ def input_errors(params):
         errors.append("service.nice must be a whole number")
     if not isinstance(params["service"].get("drill_enabled", False), bool):
         errors.append("service.drill_enabled must be true or false")
+    if not isinstance(params["service"].get("arm_timers", True), bool):
+        errors.append("service.arm_timers must be true or false")
     if params["service"].get("drill_enabled") and not params["service"].get("drill_schedule"):
         errors.append("service.drill_schedule is required when drills are enabled")
     names = []
@@ -285,6 +289,16 @@ class Jobs(HostChanges):
                 self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
                 self.stopped.append(unit)
 
+    def hold_timers(self):
+        """service.arm_timers false: every timer of the listed jobs stopped and disabled, the retry timers too, so
+        that no backup runs before their data is restored (playbooks/recover.yml arms them afterwards)."""
+        units = set(timers(self.p["jobs"], self.p["service"]))
+        units.update(unit_names(job["name"])["retry_timer"] for job in self.p["jobs"])
+        for unit in sorted(units):
+            if self.systemctl("is-enabled", unit)[1] in ("enabled", "linked") or self.systemctl("is-active", unit)[0] == 0:
+                self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
+                self.stopped.append(unit)
+
     def private_dirs(self, config_dir):
         """The directories of the secrets and the jobs: root only, whoever created them."""
         for directory in (config_dir, config_dir + "/jobs"):
@@ -366,6 +380,9 @@ class Jobs(HostChanges):
             self.removed.append(path)
         if units_changed:
             self.systemctl_or_fail("systemctl daemon-reload", "daemon-reload")
+        if p["service"].get("arm_timers", True) is False:
+            self.hold_timers()
+            return bool(self.actions)
         for unit, wanted in sorted(timers(p["jobs"], p["service"]).items()):
             if not wanted:
                 continue

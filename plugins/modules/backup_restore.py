@@ -18,6 +18,9 @@ description:
     snapshots or, with O(source_host), from another host's (clone or migrate through the same repository).
   - Never loses what is there. Every check runs first; a destination that is not empty fails the module unless
     O(move_aside), and then its content is renamed to C(DEST.keepdata-moved-TIME) (RV(moved_aside)), never deleted.
+    A destination that holds only directories and symbolic links (no file, such as the links into the shared storage that
+    roles C(keepdata.storage.s3fs) and C(keepdata.storage.mounts) make in a rebuilt host's app directory) holds no
+    data and is replaced.
   - Either completes or changes nothing at the destinations. The paths are restored into a staging directory beside
     their destinations (same file system) and checked with restic's C(--verify); only when every path is staged are
     the current contents renamed aside and the staged trees renamed into place. The whole snapshot is staged by one
@@ -28,7 +31,8 @@ description:
     again afterwards, also when the restore failed; then re-imports the job's database dumps from the snapshot
     (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the
     role's state directory, then load the snapshot's dump).
-  - A destination that is a mount point is refused (it cannot be renamed aside); restore below another directory.
+  - A destination that is a mount point is refused (it cannot be renamed aside); restore below another directory, or
+    leave it out with O(keep_mounted) when it holds data.
 author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
@@ -57,6 +61,27 @@ options:
     description: Stop the job's running C(services) during a restore to the original paths, and start them afterwards.
     type: bool
     default: true
+  keep_mounted:
+    description:
+      - Leave out a destination that is a mount point holding data, instead of failing (a mount point cannot be moved
+        aside). On a rebuilt host the shared storage that C(playbooks/recover.yml) mounted again holds its data; the
+        snapshot's copy of it is not restored over it. An empty mount point is still refused.
+    type: bool
+    default: false
+  skip_restored:
+    description:
+      - Do nothing (C(changed=false)) when this host's last restore of the job to its original paths was the chosen
+        snapshot and the job has not backed up since - a retried run meets its own earlier effect instead of a
+        destination with data. C(playbooks/recover.yml) sets it.
+    type: bool
+    default: false
+  start_services:
+    description:
+      - Once every path is restored and every database imported, start all of the job's C(services), also those that
+        were not running (a rebuilt host whose app waits for its data; C(playbooks/recover.yml) sets it). When the
+        restore fails, only the services it stopped are started again.
+    type: bool
+    default: false
   verify:
     description: Have restic read every restored file back and compare it with the snapshot (C(restore --verify)).
     type: bool
@@ -108,6 +133,11 @@ restored:
   returned: always
   type: list
   elements: dict
+kept_mounted:
+  description: The destinations left as they are (O(keep_mounted)).
+  returned: always
+  type: list
+  elements: str
 moved_aside:
   description: Where the previous content went (C(path), C(moved_to)); empty when nothing was there.
   returned: always
@@ -124,10 +154,17 @@ services_stopped:
   type: list
   elements: str
 services_started:
-  description: The services started again.
+  description: The services started again (with O(start_services), every service of the job).
   returned: always
   type: list
   elements: str
+cause:
+  description:
+    - On failure, C(no_snapshot) when the repository holds no snapshot of the job for the host (the message names the
+      hosts whose snapshots of the job it holds), C(not_installed) when the job's configuration is not on the host;
+      empty for any other failure.
+  returned: failure
+  type: str
 """
 
 import subprocess  # noqa: E402
@@ -140,9 +177,11 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     Restore,
     RestoreError,
     choose,
+    describe_plan,
     epoch_reader,
     load_job,
     record_restore,
+    restored_already,
     selection_errors,
     selection_spec,
 )
@@ -174,6 +213,7 @@ def result_of(restore, changed):
             if item["destination"] in done["restored"]
         ],
         moved_aside=done["moved_aside"],
+        kept_mounted=restore.kept_mounts,
         databases=done["imported"],
         services_stopped=done["stopped"],
         services_started=done["started"],
@@ -188,6 +228,9 @@ def main():
             move_aside=dict(type="bool", default=False),
             databases=dict(type="bool", default=True),
             stop_services=dict(type="bool", default=True),
+            start_services=dict(type="bool", default=False),
+            keep_mounted=dict(type="bool", default=False),
+            skip_restored=dict(type="bool", default=False),
             verify=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -203,19 +246,22 @@ def main():
         if warning:
             module.warn(warning)
         restore = Restore(restic, config, snapshot, module.params)
+        if module.params["skip_restored"] and not module.params["target"] and restored_already(config, snapshot):
+            restore.plan_lines = describe_plan(restore.facts, [], [], []) + ["restored already on this host, no backup since: nothing to do"]
+            module.exit_json(**result_of(restore, False))
         restore.plan(count=module.check_mode)
         diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}
         if module.check_mode:
             module.exit_json(diff=diff, **result_of(restore, True))
         restore.apply()
         if not module.params["target"] and restore.done["restored"]:
-            record_restore(config, time.time())
+            record_restore(config, time.time(), snapshot["id"])
     except (RestoreError, OSError) as exc:
-        extra = {}
+        extra = {"cause": getattr(exc, "cause", "")}
         if restore is not None and restore.plan_lines is not None:
             done = restore.done
             changed = bool(done["moved_aside"] or done["restored"] or done["imported"] or done["stopped"] or done["created_dirs"])
-            extra = result_of(restore, changed)
+            extra.update(result_of(restore, changed))
         module.fail_json(msg="keepdata.storage.backup_restore: %s" % exc, **extra)
     module.exit_json(diff=diff, **result_of(restore, True))
 

@@ -112,7 +112,7 @@ def test_each_survey_is_a_valid_awx_survey_spec(path):
 
 
 def test_a_survey_ships_for_every_playbook_that_takes_answers():
-    assert {p.stem for p in SURVEYS} == {"restore", "backup_now", "export", "cellar"}
+    assert {p.stem for p in SURVEYS} == {"restore", "backup_now", "export", "cellar", "recover"}
     for path in PLAYBOOKS:
         if all(not play.get("roles") for play in plays(path)):
             assert (ROOT / "extensions" / "awx" / "surveys" / (path.stem + ".json")).is_file(), path.name
@@ -174,6 +174,7 @@ def run_playbook(name, *extra):
         ("export.yml", ["export_hosts=all", "export_job=app"], "missing required arguments: export_dest"),
         ("export.yml", ["export_hosts=all", "export_job=app", "export_dest=/tmp/a.tar", "export_compress=gzip"], "export_compress must be one of: none, zstd"),
         ("cellar.yml", ["cellar_workers=many"], "cellar_workers"),
+        ("recover.yml", ["recover_hosts=all", "recover_partial=perhaps"], "recover_partial"),
     ],
 )
 def test_a_missing_or_wrong_variable_fails_first_and_named(playbook, extra, message):

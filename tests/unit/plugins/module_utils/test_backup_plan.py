@@ -201,6 +201,17 @@ def test_probe_request_follows_the_switches():
     assert plan(create_bucket=True)["bucket"]["create"] is True
 
 
+def test_held_timers_let_a_rebuilt_host_lack_its_data_until_the_restore():
+    """backup_arm_timers false (playbooks/recover.yml): the probe does not ask for the paths nor the SQLite files."""
+    jobs = [job(name="app1", paths=["/srv/app1"], databases=[{"type": "sqlite", "name": "main", "path": "/srv/app1/main.db"}])]
+    armed, held = plan(jobs=jobs), plan(jobs=jobs, arm_timers=False)
+    assert armed["service"]["arm_timers"] is True and held["service"]["arm_timers"] is False
+    assert [p["path"] for p in armed["probe"]["paths"]] == ["/srv/app1"] and armed["probe"]["sqlite_paths"]
+    assert held["probe"]["paths"] == [] and held["probe"]["sqlite_paths"] == []
+    assert plan(jobs=jobs, arm_timers="false")["service"]["arm_timers"] is False
+    assert errors(arm_timers="perhaps") == ["backup_arm_timers must be true or false (yes/no), not a string"]
+
+
 def test_job_values_and_role_defaults():
     result = plan(
         jobs=[

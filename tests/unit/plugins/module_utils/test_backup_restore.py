@@ -347,6 +347,120 @@ def test_a_service_that_does_not_start_again_is_reported(site):
     assert restore.done["restored"]
 
 
+def test_start_services_starts_a_service_that_was_not_running_once_the_data_is_back(site):
+    """A rebuilt host (playbooks/recover.yml): the app waits, stopped, for its data; it starts after the restore."""
+    systemctl = Systemctl(active=[])
+    restore = run_restore(site, move_aside=True, systemctl=systemctl, start_services=True)
+    assert restore.plan_lines[-1] == "start (stopped first if running): app.service"
+    restore.apply()
+    assert restore.done["stopped"] == [] and restore.done["started"] == ["app.service"]
+    assert [call[1] for call in systemctl.calls] == ["is-active", "start"] and "app.service" in systemctl.active
+
+
+def test_start_services_does_not_start_a_service_over_a_failed_restore(site):
+    tmp_path, _config, _snapshot, files = site
+    systemctl = Systemctl(active=[])
+    restore = run_restore(site, move_aside=True, fake=FakeRestic(files, fail=True), systemctl=systemctl, start_services=True)
+    with pytest.raises(RestoreError, match="restic restore of snapshot aaaa1111 failed"):
+        restore.apply()
+    assert restore.done["started"] == [] and not systemctl.active
+    assert (tmp_path / "srv/app/current.txt").read_text() == "now"
+
+
+def test_keep_mounted_leaves_out_a_mount_holding_data_and_refuses_an_empty_one(site, monkeypatch):
+    """A rebuilt host's shared storage, mounted again by the recovery, holds its data: the snapshot's copy is not
+    restored over it (a mount point cannot be moved aside); an empty mount point is still refused."""
+    tmp_path, _config, _snapshot, files = site
+    media = tmp_path / "srv" / "media"
+    (media / "shared.txt").write_text("on the storage")
+    monkeypatch.setattr(br.os.path, "ismount", lambda path: path == str(media))
+    fake = FakeRestic(files)
+    restore = run_restore(site, fake=fake, move_aside=True, keep_mounted=True)
+    assert restore.kept_mounts == [str(media)] and [item["destination"] for item in restore.items] == [str(tmp_path / "srv/app")]
+    assert "leave %s as it is: a mounted file system that holds data (keep_mounted)" % media in restore.plan_lines
+    restore.apply()
+    assert (tmp_path / "srv/app/old.txt").read_text() == "then" and tree(media) == {"shared.txt": "on the storage"}
+    # Each path its own restic restore (--include): the kept mount's data is not even staged.
+    assert all("--include" in argv for argv in fake.calls)
+    with pytest.raises(RestoreError, match="is a mount point"):
+        run_restore(site, move_aside=True)
+    (media / "shared.txt").unlink()
+    with pytest.raises(RestoreError, match="is a mount point"):
+        run_restore(site, move_aside=True, keep_mounted=True)
+
+
+def test_a_destination_of_only_directories_and_symlinks_is_no_data_and_is_replaced(site):
+    """A rebuilt host: the shared storage role made the app's links before the restore; they hold no data."""
+    tmp_path = site[0]
+    app = tmp_path / "srv" / "app"
+    (app / "current.txt").unlink()
+    (app / "public").mkdir()
+    shared = tmp_path / "storage"
+    shared.mkdir()
+    (shared / "upload.png").write_text("on the storage")
+    (app / "public" / "uploads").symlink_to(shared)
+    restore = run_restore(site)
+    assert restore.plan_lines[1].endswith("; replaces what is there, only directories and symlinks (no data)")
+    restore.apply()
+    assert tree(app) == {"old.txt": "then"} and restore.done["moved_aside"] == []
+    assert (shared / "upload.png").read_text() == "on the storage"
+    assert sorted(os.listdir(tmp_path / "srv")) == ["app", "media"]
+    # A file anywhere below is data: refused, as any destination with data.
+    (app / "public").mkdir()
+    (app / "public" / "note.txt").write_text("data")
+    with pytest.raises(RestoreError, match="not empty"):
+        run_restore(site)
+
+
+def test_a_restore_retried_meets_its_own_earlier_effect(tmp_path):
+    """record_restore notes the snapshot; restored_already says so until a backup runs (or another snapshot)."""
+    config = dict(CONFIG, name="app", state_dir=str(tmp_path / "state"))
+    snapshot = dict(SNAP_A, id="a" * 64)
+    assert br.restored_already(config, snapshot) is False
+    br.record_restore(config, 1000, snapshot["id"])
+    assert br.restored_already(config, snapshot) is True
+    assert br.restored_already(config, dict(SNAP_B, id="b" * 64)) is False
+    state_file = tmp_path / "state" / "app.state.json"
+    state = json.loads(state_file.read_text())
+    assert (state["last_restore"], state["last_restore_snapshot"]) == (1000, "a" * 64)
+    state_file.write_text(json.dumps(dict(state, last_run=1001)))
+    assert br.restored_already(config, snapshot) is False
+    state_file.write_text("not json")
+    assert br.restored_already(config, snapshot) is False
+
+
+class Listing:
+    """restic snapshots of one host (the job's), or of every host (None)."""
+
+    def __init__(self, snapshots):
+        self.every = snapshots
+        self.hosts = []
+
+    def snapshots(self, host):
+        self.hosts.append(host)
+        return [snap for snap in self.every if host is None or snap["hostname"] == host]
+
+
+def test_no_snapshot_of_the_host_names_the_hosts_the_repository_holds():
+    listing = Listing([dict(SNAP_A, hostname="old-web1"), dict(SNAP_B, hostname="web2")])
+    with pytest.raises(RestoreError) as caught:
+        br.choose(listing, dict(CONFIG, name="app", host="web1"), {"snapshot": "latest"}, epoch_of=None)
+    assert caught.value.cause == br.NO_SNAPSHOT
+    assert str(caught.value) == "no snapshot of job app of host web1: the repository holds job app's snapshots of host old-web1, web2 (set source_host)"
+    assert listing.hosts == ["web1", None]
+    with pytest.raises(RestoreError, match="the repository holds no snapshot of job app at all") as caught:
+        br.choose(Listing([]), dict(CONFIG, name="app", host="web1"), {"snapshot": "latest"}, epoch_of=None)
+    assert caught.value.cause == br.NO_SNAPSHOT
+    snapshot, warning = br.choose(listing, dict(CONFIG, name="app", host="web1"), {"snapshot": "latest", "source_host": "web2"}, epoch_of=None)
+    assert snapshot["hostname"] == "web2" and warning == ""
+
+
+def test_a_job_not_on_the_host_says_so_with_its_cause(tmp_path):
+    with pytest.raises(RestoreError, match=r"job app: .*is role keepdata.storage.backup applied to this host\?") as caught:
+        br.load_job(str(tmp_path), "app")
+    assert caught.value.cause == br.NOT_INSTALLED
+
+
 def test_restore_below_a_target_leaves_services_and_databases_alone(site):
     tmp_path = site[0]
     systemctl = Systemctl(active=["app.service"])
@@ -666,11 +780,12 @@ def test_a_suspect_snapshot_is_restored_with_a_warning_naming_the_last_good_one(
 def test_a_restore_is_noted_in_the_job_state(tmp_path):
     config = {"name": "app", "state_dir": str(tmp_path)}
     (tmp_path / "app.state.json").write_text('{"last_success": 0, "snapshots": 3}')
-    br.record_restore(config, 1700000000.5)
-    assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_success": 0, "snapshots": 3, "last_restore": 1700000000}
+    br.record_restore(config, 1700000000.5, "a" * 64)
+    expected = {"last_success": 0, "snapshots": 3, "last_restore": 1700000000, "last_restore_snapshot": "a" * 64}
+    assert json.loads((tmp_path / "app.state.json").read_text()) == expected
     # A host with no state yet (a new host) gets one.
     (tmp_path / "app.state.json").unlink()
     br.record_restore(config, 1700000001)
-    assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_restore": 1700000001}
+    assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_restore": 1700000001, "last_restore_snapshot": ""}
     with pytest.raises(RestoreError, match="restored, but cannot note it in the job's state"):
         br.record_restore({"name": "app", "state_dir": str(tmp_path / "app.state.json")}, 1)

@@ -324,6 +324,34 @@ def test_a_timer_stopped_by_hand_is_started_again(host, capsys):
     assert result["actions"] == ["enable and start keepdata-backup-app1.timer"]
 
 
+def test_held_timers_install_the_jobs_without_a_running_timer_then_arm_them(host, capsys):
+    """backup_arm_timers false (playbooks/recover.yml): the jobs are written, no timer runs, one armed by an earlier
+    failure (the retry) or by an earlier run of the role is stopped; armed afterwards, every schedule timer starts."""
+    held = plan(host, arm_timers=False)
+    assert held["service"]["arm_timers"] is False
+    result = run(capsys, args(host, held))
+    assert result["changed"] is True and result["timers_started"] == [] and result["timers_stopped"] == []
+    assert (host["units"] / "keepdata-backup-app1.timer").exists() and (host["cfg"] / "jobs" / "app1.json").exists()
+    assert not host["systemctl"].enabled and not host["systemctl"].active
+    assert run(capsys, args(host, held))["changed"] is False
+
+    armed = run(capsys, args(host))
+    assert sorted(armed["timers_started"]) == TIMERS_OF_APP1 and armed["written"] == []
+    host["systemctl"].active.add("keepdata-backup-app1-retry.timer")
+    result = run(capsys, args(host, held), check_mode=True)
+    assert result["changed"] is True and host["systemctl"].active >= set(TIMERS_OF_APP1)
+    result = run(capsys, args(host, held))
+    assert result["timers_stopped"] == sorted(TIMERS_OF_APP1 + ["keepdata-backup-app1-retry.timer"])
+    assert result["written"] == [] and not host["systemctl"].enabled and not host["systemctl"].active
+
+
+def test_arm_timers_must_be_a_boolean(host, capsys):
+    service = dict(plan(host)["service"], arm_timers="false")
+    result = run(capsys, args(host, service=service))
+    assert result["failed"] is True and "service.arm_timers must be true or false" in result["msg"]
+    assert not host["cfg"].exists()
+
+
 def test_diff_hides_the_secrets(host, capsys):
     result = run(capsys, args(host), diff=True)
     cfg, units = host["cfg"], host["units"]
