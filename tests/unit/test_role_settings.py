@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: keepdata.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One way in for a role variable: through the plan.
+
+Each role's vars/main.yml maps its variables, as they are, into the settings its plan filter takes; the tasks read
+the plan. A variable declared in defaults/main.yml (and the argument spec) that the mapping forgets would never
+reach the plan, and a task that reads a role variable itself re-derives what the plan decides. The variables the
+tasks still read directly are listed below, each once, with where: the list only shrinks (issue 31), and a new
+direct read, or an entry no task needs any more, fails here.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = {"backup": "backup_", "mounts": "mounts_", "s3fs": "s3fs_", "backup_monitoring": "backup_monitoring_"}
+# Keys whose string is a bare Jinja expression; elsewhere only {{ ... }} and {% ... %} are read.
+EXPRESSION_KEYS = {"when", "that", "changed_when", "failed_when", "until", "loop"}
+# Lookups of the controller's environment in a settings mapping (where a Clever Cloud app's variables are).
+ENV_LOOKUP = re.compile(r"\{\{ lookup\('ansible\.builtin\.env', '[A-Z_]+'\) \}\}")
+
+# Role variables the tasks or templates still read themselves, not through the plan: {variable: files}.
+DIRECT_READS = {
+    "backup": {
+        "backup_allow_same_device": {"preflight.yml"},
+        "backup_apt_cache_valid_time": {"install.yml"},
+        "backup_config_dir": {"schedule.yml"},
+        "backup_metrics_dir": {"schedule.yml"},
+        "backup_node_exporter": {"prometheus-node-exporter.default.j2"},
+        "backup_preflight_timeout": {"preflight.yml"},
+    },
+    "mounts": {
+        "mounts_apt_cache_valid_time": {"install.yml"},
+        "mounts_config_dir": {"mount.yml"},
+        "mounts_fstab_backup": {"mount.yml"},
+        "mounts_preflight_timeout": {"mount.yml", "preflight.yml"},
+    },
+    "s3fs": {
+        "s3fs_allow_other": {"mount.yml"},
+        "s3fs_apt_cache_valid_time": {"install.yml"},
+        "s3fs_cache_dir": {"mount.yml"},
+        "s3fs_config_dir": {"mount.yml"},
+        "s3fs_group": {"mount.yml"},
+        "s3fs_health_check": {"install.yml", "mount.yml"},
+        "s3fs_health_interval": {"mount.yml"},
+        "s3fs_mode": {"mount.yml"},
+        "s3fs_owner": {"mount.yml"},
+        "s3fs_preflight_timeout": {"mount.yml", "preflight.yml"},
+        "s3fs_state": {"install.yml", "mount.yml"},
+        "s3fs_symlink_group": {"mount.yml", "preflight.yml"},
+        "s3fs_symlink_owner": {"mount.yml", "preflight.yml"},
+    },
+    "backup_monitoring": {},
+}
+
+
+def load(path):
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def expressions(node, key=None):
+    """The Jinja expressions of a task file: bare ones under EXPRESSION_KEYS, templated ones anywhere."""
+    if isinstance(node, dict):
+        for child_key, child in node.items():
+            yield from expressions(child, child_key)
+    elif isinstance(node, list):
+        for child in node:
+            yield from expressions(child, key)
+    elif isinstance(node, str):
+        if key in EXPRESSION_KEYS:
+            yield node
+        else:
+            yield from re.findall(r"\{\{.*?\}\}|\{%.*?%\}", node, re.S)
+
+
+def options(role):
+    return load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def settings(role):
+    """{settings key: the role variable it reads} of vars/main.yml, the environment lookups left out."""
+    ((name, mapping),) = load(ROOT / "roles" / role / "vars" / "main.yml").items()
+    assert name == "_%s_settings" % role
+    plain = re.compile(r"\{\{ (%s[a-z0-9_]+)(?: \| default\('[^']*'\))? \}\}" % ROLES[role])
+    found = {}
+    for key, value in mapping.items():
+        if key == "env":
+            assert all(ENV_LOOKUP.fullmatch(text) for text in value.values()), value
+            continue
+        match = plain.fullmatch(str(value))
+        assert match, "%s: settings key %s must read one role variable as it is, not %r" % (role, key, value)
+        found[key] = match.group(1)
+    return found
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_every_role_variable_reaches_the_plan_or_is_a_listed_direct_read(role):
+    mapped = set(settings(role).values())
+    declared = set(load(ROOT / "roles" / role / "defaults" / "main.yml"))
+    assert declared == set(options(role)), "defaults/main.yml and the argument spec declare different variables"
+    assert mapped <= declared, "the settings read undeclared variables: %s" % sorted(mapped - declared)
+    unmapped = declared - mapped
+    assert unmapped <= set(DIRECT_READS[role]), "declared, but neither in the settings nor read by a task: %s" % sorted(unmapped - set(DIRECT_READS[role]))
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_tasks_read_role_variables_only_where_listed(role):
+    declared = set(options(role))
+    reads = {}
+    role_dir = ROOT / "roles" / role
+    texts = [(path.name, list(expressions(load(path)))) for path in sorted((role_dir / "tasks").glob("*.yml")) + sorted((role_dir / "handlers").glob("*.yml"))]
+    texts += [(path.name, [path.read_text()]) for path in sorted((role_dir / "templates").glob("*"))]
+    for name, found in texts:
+        for text in found:
+            for variable in re.findall(r"\b(%s[a-z0-9_]+)\b" % ROLES[role], text):
+                if variable in declared:
+                    reads.setdefault(variable, set()).add(name)
+    assert reads == DIRECT_READS[role]
