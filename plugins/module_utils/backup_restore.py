@@ -49,7 +49,8 @@ ARCHIVED_TYPES = ("file", "dir", "symlink")
 class RestoreError(Exception):
     """A check or a step failed; the message names the option or the path, never a secret. ``cause``: NO_SNAPSHOT
     when the repository holds no snapshot to choose (playbooks/recover.yml may go on without that job),
-    NOT_INSTALLED when the job is not on this host, else ""."""
+    NOT_INSTALLED when the job is not on this host, NOT_EMPTY when a destination holds data (its job's data is
+    there), else ""."""
 
     def __init__(self, message, cause=""):
         super().__init__(message)
@@ -59,6 +60,8 @@ class RestoreError(Exception):
 NO_SNAPSHOT = "no_snapshot"
 # The job's configuration is not on the host (a --check of a host the role has not installed yet).
 NOT_INSTALLED = "not_installed"
+# A destination holds data and move_aside is not set: nothing was changed.
+NOT_EMPTY = "not_empty"
 
 
 # --- input -----------------------------------------------------------------------------------------------------
@@ -461,27 +464,38 @@ def content_state(path):
 
 
 def holds_no_data(path, limit=10000):
-    """True when the directory ``path`` holds only directories and symbolic links (at most ``limit`` entries), such
-    as the links into the shared storage that role keepdata.storage.s3fs or mounts makes in a rebuilt host's app
-    directory before its restore: nothing there that a restore could lose. A mount point below is data."""
+    """True when ``path`` is a directory (not a link to one) that holds only directories and symbolic links (at most
+    ``limit`` entries), such as the links into the shared storage that role keepdata.storage.s3fs or mounts makes in
+    a rebuilt host's app directory before its restore: nothing there that a restore could lose. A file, a mount
+    point below, or a directory that cannot be read is data."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+
+    def unreadable(exc):
+        raise exc
+
     seen = 0
-    for directory, dirs, files in os.walk(path):
-        seen += len(dirs) + len(files)
-        if seen > limit:
-            return False
-        for name in files:
-            if not os.path.islink(os.path.join(directory, name)):
+    try:
+        for directory, dirs, files in os.walk(path, onerror=unreadable):
+            seen += len(dirs) + len(files)
+            if seen > limit:
                 return False
-        for name in dirs:
-            below = os.path.join(directory, name)
-            if not os.path.islink(below) and os.path.ismount(below):
-                return False
+            for name in files:
+                if not os.path.islink(os.path.join(directory, name)):
+                    return False
+            for name in dirs:
+                below = os.path.join(directory, name)
+                if not os.path.islink(below) and os.path.ismount(below):
+                    return False
+    except OSError:
+        return False
     return True
 
 
 def holds_anything(directory):
+    """True when the directory holds an entry other than lost+found (what mkfs leaves on a new, empty file system)."""
     with os.scandir(directory) as entries:
-        return any(True for _entry in entries)
+        return any(entry.name != "lost+found" for entry in entries)
 
 
 def sha256_file(path):
@@ -546,7 +560,8 @@ class Restore:
         if refused:
             raise RestoreError(
                 "not empty: %s. Nothing was changed; set move_aside to move the current content aside (never deleted), "
-                "or restore into another directory (target)" % ", ".join(refused)
+                "or restore into another directory (target)" % ", ".join(refused),
+                NOT_EMPTY,
             )
         handles_services = self.params.get("stop_services", True) or self.params.get("start_services")
         self.services = list(self.config.get("services") or []) if not self.target and handles_services else []
@@ -573,9 +588,16 @@ class Restore:
             plan.append(entry)
         return plan
 
+    def whole_job(self):
+        """True when this restore brings the job back as it was: every path to its place (those kept mounted aside)
+        and every database; a retried recovery may then find it done (restored_already)."""
+        return not self.target and not self.params.get("paths") and self.params.get("databases", True) is not False
+
     # -- changes
-    def apply(self):
-        """Stage and verify every path and fetch every dump first; only then swap the paths in and import."""
+    def apply(self, data_back=None):
+        """Stage and verify every path and fetch every dump first; only then swap the paths in and import.
+        ``data_back``: called once every path and database is in place, before the services start (the restore is
+        noted then: a service that fails to start does not make a retry restore the data again)."""
         stages, dumps, complete = [], {}, False
         try:
             self._stop_services()
@@ -589,6 +611,8 @@ class Restore:
             for entry in self.databases:
                 self._import(entry, dumps[entry["name"]])
             complete = True
+            if data_back is not None and (self.done["restored"] or self.done["imported"]):
+                data_back()
         finally:
             for path in dumps.values():
                 with contextlib.suppress(OSError):
@@ -596,7 +620,10 @@ class Restore:
             for stage in stages:
                 shutil.rmtree(stage, ignore_errors=True)
             # start_services: every service of the job once its data is back (a rebuilt host), else those stopped.
-            self._start_services(self.services if complete and self.params.get("start_services") else self.done["stopped"])
+            if complete and self.params.get("start_services"):
+                self._start_services(self.services, what="the data is back, but could not start")
+            else:
+                self._start_services(self.done["stopped"])
             self.plan_lines = describe_plan(
                 self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts
             )
@@ -762,7 +789,14 @@ class Restore:
                 raise RestoreError("systemctl stop %s failed: %s" % (unit, runner.last_line(_text(proc.stderr))))
             self.done["stopped"].append(unit)
 
-    def _start_services(self, units):
+    def start_stopped_services(self):
+        """A retried recovery that finds the job restored already: the job's services that are not running are
+        started (a start that failed on the earlier run). The units started, [] when all were running."""
+        units = [unit for unit in self.config.get("services") or [] if self._systemctl("is-active", "--quiet", unit).returncode != 0]
+        self._start_services(units, what="the data is back, but could not start")
+        return units
+
+    def _start_services(self, units, what="could not start again"):
         failed = []
         for unit in units:
             if self._systemctl("start", unit).returncode == 0:
@@ -770,7 +804,7 @@ class Restore:
             else:
                 failed.append(unit)
         if failed:
-            raise RestoreError("could not start again: %s" % ", ".join(failed))
+            raise RestoreError("%s: %s" % (what, ", ".join(failed)))
 
 
 # --- export ----------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ __metaclass__ = type
 # backup_restore's failure causes (module_utils/backup_restore.py), read here from the module's result.
 NO_SNAPSHOT = "no_snapshot"
 NOT_INSTALLED = "not_installed"
+NOT_EMPTY = "not_empty"
 
 
 def wanted_jobs(value, declared):
@@ -51,16 +52,20 @@ def previewed(result):
 
 
 def recover_plan(previews, declared, wanted=None, partial=False, check_mode=False):
-    """{"errors", "restore": [{"job", "snapshot"}], "skipped": [{"job", "why"}], "lines"} (the previews, then the errors).
+    """{"errors", "restore": [{"job", "snapshot"}], "skipped": [{"job", "why"}], "held": [job], "arm": bool,
+    "after": [what to say once the restores are done], "lines"} (the previews, then the errors).
 
     ``previews``: the registered results of backup_restore in check mode, one per job (``item`` is the job's name);
     ``declared``: the host's job names in the role's order. A job whose repository holds no snapshot stops the run
     unless ``partial``; any other failed preview always does. In ``check_mode``, a job the role has not installed on
     the host yet (a fresh host) is reported as such: its preview needs the job's configuration and secrets there.
+    A job left out by ``wanted`` whose data is not back (neither restored already, nor holding data, nor without
+    snapshot) is ``held``: the host's timers are not armed (``arm`` false), so no backup runs over its empty paths.
     """
-    names, errors = wanted_jobs(wanted, list(declared))
+    declared = list(declared)
+    names, errors = wanted_jobs(wanted, declared)
     by_job = {result.get("item"): result for result in previews or [] if isinstance(result, dict)}
-    plan = {"errors": errors, "restore": [], "skipped": [], "lines": []}
+    plan = {"errors": errors, "restore": [], "skipped": [], "held": [], "arm": True, "after": [], "lines": []}
     for name in names:
         result = by_job.get(name)
         if result is None:
@@ -81,6 +86,18 @@ def recover_plan(previews, declared, wanted=None, partial=False, check_mode=Fals
             plan["lines"].append("job %s: installed by this run, then its snapshot restored (a --check cannot read the repository before)" % name)
         else:
             plan["errors"].append("job %s: %s" % (name, message))
+    for name in declared:
+        result = by_job.get(name) or {}
+        if name in names or errors or result.get("restored_already") or result.get("cause") in (NO_SNAPSHOT, NOT_EMPTY):
+            continue
+        plan["held"].append(name)
+        plan["lines"].append("job %s: left out (recover_jobs) and its data is not back: the backup timers of this host stay held" % name)
+    plan["arm"] = not plan["held"]
+    if plan["held"]:
+        plan["after"].append(
+            "the backup timers of this host stay held: the data of job %s is not back; run this playbook for it (or playbooks/backup.yml "
+            "to arm them as they are)" % ", ".join(plan["held"])
+        )
     if names and not plan["errors"] and plan["skipped"] and not plan["restore"]:
         plan["errors"].append("no job of this host has a snapshot to restore: %s" % "; ".join(s["why"] for s in plan["skipped"]))
     if plan["errors"]:

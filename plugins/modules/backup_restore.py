@@ -18,9 +18,9 @@ description:
     snapshots or, with O(source_host), from another host's (clone or migrate through the same repository).
   - Never loses what is there. Every check runs first; a destination that is not empty fails the module unless
     O(move_aside), and then its content is renamed to C(DEST.keepdata-moved-TIME) (RV(moved_aside)), never deleted.
-    A destination that holds only directories and symbolic links (no file, such as the links into the shared storage that
-    roles C(keepdata.storage.s3fs) and C(keepdata.storage.mounts) make in a rebuilt host's app directory) holds no
-    data and is replaced.
+    A destination directory that holds only directories and symbolic links (no file, no mount point, nothing unreadable,
+    such as the links into the shared storage that roles C(keepdata.storage.s3fs) and C(keepdata.storage.mounts) make
+    in a rebuilt host's app directory) holds no data and is replaced; a file at a destination is data.
   - Either completes or changes nothing at the destinations. The paths are restored into a staging directory beside
     their destinations (same file system) and checked with restic's C(--verify); only when every path is staged are
     the current contents renamed aside and the staged trees renamed into place. The whole snapshot is staged by one
@@ -31,6 +31,8 @@ description:
     again afterwards, also when the restore failed; then re-imports the job's database dumps from the snapshot
     (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the
     role's state directory, then load the snapshot's dump).
+  - A restore to the original paths is noted in the job's state once its data is back, before any service starts
+    (with the snapshot when the whole job came back: every path, every database).
   - A destination that is a mount point is refused (it cannot be renamed aside); restore below another directory, or
     leave it out with O(keep_mounted) when it holds data.
 author:
@@ -65,14 +67,16 @@ options:
     description:
       - Leave out a destination that is a mount point holding data, instead of failing (a mount point cannot be moved
         aside). On a rebuilt host the shared storage that C(playbooks/recover.yml) mounted again holds its data; the
-        snapshot's copy of it is not restored over it. An empty mount point is still refused.
+        snapshot's copy of it is not restored over it. An empty mount point (nothing but C(lost+found)) is still
+        refused.
     type: bool
     default: false
   skip_restored:
     description:
-      - Do nothing (C(changed=false)) when this host's last restore of the job to its original paths was the chosen
-        snapshot and the job has not backed up since - a retried run meets its own earlier effect instead of a
-        destination with data. C(playbooks/recover.yml) sets it.
+      - Do nothing when this host's last restore of the whole job (every path, every database, to the original paths)
+        was the chosen snapshot and the job has not backed up since - a retried run meets its own earlier effect
+        instead of a destination with data (RV(restored_already)). With O(start_services), the job's services that
+        are not running are started then (C(changed) only if one was). C(playbooks/recover.yml) sets it.
     type: bool
     default: false
   start_services:
@@ -161,10 +165,15 @@ services_started:
 cause:
   description:
     - On failure, C(no_snapshot) when the repository holds no snapshot of the job for the host (the message names the
-      hosts whose snapshots of the job it holds), C(not_installed) when the job's configuration is not on the host;
-      empty for any other failure.
+      hosts whose snapshots of the job it holds), C(not_installed) when the job's configuration is not on the host,
+      C(not_empty) when a destination holds data and O(move_aside) is not set (nothing was changed); empty for any
+      other failure.
   returned: failure
   type: str
+restored_already:
+  description: True when O(skip_restored) found the job restored already from the chosen snapshot.
+  returned: when O(skip_restored) found it so
+  type: bool
 """
 
 import subprocess  # noqa: E402
@@ -246,16 +255,20 @@ def main():
         if warning:
             module.warn(warning)
         restore = Restore(restic, config, snapshot, module.params)
-        if module.params["skip_restored"] and not module.params["target"] and restored_already(config, snapshot):
+        if module.params["skip_restored"] and restore.whole_job() and restored_already(config, snapshot):
             restore.plan_lines = describe_plan(restore.facts, [], [], []) + ["restored already on this host, no backup since: nothing to do"]
-            module.exit_json(**result_of(restore, False))
+            started = []
+            if module.params["start_services"] and not module.check_mode:
+                started = restore.start_stopped_services()
+                restore.plan_lines += ["started: %s" % ", ".join(started)] if started else []
+            module.exit_json(restored_already=True, **result_of(restore, bool(started)))
         restore.plan(count=module.check_mode)
         diff = {"before": "", "after": "\n".join(restore.plan_lines) + "\n"}
         if module.check_mode:
             module.exit_json(diff=diff, **result_of(restore, True))
-        restore.apply()
-        if not module.params["target"] and restore.done["restored"]:
-            record_restore(config, time.time(), snapshot["id"])
+        # Noted once the data is back, before the services start: the snapshot only when the whole job came back.
+        noted = None if module.params["target"] else lambda: record_restore(config, time.time(), snapshot["id"] if restore.whole_job() else "")
+        restore.apply(data_back=noted)
     except (RestoreError, OSError) as exc:
         extra = {"cause": getattr(exc, "cause", "")}
         if restore is not None and restore.plan_lines is not None:

@@ -412,6 +412,68 @@ def test_a_destination_of_only_directories_and_symlinks_is_no_data_and_is_replac
         run_restore(site)
 
 
+def test_a_file_at_a_destination_is_data_and_refused(site):
+    """Only a directory can hold no data: a file, or a link to a file or a directory, at a destination is refused."""
+    tmp_path = site[0]
+    app = tmp_path / "srv" / "app"
+    (app / "current.txt").unlink()
+    app.rmdir()
+    app.write_text("a file where the app directory was")
+    with pytest.raises(RestoreError, match="not empty") as refused:
+        run_restore(site)
+    assert refused.value.cause == br.NOT_EMPTY
+    app.unlink()
+    (tmp_path / "elsewhere").mkdir()
+    app.symlink_to(tmp_path / "elsewhere")
+    assert br.holds_no_data(str(app)) is False
+    with pytest.raises(RestoreError, match="not empty"):
+        run_restore(site)
+
+
+def test_a_directory_that_cannot_be_read_is_data(tmp_path, monkeypatch):
+    (tmp_path / "below").mkdir()
+
+    def walk(path, onerror=None):
+        yield str(tmp_path), ["below"], []
+        onerror(PermissionError(13, "Permission denied", str(tmp_path / "below")))
+
+    monkeypatch.setattr(br.os, "walk", walk)
+    assert br.holds_no_data(str(tmp_path)) is False
+
+
+def test_a_mount_holding_only_lost_and_found_is_empty_storage_and_refused(site, monkeypatch):
+    tmp_path = site[0]
+    media = tmp_path / "srv" / "media"
+    (media / "lost+found").mkdir()
+    monkeypatch.setattr(br.os.path, "ismount", lambda path: path == str(media))
+    with pytest.raises(RestoreError, match="is a mount point"):
+        run_restore(site, move_aside=True, keep_mounted=True)
+
+
+def test_the_restore_is_noted_before_the_services_start(site):
+    """A service that fails to start does not make a retried recovery restore the data again."""
+    noted = []
+    systemctl = Systemctl(active=[], fail_start=["app.service"])
+    restore = run_restore(site, move_aside=True, systemctl=systemctl, start_services=True)
+    with pytest.raises(RestoreError, match="the data is back, but could not start: app.service"):
+        restore.apply(data_back=lambda: noted.append(list(restore.done["restored"])))
+    assert noted == [[str(site[0] / "srv/app"), str(site[0] / "srv/media")]]
+    assert restore.whole_job() is True
+
+
+def test_a_retried_recovery_starts_the_services_not_running(site):
+    systemctl = Systemctl(active=[])
+    restore = run_restore(site, move_aside=True, systemctl=systemctl, start_services=True)
+    assert restore.start_stopped_services() == ["app.service"] and "app.service" in systemctl.active
+    assert restore.start_stopped_services() == []
+
+
+@pytest.mark.parametrize("options", [{"paths": ["/srv/app"]}, {"databases": False}, {"target": "/restores/app"}])
+def test_only_a_restore_of_the_whole_job_may_be_met_again(options):
+    restore = br.Restore(None, dict(CONFIG, name="app"), SNAP_A, dict({"paths": [], "target": "", "databases": True}, **options))
+    assert restore.whole_job() is False
+
+
 def test_a_restore_retried_meets_its_own_earlier_effect(tmp_path):
     """record_restore notes the snapshot; restored_already says so until a backup runs (or another snapshot)."""
     config = dict(CONFIG, name="app", state_dir=str(tmp_path / "state"))

@@ -11,7 +11,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.keepdata.storage.plugins.module_utils import backup_restore
-from ansible_collections.keepdata.storage.plugins.module_utils.recover_plan import NO_SNAPSHOT, NOT_INSTALLED, recover_plan, wanted_jobs
+from ansible_collections.keepdata.storage.plugins.module_utils.recover_plan import NO_SNAPSHOT, NOT_EMPTY, NOT_INSTALLED, recover_plan, wanted_jobs
 
 
 def ok(job, snapshot_id):
@@ -29,7 +29,7 @@ def failed(job, cause, msg):
 
 
 def test_the_causes_are_the_restore_module_s():
-    assert (NO_SNAPSHOT, NOT_INSTALLED) == (backup_restore.NO_SNAPSHOT, backup_restore.NOT_INSTALLED)
+    assert (NO_SNAPSHOT, NOT_INSTALLED, NOT_EMPTY) == (backup_restore.NO_SNAPSHOT, backup_restore.NOT_INSTALLED, backup_restore.NOT_EMPTY)
 
 
 def test_every_job_restored_pinned_to_the_snapshot_its_preview_chose():
@@ -101,3 +101,33 @@ def test_only_the_wanted_jobs_are_restored():
     plan = recover_plan([ok("app", "a" * 64), ok("db", "b" * 64)], ["app", "db"], wanted=["db"])
     assert plan["restore"] == [{"job": "db", "snapshot": "b" * 64}]
     assert recover_plan([ok("app", "a" * 64)], ["app", "db"], wanted=["db"])["errors"] == ["job db: no preview of its restore"]
+
+
+def test_a_job_left_out_whose_data_is_not_back_holds_the_timers():
+    # recover_jobs: [app]; db's preview would restore it: its paths are empty, its data is not back.
+    plan = recover_plan([ok("app", "a" * 64), ok("db", "b" * 64)], ["app", "db"], wanted=["app"])
+    assert plan["restore"] == [{"job": "app", "snapshot": "a" * 64}]
+    assert plan["held"] == ["db"] and plan["arm"] is False
+    assert "job db: left out (recover_jobs) and its data is not back: the backup timers of this host stay held" in plan["lines"]
+    assert plan["after"] == [
+        "the backup timers of this host stay held: the data of job db is not back; run this playbook for it (or playbooks/backup.yml to arm them as they are)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "left_out",
+    [
+        dict(ok("db", "b" * 64), changed=False, restored_already=True),
+        failed("db", NOT_EMPTY, "not empty: /srv/db. Nothing was changed"),
+        failed("db", NO_SNAPSHOT, "the repository holds no snapshot of job db"),
+    ],
+    ids=["restored-already", "holds-data", "no-snapshot"],
+)
+def test_a_job_left_out_that_is_back_or_has_nothing_to_restore_lets_the_timers_be_armed(left_out):
+    plan = recover_plan([ok("app", "a" * 64), left_out], ["app", "db"], wanted=["app"])
+    assert plan["errors"] == [] and plan["held"] == [] and plan["arm"] is True and plan["after"] == []
+
+
+def test_every_job_wanted_arms_the_timers():
+    plan = recover_plan([ok("app", "a" * 64), ok("db", "b" * 64)], ["app", "db"])
+    assert plan["held"] == [] and plan["arm"] is True
