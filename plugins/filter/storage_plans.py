@@ -7,18 +7,18 @@
 
 Filters, not an action plugin: a plan is a pure function of the role's variables, computed on the controller
 without touching the host, and a filter keeps the role's own task (set_fact, then one assert that prints every
-error) in charge of how a failure reads. The logic lives in plugins/module_utils, where unit tests call it.
+error) in charge of how a failure reads. The logic lives in plugins/plugin_utils, where unit tests call it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_monitoring import backup_monitoring_plan, rules_file_problem
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_host_jobs, backup_plan, backup_secrets
-from ansible_collections.keepdata.storage.plugins.module_utils.mounts_plan import mounts_files, mounts_plan
-from ansible_collections.keepdata.storage.plugins.module_utils.recover_plan import recover_plan
-from ansible_collections.keepdata.storage.plugins.module_utils.s3fs_plan import s3fs_bucket_request, s3fs_credentials, s3fs_plan
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_monitoring import backup_monitoring_plan, rules_file_problem
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems, backup_host_jobs, backup_plan, backup_secrets
+from ansible_collections.keepdata.storage.plugins.plugin_utils.mounts_plan import mounts_files, mounts_plan
+from ansible_collections.keepdata.storage.plugins.plugin_utils.recover_plan import recover_plan
+from ansible_collections.keepdata.storage.plugins.plugin_utils.s3fs_plan import s3fs_bucket_request, s3fs_credentials, s3fs_plan
 
 
 class FilterModule:

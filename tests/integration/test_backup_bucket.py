@@ -12,7 +12,7 @@ leaving a rule on the whole bucket.
 import pytest
 from conftest import run_module
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems
 
 pytestmark = pytest.mark.rgw
 

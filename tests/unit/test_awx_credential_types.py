@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_plan, backup_secrets
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_plan, backup_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = ROOT / "extensions" / "awx" / "credential_types"

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_plan
 from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import (
     FAILED_UNIT,
     UNIT_ONLY,
@@ -28,6 +27,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_units impo
     timers,
     unit_names,
 )
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_plan
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = {k[len("backup_") :]: v for k, v in yaml.safe_load((ROOT / "roles/backup/defaults/main.yml").read_text()).items()}

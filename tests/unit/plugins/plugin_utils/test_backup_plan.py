@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_plan as bp
 from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
+from ansible_collections.keepdata.storage.plugins.plugin_utils import backup_plan as bp
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = {k[len("backup_") :]: v for k, v in yaml.safe_load((ROOT / "roles/backup/defaults/main.yml").read_text()).items()}

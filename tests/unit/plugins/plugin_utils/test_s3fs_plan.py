@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.s3fs_plan import STRINGS, s3fs_bucket_request, s3fs_credentials, s3fs_plan
+from ansible_collections.keepdata.storage.plugins.plugin_utils.s3fs_plan import STRINGS, s3fs_bucket_request, s3fs_credentials, s3fs_plan
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = {k[len("s3fs_") :]: v for k, v in yaml.safe_load((ROOT / "roles/s3fs/defaults/main.yml").read_text()).items()}

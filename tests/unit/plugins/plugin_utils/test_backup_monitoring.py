@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ansible_collections.keepdata.storage.plugins.filter.storage_plans import FilterModule
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_monitoring import DASHBOARD_FILE, RULES_FILE, backup_monitoring_plan, rules_file_problem
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_monitoring import DASHBOARD_FILE, RULES_FILE, backup_monitoring_plan, rules_file_problem
 
 ROOT = Path(__file__).resolve().parents[4]
 PREFIX = "backup_monitoring_"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.mounts_plan import MOUNT_STRINGS, mounts_files, mounts_plan
+from ansible_collections.keepdata.storage.plugins.plugin_utils.mounts_plan import MOUNT_STRINGS, mounts_files, mounts_plan
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = {k[len("mounts_") :]: v for k, v in yaml.safe_load((ROOT / "roles/mounts/defaults/main.yml").read_text()).items()}
