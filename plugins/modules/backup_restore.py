@@ -32,7 +32,7 @@ description:
     (SQLite replaces the file; PostgreSQL and MySQL first save the current database aside as a dump under the
     role's state directory, then load the snapshot's dump).
   - A restore to the original paths is noted in the job's state once its data is back, before any service starts
-    (with the snapshot when the whole job came back: every path, every database).
+    (with the snapshot when the whole job came back - every path, every database).
   - A destination that is a mount point is refused (it cannot be renamed aside); restore below another directory, or
     leave it out with O(keep_mounted) when it holds data.
 author:
