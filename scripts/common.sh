@@ -51,6 +51,18 @@ kd_start_host() {
     "$KEEPDATA_SYSTEMD_IMAGE" /lib/systemd/systemd >/dev/null
 }
 
+# kd_wait_systemd NAME: until the test host's systemd has booted (running, or degraded); right after the
+# container starts, systemctl cannot even reach it ("Failed to connect to bus"), and --wait does not wait for that.
+kd_wait_systemd() {
+  local state
+  for _ in $(seq 1 120); do
+    state=$(docker exec "$1" systemctl is-system-running --wait 2>/dev/null) || true
+    case $state in running | degraded) return 0 ;; esac
+    sleep 0.5
+  done
+  kd_die "the systemd of test host $1 did not finish booting (state: ${state:-unreachable})"
+}
+
 # The collection is found by Ansible through a link named ansible_collections/keepdata/storage.
 kd_link_collection() {
   mkdir -p "$KD_COLLECTIONS/ansible_collections/keepdata"

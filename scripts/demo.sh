@@ -170,7 +170,7 @@ shared_storage:
     s3fs_stat_cache_expire: 1
 INV
 for h in "${HOSTS[@]}"; do
-  docker exec "$h" systemctl is-system-running --wait >/dev/null 2>&1 || true
+  kd_wait_systemd "$h"
 done
 # The app, as its own deployment installs it: a service that needs its SQLite database (it will not start without it).
 deploy_app() {
@@ -328,7 +328,7 @@ lost_notes=$(notes "${HOSTS[0]}")
 lost_snapshot=$("${runner[@]}" restic app snapshots --json --latest 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["short_id"])')
 docker rm -f "${HOSTS[0]}" >/dev/null
 kd_start_host "${HOSTS[0]}" demo
-docker exec "${HOSTS[0]}" systemctl is-system-running --wait >/dev/null 2>&1 || true
+kd_wait_systemd "${HOSTS[0]}"
 # The new server gets the app's deployment (its service, waiting for its data), nothing else.
 deploy_app "${HOSTS[0]}"
 started=$(date +%s)

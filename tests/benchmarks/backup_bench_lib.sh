@@ -33,7 +33,7 @@ bench_start() {
   source "$KEEPDATA_RGW_DIR/rgw.env"
   set +a
   kd_start_host "$HOST" bench
-  in_host 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
+  kd_wait_systemd "$HOST"
 }
 
 # bench_make_data: BENCH_MB MB in /srv/bench: 40 % compressible text, 40 % random binary, 20 % in 4 KiB files.

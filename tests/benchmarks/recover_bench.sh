@@ -44,7 +44,7 @@ lost=$(in_host "python3 -c \"import sqlite3; print(sqlite3.connect('/srv/bench/a
 kd_step "the host is lost; a new one under its name, with the app's deployment only (not timed)"
 docker rm -f "$HOST" >/dev/null
 kd_start_host "$HOST" bench
-in_host 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
+kd_wait_systemd "$HOST"
 deploy_app
 
 kd_step "playbooks/recover.yml"
