@@ -509,6 +509,9 @@ def sha256_file(path):
 class Restore:
     """One restore: ``plan()`` checks everything and says what would happen; ``apply()`` does it."""
 
+    # A service of the job that did not start once its data was back (start_services, or a retried recovery).
+    START_FAILED = "the data is back, but could not start"
+
     def __init__(self, restic, config, snapshot, params, *, run=subprocess.run, stamp=None):
         self.restic = restic
         self.config = config
@@ -565,10 +568,11 @@ class Restore:
             )
         handles_services = self.params.get("stop_services", True) or self.params.get("start_services")
         self.services = list(self.config.get("services") or []) if not self.target and handles_services else []
-        self.plan_lines = describe_plan(
-            self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts
-        )
+        self.plan_lines = self._describe()
         return self.plan_lines
+
+    def _describe(self):
+        return describe_plan(self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts)
 
     def _database_plan(self, refused):
         """The databases to re-import: only when restoring to the original paths."""
@@ -621,12 +625,10 @@ class Restore:
                 shutil.rmtree(stage, ignore_errors=True)
             # start_services: every service of the job once its data is back (a rebuilt host), else those stopped.
             if complete and self.params.get("start_services"):
-                self._start_services(self.services, what="the data is back, but could not start")
+                self._start_services(self.services, what=self.START_FAILED)
             else:
                 self._start_services(self.done["stopped"])
-            self.plan_lines = describe_plan(
-                self.facts, self.items, self.databases, self.services, start_all=bool(self.params.get("start_services")), kept=self.kept_mounts
-            )
+            self.plan_lines = self._describe()
 
     def _one_stage(self):
         """The parent directory of a single staging directory for every path, or None.
@@ -793,7 +795,7 @@ class Restore:
         """A retried recovery that finds the job restored already: the job's services that are not running are
         started (a start that failed on the earlier run). The units started, [] when all were running."""
         units = [unit for unit in self.config.get("services") or [] if self._systemctl("is-active", "--quiet", unit).returncode != 0]
-        self._start_services(units, what="the data is back, but could not start")
+        self._start_services(units, what=self.START_FAILED)
         return units
 
     def _start_services(self, units, what="could not start again"):

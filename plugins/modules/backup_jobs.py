@@ -285,9 +285,13 @@ class Jobs(HostChanges):
             unit = os.path.basename(path)
             if not unit.endswith(".timer"):
                 continue
-            if self.systemctl("is-enabled", unit)[1] in ("enabled", "linked") or self.systemctl("is-active", unit)[0] == 0:
-                self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
-                self.stopped.append(unit)
+            self.disarm(unit)
+
+    def disarm(self, unit):
+        """Stop and disable the timer ``unit`` when it is enabled or running."""
+        if self.systemctl("is-enabled", unit)[1] in ("enabled", "linked") or self.systemctl("is-active", unit)[0] == 0:
+            self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
+            self.stopped.append(unit)
 
     def hold_timers(self):
         """service.arm_timers false: every timer of the listed jobs stopped and disabled, the retry timers too, so
@@ -295,9 +299,7 @@ class Jobs(HostChanges):
         units = set(timers(self.p["jobs"], self.p["service"]))
         units.update(unit_names(job["name"])["retry_timer"] for job in self.p["jobs"])
         for unit in sorted(units):
-            if self.systemctl("is-enabled", unit)[1] in ("enabled", "linked") or self.systemctl("is-active", unit)[0] == 0:
-                self.systemctl_or_fail("stop and disable %s" % unit, "disable", "--now", unit)
-                self.stopped.append(unit)
+            self.disarm(unit)
 
     def private_dirs(self, config_dir):
         """The directories of the secrets and the jobs: root only, whoever created them."""

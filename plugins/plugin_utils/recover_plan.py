@@ -14,10 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# backup_restore's failure causes (module_utils/backup_restore.py), read here from the module's result.
-NO_SNAPSHOT = "no_snapshot"
-NOT_INSTALLED = "not_installed"
-NOT_EMPTY = "not_empty"
+# backup_restore's failure causes, read here from the module's result.
+from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import NO_SNAPSHOT, NOT_EMPTY, NOT_INSTALLED
+from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import has_control_chars
 
 
 def wanted_jobs(value, declared):
@@ -35,7 +34,7 @@ def wanted_jobs(value, declared):
     for index, item in enumerate(items):
         if not isinstance(item, str):
             errors.append("recover_jobs[%d] must be a job name (a string), not %s" % (index, type(item).__name__))
-        elif any(ord(char) < 32 or ord(char) == 127 for char in item):
+        elif has_control_chars(item):
             errors.append("recover_jobs[%d] must not contain control characters" % index)
         elif item not in declared:
             errors.append('recover_jobs[%d] "%s" is not a backup job of this host (its jobs: %s)' % (index, item, ", ".join(declared) or "none"))

@@ -28,8 +28,10 @@ def failed(job, cause, msg):
     return {"item": job, "failed": False, "failed_when_result": False, "cause": cause, "msg": "keepdata.storage.backup_restore: " + msg}
 
 
-def test_the_causes_are_the_restore_module_s():
+def test_the_causes_are_the_restore_module_s_documented_ones():
+    # recover_plan reads backup_restore's own names; their values are the module's documented RETURN cause.
     assert (NO_SNAPSHOT, NOT_INSTALLED, NOT_EMPTY) == (backup_restore.NO_SNAPSHOT, backup_restore.NOT_INSTALLED, backup_restore.NOT_EMPTY)
+    assert (NO_SNAPSHOT, NOT_INSTALLED, NOT_EMPTY) == ("no_snapshot", "not_installed", "not_empty")
 
 
 def test_every_job_restored_pinned_to_the_snapshot_its_preview_chose():
