@@ -37,6 +37,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from urllib.parse import quote
@@ -1153,8 +1154,12 @@ def _terminate(signum, frame):
 class Context:
     """What the runner touches outside itself; tests give fakes."""
 
-    def __init__(self, *, run=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None, runtime_units_dir=None):
+    def __init__(
+        self, *, run=None, watch=None, clock=None, environ=None, lock_dir=DEFAULT_LOCK_DIR, ismount=None, out=None, err=None, rng=None, runtime_units_dir=None
+    ):
         self.run = run or subprocess.run
+        # restic's commands: run_watching, which hands each line restic prints on stderr over while it runs.
+        self.watch = watch or run_watching
         self.runtime_units_dir = runtime_units_dir or DEFAULT_RUNTIME_UNITS_DIR
         # The drill's sample; tests give a seeded random.Random.
         self.rng = rng or random.SystemRandom()
@@ -1207,9 +1212,65 @@ def call(ctx, argv, **kwargs):
         raise JobError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from exc
 
 
-def restic(job, env, argv):
-    """Run restic with its own environment, no stdin, output captured; returns the CompletedProcess."""
-    return call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace")
+def run_watching(argv, on_line, *, env=None, stdin=None, timeout=None, check=False):
+    """subprocess.run(argv, capture_output=True, text) that also hands each stderr line to ``on_line`` as it comes.
+
+    Past ``timeout`` the command is killed and subprocess.TimeoutExpired raised with what it printed until then.
+    """
+    with subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace") as proc:
+        out, said = [], []
+
+        def read_stdout():
+            out.append(proc.stdout.read())
+
+        def read_stderr():
+            for line in proc.stderr:
+                said.append(line)
+                on_line(line.rstrip("\n"))
+
+        readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            for reader in readers:
+                reader.join(5)
+            raise subprocess.TimeoutExpired(argv, timeout, output="".join(out), stderr="".join(said)) from None
+        except BaseException:
+            proc.kill()  # as subprocess.run does: stopped by systemd (Terminated), restic does not outlive the runner
+            raise
+        for reader in readers:
+            reader.join()
+    completed = subprocess.CompletedProcess(argv, proc.returncode, "".join(out), "".join(said))
+    if check:
+        completed.check_returncode()
+    return completed
+
+
+# restic's backend retries its own requests (silently but for this line, for up to 15 minutes from 0.17 on): a
+# line the journal shows while restic waits, e.g. 'Load(<config/0000000000>, 0, 0) returned error, retrying after
+# 1.1s: ... connection refused'.
+RESTIC_RETRY_LINE = re.compile(r"returned error, retrying after ")
+
+
+def restic(job, env, argv, timeout=None):
+    """Run restic with its own environment, no stdin, output captured; returns the CompletedProcess.
+
+    Each line in which restic says it retries its backend goes to the journal at once, so that a wait for a
+    repository that does not answer shows as what it is while it lasts.
+    """
+
+    def on_line(line):
+        if RESTIC_RETRY_LINE.search(line):
+            job.warn("restic is retrying: %s" % line.strip())
+
+    try:
+        return job.ctx.watch(argv, on_line, env=env, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    except OSError as exc:
+        raise JobError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from exc
 
 
 def restic_checked(job, env, argv, what):
@@ -1425,7 +1486,7 @@ def repository_answers(job, env):
     # Said first, so that a wait shows in the journal as what it is while it lasts.
     job.info("opening the repository (it has %s to answer)" % format_seconds(timeout))
     try:
-        proc = call(job.ctx, argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
+        proc = restic(job, env, argv, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         said = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
         hint, _cause = restic_diagnosis(said)

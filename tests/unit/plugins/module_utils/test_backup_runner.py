@@ -16,11 +16,13 @@ import json
 import os
 import random
 import re
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -162,10 +164,29 @@ def make_config(tmp_path, **overrides):
     return br.with_defaults(config)
 
 
+def watching(run):
+    """A Context's watch over a fake run: the stderr lines reach on_line once the fake has answered (or timed out)."""
+
+    def watch(argv, on_line, **kwargs):
+        try:
+            proc = run(argv, capture_output=True, encoding="utf-8", errors="replace", **kwargs)
+        except subprocess.TimeoutExpired as exc:
+            said = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+            for line in said.splitlines():
+                on_line(line)
+            raise
+        for line in (proc.stderr or "").splitlines():
+            on_line(line)
+        return proc
+
+    return watch
+
+
 def context(tmp_path, run, ismount=None, start=1700000000.0):
     clock = itertools.count(start, 2.5)
     return br.Context(
         run=run,
+        watch=watching(run),
         clock=lambda: next(clock),
         environ={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
         lock_dir=str(tmp_path / "lock"),
@@ -774,6 +795,8 @@ def test_a_repository_that_does_not_answer_in_time_fails_unreachable_before_any_
     err = ctx.err.getvalue()
     assert "error: the repository did not answer within 42s (restic cat config stopped): unreachable (" in err, err
     assert "connect: connection refused" in err
+    # restic's own retry line went to the journal as a warning of its own (live, with the real run_watching).
+    assert "backup app1: warning: restic is retrying: Load(<config/0000000000>, 0, 0) returned error, retrying after 7.3s: " in err, err
     assert read_state(config)["last_failure_cause"] == "unreachable"
 
 
@@ -2263,3 +2286,83 @@ def test_a_failed_drill_notifies_and_never_arms_the_retry_timer(tmp_path):
     assert "failed app1:drill: keepdata-backup-app1-drill.service failed (2 failures in a row), cause: unknown\n" in ctx.out.getvalue()
     assert got_log.read_text() == "line one\nline two\n"
     assert got_vars.read_text() == "app1 keepdata-backup-app1-drill.service drill 2\n"
+
+
+# --- run_watching: restic's stderr lines handed over while it runs -----------------------------------------------
+
+SPEAKER = """
+import sys, time
+sys.stdout.write("out\\n")
+sys.stderr.write("first\\n"); sys.stderr.flush()
+time.sleep(float(sys.argv[1]))
+sys.stderr.write("second\\n"); sys.stderr.flush()
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def test_run_watching_hands_each_stderr_line_over_while_the_command_runs():
+    seen = []
+    started = time.monotonic()
+    proc = br.run_watching([sys.executable, "-c", SPEAKER, "1.5", "3"], lambda line: seen.append((line, time.monotonic() - started)))
+    assert proc.returncode == 3 and proc.stdout == "out\n" and proc.stderr == "first\nsecond\n"
+    assert [line for line, _at in seen] == ["first", "second"]
+    # The first line came before the command's wait, not when it ended.
+    assert seen[0][1] < 1.0 <= seen[1][1], seen
+
+
+def test_run_watching_past_its_timeout_kills_the_command_and_keeps_what_it_said():
+    seen = []
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        br.run_watching([sys.executable, "-c", SPEAKER, "30", "0"], seen.append, timeout=1)
+    assert time.monotonic() - started < 10
+    assert raised.value.stderr == "first\n" and raised.value.output == "out\n" and seen == ["first"]
+
+
+def test_run_watching_check_raises_on_failure_like_subprocess_run():
+    with pytest.raises(subprocess.CalledProcessError):
+        br.run_watching([sys.executable, "-c", "raise SystemExit(2)"], lambda line: None, check=True)
+
+
+def test_run_watching_stopped_by_a_signal_kills_the_command(tmp_path):
+    # The runner's SIGTERM handler raises Terminated inside the wait: restic must not outlive the runner.
+    pid_file = tmp_path / "pid"
+    script = "import os, time; open(%r, 'w').write(str(os.getpid())); time.sleep(30)" % str(pid_file)
+
+    def on_line(line):
+        pass
+
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGUSR1))
+    previous = signal.signal(signal.SIGUSR1, br._terminate)
+    try:
+        timer.start()
+        with pytest.raises(br.Terminated):
+            br.run_watching([sys.executable, "-c", script], on_line)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_restic_retry_line_reaches_the_journal_before_restic_ends(tmp_path):
+    # The real run_watching, a stand-in restic that retries for a while: the journal has restic's line at once.
+    config = make_config(tmp_path)
+    retry = "Load(<config/0000000000>, 0, 0) returned error, retrying after 1.1s: dial tcp 127.0.0.1:1: connect: connection refused"
+    script = "import sys, time; sys.stderr.write(%r + '\\n'); sys.stderr.flush(); time.sleep(1.5)" % retry
+    out, err = io.StringIO(), io.StringIO()
+
+    class Stamped(io.StringIO):
+        def write(self, text):
+            err.write("%.2f %s" % (time.monotonic() - started, text) if text.strip() else text)
+            return len(text)
+
+    ctx = br.Context(environ={"PATH": os.environ["PATH"]}, out=out, err=Stamped())
+    job = br.Job(ctx, "backup", config)
+    started = time.monotonic()
+    proc = br.restic(job, dict(os.environ), [sys.executable, "-c", script])
+    assert proc.returncode == 0 and time.monotonic() - started >= 1.5
+    (line,) = [line for line in err.getvalue().splitlines() if "restic is retrying" in line]
+    at, text = line.split(" ", 1)
+    assert float(at) < 1.0 and text == "backup app1: warning: restic is retrying: " + retry, line
