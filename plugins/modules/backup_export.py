@@ -99,7 +99,7 @@ import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     JobRestic,
     RestoreError,
     choose,
@@ -111,7 +111,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     selection_spec,
     snapshot_facts,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error  # noqa: E402
 
 
 def input_errors(params):

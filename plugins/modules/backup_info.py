@@ -135,7 +135,7 @@ import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     JobRestic,
     RestoreError,
     epoch_reader,

@@ -132,7 +132,7 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import (  # noqa: E402
     JOB_NAME,
     JobError,
     metrics_path,
@@ -140,9 +140,9 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner imp
     read_state,
     state_path,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import FAILED_UNIT, desired_files, is_managed_unit, timers, unit_names  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import FAILED_UNIT, desired_files, is_managed_unit, timers, unit_names  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_changes import HostChanges  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import ABS_PATH, CONTROL_CHARS, full  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     jobs=dict(type="list", elements="dict", required=True),

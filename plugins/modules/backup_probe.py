@@ -203,11 +203,11 @@ import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.fstab import entry_path  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap, missing_packages, port_error  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import parse_version  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.repository import parse_version  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import MOUNTINFO, read_mounts  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import systemd_escape_path  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.fstab import entry_path  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.probe import calendar_gap, missing_packages, port_error  # noqa: E402
 
 FSTAB = "/etc/fstab"
 # Enough elapses to see a weekly pattern's longest gap (Mon..Fri: the weekend) in a schedule that runs a few times a day.

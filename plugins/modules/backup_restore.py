@@ -181,7 +181,7 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     JobRestic,
     Restore,
     RestoreError,
@@ -194,7 +194,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore im
     selection_errors,
     selection_spec,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, data_path_error  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error, data_path_error  # noqa: E402
 
 
 def input_errors(params):

@@ -354,13 +354,13 @@ buckets:
   elements: dict
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name, validate_workers  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import LIFECYCLE_RULE_SPEC, LifecycleError  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import normalize_rules as normalize_lifecycle  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import validate_rules as validate_lifecycle  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy, same_policy  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import CellarModule, validate_bucket_name, validate_workers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import LIFECYCLE_RULE_SPEC, LifecycleError  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import normalize_rules as normalize_lifecycle  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import validate_rules as validate_lifecycle  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import PolicyError, desired_policy, same_policy  # noqa: E402
 
 # Options describing one bucket; also the sub-options of each entry of ``buckets``.
 BUCKET_SPEC = dict(

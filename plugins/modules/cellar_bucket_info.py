@@ -142,9 +142,9 @@ buckets:
       returned: when O(lifecycle=true)
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_workers  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_from_s3 as lifecycle_from_s3  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import CellarModule, validate_workers  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import rules_from_s3 as lifecycle_from_s3  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),

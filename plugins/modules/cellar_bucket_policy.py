@@ -117,9 +117,9 @@ previous_policy:
   type: dict
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, validate_bucket_name  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import PolicyError, desired_policy  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import CellarModule, validate_bucket_name  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import PolicyError, desired_policy  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     bucket=dict(type="str", required=True),

@@ -128,9 +128,9 @@ previous_rules:
   sample: []
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
 
 ARGUMENT_SPEC = rules_argument_spec(CORS_RULE_SPEC)
 

@@ -152,14 +152,14 @@ previous_rules:
   sample: []
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import (  # noqa: E402
     LIFECYCLE_RULE_SPEC,
     LifecycleError,
     normalize_rules,
     validate_rules,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
 
 ARGUMENT_SPEC = rules_argument_spec(LIFECYCLE_RULE_SPEC)
 

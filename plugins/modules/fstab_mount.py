@@ -124,7 +124,7 @@ options:
     type: int
     default: 10
   health_program:
-    description: The health check program on the host (the collection's C(plugins/module_utils/mount_health.py)).
+    description: The health check program on the host (the collection's C(plugins/module_utils/mounts/health.py)).
     type: path
     default: /usr/local/lib/keepdata/mount_health.py
   units_dir:
@@ -215,10 +215,18 @@ import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.fstab import find_line, fuse_conf_allowing_other, render_line, set_line  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_changes import HostChanges  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import read_mounts, resolve_id  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_changes import HostChanges  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import read_mounts, resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (  # noqa: E402
+    OCTAL_MODE,
+    abs_path_error,
+    control_char_errors,
+    full,
+    systemd_escape_path,
+    timespan_error,
+)
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.fstab import find_line, fuse_conf_allowing_other, render_line, set_line  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.health import (  # noqa: E402
     AUTOFS_SOURCE,
     DEAD,
     HEALTHY,
@@ -231,14 +239,6 @@ from ansible_collections.keepdata.storage.plugins.module_utils.mount_health impo
     hung_message,
     is_fuse,
     look,
-)
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (  # noqa: E402
-    OCTAL_MODE,
-    abs_path_error,
-    control_char_errors,
-    full,
-    systemd_escape_path,
-    timespan_error,
 )
 
 FUSE_CONF = "/etc/fuse.conf"

@@ -230,7 +230,7 @@ autofs:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import probe  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.probe import probe  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     caller=dict(type="str", default="keepdata.storage.mount_probe"),

@@ -127,7 +127,7 @@ repository:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import ResticRepoError, ensure  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.repository import ResticRepoError, ensure  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     repository=dict(type="str", required=True),

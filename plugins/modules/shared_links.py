@@ -125,8 +125,8 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, resolve_id  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import MOUNTINFO, resolve_id  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.health import (  # noqa: E402
     DEAD,
     HEALTHY,
     HUNG,
@@ -136,7 +136,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.mount_health impo
     look,
     read_mount_types,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import (  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.shared_links import (  # noqa: E402
     SharedLinksError,
     apply_links,
     check_links,

@@ -19,7 +19,7 @@ __metaclass__ = type
 import fnmatch
 import posixpath
 
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, full, has_control_chars
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error, full, has_control_chars
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import UNIT_NAME, systemd_unit
 
 # The role's files/ names them; the rules file must end in .yml for the usual rule_files glob "<dir>/*.yml".

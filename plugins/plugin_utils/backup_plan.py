@@ -25,7 +25,7 @@ import stat
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import (
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import (
     DEFAULT_SUSPECT_SHRINK,
     DUMP_NAME,
     HOST_NAME,
@@ -34,18 +34,16 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner imp
     TAG,
     retry_delay_seconds,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_key_problem
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_key_problem
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import (
     CellarError,
     controller_env_keys,
     parse_endpoint,
     use_path_style,
     validate_bucket_name,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
-from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors, yaml_type
-from ansible_collections.keepdata.storage.plugins.module_utils.flags import read_flags as _read_flags
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
     TIME_SPAN,
     abs_path_error,
@@ -59,6 +57,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     timespan_error,
     timespan_seconds,
 )
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, yaml_type
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
 
 # JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from the runner: one rule for the role, the program on the
 # host and the restore modules.

@@ -18,8 +18,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors, read_flags
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
     HOST,
     OCTAL_MODE,
@@ -35,6 +34,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     systemd_escape_path,
     timespan_error,
 )
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, read_flags
 
 TYPES = ("cifs", "nfs", "sshfs", "fsbucket")
 FSTYPES = {"cifs": "cifs", "nfs": "nfs", "fsbucket": "nfs", "sshfs": "fuse.sshfs"}

@@ -15,8 +15,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # backup_restore's failure causes, read here from the module's result.
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import NO_SNAPSHOT, NOT_EMPTY, NOT_INSTALLED
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import has_control_chars
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import NO_SNAPSHOT, NOT_EMPTY, NOT_INSTALLED
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import has_control_chars
 
 
 def wanted_jobs(value, declared):

@@ -20,16 +20,14 @@ import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import (
     CellarError,
     controller_env_keys,
     parse_endpoint,
     use_path_style,
     validate_bucket_name,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.flags import flag_errors
-from ansible_collections.keepdata.storage.plugins.module_utils.flags import read_flags as _read_flags
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
     OCTAL_MODE,
     abs_path_error,
@@ -43,6 +41,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     systemd_escape_path,
     timespan_error,
 )
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
 
 # Options the role writes itself, and option names that would put a credential into fstab.
 MANAGED_OPTIONS = ("passwd_file", "url", "use_path_request_style")

@@ -18,9 +18,9 @@ import uuid
 
 from conftest import ROOT
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_credentials
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials
 
-RUNNER = ROOT / "plugins" / "module_utils" / "backup_runner.py"
+RUNNER = ROOT / "plugins" / "module_utils" / "backup" / "runner.py"
 PASSWORD = "correct horse battery staple 7"  # noqa: S105 - the test repositories' password
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import METRICS as RUNNER_METRICS
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import METRICS as RUNNER_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "roles/backup_monitoring/files/keepdata_backup_dashboard.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import MAX_WORKERS
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import MAX_WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))

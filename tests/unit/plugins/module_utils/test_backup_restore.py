@@ -15,9 +15,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_restore as br
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_restore import RestoreError
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import data_path_error
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import restore as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import RestoreError
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import data_path_error
 
 PASSWORD_FILE = "/etc/kd/pw"  # noqa: S105 - a path, not a secret
 

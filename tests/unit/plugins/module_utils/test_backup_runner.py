@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
 
 VERSION_014 = "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n"
 VERSION_016 = "restic 0.16.4 compiled with go1.21.6 on linux/amd64\n"

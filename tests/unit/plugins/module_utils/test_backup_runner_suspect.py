@@ -11,7 +11,7 @@ import json
 import pytest
 from test_backup_runner import GOOD, SUMMARY, FakeRun, context, done, make_config, metric_lines, read_state, snapshot, write_job, write_state
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
 
 SHRUNK = dict(SUMMARY, total_files_processed=10, total_bytes_processed=1000000)
 

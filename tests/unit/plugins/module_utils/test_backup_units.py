@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import (
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import (
     FAILED_UNIT,
     UNIT_ONLY,
     desired_files,

@@ -15,8 +15,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar as cellar_utils
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import connection as cellar_utils
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import (
     MAX_ATTEMPTS,
     MAX_WORKERS,
     CellarError,

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.cors import (
     CorsError,
     normalize_rules,
     rules_from_s3,

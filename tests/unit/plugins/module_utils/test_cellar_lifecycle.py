@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import (
     LifecycleError,
     normalize_rules,
     prefix_overlaps,

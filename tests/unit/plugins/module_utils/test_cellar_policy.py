@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import (
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import (
     PolicyError,
     desired_policy,
     normalize_policy,

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import host_probe
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import read_mounts, resolve_id
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import read_mounts, resolve_id
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import probe as host_probe
 
 KEY_A = {"key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA", "fingerprint": "SHA256:" + "A" * 43}
 KEY_B = {"key": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAB", "fingerprint": "SHA256:" + "B" * 43}

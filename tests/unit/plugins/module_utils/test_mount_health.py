@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import mount_health as mh
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import health as mh
 
 
 def child_answering(monkeypatch, number):

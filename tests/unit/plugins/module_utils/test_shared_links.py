@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import shared_links as sl
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import shared_links as sl
 
 UID, GID = os.getuid(), os.getgid()
 

@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import fstab
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import (
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     abs_path_error,
     as_list,
     control_char_errors,
@@ -21,6 +20,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules imp
     paths_nest,
     systemd_escape_path,
 )
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import fstab
 
 # Every character the path rule accepts, in paths that flatten alike under naive schemes.
 PATHS = ["/mnt/a-b", "/mnt/a/b", "/mnt/a_2db", "/mnt/a@b", "/mnt/a+b", "/mnt/a=b", "/mnt/a.b", "/mnt/a_b", "/mnt/.hidden", "/srv/x-y/z=1@2+3"]

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import describe_error
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import describe_error
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import metrics_text
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import metrics_text
 from ansible_collections.keepdata.storage.plugins.modules import backup_jobs
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_host_jobs, backup_plan
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args

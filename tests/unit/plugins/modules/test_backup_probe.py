@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_probe import calendar_gap
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import systemd_escape_path
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import systemd_escape_path
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.probe import calendar_gap
 from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 

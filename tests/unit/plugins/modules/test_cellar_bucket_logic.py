@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import MAX_WORKERS
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, preset_policy
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import MAX_WORKERS
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import normalize_policy, preset_policy
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_bucket_info, cellar_bucket_policy, cellar_cors
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 

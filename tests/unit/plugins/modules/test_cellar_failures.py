@@ -14,9 +14,9 @@ import stat
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_rules_file
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import preset_policy
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import rules_file as cellar_rules_file
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import preset_policy
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket, cellar_cors, cellar_lifecycle
 from ansible_collections.keepdata.storage.tests.unit.plugins.modules.cellar_fakes import FakeCellar, FakeS3, converge, entry
 

@@ -11,7 +11,7 @@ __metaclass__ = type
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.keepdata.storage.plugins.module_utils import cellar_ops as ops
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket
 from ansible_collections.keepdata.storage.tests.unit.plugins.modules.cellar_fakes import FakeS3, converge
 

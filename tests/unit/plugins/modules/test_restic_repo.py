@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import restic_repo as rr
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import repository as rr
 from ansible_collections.keepdata.storage.plugins.modules import restic_repo
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
 from ansible_collections.keepdata.storage.plugins.plugin_utils import backup_plan as bp
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
 

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_restore
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import restore as backup_restore
 from ansible_collections.keepdata.storage.plugins.plugin_utils.recover_plan import NO_SNAPSHOT, NOT_EMPTY, NOT_INSTALLED, recover_plan, wanted_jobs
 
 

@@ -22,9 +22,9 @@ import socket
 import subprocess
 import time
 
-from ansible_collections.keepdata.storage.plugins.module_utils.host_state import MOUNTINFO, read_mounts, resolve_id
-from ansible_collections.keepdata.storage.plugins.module_utils.mount_health import AUTOFS_SOURCE, HEALTHY, HUNG, hung_message, is_fuse, look, read_mount_types
-from ansible_collections.keepdata.storage.plugins.module_utils.shared_links import link_problem, link_status, links_todo
+from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import MOUNTINFO, read_mounts, resolve_id
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.health import AUTOFS_SOURCE, HEALTHY, HUNG, hung_message, is_fuse, look, read_mount_types
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.shared_links import link_problem, link_status, links_todo
 
 
 def missing_packages(packages, run=subprocess.run):

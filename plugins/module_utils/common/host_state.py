@@ -12,7 +12,7 @@ __metaclass__ = type
 import grp
 import pwd
 
-from ansible_collections.keepdata.storage.plugins.module_utils import mount_health
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import health as mount_health
 
 # One mountinfo reader for the modules and the health timer program (standalone, so it lives there).
 MOUNTINFO, read_mounts, unescape_mountinfo = mount_health.MOUNTINFO, mount_health.read_mounts, mount_health.unescape_mountinfo

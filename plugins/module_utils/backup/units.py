@@ -17,7 +17,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import has_control_chars, systemd_escape_path
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import has_control_chars, systemd_escape_path
 
 UNIT_PREFIX = "keepdata-backup-"
 FAILED_UNIT = "keepdata-backup-failed@.service"

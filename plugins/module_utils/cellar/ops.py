@@ -20,11 +20,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import BotoCoreError, ClientError, S3CallError, retry_attempts
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_cors import rules_from_s3, rules_to_s3
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_from_s3 as lifecycle_from_s3
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_lifecycle import rules_to_s3 as lifecycle_to_s3
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar_policy import normalize_policy, policy_json, same_policy
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import BotoCoreError, ClientError, S3CallError, retry_attempts
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.cors import rules_from_s3, rules_to_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import rules_from_s3 as lifecycle_from_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import rules_to_s3 as lifecycle_to_s3
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import normalize_policy, policy_json, same_policy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import CellarModule, S3CallError, validate_bucket_name
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import CellarModule, S3CallError, validate_bucket_name
 
 
 class SaveError(Exception):

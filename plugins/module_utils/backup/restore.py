@@ -31,9 +31,9 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keepdata.storage.plugins.module_utils import backup_runner as runner
-from ansible_collections.keepdata.storage.plugins.module_utils.restic_repo import TRANSIENT_PAUSES, is_transient
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import abs_path_error, has_control_chars
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.repository import TRANSIENT_PAUSES, is_transient
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error, has_control_chars
 
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
 AS_OF = re.compile(r"[A-Za-z0-9 :.,+/@-]{1,64}")

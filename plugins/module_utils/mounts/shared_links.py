@@ -24,7 +24,7 @@ import hashlib
 import os
 import shutil
 
-from ansible_collections.keepdata.storage.plugins.module_utils.storage_rules import paths_nest
+from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import paths_nest
 
 # How many clashing names the message shows per link.
 CLASH_NAMES_SHOWN = 5

@@ -22,8 +22,8 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_runner import restic_failure, restic_hint
-from ansible_collections.keepdata.storage.plugins.module_utils.backup_units import s3_credentials, s3_key_problem
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import restic_failure, restic_hint
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials, s3_key_problem
 
 MASK = "********"
 
