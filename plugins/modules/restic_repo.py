@@ -13,7 +13,8 @@ module: restic_repo
 short_description: Make sure a restic repository exists and opens with its password
 version_added: "0.2.0"
 description:
-  - Looks at the repository with C(restic cat config). A missing repository is initialised (unless
+  - Looks at the repository with C(restic cat config --no-lock), which writes nothing, so it also opens a repository
+    that another restic holds locked (a check or a prune). A missing repository is initialised (unless
     O(initialize=false)); one that exists but does not open with O(password) is a failure, so the module never
     initialises over an existing repository.
   - With O(recovery_password), makes sure that password opens the repository too, adding it as a second key

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape
 
 import boto3
 import pytest
@@ -161,6 +162,50 @@ def run_module(module, args, check_mode=False, diff=False, env=None):
         raise AssertionError(f"{module} printed no JSON: stdout={proc.stdout!r} stderr={proc.stderr!r}") from exc
 
 
+# Where a run of the collection could find S3 keys or an endpoint besides its variables.
+CONNECTION_ENV = (
+    "CELLAR_ADDON_KEY_ID",
+    "CELLAR_ADDON_KEY_SECRET",
+    "CELLAR_ADDON_HOST",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_PROFILE",
+)
+
+
+def run_playbook(rgw, playbook, extra_vars, *options, connection_env=True, callback="default"):
+    """Run ansible-playbook on ``playbook`` with ``extra_vars`` (a mapping, given as JSON); returns the finished process
+    (stdout and stderr apart, as text). The connection is given only through the environment (CELLAR_ADDON_*, the
+    RGW's owner); with ``connection_env=False`` no connection variable is in the environment at all, so the playbook's
+    own settings are the only source. ``callback`` is the stdout callback (``ansible.posix.json``: stdout is one JSON
+    document of every task's result)."""
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_ENV}
+    if connection_env:
+        env.update(CELLAR_ADDON_KEY_ID=rgw.owner["access_key"], CELLAR_ADDON_KEY_SECRET=rgw.owner["secret_key"], CELLAR_ADDON_HOST=rgw.endpoint)
+    env = dict(
+        env,
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_STDOUT_CALLBACK=callback,
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+    )
+    return subprocess.run(
+        ["ansible-playbook", str(playbook), "-e", json.dumps(extra_vars), *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def ansible_playbook(rgw, playbook, extra_vars, *options, connection_env=True):
+    """:func:`run_playbook` with the default callback; returns (exit code, stdout and stderr as one text)."""
+    proc = run_playbook(rgw, playbook, extra_vars, *options, connection_env=connection_env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 # ---- helpers for the cellar_* module tests ----------------------------------------------------------------
 
 
@@ -213,6 +258,24 @@ def delete_bucket_quietly(rgw, bucket):
         pass
 
 
+def restic_opens(rgw, repository, password):
+    """True when restic, talking to the RGW itself (not through a proxy), opens ``repository`` (its path below the
+    endpoint: bucket/prefix) with ``password``."""
+    with tempfile.TemporaryDirectory() as work:
+        password_file = os.path.join(work, "password")
+        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+            handle.write(password)
+        env = dict(
+            os.environ,
+            RESTIC_PASSWORD_FILE=password_file,
+            AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
+            AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
+            RESTIC_CACHE_DIR=os.path.join(work, "cache"),
+        )
+        argv = ["restic", "-o", "s3.bucket-lookup=path", "-r", "s3:%s/%s" % (rgw.endpoint, repository), "cat", "config"]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False).returncode == 0
+
+
 @pytest.fixture
 def cellar_bucket(rgw, bucket_name):
     """A bucket name that is deleted (with its content) after the test."""
@@ -230,62 +293,118 @@ def existing_bucket(rgw, cellar_bucket):
 # ---- what the modules send: a recording reverse proxy -------------------------------------------------------
 
 
+# What the proxy did to a request instead of passing the RGW's answer on (``Request.fault``).
+LOST = "lost"  # the RGW answered; the client's connection was closed without that answer
+SLOWDOWN_UNSEEN = "503 unseen"  # the proxy answered 503 SlowDown without passing the request on
+SLOWDOWN_APPLIED = "503 applied"  # the RGW applied the request; its answer was replaced by 503 SlowDown
+FAULTS = (LOST, SLOWDOWN_UNSEEN, SLOWDOWN_APPLIED)
+
+
 class Request(NamedTuple):
-    """One request the proxy passed on: method, path, query parameters, the RGW's answer status, and whether the
-    proxy kept that answer from the client (``lose_answers``)."""
+    """One request the proxy received: method, path, query parameters, the status of its answer, and what the proxy
+    did instead of passing the RGW's answer on (``fault``, one of FAULTS, "" for none).
+
+    ``status`` is the RGW's answer, or 503 when the proxy answered SlowDown; ``server_status`` is the RGW's answer,
+    None when the request never reached it (SLOWDOWN_UNSEEN)."""
 
     method: str
     path: str
     query: dict
     status: int
-    lost: bool = False
+    fault: str = ""
+    server_status: int | None = None
+
+    @property
+    def lost(self):
+        """The RGW answered and the client got nothing (``lose_answers``)."""
+        return self.fault == LOST
+
+    @property
+    def slowed_down(self):
+        """The client got 503 SlowDown from the proxy (``slow_down``), whether or not the RGW saw the request."""
+        return self.fault in (SLOWDOWN_UNSEEN, SLOWDOWN_APPLIED)
 
     def __str__(self):
         query = "?" + "&".join(sorted(self.query)) if self.query else ""
-        return "%s %s%s -> %d%s" % (self.method, self.path, query, self.status, " (answer lost)" if self.lost else "")
+        how = {
+            LOST: " (answer lost)",
+            SLOWDOWN_UNSEEN: " (SlowDown, not passed on)",
+            SLOWDOWN_APPLIED: " (SlowDown instead of the RGW's %s)" % self.server_status,
+        }.get(self.fault, "")
+        return "%s %s%s -> %d%s" % (self.method, self.path, query, self.status, how)
 
 
 WRITE_METHODS = ("PUT", "POST", "DELETE")
+# Every write the collection's modules make, as (method, sub-resource) for ``lose_answers(requests=...)``; ("PUT", "")
+# and ("DELETE", "") are also restic's object writes and lock removals.
+WRITES = [
+    ("PUT", ""),  # create bucket
+    ("PUT", "acl"),
+    ("PUT", "versioning"),
+    ("PUT", "policy"),
+    ("PUT", "cors"),
+    ("PUT", "lifecycle"),
+    ("DELETE", ""),  # delete bucket
+    ("DELETE", "policy"),
+    ("DELETE", "cors"),
+    ("DELETE", "lifecycle"),
+    ("DELETE", "uploadId"),  # abort multipart upload
+    ("POST", "delete"),  # delete objects and versions
+]
+ALL_METHODS = ("GET", "HEAD") + WRITE_METHODS
 
 
-class LostAnswers:
-    """Which answers the proxy keeps from the client, for ``RecordingProxy.lose_answers``.
+class Faults:
+    """Which requests the proxy faults, and how (``fault``, one of FAULTS): for ``RecordingProxy.lose_answers`` and
+    ``RecordingProxy.slow_down``. One rule picks the requests, whatever is done to them.
 
     A request is identified by its method, path, query and a digest of its body, so botocore's retry of a request is
-    the same request again; ``seen`` counts how often each came. A request matching one of ``requests`` (pairs of
-    method and sub-resource, the query key such as ``"cors"`` or ``"uploadId"``, ``""`` for none) loses the answer of
-    its first try only. Otherwise a write (PUT, POST, DELETE) loses its answer when a hash of the seed, the request
-    and its try number falls below ``rate``: the same requests lose the same answers on every run, whatever order
-    the client's threads send them in. A retry may lose its answer again; at most ``max_per_request`` tries of one
-    request do, so botocore's next try always gets through.
+    the same request again; ``seen`` counts how often each came. The first try of a request matching one of
+    ``requests`` (pairs of method and sub-resource, the query key such as ``"cors"`` or ``"uploadId"``, ``""`` for
+    none) is faulted. Besides, any try of a request whose method is in ``methods`` (default: the writes, PUT, POST,
+    DELETE) is faulted when a hash of the seed, the request and its try number falls below ``rate``: the same
+    requests are faulted on every run, whatever order the client's threads send them in. A retry may be faulted
+    again; at most ``max_per_request`` tries of one request are, so a later try always gets through (botocore makes
+    5 in all).
     """
 
-    def __init__(self, rate=0.0, seed=0, requests=(), max_per_request=1, on_lost=None):
-        self.on_lost = on_lost
+    def __init__(self, fault=LOST, *, rate=0.0, seed=0, requests=(), max_per_request=1, on_fault=None, methods=WRITE_METHODS):
+        if fault not in FAULTS:
+            raise ValueError("fault must be one of %s, not %r" % (", ".join(FAULTS), fault))
+        self.fault = fault
+        self.on_fault = on_fault
         self.rate = rate
         self.seed = seed
         self.requests = [(method.upper(), sub) for method, sub in requests]
         self.max_per_request = max_per_request
+        self.methods = tuple(m.upper() for m in methods)
         self.seen = {}
-        self.lost = {}
+        self.faulted = {}
 
     def _matches(self, method, query):
         return any(method == m and ((sub == "" and not query) or (sub != "" and sub in query)) for m, sub in self.requests)
 
     def decide(self, method, path_and_query, query, body):
-        """True when the answer to this try of the request is to be lost (called once per try, under the proxy's lock)."""
+        """True when this try of the request is to be faulted (called once per try, under the proxy's lock)."""
         identity = "%s %s %s" % (method, path_and_query, hashlib.sha256(body or b"").hexdigest())
         tries = self.seen[identity] = self.seen.get(identity, 0) + 1
-        if self.lost.get(identity, 0) >= self.max_per_request:
+        if self.faulted.get(identity, 0) >= self.max_per_request:
             return False
-        if self.requests:
-            lose = self._matches(method, query)
-        else:
-            digest = hashlib.sha256(("%s|%s|%d" % (self.seed, identity, tries)).encode()).digest()
-            lose = method in WRITE_METHODS and int.from_bytes(digest[:8], "big") / 2.0**64 < self.rate
-        if lose:
-            self.lost[identity] = self.lost.get(identity, 0) + 1
-        return lose
+        digest = hashlib.sha256(("%s|%s|%d" % (self.seed, identity, tries)).encode()).digest()
+        picked = (tries == 1 and self._matches(method, query)) or (method in self.methods and int.from_bytes(digest[:8], "big") / 2.0**64 < self.rate)
+        if picked:
+            self.faulted[identity] = self.faulted.get(identity, 0) + 1
+        return picked
+
+
+def slowdown_body(path):
+    """The S3 error document of a 503 SlowDown answer, as S3 and RGW send it: Code, Message, Resource, RequestId."""
+    request_id = "kd-slowdown-%s" % uuid.uuid4().hex[:16]
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>'
+        "<Resource>%s</Resource><RequestId>%s</RequestId></Error>" % (escape(path), request_id)
+    )
+    return request_id, body.encode()
 
 
 # Hop-by-hop headers are the proxy's own business; Expect is not signed (botocore leaves it out of SigV4).
@@ -305,7 +424,9 @@ class RecordingProxy:
     ``answer_late(seconds)`` plays a slow server: each request waits that long before it is passed on.
     ``lose_answers(...)`` plays an answer lost after the server did the work (a timeout or a reset after the write
     was applied): the request goes to the RGW, which answers, and the proxy closes the client's connection without
-    passing that answer on; see :class:`LostAnswers` for which requests. By default no answer is lost.
+    passing that answer on. ``slow_down(...)`` plays a throttling server: the proxy answers ``503 SlowDown`` (an S3
+    error document) either without passing the request on, or after the RGW applied it, in place of its answer.
+    :class:`Faults` picks the requests for both. By default no request is faulted.
     """
 
     def __init__(self, upstream):
@@ -316,7 +437,7 @@ class RecordingProxy:
         self._last_answer = None
         self._gone = False
         self._delay = 0
-        self._lost_answers = None
+        self._faults = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -325,39 +446,16 @@ class RecordingProxy:
             def log_message(self, *args):
                 pass
 
-            def _forward(self):
-                if proxy._gone:
-                    self.close_connection = True  # no answer at all, as from a server that went away
-                    return
-                if proxy._delay:
-                    time.sleep(proxy._delay)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
-                upstream_conn = http.client.HTTPConnection(*target, timeout=60)
+            def _record(self, request):
+                """Record ``request`` (under the proxy's lock); the server goes away after it when ``go_away_after`` says so."""
+                proxy._requests.append(request)
+                if proxy._last_answer and proxy._last_answer(request):
+                    proxy._gone = True
+
+            def _answer(self, status, reason, headers, data):
                 try:
-                    upstream_conn.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream_conn.getresponse()
-                    data = response.read()
-                finally:
-                    upstream_conn.close()
-                path, _sep, query = self.path.partition("?")
-                query = dict(parse_qsl(query, keep_blank_values=True))
-                with proxy._lock:
-                    lost_answers = proxy._lost_answers
-                    lost = bool(lost_answers and lost_answers.decide(self.command, self.path, query, body))
-                    request = Request(self.command, path, query, response.status, lost)
-                    proxy._requests.append(request)
-                    if proxy._last_answer and proxy._last_answer(request):
-                        proxy._gone = True
-                if lost:
-                    if lost_answers.on_lost:
-                        lost_answers.on_lost(request)  # someone else acting before the client tries again
-                    self.close_connection = True  # the RGW did the work; its answer goes nowhere
-                    return
-                try:
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
+                    self.send_response_only(status, reason)
+                    for key, value in headers:
                         if key.lower() not in _NOT_FORWARDED and (key.lower() != "content-length" or self.command == "HEAD"):
                             self.send_header(key, value)
                     if self.command != "HEAD":
@@ -367,6 +465,54 @@ class RecordingProxy:
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client stopped waiting (a timeout): its answer goes nowhere
+
+            def _slow_down(self, path):
+                request_id, data = slowdown_body(path)
+                headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id), ("Content-Length", str(len(data)))]
+                self._answer(503, "Slow Down", headers, data)
+
+            def _forward(self):
+                if proxy._gone:
+                    self.close_connection = True  # no answer at all, as from a server that went away
+                    return
+                if proxy._delay:
+                    time.sleep(proxy._delay)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                path, _sep, query = self.path.partition("?")
+                query = dict(parse_qsl(query, keep_blank_values=True))
+                with proxy._lock:
+                    faults = proxy._faults
+                    faulted = bool(faults and faults.decide(self.command, self.path, query, body))
+                    fault = faults.fault if faulted else ""
+                    if fault == SLOWDOWN_UNSEEN:
+                        request = Request(self.command, path, query, 503, fault, None)
+                        self._record(request)
+                if fault == SLOWDOWN_UNSEEN:
+                    if faults.on_fault:
+                        faults.on_fault(request)
+                    self._slow_down(path)  # the RGW never sees this try
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
+                upstream_conn = http.client.HTTPConnection(*target, timeout=60)
+                try:
+                    upstream_conn.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream_conn.getresponse()
+                    data = response.read()
+                finally:
+                    upstream_conn.close()
+                with proxy._lock:
+                    status = 503 if fault == SLOWDOWN_APPLIED else response.status
+                    request = Request(self.command, path, query, status, fault, response.status)
+                    self._record(request)
+                if fault and faults.on_fault:
+                    faults.on_fault(request)  # someone else acting before the client tries again
+                if fault == LOST:
+                    self.close_connection = True  # the RGW did the work; its answer goes nowhere
+                elif fault == SLOWDOWN_APPLIED:
+                    self._slow_down(path)  # the RGW did the work; the client hears "slow down"
+                else:
+                    self._answer(response.status, response.reason, response.getheaders(), data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 
@@ -383,15 +529,25 @@ class RecordingProxy:
 
     def come_back(self):
         with self._lock:
-            self._last_answer, self._gone, self._delay, self._lost_answers = None, False, 0, None
+            self._last_answer, self._gone, self._delay, self._faults = None, False, 0, None
 
     def lose_answers(self, rate=0.0, seed=0, requests=(), max_per_request=1, on_lost=None):
-        """From now on (until ``come_back()``), keep from the client the answers :class:`LostAnswers` picks: the first
-        try of each request matching ``requests`` (method, sub-resource), or writes at ``rate`` (0 to 1), ``seed``ed.
+        """From now on (until ``come_back()``), keep from the client the answers :class:`Faults` picks: the first
+        try of each request matching ``requests`` (method, sub-resource), and writes at ``rate`` (0 to 1), ``seed``ed.
         ``on_lost(request)``, when given, runs after each lost answer, before the connection is closed (so before the
         client's retry): a test's way to play someone else changing the bucket in between."""
         with self._lock:
-            self._lost_answers = LostAnswers(rate, seed, requests, max_per_request, on_lost)
+            self._faults = Faults(LOST, rate=rate, seed=seed, requests=requests, max_per_request=max_per_request, on_fault=on_lost)
+
+    def slow_down(self, *, applied=False, rate=0.0, seed=0, requests=(), max_per_request=1, methods=ALL_METHODS, on_fault=None):
+        """From now on (until ``come_back()``), answer ``503 SlowDown`` to the tries :class:`Faults` picks: the first
+        try of each request matching ``requests``, and tries of any request (reads too, or of ``methods``) at ``rate``,
+        at most ``max_per_request`` tries of one request. With ``applied=False`` the try is not passed on (the RGW never
+        sees it); with ``applied=True`` the RGW applies it and the 503 replaces its answer. ``on_fault(request)``
+        runs after each fault, before the client's retry (as ``on_lost`` of ``lose_answers``)."""
+        with self._lock:
+            fault = SLOWDOWN_APPLIED if applied else SLOWDOWN_UNSEEN
+            self._faults = Faults(fault, rate=rate, seed=seed, requests=requests, max_per_request=max_per_request, on_fault=on_fault, methods=methods)
 
     def answer_late(self, seconds):
         """Pass every later request on only after ``seconds`` (until ``come_back()``)."""

@@ -14,28 +14,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import delete_bucket_quietly, run_module, server_snapshot
+from conftest import WRITES, delete_bucket_quietly, run_module, server_snapshot
 
 pytestmark = pytest.mark.rgw
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CORS = [{"allowed_origins": ["https://app.example.com"], "allowed_methods": ["GET", "PUT"], "allowed_headers": ["*"], "max_age_seconds": 600}]
 LIFECYCLE = [{"id": "tmp", "prefix": "tmp/", "expiration_days": 7}]
-# Every write the modules make, as (method, sub-resource): the first try of each loses its answer.
-WRITES = [
-    ("PUT", ""),  # create bucket
-    ("PUT", "acl"),
-    ("PUT", "versioning"),
-    ("PUT", "policy"),
-    ("PUT", "cors"),
-    ("PUT", "lifecycle"),
-    ("DELETE", ""),  # delete bucket
-    ("DELETE", "policy"),
-    ("DELETE", "cors"),
-    ("DELETE", "lifecycle"),
-    ("DELETE", "uploadId"),  # abort multipart upload
-    ("POST", "delete"),  # delete objects and versions
-]
 
 
 def run(proxy, rgw, module, args):

@@ -3,45 +3,13 @@
 """playbooks/cellar.yml and the action group through real ansible-playbook runs (check mode, --diff, idempotence)."""
 
 import json
-import os
 import re
-import subprocess
 import uuid
 
 import pytest
-from conftest import ROOT, delete_bucket_quietly, http_request, run_module, server_snapshot
+from conftest import ROOT, ansible_playbook, delete_bucket_quietly, http_request, run_module, server_snapshot
 
 pytestmark = pytest.mark.rgw
-
-
-CONNECTION_ENV = ("CELLAR_ADDON_KEY_ID", "CELLAR_ADDON_KEY_SECRET", "CELLAR_ADDON_HOST", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-
-
-def ansible_playbook(rgw, playbook, extra_vars, *options, connection_env=True):
-    """Run ansible-playbook with the connection given only through the environment; returns (rc, output).
-
-    With ``connection_env=False`` no connection variable is in the environment at all, so the playbook's own
-    settings (module_defaults) are the only source.
-    """
-    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_ENV}
-    if connection_env:
-        env.update(CELLAR_ADDON_KEY_ID=rgw.owner["access_key"], CELLAR_ADDON_KEY_SECRET=rgw.owner["secret_key"], CELLAR_ADDON_HOST=rgw.endpoint)
-    env = dict(
-        env,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_STDOUT_CALLBACK="default",
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    proc = subprocess.run(
-        ["ansible-playbook", str(playbook), "-e", json.dumps(extra_vars), *options],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def recap(output):

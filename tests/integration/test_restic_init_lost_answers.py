@@ -8,12 +8,8 @@ write again; the repository must come out whole and initialised once: one config
 passwords opening it (read on the RGW directly, not through the proxy), and a second run changing nothing.
 """
 
-import os
-import subprocess
-import tempfile
-
 import pytest
-from conftest import run_module
+from conftest import restic_opens, run_module
 
 pytestmark = pytest.mark.rgw
 
@@ -33,23 +29,6 @@ def repo_args(rgw, endpoint, bucket):
     }
 
 
-def opens_directly(rgw, bucket, password):
-    """True when restic, talking to the RGW itself, opens the repository with ``password``."""
-    with tempfile.TemporaryDirectory() as work:
-        password_file = os.path.join(work, "password")
-        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
-            handle.write(password)
-        env = dict(
-            os.environ,
-            RESTIC_PASSWORD_FILE=password_file,
-            AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
-            AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
-            RESTIC_CACHE_DIR=os.path.join(work, "cache"),
-        )
-        argv = ["restic", "-o", "s3.bucket-lookup=path", "-r", "s3:%s/%s/repo" % (rgw.endpoint, bucket), "cat", "config"]
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False).returncode == 0
-
-
 def test_restic_init_with_every_object_write_answer_lost_initialises_once(rgw, recording_proxy, existing_bucket):
     bucket = existing_bucket
     recording_proxy.lose_answers(requests=[("PUT", "")])
@@ -66,7 +45,7 @@ def test_restic_init_with_every_object_write_answer_lost_initialises_once(rgw, r
     names = sorted(item["Key"] for item in objects)
     assert names.count("repo/config") == 1, names
     assert len([name for name in names if name.startswith("repo/keys/")]) == 2, names
-    assert opens_directly(rgw, bucket, PASSWORD) and opens_directly(rgw, bucket, RECOVERY)
+    assert restic_opens(rgw, bucket + "/repo", PASSWORD) and restic_opens(rgw, bucket + "/repo", RECOVERY)
     recording_proxy.come_back()
     again = run_module("restic_repo", repo_args(rgw, recording_proxy.url, bucket))
     assert not again.get("failed") and again["changed"] is False and again["initialized"] is False, again

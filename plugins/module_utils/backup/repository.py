@@ -55,6 +55,9 @@ S3_REPOSITORY = re.compile(r"^s3:https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]+)?/[A-Za-z
 RESTIC_OPTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*=[^\s]*$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRANSIENT_PAUSES = (1, 2)
+# The read-only look at the repository: no lock taken, so it writes nothing (check mode included) and it opens a
+# repository another restic holds locked exclusively (a check or prune of the retention timer).
+OPEN = ("cat", "config", "--no-lock")
 
 NOT_INSTALLED = "restic is not installed yet: the repository would be checked, and initialised if missing"
 
@@ -245,7 +248,7 @@ class Run:
     def repository(self):
         """Open the repository with the password, or initialise it when missing: its state before the run."""
         repository = self.p["repository"]
-        rc, _out, err = self.repo(["cat", "config"], retry=True)
+        rc, _out, err = self.repo(OPEN, retry=True)
         state = classify(rc, err)
         if state == "wrong_password":
             raise ResticRepoError(
@@ -272,7 +275,7 @@ class Run:
             # The repository does not exist yet: only its own password would open it.
             before = "present" if p["recovery_password"] == p["password"] else "absent"
         else:
-            rc, _out, err = self.repo(["cat", "config"], opener="recovery", retry=True)
+            rc, _out, err = self.repo(OPEN, opener="recovery", retry=True)
             opened = classify(rc, err)
             if opened not in ("ok", "wrong_password"):
                 self.fail("cannot test the recovery password on %s" % p["repository"], rc, err)

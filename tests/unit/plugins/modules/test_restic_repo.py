@@ -32,17 +32,23 @@ REFUSED_014 = (
 )
 WRONG_014 = "Fatal: wrong password or no key found\n"
 VERSION = "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n"
+LOCKED_014 = "unable to create lock in backend: repository is already locked exclusively by PID 4242 on web1 by root (UID 0, GID 0)\n"
+# The module's look at the repository: it takes no lock.
+OPEN = "cat config --no-lock"
 
 
 class FakeRestic:
     """Plays restic from a table: the repository's state and which passwords open it.
 
     Records every call's argv and environment, and, while the command "runs", the secret files it was handed
-    (their mode, their directory's mode, their content), so the tests can prove where the secrets were.
+    (their mode, their directory's mode, their content), so the tests can prove where the secrets were. ``locked``:
+    another restic holds the repository locked exclusively (a check, a prune), so a command that takes a lock (one
+    without ``--no-lock``) fails as restic does.
     """
 
-    def __init__(self, exists=True, keys=(PASSWORD,), answers=None):
+    def __init__(self, exists=True, keys=(PASSWORD,), answers=None, locked=False):
         self.exists = exists
+        self.locked = locked
         self.keys = list(keys)
         self.answers = dict(answers or {})  # command name -> list of (rc, stderr) consumed first
         self.calls = []
@@ -67,17 +73,30 @@ class FakeRestic:
             rc, err = self.answers[command].pop(0)
             return self.result(rc, "", err)
         password = self.read_secret(env["RESTIC_PASSWORD_FILE"])
+        refused = self.refused(command, args, password)
+        if refused:
+            return self.result(1, "", refused)
         if command == "init":
             assert not self.exists, "init over an existing repository"
             self.exists, self.keys = True, [password]
             return self.result(0, "created restic repository 1a2b3c at %s\n" % argv[2])
-        if not self.exists or password not in self.keys:
-            return self.result(1, "", WRONG_014 if self.exists else MISSING_014)
         if command == "key add":
             self.keys.append(self.read_secret(args[args.index("--new-password-file") + 1]))
             return self.result(0, "saved new key as <Key of root@h>\n")
         assert command == "cat", "unexpected restic call %s" % argv
         return self.result(0, '{"version": 2, "id": "abc", "chunker_polynomial": "3dea92"}')
+
+    def refused(self, command, args, password):
+        """restic's error for this command, "" when it runs: it opens the repository first, then takes its lock."""
+        if command == "init":
+            return ""
+        if not self.exists:
+            return MISSING_014
+        if password not in self.keys:
+            return WRONG_014
+        if self.locked and "--no-lock" not in args:
+            return LOCKED_014
+        return ""
 
     @staticmethod
     def result(rc, out="", err=""):
@@ -222,7 +241,7 @@ def test_missing_repository_is_initialised_with_secrets_in_files_only(tmp_path):
     result = ensure(fake, tmp_path=tmp_path, env=inherited)
     assert result["changed"] is True and result["initialized"] is True and result["recovery_key_added"] is False
     assert result["restic_version"] == "0.14.0" and result["repository"] == S3
-    assert fake.commands() == ["version", "cat config", "init"]
+    assert fake.commands() == ["version", OPEN, "init"]
     assert result["diff"] == {"before": {"repository": "absent"}, "after": {"repository": "present"}}
     init = fake.calls[-1]
     assert init["argv"][:5] == ["/usr/bin/restic", "-r", S3, "-o", "s3.bucket-lookup=path"]
@@ -241,15 +260,32 @@ def test_existing_repository_is_left_alone():
     fake = FakeRestic()
     result = ensure(fake)
     assert result["changed"] is False and result["initialized"] is False
-    assert fake.commands() == ["version", "cat config"]
+    assert fake.commands() == ["version", OPEN]
     assert result["diff"]["before"] == result["diff"]["after"] == {"repository": "present"}
+
+
+def test_the_look_takes_no_lock_so_a_locked_repository_opens_and_check_mode_writes_nothing():
+    """restic cat config without --no-lock writes a lock object (check mode too) and fails while another restic holds
+    the repository locked exclusively: the role's run failed during a check or prune of the retention timer."""
+    fake = FakeRestic(keys=[PASSWORD, RECOVERY], locked=True)
+    result = ensure(fake, recovery_password=RECOVERY)
+    assert result["changed"] is False and result["diff"]["before"] == {"repository": "present", "recovery_key": "present"}, result
+    assert fake.commands() == ["version", OPEN, OPEN]
+    fake = FakeRestic(locked=True)
+    result = ensure(fake, check_mode=True, recovery_password=RECOVERY)
+    assert result["changed"] is True and result["recovery_key_added"] is True and result["initialized"] is False
+    assert fake.commands() == ["version", OPEN, OPEN]
+    # A key is added under a lock, as restic takes it: the lock held by another restic is then the failure.
+    error = failure(FakeRestic(locked=True), recovery_password=RECOVERY)
+    assert error.msg.startswith("adding the recovery key to %s failed: locked" % S3), error.msg
+    assert error.facts["changed"] is False and error.facts["recovery_key_added"] is False
 
 
 def test_wrong_password_fails_before_any_write(tmp_path):
     fake = FakeRestic(keys=["another-password"])
     error = failure(fake, recovery_password=RECOVERY, tmp_path=tmp_path)
     assert error.msg == "the repository %s exists but the password does not open it; the role never initialises over an existing repository" % S3
-    assert fake.commands() == ["version", "cat config"]
+    assert fake.commands() == ["version", OPEN]
     assert error.facts["changed"] is False
     assert_no_secret(fake, error.msg, json.dumps(error.facts))
     assert list(tmp_path.iterdir()) == []
@@ -265,19 +301,19 @@ def test_missing_repository_without_initialize_fails():
     fake = FakeRestic(exists=False)
     error = failure(fake, initialize=False)
     assert error.msg == "there is no repository at %s and initialize is false" % S3
-    assert fake.commands() == ["version", "cat config"]
+    assert fake.commands() == ["version", OPEN]
 
 
 def test_check_mode_runs_no_init_and_no_key_add():
     fake = FakeRestic(exists=False)
     result = ensure(fake, check_mode=True, recovery_password=RECOVERY)
     assert result["changed"] is True and result["initialized"] is True and result["recovery_key_added"] is True
-    assert fake.commands() == ["version", "cat config"]
+    assert fake.commands() == ["version", OPEN]
     assert result["diff"] == {"before": {"repository": "absent", "recovery_key": "absent"}, "after": {"repository": "present", "recovery_key": "present"}}
     fake = FakeRestic()
     result = ensure(fake, check_mode=True, recovery_password=RECOVERY)
     assert result["changed"] is True and result["initialized"] is False and result["recovery_key_added"] is True
-    assert fake.commands() == ["version", "cat config", "cat config"]
+    assert fake.commands() == ["version", OPEN, OPEN]
     assert fake.keys == [PASSWORD]
 
 
@@ -285,7 +321,7 @@ def test_recovery_key_added_when_it_does_not_open_then_left_alone():
     fake = FakeRestic()
     result = ensure(fake, recovery_password=RECOVERY)
     assert result["changed"] is True and result["recovery_key_added"] is True
-    assert fake.commands() == ["version", "cat config", "cat config", "key add"]
+    assert fake.commands() == ["version", OPEN, OPEN, "key add"]
     assert fake.keys == [PASSWORD, RECOVERY]
     # The test of the recovery key used the recovery file; the key add authenticates with the main password.
     recovery_env, add = fake.calls[2]["env"], fake.calls[3]
@@ -302,7 +338,7 @@ def test_new_repository_gets_the_recovery_key_in_the_same_run():
     fake = FakeRestic(exists=False)
     result = ensure(fake, recovery_password=RECOVERY)
     assert result["initialized"] is True and result["recovery_key_added"] is True
-    assert fake.commands() == ["version", "cat config", "init", "cat config", "key add"]
+    assert fake.commands() == ["version", OPEN, "init", OPEN, "key add"]
     assert fake.keys == [PASSWORD, RECOVERY]
 
 
@@ -310,14 +346,14 @@ def test_transient_failures_are_retried_with_backoff():
     fake = FakeRestic(answers={"cat": [(1, REFUSED_014), (1, REFUSED_014)]})
     result = ensure(fake)
     assert result["changed"] is False and result["_sleeps"] == [1, 2]
-    assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
+    assert fake.commands() == ["version", OPEN, OPEN, OPEN]
     fake = FakeRestic(answers={"cat": [(1, REFUSED_014)] * 3})
     error = failure(fake)
     assert error.msg.startswith(
         "cannot open the repository %s: unreachable (the S3 server or the repository's path cannot be reached): Fatal: unable to open config file" % S3
     )
     assert "connection refused" in error.msg
-    assert fake.commands() == ["version", "cat config", "cat config", "cat config"]
+    assert fake.commands() == ["version", OPEN, OPEN, OPEN]
 
 
 def test_other_failures_are_reported_with_secrets_scrubbed():
@@ -325,7 +361,7 @@ def test_other_failures_are_reported_with_secrets_scrubbed():
     fake = FakeRestic(answers={"cat": [(1, leak)]})
     error = failure(fake)
     assert "Access Denied for ******** using ********" in error.msg
-    assert fake.commands() == ["version", "cat config"]
+    assert fake.commands() == ["version", OPEN]
     assert_no_secret(fake, error.msg)
 
 

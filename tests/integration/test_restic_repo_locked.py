@@ -1,0 +1,75 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Module restic_repo looks at a repository without taking a lock, with the real restic on the real RGW.
+
+Its look (``restic cat config --no-lock``) writes nothing, so a check-mode run sends no write, and it opens a
+repository that another restic holds locked exclusively: the retention timer's ``restic check`` or ``prune``, which
+once failed every run of the backup role's repository task while it lasted.
+"""
+
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+from conftest import WRITE_METHODS, RecordingProxy, run_module
+
+pytestmark = pytest.mark.rgw
+
+PASSWORD = "locked-repository-password"  # noqa: S105 - the test repository's password
+RECOVERY = "locked-repository-recovery"  # noqa: S105 - the test recovery key's password
+
+
+def repo_args(rgw, endpoint, bucket):
+    return {
+        "repository": "s3:%s/%s/repo" % (endpoint, bucket),
+        "options": ["s3.bucket-lookup=path"],
+        "password": PASSWORD,
+        "recovery_password": RECOVERY,
+        "access_key": rgw.owner["access_key"],
+        "secret_key": rgw.owner["secret_key"],
+        "timeout": 120,
+    }
+
+
+def test_a_repository_locked_exclusively_opens_and_check_mode_writes_nothing(rgw, recording_proxy, existing_bucket):
+    bucket = existing_bucket
+    assert run_module("restic_repo", repo_args(rgw, rgw.endpoint, bucket))["initialized"] is True
+
+    result = run_module("restic_repo", repo_args(rgw, recording_proxy.url, bucket), check_mode=True)
+    assert not result.get("failed") and result["changed"] is False, result
+    requests = recording_proxy.take()
+    assert requests and not [str(r) for r in requests if r.method in WRITE_METHODS], [str(r) for r in requests]
+
+    # Another restic takes the exclusive lock, then its server stops answering: it holds the lock while it waits.
+    holder = RecordingProxy(rgw.endpoint)
+    holder.go_away_after(lambda r: r.method == "PUT" and "/locks/" in r.path)
+    with tempfile.TemporaryDirectory() as work:
+        password_file = os.path.join(work, "password")
+        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+            handle.write(PASSWORD)
+        env = dict(
+            os.environ,
+            RESTIC_PASSWORD_FILE=password_file,
+            AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
+            AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
+            RESTIC_CACHE_DIR=os.path.join(work, "cache"),
+        )
+        argv = ["restic", "-o", "s3.bucket-lookup=path", "-r", "s3:%s/%s/repo" % (holder.url, bucket), "check"]
+        check = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        try:
+            seen = []
+            deadline = time.monotonic() + 30
+            while not [r for r in seen if r.method == "PUT" and "/locks/" in r.path] and time.monotonic() < deadline:
+                seen += holder.take(at_least=1, wait=1)
+            assert [r for r in seen if r.method == "PUT" and "/locks/" in r.path], [str(r) for r in seen]
+            assert check.poll() is None, "restic check ended: no lock is held"
+            result = run_module("restic_repo", repo_args(rgw, rgw.endpoint, bucket))
+            assert not result.get("failed") and result["changed"] is False, result
+            listed = rgw.client().list_objects_v2(Bucket=bucket, Prefix="repo/locks/").get("KeyCount")
+            assert listed == 1 and check.poll() is None, "the exclusive lock was not held throughout"
+        finally:
+            check.kill()
+            check.wait(timeout=30)
+            holder.close()
