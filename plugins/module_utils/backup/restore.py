@@ -271,7 +271,12 @@ def describe_plan(snapshot, items, databases, services, *, start_all=False, kept
 
 
 class JobRestic:
-    """restic with the job's repository, options and secret files; read-only commands retried when transient."""
+    """restic with the job's repository, options and secret files; read-only commands retried when transient.
+
+    What only reads the repository's metadata (snapshots, ls, stats, cat config) runs with --no-lock: backup_info is
+    read-only and must neither write a lock object nor fail while a prune or check holds the exclusive lock. A
+    restore or an export reads data packs, which a concurrent prune could remove: they take restic's shared lock.
+    """
 
     def __init__(self, config, *, run=subprocess.run, sleep=time.sleep, environ=None, timeout=None):
         self.config = config
@@ -317,15 +322,17 @@ class JobRestic:
     def snapshots(self, host):
         """The job's snapshots of ``host`` (None: of every host)."""
         argv = runner.restic_command(
-            self.config, "snapshots", "--json", *(["--host", host] if host is not None else []), "--tag", runner.job_tag(self.config["name"])
+            self.config, "snapshots", "--json", "--no-lock", *(["--host", host] if host is not None else []), "--tag", runner.job_tag(self.config["name"])
         )
         return runner.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
 
     def nodes(self, snapshot_id):
-        return parse_nodes(self.checked(runner.ls_command(self.config, snapshot_id), "restic ls", retry=True))
+        return parse_nodes(self.checked(runner.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", retry=True))
 
     def restore_size(self, snapshot_id):
-        out = self.checked(runner.restic_command(self.config, "stats", "--json", "--mode", "restore-size", snapshot_id), "restic stats", retry=True)
+        out = self.checked(
+            runner.restic_command(self.config, "stats", "--json", "--no-lock", "--mode", "restore-size", snapshot_id), "restic stats", retry=True
+        )
         try:
             return int(json.loads(out).get("total_size") or 0)
         except (ValueError, AttributeError):
@@ -335,7 +342,7 @@ class JobRestic:
         """[{path, type}] of the snapshot's entries a tar from restic dump does not hold. The listing goes through a
         private temporary file and only those entries are kept: a snapshot of millions of files is not held in memory."""
         with tempfile.TemporaryFile() as listing:
-            self.checked(runner.ls_command(self.config, snapshot_id), "restic ls", stdout=listing)
+            self.checked(runner.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", stdout=listing)
             listing.seek(0)
             left_out = []
             for raw in listing:
@@ -352,7 +359,7 @@ class JobRestic:
 
     def repository(self):
         """{id, version, locks} of the repository (the config needs the password: it proves the repository opens)."""
-        config = json.loads(self.checked(runner.restic_command(self.config, "cat", "config"), "restic cat config", retry=True) or "{}")
+        config = json.loads(self.checked(runner.restic_command(self.config, "cat", "config", "--no-lock"), "restic cat config", retry=True) or "{}")
         locks = self.checked(runner.restic_command(self.config, "list", "locks", "--no-lock"), "restic list locks", retry=True)
         return {"id": config.get("id", ""), "version": config.get("version", 0), "locks": len([line for line in locks.splitlines() if line.strip()])}
 

@@ -671,7 +671,7 @@ def test_the_entries_an_archive_cannot_hold_are_read_from_the_listing_on_disk():
         {"path": '/src/d/pipe "type":"file"', "type": "fifo"},
     ]
     ((argv, stdout),) = seen
-    assert argv == br.runner.ls_command(CONFIG, "aaaa1111") and hasattr(stdout, "fileno")
+    assert argv == br.runner.ls_command(CONFIG, "aaaa1111") + ["--no-lock"] and hasattr(stdout, "fileno")
 
 
 def test_a_failed_listing_fails_the_export_before_it_writes():
@@ -704,7 +704,7 @@ def test_job_restic_retries_a_transient_failure_of_a_read():
     assert restic.snapshots("web1") == []
     assert pauses == [1] and len(calls) == 2
     argv, env = calls[0]
-    assert argv[-5:] == ["--json", "--host", "web1", "--tag", "keepdata-job=app"]
+    assert argv[-6:] == ["--json", "--no-lock", "--host", "web1", "--tag", "keepdata-job=app"]
     assert env["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE and "RESTIC_PASSWORD" not in env
 
 
@@ -851,3 +851,20 @@ def test_a_restore_is_noted_in_the_job_state(tmp_path):
     assert json.loads((tmp_path / "app.state.json").read_text()) == {"last_restore": 1700000001, "last_restore_snapshot": ""}
     with pytest.raises(RestoreError, match="restored, but cannot note it in the job's state"):
         br.record_restore({"name": "app", "state_dir": str(tmp_path / "app.state.json")}, 1)
+
+
+def test_reads_of_metadata_take_no_lock_and_a_restore_takes_restics_shared_one():
+    # backup_info is read-only: no lock object written, and no failure while a prune holds the exclusive lock.
+    calls = []
+
+    def run(argv, **kwargs):
+        calls.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, "[]" if "snapshots" in argv else '{"total_size": 0}', "")
+
+    restic = br.JobRestic(dict(CONFIG, repository="/srv/repo", password_file=PASSWORD_FILE), run=run, environ={"PATH": "/usr/bin"})
+    restic.snapshots("web1")
+    restic.nodes("aaaa1111")
+    restic.restore_size("aaaa1111")
+    assert all("--no-lock" in argv for argv in calls), calls
+    assert "--no-lock" not in br.restore_argv(CONFIG, "aaaa1111", "/stage", ["/srv/app"])
+    assert "--no-lock" not in br.export_argv(CONFIG, "aaaa1111")
