@@ -1217,6 +1217,8 @@ def run_watching(argv, on_line, *, env=None, stdin=None, timeout=None, check=Fal
 
     Past ``timeout`` the command is killed and subprocess.TimeoutExpired raised with what it printed until then.
     """
+    # Popen, not run_command: this program runs under systemd, without Ansible, and reads restic's lines as they come.
+    # pylint: disable-next=ansible-bad-function
     with subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace") as proc:
         out, said = [], []
 

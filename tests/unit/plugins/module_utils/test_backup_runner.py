@@ -2292,7 +2292,7 @@ def test_a_failed_drill_notifies_and_never_arms_the_retry_timer(tmp_path):
 
 SPEAKER = """
 import sys, time
-sys.stdout.write("out\\n")
+sys.stdout.write("out\\n"); sys.stdout.flush()
 sys.stderr.write("first\\n"); sys.stderr.flush()
 time.sleep(float(sys.argv[1]))
 sys.stderr.write("second\\n"); sys.stderr.flush()
