@@ -258,20 +258,38 @@ def delete_bucket_quietly(rgw, bucket):
         pass
 
 
+def owner_restic_env(rgw, work, password):
+    """restic's environment with the RGW owner's keys, ``password`` in a 0600 file and a cache, both in ``work``."""
+    password_file = os.path.join(work, "password")
+    with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+        handle.write(password)
+    return dict(
+        os.environ,
+        RESTIC_PASSWORD_FILE=password_file,
+        AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
+        AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
+        RESTIC_CACHE_DIR=os.path.join(work, "cache"),
+    )
+
+
+def restic_repo_args(rgw, endpoint, bucket, password, recovery_password):
+    """Module restic_repo's arguments for the repository ``bucket``/repo behind ``endpoint``, with the owner's keys."""
+    return {
+        "repository": "s3:%s/%s/repo" % (endpoint, bucket),
+        "options": ["s3.bucket-lookup=path"],
+        "password": password,
+        "recovery_password": recovery_password,
+        "access_key": rgw.owner["access_key"],
+        "secret_key": rgw.owner["secret_key"],
+        "timeout": 120,
+    }
+
+
 def restic_opens(rgw, repository, password):
     """True when restic, talking to the RGW itself (not through a proxy), opens ``repository`` (its path below the
     endpoint: bucket/prefix) with ``password``."""
     with tempfile.TemporaryDirectory() as work:
-        password_file = os.path.join(work, "password")
-        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
-            handle.write(password)
-        env = dict(
-            os.environ,
-            RESTIC_PASSWORD_FILE=password_file,
-            AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
-            AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
-            RESTIC_CACHE_DIR=os.path.join(work, "cache"),
-        )
+        env = owner_restic_env(rgw, work, password)
         argv = ["restic", "-o", "s3.bucket-lookup=path", "-r", "s3:%s/%s" % (rgw.endpoint, repository), "cat", "config"]
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False).returncode == 0
 

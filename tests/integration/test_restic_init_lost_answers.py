@@ -9,7 +9,7 @@ passwords opening it (read on the RGW directly, not through the proxy), and a se
 """
 
 import pytest
-from conftest import restic_opens, run_module
+from conftest import restic_opens, restic_repo_args, run_module
 
 pytestmark = pytest.mark.rgw
 
@@ -18,15 +18,7 @@ RECOVERY = "lost-answers-recovery"  # noqa: S105 - the test recovery key's passw
 
 
 def repo_args(rgw, endpoint, bucket):
-    return {
-        "repository": "s3:%s/%s/repo" % (endpoint, bucket),
-        "options": ["s3.bucket-lookup=path"],
-        "password": PASSWORD,
-        "recovery_password": RECOVERY,
-        "access_key": rgw.owner["access_key"],
-        "secret_key": rgw.owner["secret_key"],
-        "timeout": 120,
-    }
+    return restic_repo_args(rgw, endpoint, bucket, PASSWORD, RECOVERY)
 
 
 def test_restic_init_with_every_object_write_answer_lost_initialises_once(rgw, recording_proxy, existing_bucket):

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import WRITE_METHODS, RecordingProxy, run_module
+from conftest import WRITE_METHODS, RecordingProxy, owner_restic_env, restic_repo_args, run_module
 
 pytestmark = pytest.mark.rgw
 
@@ -25,15 +25,7 @@ RECOVERY = "locked-repository-recovery"  # noqa: S105 - the test recovery key's 
 
 
 def repo_args(rgw, endpoint, bucket):
-    return {
-        "repository": "s3:%s/%s/repo" % (endpoint, bucket),
-        "options": ["s3.bucket-lookup=path"],
-        "password": PASSWORD,
-        "recovery_password": RECOVERY,
-        "access_key": rgw.owner["access_key"],
-        "secret_key": rgw.owner["secret_key"],
-        "timeout": 120,
-    }
+    return restic_repo_args(rgw, endpoint, bucket, PASSWORD, RECOVERY)
 
 
 def test_a_repository_locked_exclusively_opens_and_check_mode_writes_nothing(rgw, recording_proxy, existing_bucket):
@@ -57,16 +49,7 @@ def exclusive_lock(rgw, bucket):
     holder = RecordingProxy(rgw.endpoint)
     holder.go_away_after(lambda r: r.method == "PUT" and "/locks/" in r.path)
     with tempfile.TemporaryDirectory() as work:
-        password_file = os.path.join(work, "password")
-        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
-            handle.write(PASSWORD)
-        env = dict(
-            os.environ,
-            RESTIC_PASSWORD_FILE=password_file,
-            AWS_ACCESS_KEY_ID=rgw.owner["access_key"],
-            AWS_SECRET_ACCESS_KEY=rgw.owner["secret_key"],
-            RESTIC_CACHE_DIR=os.path.join(work, "cache"),
-        )
+        env = owner_restic_env(rgw, work, PASSWORD)
         argv = ["restic", "-o", "s3.bucket-lookup=path", "-r", "s3:%s/%s/repo" % (holder.url, bucket), "check"]
         check = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
         try:
