@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import bucket as bucket_logic
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import describe_error
 from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket
 
@@ -70,4 +71,4 @@ def entry(**kwargs):
 
 def converge(client, **kwargs):
     params = entry(**kwargs)
-    return cellar_bucket.converge_bucket(FakeCellar(client), params, cellar_bucket.desired_state(params), 1)
+    return bucket_logic.converge_bucket(FakeCellar(client), params, bucket_logic.desired_state(params), 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import metrics_text
 from ansible_collections.keepdata.storage.plugins.modules import backup_jobs
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_host_jobs, backup_plan
@@ -73,7 +74,14 @@ def host(tmp_path, monkeypatch):
     units_dir.mkdir()
     fake = FakeSystemctl(units_dir)
     monkeypatch.setattr(backup_jobs.AnsibleModule, "run_command", fake)
-    return {"cfg": tmp_path / "cfg", "units": units_dir, "systemctl": fake, "state": tmp_path / "state", "metrics": tmp_path / "metrics"}
+    return {
+        "cfg": tmp_path / "cfg",
+        "units": units_dir,
+        "systemctl": fake,
+        "state": tmp_path / "state",
+        "metrics": tmp_path / "metrics",
+        "runner": tmp_path / "lib" / "backup_runner.py",
+    }
 
 
 def plan(host, jobs=None, **settings):
@@ -93,6 +101,8 @@ def plan(host, jobs=None, **settings):
     )
     result = backup_plan(dict(base, **settings))
     assert result["errors"] == []
+    # The runner goes where the test can look, not in this machine's /usr/local/lib.
+    result["service"]["runner"] = str(host["runner"])
     return result
 
 
@@ -166,7 +176,11 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
         ["%s/%s" % (units, u) for u in UNITS_OF_APP1 + ["keepdata-backup-failed@.service"]]
         + ["%s/jobs/app1.json" % cfg, "%s/repository.password" % cfg, "%s/s3.credentials" % cfg]
         + ["%s/app1.state.json" % host["state"], "%s/keepdata_backup_app1.prom" % host["metrics"]]
+        + [str(host["runner"])]
     )
+    # The runner is the module's own copy of the collection's program, readable by all, written by root only.
+    assert host["runner"].read_text() == Path(runner.__file__).read_text() and mode(host["runner"]) == "0o644"
+    assert mode(host["runner"].parent) == "0o755"
     # The metrics exist before the first run: a job whose timer never fires is seen late, counted from its install.
     since = json.loads((host["state"] / "app1.state.json").read_text())["since"]
     assert abs(since - time.time()) < 60
@@ -174,7 +188,8 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
     metrics = (host["metrics"] / "keepdata_backup_app1.prom").read_text()
     assert 'keepdata_backup_since_timestamp_seconds{backup_job="app1"} %d\n' % since in metrics
     assert 'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 0\n' in metrics
-    assert result["actions"][:2] == ["create %s" % cfg, "create %s/jobs" % cfg]
+    runner_dir = host["runner"].parent
+    assert result["actions"][:4] == ["create %s" % runner_dir, "write %s" % host["runner"], "create %s" % cfg, "create %s/jobs" % cfg]
     state_dir, metrics_dir = host["state"], host["metrics"]
     expected = ["create %s" % state_dir, "write %s/app1.state.json" % state_dir, "create %s" % metrics_dir, "write %s/keepdata_backup_app1.prom" % metrics_dir]
     assert result["actions"][-8:-4] == expected
@@ -241,7 +256,10 @@ def test_check_mode_writes_nothing_and_changes_no_unit(host, capsys):
     assert result["changed"] is True
     assert not host["cfg"].exists() and os.listdir(host["units"]) == []
     assert host["systemctl"].changes() == []
-    assert result["actions"][0] == "create %s" % host["cfg"]
+    # The runner first, before any unit that starts it; then the secrets' directory.
+    assert result["actions"][:3] == ["create %s" % host["runner"].parent, "write %s" % host["runner"], "create %s" % host["cfg"]]
+    assert not host["runner"].parent.exists()
+    assert "%s: program of " % host["runner"] in result["diff"]["after"] and "%s: (absent)" % host["runner"] in result["diff"]["before"]
     assert "systemctl daemon-reload" in result["actions"]
     assert result["timers_started"] == TIMERS_OF_APP1
     assert "%s/repository.password: (hidden)" % host["cfg"] in result["diff"]["after"]
@@ -416,6 +434,8 @@ def job_with(host, **changes):
         (lambda h: {"jobs": job_with(h, pre_hooks=["ok", "a\nb"])}, "jobs[app1] must not hold control characters"),
         (lambda h: {"service": dict(plan(h)["service"], memory_max="2G\n[Service]")}, "service must not hold control characters"),
         (lambda h: {"service": {k: v for k, v in plan(h)["service"].items() if k != "runner"}}, "service lacks runner"),
+        (lambda h: {"service": dict(plan(h)["service"], runner="backup_runner.py")}, "service.runner must be an absolute path"),
+        (lambda h: {"service": dict(plan(h)["service"], runner=["/usr/local/lib/keepdata/backup_runner.py"])}, "service.runner must be an absolute path"),
         (lambda h: {"service": {k: v for k, v in plan(h)["service"].items() if k != "drill_schedule"}}, "service lacks drill_schedule"),
         (lambda h: {"service": dict(plan(h)["service"], drill_enabled="yes")}, "service.drill_enabled must be true or false"),
         (lambda h: {"service": dict(plan(h)["service"], drill_schedule="")}, "service.drill_schedule is required when drills are enabled"),
@@ -442,8 +462,11 @@ def test_a_failing_systemctl_after_writes_reports_what_was_done(host, capsys):
     host["systemctl"].fail["daemon-reload"] = (1, "Failed to reload daemon: Access denied")
     result = run(capsys, args(host))
     assert result["failed"] is True and result["changed"] is True
-    assert result["msg"].startswith("systemctl daemon-reload failed (Failed to reload daemon: Access denied); done before: create %s, " % host["cfg"])
-    assert result["actions"][:2] == ["create %s" % host["cfg"], "create %s/jobs" % host["cfg"]]
+    assert result["msg"].startswith(
+        "systemctl daemon-reload failed (Failed to reload daemon: Access denied); done before: create %s, write %s, create %s, "
+        % (host["runner"].parent, host["runner"], host["cfg"])
+    )
+    assert result["actions"][2:4] == ["create %s" % host["cfg"], "create %s/jobs" % host["cfg"]]
     assert "write %s/keepdata-backup-app1.timer" % host["units"] in result["actions"]
     assert "systemctl daemon-reload" not in result["actions"]
     assert (host["units"] / "keepdata-backup-app1.timer").exists()
@@ -506,7 +529,7 @@ def test_the_tagged_template_is_kept_and_removed_with_its_job(host, capsys):
     two = plan(host, jobs=[{"name": "app1", "paths": ["/srv/app1"]}, {"name": "app2", "paths": ["/srv/app2"]}])
     run(capsys, args(host, two))
     template = host["units"] / "keepdata-backup-app2@.service"
-    assert "ExecStart=/usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py run app2 --tag %i\n" in template.read_text()
+    assert "ExecStart=/usr/bin/python3 -I %s run app2 --tag %%i\n" % host["runner"] in template.read_text()
     # A drop-in directory or an instance link of an operator is not the role's: left alone.
     (host["units"] / "keepdata-backup-app2@.service.d").mkdir()
     result = run(capsys, args(host))

@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import probe as probe_logic
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import systemd_escape_path
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts.probe import calendar_gap
 from ansible_collections.keepdata.storage.plugins.modules import backup_probe as bp
@@ -119,7 +120,7 @@ def host(tmp_path):
 
 
 def probe(host, fake=None, which=which_all, **extra):
-    return bp.probe(request(**extra), run=fake or FakeCommands(), which=which, fstab=host["fstab"], mountinfo=host["mountinfo"])
+    return probe_logic.probe(request(**extra), run=fake or FakeCommands(), which=which, fstab=host["fstab"], mountinfo=host["mountinfo"])
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def probe(host, fake=None, which=which_all, **extra):
     ],
 )
 def test_fstab_longest_match(path, mount):
-    assert bp.fstab_mount_of(FSTAB, path) == mount
+    assert probe_logic.fstab_mount_of(FSTAB, path) == mount
 
 
 def test_nothing_asked_nothing_wrong(host):
@@ -333,8 +334,8 @@ def test_ports_on_loopback(host):
 
 def test_module_lists_every_problem_in_one_message(tmp_path, capsys, monkeypatch):
     fake = FakeCommands()
-    monkeypatch.setattr(bp.subprocess, "run", fake)
-    monkeypatch.setattr(bp.shutil, "which", which_all)
+    monkeypatch.setattr(probe_logic.subprocess, "run", fake)
+    monkeypatch.setattr(probe_logic.shutil, "which", which_all)
     args = request(
         paths=[{"option": "backup_paths", "path": str(tmp_path / "gone")}],
         schedules=[{"option": "backup_schedule", "value": "never"}],
@@ -354,8 +355,8 @@ def test_module_lists_every_problem_in_one_message(tmp_path, capsys, monkeypatch
 
 
 def test_module_passes_and_warns(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bp.subprocess, "run", FakeCommands())
-    monkeypatch.setattr(bp.shutil, "which", lambda name: None)
+    monkeypatch.setattr(probe_logic.subprocess, "run", FakeCommands())
+    monkeypatch.setattr(probe_logic.shutil, "which", lambda name: None)
     args = request(paths=[{"option": "backup_paths", "path": str(tmp_path)}], schedules=[{"option": "s", "value": "daily"}])
     with patch_module_args(args), pytest.raises(SystemExit):
         bp.main()

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import bucket as bucket_logic
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import MAX_WORKERS
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import normalize_policy, preset_policy
@@ -28,11 +29,11 @@ def _params(**kwargs):
 
 
 def test_desired_state_only_managed_keys():
-    assert cellar_bucket.desired_state(_params()) == {}
-    desired = cellar_bucket.desired_state(_params(acl="private", versioning="enabled", preset="public_read", cors=[]))
+    assert bucket_logic.desired_state(_params()) == {}
+    desired = bucket_logic.desired_state(_params(acl="private", versioning="enabled", preset="public_read", cors=[]))
     assert set(desired) == {"acl", "versioning", "policy", "cors"}
     assert desired["cors"] == []
-    assert cellar_bucket.desired_state(_params(policy={}))["policy"] is None
+    assert bucket_logic.desired_state(_params(policy={}))["policy"] is None
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_bucket_requests_rejects(kwargs, message):
     if params["buckets"]:
         params["buckets"] = [dict(_params(name=None), **entry) for entry in params["buckets"]]
     with pytest.raises(ValueError, match=re.escape(message)):
-        cellar_bucket.bucket_requests(params)
+        bucket_logic.bucket_requests(params)
 
 
 @pytest.mark.parametrize(("module", "args"), [(cellar_bucket, {"name": "bkt"}), (cellar_bucket_info, {})])
@@ -68,7 +69,7 @@ def test_modules_share_one_workers_limit(module, args, capsys):
 
 def test_bucket_requests_list():
     params = _params(name=None, buckets=[dict(_params(), name="one-b"), dict(_params(), name="two-b", versioning="enabled")])
-    requests = cellar_bucket.bucket_requests(params)
+    requests = bucket_logic.bucket_requests(params)
     assert [(entry["name"], desired) for entry, desired in requests] == [("one-b", {}), ("two-b", {"versioning": "enabled"})]
 
 
@@ -127,8 +128,8 @@ def test_converge_steps_idempotent(s3):
 
 
 def test_read_current_missing_bucket(s3):
-    assert cellar_bucket.read_current(s3, "nope", {"acl": "private"}) is None
-    assert cellar_bucket.read_current(s3, "nope", {}) is None
+    assert bucket_logic.read_current(s3, "nope", {"acl": "private"}) is None
+    assert bucket_logic.read_current(s3, "nope", {}) is None
 
 
 def test_force_delete_removes_every_version(s3):
@@ -141,3 +142,7 @@ def test_force_delete_removes_every_version(s3):
     # One worker: moto's in-memory backend is not thread-safe (the parallel path runs against RGW in integration).
     assert ops.delete_bucket_forced_batch(s3, "bkt", workers=1, batch=7) == 61
     assert not ops.bucket_exists(s3, "bkt")
+
+
+def test_the_logic_reads_every_option_of_one_bucket_that_the_module_takes():
+    assert bucket_logic.BUCKET_OPTIONS == tuple(cellar_bucket.BUCKET_SPEC)

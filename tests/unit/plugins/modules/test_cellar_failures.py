@@ -14,6 +14,7 @@ import stat
 import pytest
 from botocore.exceptions import ClientError
 
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import bucket as bucket_logic
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import rules_file as cellar_rules_file
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import preset_policy
@@ -42,7 +43,7 @@ def test_failure_after_create_reports_changed_and_names_the_writes():
         put_bucket_versioning={},
         put_bucket_policy=client_error("MalformedPolicy"),
     )
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, acl="private", versioning="enabled", preset="public_read")
     assert raised.value.result["changed"] is True
     assert "refused the bucket policy" in str(raised.value)
@@ -58,7 +59,7 @@ def test_failure_after_acl_write_on_existing_bucket_reports_changed():
         put_bucket_acl={},
         put_bucket_policy=client_error("AccessDenied", 403),
     )
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, acl="public-read", preset="public_read")
     assert raised.value.result["changed"] is True
     assert "access denied" in str(raised.value) and "(already written before the failure: acl)" in str(raised.value)
@@ -66,7 +67,7 @@ def test_failure_after_acl_write_on_existing_bucket_reports_changed():
 
 def test_failure_before_any_write_reports_unchanged():
     client = FakeS3(get_bucket_acl=NO_BUCKET, create_bucket=client_error("BucketAlreadyExists", 409))
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, acl="private")
     assert raised.value.result["changed"] is False
     assert "already written" not in str(raised.value)
@@ -81,7 +82,7 @@ def test_force_delete_failing_half_way_reports_changed_and_the_count():
         delete_objects={},
         delete_bucket=client_error("AccessDenied", 403),
     )
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, state="absent", force=True)
     assert raised.value.result["changed"] is True
     assert raised.value.result["deleted_objects"] == 2
@@ -91,7 +92,7 @@ def test_force_delete_failing_half_way_reports_changed_and_the_count():
 def test_list_mode_carries_changed_of_a_partly_written_bucket():
     client = FakeS3(get_bucket_versioning=NO_BUCKET, create_bucket={}, put_bucket_versioning=client_error("AccessDenied", 403))
     params = entry(versioning="enabled")
-    results, errors = cellar_bucket.converge_many(FakeCellar(client), [(params, cellar_bucket.desired_state(params))], 1)
+    results, errors = bucket_logic.converge_many(FakeCellar(client), [(params, bucket_logic.desired_state(params))], 1)
     assert results[0]["changed"] is True and len(errors) == 1
     assert results[0]["name"] == "bkt" and results[0]["url"] == "https://s3.example.com/bkt"  # the partial result of the bucket
     assert results[0]["msg"] == errors[0]
@@ -101,10 +102,10 @@ def test_list_mode_carries_changed_of_a_partly_written_bucket():
 def test_a_long_list_of_failures_names_every_bucket_and_spells_out_the_first_errors():
     results = [{"name": "b%d" % i, "changed": False, "msg": "error %d" % i} for i in range(5)] + [{"name": "fine", "changed": True}]
     errors = [r["msg"] for r in results if "msg" in r]
-    assert cellar_bucket.failures_message(results, errors) == (
+    assert bucket_logic.failures_message(results, errors) == (
         "5 of 6 buckets failed (b0, b1, b2, b3, b4); the first errors: error 0; error 1; error 2 (every failed bucket's error is in its buckets[].msg)"
     )
-    assert cellar_bucket.failures_message(results[3:], errors[3:]) == "2 of 3 buckets failed: error 3; error 4"
+    assert bucket_logic.failures_message(results[3:], errors[3:]) == "2 of 3 buckets failed: error 3; error 4"
 
 
 def test_list_result_has_one_diff_of_the_changed_buckets():
@@ -113,11 +114,11 @@ def test_list_result_has_one_diff_of_the_changed_buckets():
         {"name": "two-b", "changed": False, "diff": {"before": {"exists": True}, "after": {"exists": True}}},
         {"name": "three-b", "changed": True},  # failed after a write: no diff of its own
     ]
-    result = cellar_bucket.list_result(results)
+    result = bucket_logic.list_result(results)
     assert result["changed"] is True
     assert result["diff"] == {"before": {"one-b": {"exists": False}, "three-b": None}, "after": {"one-b": {"exists": True}, "three-b": None}}
     assert [sorted(entry) for entry in result["buckets"]] == [["changed", "name"]] * 3
-    assert cellar_bucket.list_result([{"name": "two-b", "changed": False}])["changed"] is False
+    assert bucket_logic.list_result([{"name": "two-b", "changed": False}])["changed"] is False
 
 
 # ---- item: a non-empty bucket fails clearly and nothing is deleted -------------------------------------------
@@ -129,8 +130,8 @@ def test_non_empty_bucket_without_force_is_detected_before_any_delete(check_mode
     cellar = FakeCellar(client)
     cellar.check_mode = check_mode
     params = entry(state="absent")
-    with pytest.raises(cellar_bucket.BucketError) as raised:
-        cellar_bucket.converge_bucket(cellar, params, {}, 1)
+    with pytest.raises(bucket_logic.BucketError) as raised:
+        bucket_logic.converge_bucket(cellar, params, {}, 1)
     assert raised.value.result["changed"] is False
     assert "diff" not in raised.value.result
     assert str(raised.value) == "bucket 'bkt' is not empty: set force=true to delete every object and version with it (nothing was deleted)"
@@ -139,7 +140,7 @@ def test_non_empty_bucket_without_force_is_detected_before_any_delete(check_mode
 
 def test_bucket_filled_between_check_and_delete_reports_unchanged():
     client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, list_multipart_uploads=NO_UPLOAD, delete_bucket=client_error("BucketNotEmpty", 409))
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, state="absent")
     assert raised.value.result["changed"] is False
     assert "is not empty: set force=true" in str(raised.value)
@@ -157,8 +158,8 @@ def test_bucket_with_only_unfinished_uploads_without_force_is_refused(check_mode
     client = FakeS3(head_bucket={}, list_object_versions=NO_VERSION, list_multipart_uploads=ONE_UPLOAD)  # no delete_* answer
     cellar = FakeCellar(client)
     cellar.check_mode = check_mode
-    with pytest.raises(cellar_bucket.BucketError) as raised:
-        cellar_bucket.converge_bucket(cellar, entry(state="absent"), {}, 1)
+    with pytest.raises(bucket_logic.BucketError) as raised:
+        bucket_logic.converge_bucket(cellar, entry(state="absent"), {}, 1)
     assert raised.value.result["changed"] is False
     assert str(raised.value) == "bucket 'bkt' holds unfinished multipart uploads: set force=true to abort them and delete the bucket (nothing was deleted)"
     assert client.names() == ["head_bucket", "list_object_versions", "list_multipart_uploads"]
@@ -187,14 +188,14 @@ def test_force_aborts_unfinished_uploads_before_deleting_the_bucket():
 )
 def test_absent_refuses_content_options(options, named):
     with pytest.raises(ValueError, match="^state=absent deletes the bucket and takes no %s$" % named):
-        cellar_bucket.desired_state(entry(state="absent", **options))
+        bucket_logic.desired_state(entry(state="absent", **options))
 
 
 def test_absent_in_a_list_entry_is_refused_with_its_index():
     params = {key: None for key in cellar_bucket.ARGUMENT_SPEC}
     params.update(state="present", force=False, workers=4, buckets=[entry(name="one-b"), entry(name="two-b", state="absent", acl="private")])
     with pytest.raises(ValueError, match=r"^buckets\[1\] \(two-b\): state=absent deletes the bucket and takes no acl$"):
-        cellar_bucket.bucket_requests(params)
+        bucket_logic.bucket_requests(params)
 
 
 # ---- item: policies that differ only by action case are no change ---------------------------------------------

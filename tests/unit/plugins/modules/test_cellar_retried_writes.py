@@ -11,8 +11,8 @@ __metaclass__ = type
 import pytest
 from botocore.exceptions import ClientError
 
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar import bucket as bucket_logic
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops
-from ansible_collections.keepdata.storage.plugins.modules import cellar_bucket
 from ansible_collections.keepdata.storage.tests.unit.plugins.modules.cellar_fakes import FakeS3, converge
 
 
@@ -82,7 +82,7 @@ def test_forced_delete_retried_everywhere_counts_what_its_first_tries_did():
 
 def test_first_try_that_finds_no_bucket_still_fails_unchanged():
     client = FakeS3(head_bucket=HEAD_OK, list_object_versions=EMPTY, list_multipart_uploads=EMPTY, delete_bucket=client_error("NoSuchBucket", 404, 0))
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, state="absent")
     assert raised.value.result["changed"] is False
     assert "does not exist" in str(raised.value)
@@ -114,7 +114,7 @@ def test_retried_create_never_adopts_a_bucket_that_is_not_ours():
         create_bucket=client_error("BucketAlreadyExists", 409, 1),
         list_buckets={"Buckets": [{"Name": "other"}]},
     )
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, versioning="enabled")  # no put_bucket_versioning answer: a write would fail the test
     assert raised.value.result["changed"] is False
     assert "is already taken by another account" in str(raised.value)
@@ -127,14 +127,14 @@ def test_retried_create_whose_ownership_read_fails_reports_the_create_error():
         create_bucket=client_error("BucketAlreadyExists", 409, 1),
         list_buckets=client_error("AccessDenied", 403, 0),
     )
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, versioning="enabled")
     assert "is already taken by another account" in str(raised.value)
 
 
 def test_first_try_create_conflict_fails_without_an_ownership_read():
     client = FakeS3(get_bucket_acl=client_error("NoSuchBucket", 404, 0), create_bucket=client_error("BucketAlreadyOwnedByYou", 409, 0))
-    with pytest.raises(cellar_bucket.BucketError) as raised:
+    with pytest.raises(bucket_logic.BucketError) as raised:
         converge(client, acl="private")
     assert raised.value.result["changed"] is False
     assert client.names() == ["get_bucket_acl", "create_bucket"]

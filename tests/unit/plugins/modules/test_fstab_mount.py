@@ -12,9 +12,12 @@ __metaclass__ = type
 
 import json
 import os
+import stat
+from pathlib import Path
 
 import pytest
 
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import health, mount
 from ansible_collections.keepdata.storage.plugins.modules import fstab_mount
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
@@ -172,7 +175,7 @@ def test_check_mode_previews_the_mount_without_asking_systemd(host, capsys, monk
 def looks_mounted(host, monkeypatch):
     """The mount point is in mountinfo; what it answers and what healing does are recorded fakes."""
     host["mnt"].mkdir(parents=True)
-    monkeypatch.setattr(fstab_mount, "read_mounts", lambda: {str(host["mnt"]): "u@h:/srv"})
+    monkeypatch.setattr(mount, "read_mounts", lambda: {str(host["mnt"]): "u@h:/srv"})
     calls = {"heal": [], "commands": []}
 
     def heal(path, mount_unit, start_unit, run, timeout):
@@ -183,13 +186,13 @@ def looks_mounted(host, monkeypatch):
         calls["commands"].append(" ".join(argv))
         return 0, "", ""
 
-    monkeypatch.setattr(fstab_mount, "heal", heal)
+    monkeypatch.setattr(mount, "heal", heal)
     monkeypatch.setattr(fstab_mount.AnsibleModule, "run_command", run_command)
     return calls
 
 
 def answers(monkeypatch, state, detail=""):
-    monkeypatch.setattr(fstab_mount, "look", lambda path, timeout: (state, detail))
+    monkeypatch.setattr(mount, "look", lambda path, timeout: (state, detail))
 
 
 def test_dead_mount_is_remounted_and_reported(host, capsys, monkeypatch, looks_mounted):
@@ -222,7 +225,7 @@ def test_dead_mount_in_check_mode_is_reported_not_healed(host, capsys, monkeypat
 def test_failed_healing_after_the_unmount_is_a_change(host, capsys, monkeypatch, looks_mounted):
     run(capsys, **args(host))  # a converged host: nothing else to change
     answers(monkeypatch, "dead", "Transport endpoint is not connected")
-    monkeypatch.setattr(fstab_mount, "heal", lambda *a: ("systemctl start x.mount failed: no server", True))
+    monkeypatch.setattr(mount, "heal", lambda *a: ("systemctl start x.mount failed: no server", True))
     result = run(capsys, **args(host, state="mounted"))
     assert result["failed"] is True and "systemctl start x.mount failed: no server" in result["msg"]
     assert "left unmounted until the next run or its health check mounts it" in result["msg"]
@@ -232,14 +235,14 @@ def test_failed_healing_after_the_unmount_is_a_change(host, capsys, monkeypatch,
 def test_failed_healing_before_the_unmount_changed_nothing(host, capsys, monkeypatch, looks_mounted):
     run(capsys, **args(host))
     answers(monkeypatch, "dead", "Transport endpoint is not connected")
-    monkeypatch.setattr(fstab_mount, "heal", lambda *a: ("cannot unmount x: busy", False))
+    monkeypatch.setattr(mount, "heal", lambda *a: ("cannot unmount x: busy", False))
     result = run(capsys, **args(host, state="mounted"))
     assert result["failed"] is True and "cannot unmount x: busy" in result["msg"] and "nothing was changed" in result["msg"]
     assert result["changed"] is False
 
 
 def test_kernel_mounts_are_not_asked(host, capsys, monkeypatch, looks_mounted):
-    monkeypatch.setattr(fstab_mount, "look", lambda path, timeout: pytest.fail("asked an NFS mount"))
+    monkeypatch.setattr(mount, "look", lambda path, timeout: pytest.fail("asked an NFS mount"))
     result = run(capsys, **args(host, state="mounted", fstype="nfs", opts=["_netdev"], files=[], id_options=False))
     assert result["healed"] == ""
 
@@ -266,8 +269,7 @@ def test_healthy_mount_is_left_alone(host, capsys, monkeypatch, looks_mounted):
 
 # -- the health timer ----------------------------------------------------------------------------------------
 def health_args(host, tmp_units, **extra):
-    program = host["cfg"].parent / "mount_health.py"
-    program.write_text("# the program\n")
+    program = host["cfg"].parent / "programs" / "mount_health.py"
     settings = dict(state="mounted", health_check=True, health_interval="45s", health_program=str(program), units_dir=str(tmp_units))
     settings.update(extra)
     return args(host, **settings)
@@ -299,11 +301,31 @@ def test_health_timer_removed_when_turned_off(host, capsys, monkeypatch, looks_m
     assert any(action.startswith("stop and disable keepdata-mount-health-") for action in result["actions"])
 
 
-def test_missing_health_program_fails_before_any_change(host, capsys, monkeypatch, looks_mounted, tmp_path):
+def test_the_module_writes_the_health_program_from_its_own_copy(host, capsys, monkeypatch, looks_mounted, tmp_path):
     answers(monkeypatch, "healthy")
-    result = run(capsys, **args(host, state="mounted", health_check=True, health_program=str(tmp_path / "none.py"), units_dir=str(tmp_path)))
-    assert result["failed"] is True and "is not on this host (the roles install it); nothing was changed" in result["msg"]
-    assert host["fstab"].read_text() == FOREIGN
+    units = tmp_path / "units"
+    units.mkdir()
+    program = host["cfg"].parent / "programs" / "mount_health.py"
+    source = Path(health.__file__).read_text()
+    result = run(capsys, **health_args(host, units))
+    assert result["changed"] is True and "write %s" % program in result["actions"]
+    assert program.read_text() == source and stat.S_IMODE(program.stat().st_mode) == 0o644
+    assert stat.S_IMODE(program.parent.stat().st_mode) == 0o755
+    # A program changed on the host (an older release's, or edited by hand) is written again; nothing else changes.
+    program.write_text("# an older program\n")
+    again = run(capsys, **health_args(host, units))
+    assert again["changed"] is True and again["actions"] == ["write %s" % program] and program.read_text() == source
+    assert run(capsys, **health_args(host, units))["changed"] is False
+
+
+def test_check_mode_reports_the_health_program_and_writes_nothing(host, capsys, monkeypatch, looks_mounted, tmp_path):
+    answers(monkeypatch, "healthy")
+    units = tmp_path / "units"
+    units.mkdir()
+    program = host["cfg"].parent / "programs" / "mount_health.py"
+    result = run(capsys, check_mode=True, diff=True, **health_args(host, units))
+    assert "write %s" % program in result["actions"] and not program.exists()
+    assert "health check program %s: program of " % program in result["diff"]["after"]
 
 
 @pytest.mark.parametrize("interval", ["0s", "9s", "soon", "30s\n", ""])
