@@ -10,10 +10,12 @@
     /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py drill JOB [--config-dir DIR]
     /usr/bin/python3 -I /usr/local/lib/keepdata/backup_runner.py failed JOB:backup|JOB:forget|JOB:drill [--config-dir DIR]
 
-The role copies this one file to the host, so it uses the Python standard library only (3.9+). Small pure
-functions build the restic command lines, read restic's JSON and render the state and the metrics; a thin layer
-runs the commands through ``Context.run`` (``subprocess.run`` unless a test gives a fake) and writes one readable
-line per step to stdout, which systemd puts in the journal. Secrets reach restic only as file paths: nothing here
+Module backup_jobs writes this one file onto the host, so it uses the Python standard library only (3.9+). It is
+ordered by feature: the names and settings the modules and plans share with it, restic and its failures, snapshots,
+files, how a step runs; then one section per command (backup, retention, drill, the failure handler), each holding
+its pure functions (command lines, readings of restic's JSON, the state) before its I/O; the metrics; the command
+line. Commands run through ``Context.run`` (``subprocess.run`` unless a test gives a fake), and each step writes
+one readable line to stdout, which systemd puts in the journal. Secrets reach restic only as file paths: nothing here
 reads a secret, puts one in an argument or an environment value, or prints the environment or a file's content.
 """
 
@@ -42,6 +44,7 @@ import time
 import traceback
 from urllib.parse import quote
 
+# --- names and settings: shared with the modules, the plans and the units ----------------------------------------------
 DEFAULT_CONFIG_DIR = "/etc/keepdata/backup/jobs"
 DEFAULT_LOCK_DIR = "/run/lock"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -79,13 +82,6 @@ KINDS = ("backup", "forget", "drill")
 FAILURE_COUNTS = {"backup": "consecutive_failures", "forget": "forget_consecutive_failures", "drill": "drill_consecutive_failures"}
 # The state key holding why each kind's last run failed ("" after a success): a key of CAUSE_TEXTS, or "failed".
 FAILURE_CAUSE_KEYS = {"backup": "last_failure_cause", "forget": "forget_failure_cause", "drill": "drill_failure_cause"}
-# A restore drill restores at most this many files; restic 0.14's restore has no --include-file, so the
-# patterns go on the command line, in several restores when they would make it longer than this many bytes.
-MAX_DRILL_FILES = 1000
-INCLUDE_BUDGET = 128 * 1024
-# restic's --include patterns are Go filepath.Match patterns: these four characters must be escaped (measured
-# with restic 0.14: "[" "*" "?" and "\\" match as globs otherwise; "]", "{", "!" and "$" are taken as they are).
-_GLOB_CHARS = re.compile(r"([\\*?\[])")
 # restic's own environment is built from nothing but these, plus what restic_env sets.
 COPIED_ENV = ("PATH", "HOME", "LANG")
 REQUIRED = ("name", "repository", "repository_id", "host", "state_dir")
@@ -168,58 +164,6 @@ STATE_DEFAULTS = {
     # When the role installed the job: lateness of a job that never ran counts from it.
     "since": 0,
 }
-# (metric name without the keepdata_backup_ prefix, state key, help text); all gauges.
-METRICS = (
-    ("last_run_timestamp_seconds", "last_run", "Unix time when the last backup run started."),
-    ("last_success_timestamp_seconds", "last_success", "Unix time when the last successful (or partial) backup started, 0 if never."),
-    ("last_duration_seconds", "last_duration", "Duration of the last backup run in seconds."),
-    ("last_exit_status", "last_exit_status", "Outcome of the last backup run: 0 ok, 3 partial (some files unreadable), 1 failure."),
-    ("last_partial", "partial", "1 if the last backup snapshot missed unreadable files, else 0."),
-    ("last_bytes_added", "bytes_added", "Bytes added to the repository by the last backup run."),
-    ("last_files_new", "files_new", "New files in the last backup snapshot."),
-    ("last_files_changed", "files_changed", "Changed files in the last backup snapshot."),
-    ("snapshots", "snapshots", "Snapshots of this job on this host in the repository."),
-    ("consecutive_failures", "consecutive_failures", "Backup runs failed in a row since the last success."),
-    ("last_forget_timestamp_seconds", "last_forget", "Unix time when the retention policy last ran successfully, 0 if never."),
-    ("drill_last_timestamp_seconds", "last_drill", "Unix time when the last restore drill started, 0 if never."),
-    ("drill_last_success_timestamp_seconds", "last_drill_success", "Unix time when the last successful restore drill started, 0 if never."),
-    ("drill_last_result", "drill_exit_status", "Outcome of the last restore drill: 0 ok, 1 failed."),
-    ("drill_files_checked", "drill_files_checked", "Files restored and verified by the last restore drill."),
-    ("drill_bytes_checked", "drill_bytes_checked", "Bytes restored and verified by the last restore drill."),
-    ("drill_duration_seconds", "drill_duration", "Duration of the last restore drill in seconds."),
-    ("drill_consecutive_failures", "drill_consecutive_failures", "Restore drills failed in a row since the last success."),
-    ("forget_last_result", "last_forget_exit_status", "Outcome of the last retention run (forget, prune): 0 ok, 1 failed."),
-    ("forget_consecutive_failures", "forget_consecutive_failures", "Retention runs failed in a row since the last success."),
-    ("check_last_timestamp_seconds", "last_check", "Unix time when the last repository check (restic check --read-data-subset) started, 0 if never."),
-    ("check_last_success_timestamp_seconds", "last_check_success", "Unix time when the last successful repository check started, 0 if never."),
-    ("check_last_result", "check_exit_status", "Outcome of the last repository check: 0 ok (or never run), 1 failed."),
-    (
-        "structure_check_last_timestamp_seconds",
-        "last_structure_check",
-        "Unix time when the retention run of the last structural repository check (restic check, no data read) to reach a verdict started, 0 if never.",
-    ),
-    (
-        "structure_check_last_success_timestamp_seconds",
-        "last_structure_check_success",
-        "Unix time when the retention run of the last structural repository check that found no damage started, 0 if never.",
-    ),
-    (
-        "structure_check_last_result",
-        "structure_check_exit_status",
-        "Outcome of the last structural repository check: 0 ok or never run, 1 failed.",
-    ),
-    (
-        "last_suspect",
-        "suspect",
-        "1 if the last backup's snapshot is suspect (its sources were empty, or shrank by more than suspect_shrink percent since the last good one), else 0.",
-    ),
-    ("last_good_timestamp_seconds", "good_time", "Unix time of the newest snapshot of this job that was not suspect, as this host knows it, 0 if none."),
-    ("since_timestamp_seconds", "since", "Unix time when the job was installed on this host (lateness of a job that never ran counts from it)."),
-    ("max_age_seconds", "max_age", "Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit."),
-    ("drill_max_age_seconds", "drill_max_age", "Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit."),
-)
-# Metrics that come from the job's configuration (the role's thresholds), not from its state.
-CONFIG_METRICS = ("max_age", "drill_max_age")
 _SNAPSHOT_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
 
 
@@ -238,11 +182,94 @@ def restic_error(what, returncode, stderr):
     return JobError("%s failed (%s): %s" % (what, describe_exit(returncode), hint), cause=cause)
 
 
-# --- pure functions --------------------------------------------------------------------------------------------
-
-
 def job_tag(name):
     return JOB_TAG + name
+
+
+def last_line(text):
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def format_bytes(count):
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return "%d B" % value if unit == "B" else "%.1f %s" % (value, unit)
+        value /= 1024
+    return "%d B" % count
+
+
+def listed(items, limit=MAX_LISTED_ITEMS):
+    """``items`` joined, at most ``limit`` of them, then how many more."""
+    text = "; ".join(items[:limit])
+    if len(items) > limit:
+        text += "; and %d more" % (len(items) - limit)
+    return text
+
+
+def json_list(text, what):
+    """The JSON list restic printed; raises JobError naming ``what`` printed it when it is no such list."""
+    try:
+        items = json.loads(text or "null")
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
+        raise JobError("%s did not print a JSON list" % what)
+    return items
+
+
+def with_defaults(config):
+    merged = dict(CONFIG_DEFAULTS)
+    merged.update(config)
+    return merged
+
+
+def config_problems(config, job):
+    problems = ["%s is missing" % key for key in REQUIRED if not config.get(key)]
+    if config.get("name") and config["name"] != job:
+        problems.append("name is %r, not %r" % (config["name"], job))
+    if config.get("databases") and not config.get("dump_dir"):
+        problems.append("dump_dir is missing (the job has databases)")
+    return problems
+
+
+def state_path(config):
+    return os.path.join(config["state_dir"], "%s.state.json" % config["name"])
+
+
+def lock_path(lock_dir, repository_id):
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(repository_id))
+    return os.path.join(lock_dir, "keepdata-backup-%s.lock" % safe)
+
+
+def unit_name(job, kind):
+    return "keepdata-backup-%s%s.service" % (job, "" if kind == "backup" else "-" + kind)
+
+
+def journal_units(job, kind):
+    """The units whose log the failure handler sends: a backup's include its tagged runs (keepdata-backup-JOB@TAG),
+    which report to the same handler; journalctl takes the pattern and interleaves them by time."""
+    units = [unit_name(job, kind)]
+    if kind == "backup":
+        units.append("keepdata-backup-%s@*.service" % job)
+    return units
+
+
+def format_seconds(seconds):
+    """ "15min", "2h", "1h 30min", "45s": a delay as a person reads it."""
+    seconds = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            parts.append("%d%s" % (seconds // size, unit))
+            seconds %= size
+    if seconds or not parts:
+        parts.append("%ds" % seconds)
+    return " ".join(parts)
+
+
+# --- restic: its version, environment and commands, and its failures classified ----------------------------------------
 
 
 def parse_restic_version(text):
@@ -296,77 +323,6 @@ def restic_command(config, subcommand, *args):
 def job_filter(config):
     """The options that select this job's snapshots on this host."""
     return ["--host", config["host"], "--tag", job_tag(config["name"])]
-
-
-def backup_paths(config):
-    paths = list(config.get("paths") or [])
-    if config.get("databases"):
-        paths.append(config["dump_dir"])
-    return paths
-
-
-def backup_command(config, flags=(), tag=""):
-    """restic backup of the job's paths; ``tag`` (a hand-given tag, already checked) is added to the job's tags."""
-    argv = restic_command(config, "backup", *flags) + ["--json"] + job_filter(config)
-    for name in list(config.get("tags") or []) + ([tag] if tag else []):
-        argv += ["--tag", name]
-    for pattern in config.get("excludes") or []:
-        argv += ["--exclude", pattern]
-    if int(config.get("limit_upload") or 0) > 0:
-        argv += ["--limit-upload", str(int(config["limit_upload"]))]
-    if config.get("compression"):
-        argv += ["--compression", config["compression"]]
-    return argv + ["--"] + backup_paths(config)
-
-
-def snapshots_command(config):
-    return restic_command(config, "snapshots", "--json", *job_filter(config))
-
-
-def _error_text(message):
-    err = message.get("error")
-    text = err.get("message", "") if isinstance(err, dict) else str(err or "")
-    parts = [part for part in (message.get("item", ""), text) if part]
-    during = " (during %s)" % message["during"] if message.get("during") else ""
-    return ": ".join(parts or ["unknown error"]) + during
-
-
-def parse_backup_output(stdout, stderr=""):
-    """{"summary": dict or None, "errors": [text], "messages": [plain stderr lines]} from ``restic backup --json``.
-
-    restic 0.14 prints the JSON error lines on stderr, later versions may print them on stdout: both are read.
-    """
-    result = {"summary": None, "errors": [], "messages": []}
-    for stream, plain_kept in ((stdout or "", False), (stderr or "", True)):
-        for raw in stream.splitlines():
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                message = json.loads(line)
-            except ValueError:
-                message = None
-            if not isinstance(message, dict):
-                if plain_kept:
-                    result["messages"].append(line)
-                continue
-            if message.get("message_type") == "summary":
-                result["summary"] = message
-            elif message.get("message_type") == "error":
-                result["errors"].append(_error_text(message))
-            elif message.get("message_type") == "exit_error":
-                # restic >= 0.17 with --json: the fatal error as JSON (its text is what restic would print).
-                result["messages"].append(str(message.get("message") or ""))
-    return result
-
-
-def backup_status(returncode):
-    """0 ok, 3 partial (snapshot made, some files unreadable), 1 anything else, a signal included."""
-    if returncode == 0:
-        return EXIT_OK
-    if returncode == EXIT_PARTIAL:
-        return EXIT_PARTIAL
-    return EXIT_FAILED
 
 
 def describe_exit(returncode):
@@ -476,49 +432,11 @@ def restic_hint(stderr, returncode=None):
     return restic_diagnosis(stderr, returncode)[0]
 
 
-def last_line(text):
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def is_lock_error(stderr):
+    return "repository is already locked" in (stderr or "") or "unable to create lock" in (stderr or "")
 
 
-def format_bytes(count):
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return "%d B" % value if unit == "B" else "%.1f %s" % (value, unit)
-        value /= 1024
-    return "%d B" % count
-
-
-def snapshot_line(summary):
-    if not summary:
-        return "snapshot saved (restic printed no summary)"
-    return "snapshot %s: %d new, %d changed files, %s added, %.1f s" % (
-        str(summary.get("snapshot_id") or "?")[:8],
-        int(summary.get("files_new") or 0),
-        int(summary.get("files_changed") or 0),
-        format_bytes(summary.get("data_added")),
-        float(summary.get("total_duration") or 0),
-    )
-
-
-def listed(items, limit=MAX_LISTED_ITEMS):
-    """``items`` joined, at most ``limit`` of them, then how many more."""
-    text = "; ".join(items[:limit])
-    if len(items) > limit:
-        text += "; and %d more" % (len(items) - limit)
-    return text
-
-
-def json_list(text, what):
-    """The JSON list restic printed; raises JobError naming ``what`` printed it when it is no such list."""
-    try:
-        items = json.loads(text or "null")
-    except ValueError:
-        items = None
-    if not isinstance(items, list):
-        raise JobError("%s did not print a JSON list" % what)
-    return items
+# --- snapshots and their tags ------------------------------------------------------------------------------------------
 
 
 def parse_snapshots(text):
@@ -559,128 +477,9 @@ def last_good_snapshot(snapshots):
     return latest_snapshot([snap for snap in snapshots if not is_suspect(snap)])
 
 
-def protected_ids(snapshots, recorded_good=""):
-    """The IDs no retention pass may remove: the latest snapshot, the newest one not tagged suspect, and the last
-    good one this host recorded (``recorded_good``, an ID or its prefix: it stays protected when a suspect snapshot
-    could not be tagged)."""
-    ids = {(latest_snapshot(snapshots) or {}).get("id"), (last_good_snapshot(snapshots) or {}).get("id")}
-    if recorded_good:
-        ids.update(snap.get("id") for snap in snapshots if str(snap.get("id") or "").startswith(recorded_good))
-    return ids - {None}
-
-
-def shrink_verdict(summary, good, percent):
-    """Why a new snapshot is suspect, "" when it is not: no file in its sources (unless the last good snapshot had
-    none either), or fewer files or bytes than the job's last good snapshot by more than ``percent`` percent (0: only
-    an empty one is suspect). ``summary`` is restic backup's; ``good`` holds the last good snapshot's "files" and
-    "bytes", each None when unknown."""
-    files = int(summary.get("total_files_processed") or 0)
-    size = int(summary.get("total_bytes_processed") or 0)
-    before_files, before_bytes = good.get("files"), good.get("bytes")
-    # An empty snapshot is suspect, unless the last good one was empty too (an empty state accepted once).
-    if files == 0 and before_files != 0:
-        return "no file in the sources" + (" (the last good snapshot had %d)" % before_files if before_files else "")
-    shrunk = []
-    for name, now, before, shown in (("files", files, before_files, str), ("bytes", size, before_bytes, format_bytes)):
-        if percent > 0 and before and now * 100 < before * (100 - percent):
-            shrunk.append("%s %s, was %s (-%s%%)" % (name, shown(now), shown(before), "%g" % round(100 - now * 100.0 / before, 1)))
-    if not shrunk:
-        return ""
-    return "the sources shrank by more than %d%% since the last good snapshot: %s" % (percent, ", ".join(shrunk))
-
-
-def sources_empty(paths):
-    """Whether every path is missing or an empty directory (a new host before its data is restored)."""
-    for path in paths:
-        try:
-            with os.scandir(path) as entries:
-                if next(entries, None) is not None:
-                    return False
-        except FileNotFoundError:
-            continue
-        except OSError:
-            # A file, a dead mount, a directory this host cannot read: not the empty tree of a new host (restic
-            # backup then says what is wrong with it).
-            return False
-    return True
-
-
-_DURATION_PART = re.compile(r"([0-9]+)([ymdh])")
-_DURATION_SECONDS = {"y": 365 * 86400, "m": 30 * 86400, "d": 86400, "h": 3600}
-
-
-def duration_seconds(text):
-    """Seconds of a restic duration such as 21d or 1y6m (a year is 365 days, a month 30), or None when malformed."""
-    text = text or ""
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        return None
-    return sum(int(number) * _DURATION_SECONDS[unit] for number, unit in parts)
-
-
-def expired_by_tag(rule, snapshots, now, keep_ids):
-    """IDs of the snapshots carrying the rule's tag that are older than ``within`` counted back from now, but those
-    of ``keep_ids``."""
-    seconds = duration_seconds(rule.get("within"))
-    if seconds is None:
-        return []
-    cutoff = now - seconds
-    expired = []
-    for snap in snapshots:
-        moment = snapshot_time(snap.get("time"))
-        if rule["tag"] in (snap.get("tags") or []) and moment is not None and moment < cutoff and snap.get("id") not in keep_ids and snap.get("id"):
-            expired.append(snap["id"])
-    return expired
-
-
-# The label of a policy pass that restic only plans (--dry-run --json): forget_steps removes what it would, by ID,
-# but the last good snapshot.
-POLICY_KEEPING_GOOD = "retention policy, planned"
-
-
-def forget_plan(config, snapshots, flags=(), now=None, recorded_good=""):
-    """[(label, argv)]: the policy pass, one pass per tag rule with expired snapshots, then prune when asked.
-
-    The policy pass always keeps the job's latest snapshot (--keep-last 1) and every snapshot of a tag rule's tag
-    (--keep-tag). A tag rule then removes, by ID, its tag's snapshots older than ``within`` counted back from now
-    (restic's own --keep-within counts from the newest snapshot, so it would keep the newest tagged one forever),
-    never the job's latest snapshot. When the latest is suspect, the newest good one (protected_ids) is never
-    removed either: the policy pass is then a dry run (POLICY_KEEPING_GOOD) whose removals forget_steps makes by ID.
-    """
-    now = time.time() if now is None else now
-    retention = config.get("retention") or {}
-    rules = [rule for rule in config.get("tag_rules") or [] if rule.get("tag")]
-    keep_ids = protected_ids(snapshots, recorded_good)
-    policy = restic_command(config, "forget", *flags) + job_filter(config) + ["--group-by", "host"]
-    policy += ["--keep-last", str(max(1, int(retention.get("keep_last") or 0)))]
-    for period in ("hourly", "daily", "weekly", "monthly", "yearly"):
-        count = int(retention.get("keep_" + period) or 0)
-        if count > 0:
-            policy += ["--keep-" + period, str(count)]
-    if retention.get("keep_within"):
-        policy += ["--keep-within", retention["keep_within"]]
-    for rule in rules:
-        policy += ["--keep-tag", rule["tag"]]
-    plan = [("retention policy", policy)] if len(keep_ids) < 2 else [(POLICY_KEEPING_GOOD, policy + ["--dry-run", "--json"])]
-    for rule in rules:
-        expired = expired_by_tag(rule, snapshots, now, keep_ids)
-        if expired:
-            plan.append(("tag %s older than %s" % (rule["tag"], rule["within"]), restic_command(config, "forget", *flags) + expired))
-    if config.get("prune"):
-        plan.append(("prune", restic_command(config, "prune", *flags)))
-    return plan
-
-
-def planned_removals(text, keep_ids):
-    """The IDs a ``forget --dry-run --json`` would remove, but ``keep_ids``; raises JobError when it is no such list."""
-    groups = json_list(text, "restic forget --dry-run")
-    removed = [snap.get("id") for group in groups if isinstance(group, dict) for snap in group.get("remove") or [] if isinstance(snap, dict)]
-    return [snap_id for snap_id in removed if snap_id and snap_id not in keep_ids]
-
-
-def forget_commands(config, snapshots, flags=(), now=None, recorded_good=""):
-    """The argv lists ``forget`` runs, in order (see forget_plan)."""
-    return [argv for _label, argv in forget_plan(config, snapshots, flags, now, recorded_good)]
+def _record_count(state, snapshots):
+    state["snapshots"] = snapshots
+    state["snapshots_known"] = True
 
 
 def systemd_unescape(text):
@@ -698,352 +497,7 @@ def hand_tag(text):
     return tag
 
 
-def include_pattern(path):
-    """A restic --include pattern that matches exactly ``path`` (its glob characters escaped)."""
-    return _GLOB_CHARS.sub(r"\\\1", path)
-
-
-def ls_command(config, snapshot_id):
-    return restic_command(config, "ls", "--json", snapshot_id)
-
-
-def ls_node(line):
-    """The node (a dict with an absolute path) of one line of ``restic ls --json``, else None (the snapshot's line, a
-    blank line); raises JobError on a line that is not JSON. restic 0.14 marks the lines with struct_type (snapshot,
-    node), later ones with message_type."""
-    line = line.strip()
-    if not line:
-        return None
-    try:
-        node = json.loads(line)
-    except ValueError:
-        raise JobError("restic ls printed a line that is not JSON") from None
-    if not isinstance(node, dict) or (node.get("struct_type") or node.get("message_type")) != "node":
-        return None
-    path = node.get("path")
-    return node if isinstance(path, str) and path.startswith("/") else None
-
-
-def parse_ls_line(line):
-    """(path, size) of a regular file from one line of ``restic ls --json``, else None (see ls_node)."""
-    node = ls_node(line)
-    if node is None or node.get("type") != "file":
-        return None
-    return node["path"], int(node.get("size") or 0)
-
-
-def read_ls_listing(lines):
-    """([(path, size)] of the regular files, number left out): restic prints a name that is not valid UTF-8 with
-    U+FFFD in place of its bytes, and no --include pattern can name that file exactly."""
-    files, unnamed = [], 0
-    for line in lines:
-        item = parse_ls_line(line)
-        if item is None:
-            continue
-        if "\ufffd" in item[0]:
-            unnamed += 1
-        else:
-            files.append(item)
-    return files, unnamed
-
-
-def choose_sample(files, sample_files=0, sample_percent=0, rng=None, limit=MAX_DRILL_FILES):
-    """The files a drill restores: ``sample_files`` of them at random, or, with ``sample_percent``, random files
-    until their bytes reach that share of all the files' bytes (at least one file when there is any); never more
-    than ``limit``. ``files`` is [(path, size)]; the sample keeps the listing's order."""
-    rng = rng or random.SystemRandom()
-    files = list(files)
-    if not files:
-        return []
-    if float(sample_percent or 0) > 0:
-        wanted = sum(size for _path, size in files) * float(sample_percent) / 100.0
-        chosen, total = [], 0
-        for index in rng.sample(range(len(files)), len(files)):
-            if len(chosen) >= limit or (chosen and total >= wanted):
-                break
-            chosen.append(index)
-            total += files[index][1]
-    else:
-        count = min(int(sample_files or 0), len(files), limit)
-        chosen = rng.sample(range(len(files)), count)
-    return [files[index] for index in sorted(chosen)]
-
-
-def include_batches(paths, budget=None):
-    """``paths`` cut into lists whose --include arguments stay within ``budget`` bytes (one restic restore each)."""
-    budget = INCLUDE_BUDGET if budget is None else budget
-    batches, current, used = [], [], 0
-    for path in paths:
-        cost = len("--include") + len(include_pattern(path).encode("utf-8", "surrogateescape")) + 2
-        if current and used + cost > budget:
-            batches.append(current)
-            current, used = [], 0
-        current.append(path)
-        used += cost
-    if current:
-        batches.append(current)
-    return batches
-
-
-def restore_command(config, snapshot_id, target, paths, flags=(), *, verify=True):
-    """restic restore of ``paths`` (every path of the snapshot when empty) into ``target``, each file read back
-    and compared with the snapshot when ``verify``."""
-    argv = restic_command(config, "restore", *flags) + [snapshot_id, "--target", target] + (["--verify"] if verify else [])
-    for path in paths:
-        argv += ["--include", include_pattern(path)]
-    return argv
-
-
-def restore_problems(stderr, target):
-    """What restic restore reported about files ("ignoring error for PATH: ..."), the target directory left out of
-    the paths. restic 0.14 says so for a damaged blob ("ciphertext verification failed") and, with --verify, for a
-    restored file that differs ("Unexpected content in ...", "Invalid file size for ...")."""
-    prefix, root = "ignoring error for ", target.rstrip("/")
-    problems = []
-    for line in (stderr or "").splitlines():
-        if line.startswith(prefix):
-            text = line[len(prefix) :].replace(root + "/", "/")
-            if text not in problems:
-                problems.append(text)
-    return problems
-
-
-def restored_problems(target, sample):
-    """'PATH: what' for every sampled file that is not under ``target`` as a regular file of its recorded size."""
-    problems = []
-    for path, size in sample:
-        try:
-            info = os.lstat(os.path.join(target, path.lstrip("/")))
-        except OSError:
-            problems.append("%s: missing after the restore" % path)
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            problems.append("%s: not a regular file after the restore" % path)
-        elif info.st_size != size:
-            problems.append("%s: %d bytes restored, %d in the snapshot" % (path, info.st_size, size))
-    return problems
-
-
-def next_subset(state, subsets):
-    """K of the next ``check --read-data-subset=K/N``: the state's, or 1 when it is out of 1..N (N changed)."""
-    try:
-        subset = int((state or {}).get("drill_next_subset") or 1)
-    except (TypeError, ValueError):
-        subset = 1
-    return subset if 1 <= subset <= subsets else 1
-
-
-def check_command(config, subset, subsets, flags=()):
-    return restic_command(config, "check", *flags) + ["--read-data-subset=%d/%d" % (subset, subsets)]
-
-
-def dump_file_name(database):
-    name = str(database.get("name", ""))
-    if not DUMP_NAME.fullmatch(name):
-        raise JobError("invalid database dump name %r" % name)
-    extension = {"sqlite": "sqlite3", "postgresql": "pgdump", "mysql": "sql"}.get(database.get("type"))
-    if not extension:
-        raise JobError("database %s: unknown type %r" % (name, database.get("type")))
-    return "%s.%s" % (name, extension)
-
-
-def dump_command(database):
-    """The argv whose stdout is the dump of a postgresql or mysql database."""
-    options = [str(option) for option in database.get("options") or []]
-    if database["type"] == "postgresql":
-        user = database.get("user") or "postgres"
-        return ["runuser", "-u", user, "--", "pg_dump", "--format=custom"] + options + [database["database"]]
-    if database["type"] == "mysql":
-        argv = ["mysqldump"]
-        if database.get("defaults_file"):
-            argv.append("--defaults-extra-file=" + database["defaults_file"])
-        return argv + ["--single-transaction", "--routines", "--events"] + options + [database["database"]]
-    raise JobError("database %s: no dump command for type %r" % (database.get("name"), database.get("type")))
-
-
-def with_defaults(config):
-    merged = dict(CONFIG_DEFAULTS)
-    merged.update(config)
-    return merged
-
-
-def config_problems(config, job):
-    problems = ["%s is missing" % key for key in REQUIRED if not config.get(key)]
-    if config.get("name") and config["name"] != job:
-        problems.append("name is %r, not %r" % (config["name"], job))
-    if config.get("databases") and not config.get("dump_dir"):
-        problems.append("dump_dir is missing (the job has databases)")
-    return problems
-
-
-def backup_state(previous, started, finished, status, *, summary=None, snapshots=None, good=None, suspect=False):
-    """The state after a backup run: last_success and the snapshot count survive a failure. ``good`` (its
-    "snapshot", "files", "bytes") is a snapshot found not suspect, ``suspect`` one that was; a run that made no
-    snapshot changes neither."""
-    state = dict(STATE_DEFAULTS)
-    state.update(previous or {})
-    summary = summary or {}
-    state.update(
-        last_run=int(started),
-        last_exit_status=status,
-        last_duration=round(max(0.0, finished - started), 3),
-        bytes_added=int(summary.get("data_added") or 0),
-        files_new=int(summary.get("files_new") or 0),
-        files_changed=int(summary.get("files_changed") or 0),
-        partial=1 if status == EXIT_PARTIAL else 0,
-    )
-    if status in (EXIT_OK, EXIT_PARTIAL):
-        state["last_success"] = int(started)
-        state["consecutive_failures"] = 0
-    else:
-        state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
-    if good:
-        state.update(suspect=0, good_snapshot=good["snapshot"], good_files=int(good["files"]), good_bytes=int(good["bytes"]), good_time=int(started))
-    elif suspect:
-        state["suspect"] = 1
-    if snapshots is not None:
-        _record_count(state, snapshots)
-    return state
-
-
-def _record_count(state, snapshots):
-    state["snapshots"] = snapshots
-    state["snapshots_known"] = True
-
-
-def forget_state(previous, started, ok, snapshots=None, *, structure_check=None, checks=True):
-    """The state after a retention run; ``structure_check`` is whether its structural check found the repository
-    sound (None: not run, or no finding). A job that no longer ``checks`` (the option switched off, or no longer the
-    repository's first job) drops an earlier outcome, which would otherwise alert for ever."""
-    state = dict(STATE_DEFAULTS)
-    state.update(previous or {})
-    if not checks:
-        for key in ("last_structure_check", "last_structure_check_success", "structure_check_exit_status"):
-            state[key] = STATE_DEFAULTS[key]
-    if structure_check is not None:
-        state.update(last_structure_check=int(started), structure_check_exit_status=EXIT_OK if structure_check else EXIT_FAILED)
-        if structure_check:
-            state["last_structure_check_success"] = int(started)
-    state["last_forget_exit_status"] = EXIT_OK if ok else EXIT_FAILED
-    if ok:
-        state["last_forget"] = int(started)
-        state["forget_consecutive_failures"] = 0
-    else:
-        state["forget_consecutive_failures"] = int(state["forget_consecutive_failures"]) + 1
-    if snapshots is not None:
-        _record_count(state, snapshots)
-    else:
-        # A retention run that failed part way may have removed snapshots: the next backup counts them again.
-        state["snapshots_known"] = False
-    return state
-
-
-def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None, subsets=0, check=None):
-    """The state after a restore drill; ``subset`` is the K of a successful ``check --read-data-subset=K/N``, which
-    is the only thing that moves the rotation on; ``check`` is whether the repository check passed (None: not run)."""
-    state = dict(STATE_DEFAULTS)
-    state.update(previous or {})
-    state.update(
-        last_drill=int(started),
-        drill_exit_status=EXIT_OK if ok else EXIT_FAILED,
-        drill_duration=round(max(0.0, finished - started), 3),
-        drill_files_checked=int(files),
-        drill_bytes_checked=int(size),
-    )
-    if ok:
-        state["last_drill_success"] = int(started)
-        state["drill_consecutive_failures"] = 0
-    else:
-        state["drill_consecutive_failures"] = int(state["drill_consecutive_failures"]) + 1
-    if check is not None:
-        state.update(last_check=int(started), check_exit_status=EXIT_OK if check else EXIT_FAILED)
-        if check:
-            state["last_check_success"] = int(started)
-    if subset is not None and subsets > 0:
-        state["drill_subset_checked"] = int(subset)
-        state["drill_next_subset"] = int(subset) % int(subsets) + 1
-    return state
-
-
-def _metric_value(value):
-    if isinstance(value, bool) or isinstance(value, int):
-        return str(int(value))
-    number = float(value or 0)
-    return str(int(number)) if number.is_integer() else repr(round(number, 3))
-
-
-def metrics_text(name, state, config=None):
-    """The node_exporter textfile of one job: its state, and the thresholds of its configuration."""
-    label = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    full = dict(STATE_DEFAULTS)
-    full.update(state or {})
-    full.update({key: (config or {}).get(key) or 0 for key in CONFIG_METRICS})
-    lines = []
-    for suffix, key, help_text in METRICS:
-        metric = "keepdata_backup_" + suffix
-        lines += ["# HELP %s %s" % (metric, help_text), "# TYPE %s gauge" % metric, '%s{backup_job="%s"} %s' % (metric, label, _metric_value(full[key]))]
-    return "\n".join(lines) + "\n"
-
-
-def state_path(config):
-    return os.path.join(config["state_dir"], "%s.state.json" % config["name"])
-
-
-def metrics_path(config):
-    return os.path.join(config["metrics_dir"], "keepdata_backup_%s.prom" % config["name"])
-
-
-def lock_path(lock_dir, repository_id):
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(repository_id))
-    return os.path.join(lock_dir, "keepdata-backup-%s.lock" % safe)
-
-
-def unit_name(job, kind):
-    return "keepdata-backup-%s%s.service" % (job, "" if kind == "backup" else "-" + kind)
-
-
-def journal_units(job, kind):
-    """The units whose log the failure handler sends: a backup's include its tagged runs (keepdata-backup-JOB@TAG),
-    which report to the same handler; journalctl takes the pattern and interleaves them by time."""
-    units = [unit_name(job, kind)]
-    if kind == "backup":
-        units.append("keepdata-backup-%s@*.service" % job)
-    return units
-
-
-def parse_failed_target(target):
-    """(job, kind) from the failure handler's instance ``JOB:KIND``."""
-    job, sep, kind = target.rpartition(":")
-    if not sep or kind not in KINDS or not JOB_NAME.fullmatch(job):
-        raise JobError("expected JOB:backup, JOB:forget or JOB:drill, got %r" % target)
-    return job, kind
-
-
-def retry_delay_seconds(base, failures):
-    """The delay before the retry that follows failure number ``failures`` in a row: ``base`` seconds, doubled after
-    each further failure, at most RETRY_DOUBLINGS times (15min: 15, 30, 60, 120, 120, ... minutes)."""
-    return int(base) * 2 ** min(max(int(failures), 1) - 1, RETRY_DOUBLINGS)
-
-
-def format_seconds(seconds):
-    """ "15min", "2h", "1h 30min", "45s": a delay as a person reads it."""
-    seconds = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            parts.append("%d%s" % (seconds // size, unit))
-            seconds %= size
-    if seconds or not parts:
-        parts.append("%ds" % seconds)
-    return " ".join(parts)
-
-
-def retry_left(failures, attempts):
-    """Whether the retry timer is armed after ``failures`` failed runs in a row (the first retry follows failure 1)."""
-    return 1 <= failures <= attempts
-
-
-# --- files -----------------------------------------------------------------------------------------------------
+# --- files: configuration, state, marks, written atomically ------------------------------------------------------------
 
 
 def atomic_write(path, text, mode):
@@ -1108,39 +562,42 @@ def load_config(config_dir, job):
     return with_defaults(config)
 
 
-def clear_dump_dir(path):
-    """Create ``path`` (0700) and empty it, so a stale dump can never be backed up as if fresh."""
-    if not os.path.isabs(path) or os.path.normpath(path) == "/":
-        raise JobError("dump_dir must be an absolute path other than /, not %r" % path)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
-    for entry in os.listdir(path):
-        full = os.path.join(path, entry)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
+def _mark(path, present):
+    """Create (``present``, with its directory) or remove the marker file ``path`` (the unclean and damaged markers)."""
+    if present:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a"):
+            pass
+    elif os.path.exists(path):
+        os.unlink(path)
 
 
-def sqlite_dump(source, target):
-    """Copy a live SQLite database with the online backup API, opening the source read-only."""
-    if not os.path.isfile(source):
-        raise JobError("sqlite database %s does not exist" % source)
-    try:
-        src = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(source)), uri=True)
-        try:
-            dst = sqlite3.connect(target)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
-        finally:
-            src.close()
-    except sqlite3.Error as exc:
-        raise JobError("sqlite backup of %s failed: %s" % (source, exc)) from exc
+def damaged_path(config):
+    """A marker left by a structural check that found the repository damaged, removed by the next one that finds it
+    sound: while it is there, no job of this host prunes the repository."""
+    return os.path.join(config["state_dir"], "repository-%s.damaged" % config["repository_id"])
 
 
-# --- the I/O layer ---------------------------------------------------------------------------------------------
+def unclean_path(config):
+    """A marker left while a restic of this repository may have died holding its lock (killed, or the runner stopped)."""
+    return os.path.join(config["state_dir"], "repository-%s.unclean" % config["repository_id"])
+
+
+def _private(path, flags):
+    return os.open(path, flags, 0o600)
+
+
+def remove_tree(path):
+    """Remove a drill's directory, whatever modes restic restored on the directories inside it."""
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            inner = os.path.join(root, name)
+            if not os.path.islink(inner):
+                os.chmod(inner, 0o700)
+    shutil.rmtree(path)
+
+
+# --- running a step: the context, the job, restic with its locks and the repository's answer ---------------------------
 
 
 class Terminated(JobError):
@@ -1316,31 +773,6 @@ def restic_unlock(job, env):
         job.warn("restic unlock failed (%s): %s" % (describe_exit(proc.returncode), restic_hint(proc.stderr, proc.returncode)))
 
 
-def _mark(path, present):
-    """Create (``present``, with its directory) or remove the marker file ``path`` (the unclean and damaged markers)."""
-    if present:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a"):
-            pass
-    elif os.path.exists(path):
-        os.unlink(path)
-
-
-def damaged_path(config):
-    """A marker left by a structural check that found the repository damaged, removed by the next one that finds it
-    sound: while it is there, no job of this host prunes the repository."""
-    return os.path.join(config["state_dir"], "repository-%s.damaged" % config["repository_id"])
-
-
-def unclean_path(config):
-    """A marker left while a restic of this repository may have died holding its lock (killed, or the runner stopped)."""
-    return os.path.join(config["state_dir"], "repository-%s.unclean" % config["repository_id"])
-
-
-def is_lock_error(stderr):
-    return "repository is already locked" in (stderr or "") or "unable to create lock" in (stderr or "")
-
-
 def unlock_if_unclean(job, env):
     """After a restic that died by a signal, remove the stale locks it left (restic unlock, never --remove-all).
 
@@ -1400,41 +832,6 @@ def run_hooks(job, label, hooks, fatal=True):
             job.error("%s %s" % (where, problem))
 
 
-def _private(path, flags):
-    return os.open(path, flags, 0o600)
-
-
-def dump_database(job, database, dump_dir):
-    """Dump one database to NAME.EXT.tmp, then rename it; returns the final path."""
-    final = os.path.join(dump_dir, dump_file_name(database))
-    temp = final + ".tmp"
-    what = "%s database %s" % (database.get("type"), database.get("name"))
-    try:
-        if database["type"] == "sqlite":
-            sqlite_dump(database["path"], temp)
-        else:
-            argv = dump_command(database)
-            with open(temp, "wb", opener=_private) as handle:
-                proc = call(job.ctx, argv, stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(job.ctx.environ))
-            if proc.returncode != 0:
-                detail = last_line((proc.stderr or b"").decode("utf-8", "replace"))
-                raise JobError("dump of %s failed (%s)%s" % (what, describe_exit(proc.returncode), ": " + detail if detail else ""))
-        os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    job.info("dumped %s (%s)" % (what, format_bytes(os.path.getsize(final))))
-    return final
-
-
-def dump_databases(job):
-    dump_dir = job.config["dump_dir"]
-    clear_dump_dir(dump_dir)
-    for database in job.config["databases"]:
-        dump_database(job, database, dump_dir)
-
-
 def count_snapshots(job, env):
     """The number of the job's snapshots on this host, or None (logged) when restic cannot tell."""
     try:
@@ -1456,23 +853,6 @@ def restic_marked(job, env, argv):
         # restic ended by itself and released its lock; killed by a signal, its lock stays until the next run.
         _mark(marker, False)
     return proc
-
-
-def take_snapshot(job, env, flags, outcome):
-    """restic backup; fills outcome (status, summary) or raises JobError."""
-    proc = restic_marked(job, env, backup_command(job.config, flags, outcome.get("tag", "")))
-    parsed = parse_backup_output(proc.stdout, proc.stderr)
-    status = backup_status(proc.returncode)
-    if status == EXIT_FAILED:
-        if parsed["errors"]:
-            job.error("restic reported: %s" % listed(parsed["errors"]))
-        text = "\n".join(parsed["messages"])
-        hint, cause = restic_diagnosis(text, proc.returncode)
-        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=cause)
-    outcome.update(status=status, summary=parsed["summary"])
-    job.info(snapshot_line(parsed["summary"]))
-    if status == EXIT_PARTIAL:
-        job.warn("partial snapshot, some files could not be read: %s" % (listed(parsed["errors"]) or "restic named none"))
 
 
 def repository_answers(job, env):
@@ -1510,6 +890,298 @@ def open_repository(job, stack):
     version = restic_version(job, env)
     repository_answers(job, env)
     return env, version
+
+
+def guarded(job, steps, *args):
+    """Run ``steps``; True when they all succeed, else the failure is logged and False."""
+    try:
+        steps(job, *args)
+        return True
+    except JobError as exc:
+        job.error(str(exc))
+        job.cause = exc.cause or "failed"
+    except Exception:
+        job.error("unexpected error:\n%s" % traceback.format_exc().rstrip())
+        job.cause = "failed"
+    return False
+
+
+def save_state(job, state):
+    """Write the state file (with why this run failed, "" when it did not) and, when metrics_dir is set, the metrics;
+    True when both are written."""
+    state = dict(state, **{FAILURE_CAUSE_KEYS[job.kind]: job.cause})
+    try:
+        store_state(job.config, state)
+        if job.config.get("metrics_dir"):
+            atomic_write(metrics_path(job.config), metrics_text(job.name, state, job.config), 0o644)
+    except OSError as exc:
+        job.error("cannot write the state or metrics: %s" % exc)
+        return False
+    return True
+
+
+def previous_state(job):
+    try:
+        return read_state(state_path(job.config))
+    except JobError as exc:
+        job.warn("%s: starting from an empty state" % exc)
+        return {}
+
+
+# --- backup (command run): database dumps, the snapshot, its verdict against the last good one -------------------------
+
+
+def backup_paths(config):
+    paths = list(config.get("paths") or [])
+    if config.get("databases"):
+        paths.append(config["dump_dir"])
+    return paths
+
+
+def backup_command(config, flags=(), tag=""):
+    """restic backup of the job's paths; ``tag`` (a hand-given tag, already checked) is added to the job's tags."""
+    argv = restic_command(config, "backup", *flags) + ["--json"] + job_filter(config)
+    for name in list(config.get("tags") or []) + ([tag] if tag else []):
+        argv += ["--tag", name]
+    for pattern in config.get("excludes") or []:
+        argv += ["--exclude", pattern]
+    if int(config.get("limit_upload") or 0) > 0:
+        argv += ["--limit-upload", str(int(config["limit_upload"]))]
+    if config.get("compression"):
+        argv += ["--compression", config["compression"]]
+    return argv + ["--"] + backup_paths(config)
+
+
+def snapshots_command(config):
+    return restic_command(config, "snapshots", "--json", *job_filter(config))
+
+
+def _error_text(message):
+    err = message.get("error")
+    text = err.get("message", "") if isinstance(err, dict) else str(err or "")
+    parts = [part for part in (message.get("item", ""), text) if part]
+    during = " (during %s)" % message["during"] if message.get("during") else ""
+    return ": ".join(parts or ["unknown error"]) + during
+
+
+def parse_backup_output(stdout, stderr=""):
+    """{"summary": dict or None, "errors": [text], "messages": [plain stderr lines]} from ``restic backup --json``.
+
+    restic 0.14 prints the JSON error lines on stderr, later versions may print them on stdout: both are read.
+    """
+    result = {"summary": None, "errors": [], "messages": []}
+    for stream, plain_kept in ((stdout or "", False), (stderr or "", True)):
+        for raw in stream.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                if plain_kept:
+                    result["messages"].append(line)
+                continue
+            if message.get("message_type") == "summary":
+                result["summary"] = message
+            elif message.get("message_type") == "error":
+                result["errors"].append(_error_text(message))
+            elif message.get("message_type") == "exit_error":
+                # restic >= 0.17 with --json: the fatal error as JSON (its text is what restic would print).
+                result["messages"].append(str(message.get("message") or ""))
+    return result
+
+
+def backup_status(returncode):
+    """0 ok, 3 partial (snapshot made, some files unreadable), 1 anything else, a signal included."""
+    if returncode == 0:
+        return EXIT_OK
+    if returncode == EXIT_PARTIAL:
+        return EXIT_PARTIAL
+    return EXIT_FAILED
+
+
+def snapshot_line(summary):
+    if not summary:
+        return "snapshot saved (restic printed no summary)"
+    return "snapshot %s: %d new, %d changed files, %s added, %.1f s" % (
+        str(summary.get("snapshot_id") or "?")[:8],
+        int(summary.get("files_new") or 0),
+        int(summary.get("files_changed") or 0),
+        format_bytes(summary.get("data_added")),
+        float(summary.get("total_duration") or 0),
+    )
+
+
+def shrink_verdict(summary, good, percent):
+    """Why a new snapshot is suspect, "" when it is not: no file in its sources (unless the last good snapshot had
+    none either), or fewer files or bytes than the job's last good snapshot by more than ``percent`` percent (0: only
+    an empty one is suspect). ``summary`` is restic backup's; ``good`` holds the last good snapshot's "files" and
+    "bytes", each None when unknown."""
+    files = int(summary.get("total_files_processed") or 0)
+    size = int(summary.get("total_bytes_processed") or 0)
+    before_files, before_bytes = good.get("files"), good.get("bytes")
+    # An empty snapshot is suspect, unless the last good one was empty too (an empty state accepted once).
+    if files == 0 and before_files != 0:
+        return "no file in the sources" + (" (the last good snapshot had %d)" % before_files if before_files else "")
+    shrunk = []
+    for name, now, before, shown in (("files", files, before_files, str), ("bytes", size, before_bytes, format_bytes)):
+        if percent > 0 and before and now * 100 < before * (100 - percent):
+            shrunk.append("%s %s, was %s (-%s%%)" % (name, shown(now), shown(before), "%g" % round(100 - now * 100.0 / before, 1)))
+    if not shrunk:
+        return ""
+    return "the sources shrank by more than %d%% since the last good snapshot: %s" % (percent, ", ".join(shrunk))
+
+
+def sources_empty(paths):
+    """Whether every path is missing or an empty directory (a new host before its data is restored)."""
+    for path in paths:
+        try:
+            with os.scandir(path) as entries:
+                if next(entries, None) is not None:
+                    return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            # A file, a dead mount, a directory this host cannot read: not the empty tree of a new host (restic
+            # backup then says what is wrong with it).
+            return False
+    return True
+
+
+def dump_file_name(database):
+    name = str(database.get("name", ""))
+    if not DUMP_NAME.fullmatch(name):
+        raise JobError("invalid database dump name %r" % name)
+    extension = {"sqlite": "sqlite3", "postgresql": "pgdump", "mysql": "sql"}.get(database.get("type"))
+    if not extension:
+        raise JobError("database %s: unknown type %r" % (name, database.get("type")))
+    return "%s.%s" % (name, extension)
+
+
+def dump_command(database):
+    """The argv whose stdout is the dump of a postgresql or mysql database."""
+    options = [str(option) for option in database.get("options") or []]
+    if database["type"] == "postgresql":
+        user = database.get("user") or "postgres"
+        return ["runuser", "-u", user, "--", "pg_dump", "--format=custom"] + options + [database["database"]]
+    if database["type"] == "mysql":
+        argv = ["mysqldump"]
+        if database.get("defaults_file"):
+            argv.append("--defaults-extra-file=" + database["defaults_file"])
+        return argv + ["--single-transaction", "--routines", "--events"] + options + [database["database"]]
+    raise JobError("database %s: no dump command for type %r" % (database.get("name"), database.get("type")))
+
+
+def clear_dump_dir(path):
+    """Create ``path`` (0700) and empty it, so a stale dump can never be backed up as if fresh."""
+    if not os.path.isabs(path) or os.path.normpath(path) == "/":
+        raise JobError("dump_dir must be an absolute path other than /, not %r" % path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    for entry in os.listdir(path):
+        full = os.path.join(path, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+
+def sqlite_dump(source, target):
+    """Copy a live SQLite database with the online backup API, opening the source read-only."""
+    if not os.path.isfile(source):
+        raise JobError("sqlite database %s does not exist" % source)
+    try:
+        src = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(source)), uri=True)
+        try:
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        raise JobError("sqlite backup of %s failed: %s" % (source, exc)) from exc
+
+
+def backup_state(previous, started, finished, status, *, summary=None, snapshots=None, good=None, suspect=False):
+    """The state after a backup run: last_success and the snapshot count survive a failure. ``good`` (its
+    "snapshot", "files", "bytes") is a snapshot found not suspect, ``suspect`` one that was; a run that made no
+    snapshot changes neither."""
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    summary = summary or {}
+    state.update(
+        last_run=int(started),
+        last_exit_status=status,
+        last_duration=round(max(0.0, finished - started), 3),
+        bytes_added=int(summary.get("data_added") or 0),
+        files_new=int(summary.get("files_new") or 0),
+        files_changed=int(summary.get("files_changed") or 0),
+        partial=1 if status == EXIT_PARTIAL else 0,
+    )
+    if status in (EXIT_OK, EXIT_PARTIAL):
+        state["last_success"] = int(started)
+        state["consecutive_failures"] = 0
+    else:
+        state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
+    if good:
+        state.update(suspect=0, good_snapshot=good["snapshot"], good_files=int(good["files"]), good_bytes=int(good["bytes"]), good_time=int(started))
+    elif suspect:
+        state["suspect"] = 1
+    if snapshots is not None:
+        _record_count(state, snapshots)
+    return state
+
+
+def dump_database(job, database, dump_dir):
+    """Dump one database to NAME.EXT.tmp, then rename it; returns the final path."""
+    final = os.path.join(dump_dir, dump_file_name(database))
+    temp = final + ".tmp"
+    what = "%s database %s" % (database.get("type"), database.get("name"))
+    try:
+        if database["type"] == "sqlite":
+            sqlite_dump(database["path"], temp)
+        else:
+            argv = dump_command(database)
+            with open(temp, "wb", opener=_private) as handle:
+                proc = call(job.ctx, argv, stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(job.ctx.environ))
+            if proc.returncode != 0:
+                detail = last_line((proc.stderr or b"").decode("utf-8", "replace"))
+                raise JobError("dump of %s failed (%s)%s" % (what, describe_exit(proc.returncode), ": " + detail if detail else ""))
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    job.info("dumped %s (%s)" % (what, format_bytes(os.path.getsize(final))))
+    return final
+
+
+def dump_databases(job):
+    dump_dir = job.config["dump_dir"]
+    clear_dump_dir(dump_dir)
+    for database in job.config["databases"]:
+        dump_database(job, database, dump_dir)
+
+
+def take_snapshot(job, env, flags, outcome):
+    """restic backup; fills outcome (status, summary) or raises JobError."""
+    proc = restic_marked(job, env, backup_command(job.config, flags, outcome.get("tag", "")))
+    parsed = parse_backup_output(proc.stdout, proc.stderr)
+    status = backup_status(proc.returncode)
+    if status == EXIT_FAILED:
+        if parsed["errors"]:
+            job.error("restic reported: %s" % listed(parsed["errors"]))
+        text = "\n".join(parsed["messages"])
+        hint, cause = restic_diagnosis(text, proc.returncode)
+        raise JobError("restic backup failed (%s)%s" % (describe_exit(proc.returncode), ": " + hint if hint else ""), cause=cause)
+    outcome.update(status=status, summary=parsed["summary"])
+    job.info(snapshot_line(parsed["summary"]))
+    if status == EXIT_PARTIAL:
+        job.warn("partial snapshot, some files could not be read: %s" % (listed(parsed["errors"]) or "restic named none"))
 
 
 def backup_steps(job, stack, outcome):
@@ -1617,42 +1289,6 @@ def judge_snapshot(job, env, flags, outcome):
     )
 
 
-def guarded(job, steps, *args):
-    """Run ``steps``; True when they all succeed, else the failure is logged and False."""
-    try:
-        steps(job, *args)
-        return True
-    except JobError as exc:
-        job.error(str(exc))
-        job.cause = exc.cause or "failed"
-    except Exception:
-        job.error("unexpected error:\n%s" % traceback.format_exc().rstrip())
-        job.cause = "failed"
-    return False
-
-
-def save_state(job, state):
-    """Write the state file (with why this run failed, "" when it did not) and, when metrics_dir is set, the metrics;
-    True when both are written."""
-    state = dict(state, **{FAILURE_CAUSE_KEYS[job.kind]: job.cause})
-    try:
-        store_state(job.config, state)
-        if job.config.get("metrics_dir"):
-            atomic_write(metrics_path(job.config), metrics_text(job.name, state, job.config), 0o644)
-    except OSError as exc:
-        job.error("cannot write the state or metrics: %s" % exc)
-        return False
-    return True
-
-
-def previous_state(job):
-    try:
-        return read_state(state_path(job.config))
-    except JobError as exc:
-        job.warn("%s: starting from an empty state" % exc)
-        return {}
-
-
 def cmd_run(ctx, config, tag=""):
     """One backup; ``tag`` (checked by hand_tag) is added to the snapshot's tags ("backup now" with a tag)."""
     job = Job(ctx, "backup", config)
@@ -1677,6 +1313,124 @@ def cmd_run(ctx, config, tag=""):
     else:
         job.error("backup failed after %.1f s (%d failures in a row)" % (finished - started, state["consecutive_failures"]))
     return EXIT_OK if ok and saved else EXIT_FAILED
+
+
+# --- retention (command forget): the rules, never the newest nor the last good snapshot, the structure check -----------
+
+
+def protected_ids(snapshots, recorded_good=""):
+    """The IDs no retention pass may remove: the latest snapshot, the newest one not tagged suspect, and the last
+    good one this host recorded (``recorded_good``, an ID or its prefix: it stays protected when a suspect snapshot
+    could not be tagged)."""
+    ids = {(latest_snapshot(snapshots) or {}).get("id"), (last_good_snapshot(snapshots) or {}).get("id")}
+    if recorded_good:
+        ids.update(snap.get("id") for snap in snapshots if str(snap.get("id") or "").startswith(recorded_good))
+    return ids - {None}
+
+
+_DURATION_PART = re.compile(r"([0-9]+)([ymdh])")
+_DURATION_SECONDS = {"y": 365 * 86400, "m": 30 * 86400, "d": 86400, "h": 3600}
+
+
+def duration_seconds(text):
+    """Seconds of a restic duration such as 21d or 1y6m (a year is 365 days, a month 30), or None when malformed."""
+    text = text or ""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(int(number) * _DURATION_SECONDS[unit] for number, unit in parts)
+
+
+def expired_by_tag(rule, snapshots, now, keep_ids):
+    """IDs of the snapshots carrying the rule's tag that are older than ``within`` counted back from now, but those
+    of ``keep_ids``."""
+    seconds = duration_seconds(rule.get("within"))
+    if seconds is None:
+        return []
+    cutoff = now - seconds
+    expired = []
+    for snap in snapshots:
+        moment = snapshot_time(snap.get("time"))
+        if rule["tag"] in (snap.get("tags") or []) and moment is not None and moment < cutoff and snap.get("id") not in keep_ids and snap.get("id"):
+            expired.append(snap["id"])
+    return expired
+
+
+# The label of a policy pass that restic only plans (--dry-run --json): forget_steps removes what it would, by ID,
+# but the last good snapshot.
+POLICY_KEEPING_GOOD = "retention policy, planned"
+
+
+def forget_plan(config, snapshots, flags=(), now=None, recorded_good=""):
+    """[(label, argv)]: the policy pass, one pass per tag rule with expired snapshots, then prune when asked.
+
+    The policy pass always keeps the job's latest snapshot (--keep-last 1) and every snapshot of a tag rule's tag
+    (--keep-tag). A tag rule then removes, by ID, its tag's snapshots older than ``within`` counted back from now
+    (restic's own --keep-within counts from the newest snapshot, so it would keep the newest tagged one forever),
+    never the job's latest snapshot. When the latest is suspect, the newest good one (protected_ids) is never
+    removed either: the policy pass is then a dry run (POLICY_KEEPING_GOOD) whose removals forget_steps makes by ID.
+    """
+    now = time.time() if now is None else now
+    retention = config.get("retention") or {}
+    rules = [rule for rule in config.get("tag_rules") or [] if rule.get("tag")]
+    keep_ids = protected_ids(snapshots, recorded_good)
+    policy = restic_command(config, "forget", *flags) + job_filter(config) + ["--group-by", "host"]
+    policy += ["--keep-last", str(max(1, int(retention.get("keep_last") or 0)))]
+    for period in ("hourly", "daily", "weekly", "monthly", "yearly"):
+        count = int(retention.get("keep_" + period) or 0)
+        if count > 0:
+            policy += ["--keep-" + period, str(count)]
+    if retention.get("keep_within"):
+        policy += ["--keep-within", retention["keep_within"]]
+    for rule in rules:
+        policy += ["--keep-tag", rule["tag"]]
+    plan = [("retention policy", policy)] if len(keep_ids) < 2 else [(POLICY_KEEPING_GOOD, policy + ["--dry-run", "--json"])]
+    for rule in rules:
+        expired = expired_by_tag(rule, snapshots, now, keep_ids)
+        if expired:
+            plan.append(("tag %s older than %s" % (rule["tag"], rule["within"]), restic_command(config, "forget", *flags) + expired))
+    if config.get("prune"):
+        plan.append(("prune", restic_command(config, "prune", *flags)))
+    return plan
+
+
+def planned_removals(text, keep_ids):
+    """The IDs a ``forget --dry-run --json`` would remove, but ``keep_ids``; raises JobError when it is no such list."""
+    groups = json_list(text, "restic forget --dry-run")
+    removed = [snap.get("id") for group in groups if isinstance(group, dict) for snap in group.get("remove") or [] if isinstance(snap, dict)]
+    return [snap_id for snap_id in removed if snap_id and snap_id not in keep_ids]
+
+
+def forget_commands(config, snapshots, flags=(), now=None, recorded_good=""):
+    """The argv lists ``forget`` runs, in order (see forget_plan)."""
+    return [argv for _label, argv in forget_plan(config, snapshots, flags, now, recorded_good)]
+
+
+def forget_state(previous, started, ok, snapshots=None, *, structure_check=None, checks=True):
+    """The state after a retention run; ``structure_check`` is whether its structural check found the repository
+    sound (None: not run, or no finding). A job that no longer ``checks`` (the option switched off, or no longer the
+    repository's first job) drops an earlier outcome, which would otherwise alert for ever."""
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    if not checks:
+        for key in ("last_structure_check", "last_structure_check_success", "structure_check_exit_status"):
+            state[key] = STATE_DEFAULTS[key]
+    if structure_check is not None:
+        state.update(last_structure_check=int(started), structure_check_exit_status=EXIT_OK if structure_check else EXIT_FAILED)
+        if structure_check:
+            state["last_structure_check_success"] = int(started)
+    state["last_forget_exit_status"] = EXIT_OK if ok else EXIT_FAILED
+    if ok:
+        state["last_forget"] = int(started)
+        state["forget_consecutive_failures"] = 0
+    else:
+        state["forget_consecutive_failures"] = int(state["forget_consecutive_failures"]) + 1
+    if snapshots is not None:
+        _record_count(state, snapshots)
+    else:
+        # A retention run that failed part way may have removed snapshots: the next backup counts them again.
+        state["snapshots_known"] = False
+    return state
 
 
 def forget_steps(job, stack, outcome):
@@ -1768,14 +1522,180 @@ def cmd_forget(ctx, config):
     return EXIT_OK if ok and saved else EXIT_FAILED
 
 
-def remove_tree(path):
-    """Remove a drill's directory, whatever modes restic restored on the directories inside it."""
-    for root, dirs, _files in os.walk(path):
-        for name in dirs:
-            inner = os.path.join(root, name)
-            if not os.path.islink(inner):
-                os.chmod(inner, 0o700)
-    shutil.rmtree(path)
+# --- restore drill (command drill): a sample restored and compared, a subset of the data read --------------------------
+# A restore drill restores at most this many files; restic 0.14's restore has no --include-file, so the
+# patterns go on the command line, in several restores when they would make it longer than this many bytes.
+MAX_DRILL_FILES = 1000
+INCLUDE_BUDGET = 128 * 1024
+# restic's --include patterns are Go filepath.Match patterns: these four characters must be escaped (measured
+# with restic 0.14: "[" "*" "?" and "\\" match as globs otherwise; "]", "{", "!" and "$" are taken as they are).
+_GLOB_CHARS = re.compile(r"([\\*?\[])")
+
+
+def include_pattern(path):
+    """A restic --include pattern that matches exactly ``path`` (its glob characters escaped)."""
+    return _GLOB_CHARS.sub(r"\\\1", path)
+
+
+def ls_command(config, snapshot_id):
+    return restic_command(config, "ls", "--json", snapshot_id)
+
+
+def ls_node(line):
+    """The node (a dict with an absolute path) of one line of ``restic ls --json``, else None (the snapshot's line, a
+    blank line); raises JobError on a line that is not JSON. restic 0.14 marks the lines with struct_type (snapshot,
+    node), later ones with message_type."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        node = json.loads(line)
+    except ValueError:
+        raise JobError("restic ls printed a line that is not JSON") from None
+    if not isinstance(node, dict) or (node.get("struct_type") or node.get("message_type")) != "node":
+        return None
+    path = node.get("path")
+    return node if isinstance(path, str) and path.startswith("/") else None
+
+
+def parse_ls_line(line):
+    """(path, size) of a regular file from one line of ``restic ls --json``, else None (see ls_node)."""
+    node = ls_node(line)
+    if node is None or node.get("type") != "file":
+        return None
+    return node["path"], int(node.get("size") or 0)
+
+
+def read_ls_listing(lines):
+    """([(path, size)] of the regular files, number left out): restic prints a name that is not valid UTF-8 with
+    U+FFFD in place of its bytes, and no --include pattern can name that file exactly."""
+    files, unnamed = [], 0
+    for line in lines:
+        item = parse_ls_line(line)
+        if item is None:
+            continue
+        if "\ufffd" in item[0]:
+            unnamed += 1
+        else:
+            files.append(item)
+    return files, unnamed
+
+
+def choose_sample(files, sample_files=0, sample_percent=0, rng=None, limit=MAX_DRILL_FILES):
+    """The files a drill restores: ``sample_files`` of them at random, or, with ``sample_percent``, random files
+    until their bytes reach that share of all the files' bytes (at least one file when there is any); never more
+    than ``limit``. ``files`` is [(path, size)]; the sample keeps the listing's order."""
+    rng = rng or random.SystemRandom()
+    files = list(files)
+    if not files:
+        return []
+    if float(sample_percent or 0) > 0:
+        wanted = sum(size for _path, size in files) * float(sample_percent) / 100.0
+        chosen, total = [], 0
+        for index in rng.sample(range(len(files)), len(files)):
+            if len(chosen) >= limit or (chosen and total >= wanted):
+                break
+            chosen.append(index)
+            total += files[index][1]
+    else:
+        count = min(int(sample_files or 0), len(files), limit)
+        chosen = rng.sample(range(len(files)), count)
+    return [files[index] for index in sorted(chosen)]
+
+
+def include_batches(paths, budget=None):
+    """``paths`` cut into lists whose --include arguments stay within ``budget`` bytes (one restic restore each)."""
+    budget = INCLUDE_BUDGET if budget is None else budget
+    batches, current, used = [], [], 0
+    for path in paths:
+        cost = len("--include") + len(include_pattern(path).encode("utf-8", "surrogateescape")) + 2
+        if current and used + cost > budget:
+            batches.append(current)
+            current, used = [], 0
+        current.append(path)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
+def restore_command(config, snapshot_id, target, paths, flags=(), *, verify=True):
+    """restic restore of ``paths`` (every path of the snapshot when empty) into ``target``, each file read back
+    and compared with the snapshot when ``verify``."""
+    argv = restic_command(config, "restore", *flags) + [snapshot_id, "--target", target] + (["--verify"] if verify else [])
+    for path in paths:
+        argv += ["--include", include_pattern(path)]
+    return argv
+
+
+def restore_problems(stderr, target):
+    """What restic restore reported about files ("ignoring error for PATH: ..."), the target directory left out of
+    the paths. restic 0.14 says so for a damaged blob ("ciphertext verification failed") and, with --verify, for a
+    restored file that differs ("Unexpected content in ...", "Invalid file size for ...")."""
+    prefix, root = "ignoring error for ", target.rstrip("/")
+    problems = []
+    for line in (stderr or "").splitlines():
+        if line.startswith(prefix):
+            text = line[len(prefix) :].replace(root + "/", "/")
+            if text not in problems:
+                problems.append(text)
+    return problems
+
+
+def restored_problems(target, sample):
+    """'PATH: what' for every sampled file that is not under ``target`` as a regular file of its recorded size."""
+    problems = []
+    for path, size in sample:
+        try:
+            info = os.lstat(os.path.join(target, path.lstrip("/")))
+        except OSError:
+            problems.append("%s: missing after the restore" % path)
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append("%s: not a regular file after the restore" % path)
+        elif info.st_size != size:
+            problems.append("%s: %d bytes restored, %d in the snapshot" % (path, info.st_size, size))
+    return problems
+
+
+def next_subset(state, subsets):
+    """K of the next ``check --read-data-subset=K/N``: the state's, or 1 when it is out of 1..N (N changed)."""
+    try:
+        subset = int((state or {}).get("drill_next_subset") or 1)
+    except (TypeError, ValueError):
+        subset = 1
+    return subset if 1 <= subset <= subsets else 1
+
+
+def check_command(config, subset, subsets, flags=()):
+    return restic_command(config, "check", *flags) + ["--read-data-subset=%d/%d" % (subset, subsets)]
+
+
+def drill_state(previous, started, finished, ok, *, files=0, size=0, subset=None, subsets=0, check=None):
+    """The state after a restore drill; ``subset`` is the K of a successful ``check --read-data-subset=K/N``, which
+    is the only thing that moves the rotation on; ``check`` is whether the repository check passed (None: not run)."""
+    state = dict(STATE_DEFAULTS)
+    state.update(previous or {})
+    state.update(
+        last_drill=int(started),
+        drill_exit_status=EXIT_OK if ok else EXIT_FAILED,
+        drill_duration=round(max(0.0, finished - started), 3),
+        drill_files_checked=int(files),
+        drill_bytes_checked=int(size),
+    )
+    if ok:
+        state["last_drill_success"] = int(started)
+        state["drill_consecutive_failures"] = 0
+    else:
+        state["drill_consecutive_failures"] = int(state["drill_consecutive_failures"]) + 1
+    if check is not None:
+        state.update(last_check=int(started), check_exit_status=EXIT_OK if check else EXIT_FAILED)
+        if check:
+            state["last_check_success"] = int(started)
+    if subset is not None and subsets > 0:
+        state["drill_subset_checked"] = int(subset)
+        state["drill_next_subset"] = int(subset) % int(subsets) + 1
+    return state
 
 
 def fresh_work_dir(job):
@@ -1921,6 +1841,28 @@ def cmd_drill(ctx, config):
     return EXIT_OK if ok and saved else EXIT_FAILED
 
 
+# --- failure handler (command failed): the cause, the notice, the retry ------------------------------------------------
+
+
+def parse_failed_target(target):
+    """(job, kind) from the failure handler's instance ``JOB:KIND``."""
+    job, sep, kind = target.rpartition(":")
+    if not sep or kind not in KINDS or not JOB_NAME.fullmatch(job):
+        raise JobError("expected JOB:backup, JOB:forget or JOB:drill, got %r" % target)
+    return job, kind
+
+
+def retry_delay_seconds(base, failures):
+    """The delay before the retry that follows failure number ``failures`` in a row: ``base`` seconds, doubled after
+    each further failure, at most RETRY_DOUBLINGS times (15min: 15, 30, 60, 120, 120, ... minutes)."""
+    return int(base) * 2 ** min(max(int(failures), 1) - 1, RETRY_DOUBLINGS)
+
+
+def retry_left(failures, attempts):
+    """Whether the retry timer is armed after ``failures`` failed runs in a row (the first retry follows failure 1)."""
+    return 1 <= failures <= attempts
+
+
 def journal_tail(ctx, units, complain):
     argv = ["journalctl"] + [arg for unit in units for arg in ("-u", unit)] + ["-n", str(JOURNAL_LINES), "--no-pager", "-o", "cat"]
     try:
@@ -2021,6 +1963,88 @@ def cmd_failed(ctx, target, config_dir):
     if config.get("notify_command"):
         ok = notify(job, unit, kind, failures, lines, cause=cause) and ok
     return EXIT_OK if ok else EXIT_FAILED
+
+
+# --- metrics: declared once, written for node_exporter's textfile collector --------------------------------------------
+# (metric name without the keepdata_backup_ prefix, state key, help text); all gauges.
+METRICS = (
+    ("last_run_timestamp_seconds", "last_run", "Unix time when the last backup run started."),
+    ("last_success_timestamp_seconds", "last_success", "Unix time when the last successful (or partial) backup started, 0 if never."),
+    ("last_duration_seconds", "last_duration", "Duration of the last backup run in seconds."),
+    ("last_exit_status", "last_exit_status", "Outcome of the last backup run: 0 ok, 3 partial (some files unreadable), 1 failure."),
+    ("last_partial", "partial", "1 if the last backup snapshot missed unreadable files, else 0."),
+    ("last_bytes_added", "bytes_added", "Bytes added to the repository by the last backup run."),
+    ("last_files_new", "files_new", "New files in the last backup snapshot."),
+    ("last_files_changed", "files_changed", "Changed files in the last backup snapshot."),
+    ("snapshots", "snapshots", "Snapshots of this job on this host in the repository."),
+    ("consecutive_failures", "consecutive_failures", "Backup runs failed in a row since the last success."),
+    ("last_forget_timestamp_seconds", "last_forget", "Unix time when the retention policy last ran successfully, 0 if never."),
+    ("drill_last_timestamp_seconds", "last_drill", "Unix time when the last restore drill started, 0 if never."),
+    ("drill_last_success_timestamp_seconds", "last_drill_success", "Unix time when the last successful restore drill started, 0 if never."),
+    ("drill_last_result", "drill_exit_status", "Outcome of the last restore drill: 0 ok, 1 failed."),
+    ("drill_files_checked", "drill_files_checked", "Files restored and verified by the last restore drill."),
+    ("drill_bytes_checked", "drill_bytes_checked", "Bytes restored and verified by the last restore drill."),
+    ("drill_duration_seconds", "drill_duration", "Duration of the last restore drill in seconds."),
+    ("drill_consecutive_failures", "drill_consecutive_failures", "Restore drills failed in a row since the last success."),
+    ("forget_last_result", "last_forget_exit_status", "Outcome of the last retention run (forget, prune): 0 ok, 1 failed."),
+    ("forget_consecutive_failures", "forget_consecutive_failures", "Retention runs failed in a row since the last success."),
+    ("check_last_timestamp_seconds", "last_check", "Unix time when the last repository check (restic check --read-data-subset) started, 0 if never."),
+    ("check_last_success_timestamp_seconds", "last_check_success", "Unix time when the last successful repository check started, 0 if never."),
+    ("check_last_result", "check_exit_status", "Outcome of the last repository check: 0 ok (or never run), 1 failed."),
+    (
+        "structure_check_last_timestamp_seconds",
+        "last_structure_check",
+        "Unix time when the retention run of the last structural repository check (restic check, no data read) to reach a verdict started, 0 if never.",
+    ),
+    (
+        "structure_check_last_success_timestamp_seconds",
+        "last_structure_check_success",
+        "Unix time when the retention run of the last structural repository check that found no damage started, 0 if never.",
+    ),
+    (
+        "structure_check_last_result",
+        "structure_check_exit_status",
+        "Outcome of the last structural repository check: 0 ok or never run, 1 failed.",
+    ),
+    (
+        "last_suspect",
+        "suspect",
+        "1 if the last backup's snapshot is suspect (its sources were empty, or shrank by more than suspect_shrink percent since the last good one), else 0.",
+    ),
+    ("last_good_timestamp_seconds", "good_time", "Unix time of the newest snapshot of this job that was not suspect, as this host knows it, 0 if none."),
+    ("since_timestamp_seconds", "since", "Unix time when the job was installed on this host (lateness of a job that never ran counts from it)."),
+    ("max_age_seconds", "max_age", "Seconds without a successful backup after which the job is late (from its schedule), 0 for no limit."),
+    ("drill_max_age_seconds", "drill_max_age", "Seconds without a successful restore drill after which it is late (from its schedule), 0 for no limit."),
+)
+# Metrics that come from the job's configuration (the role's thresholds), not from its state.
+CONFIG_METRICS = ("max_age", "drill_max_age")
+
+
+def _metric_value(value):
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(int(value))
+    number = float(value or 0)
+    return str(int(number)) if number.is_integer() else repr(round(number, 3))
+
+
+def metrics_text(name, state, config=None):
+    """The node_exporter textfile of one job: its state, and the thresholds of its configuration."""
+    label = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    full = dict(STATE_DEFAULTS)
+    full.update(state or {})
+    full.update({key: (config or {}).get(key) or 0 for key in CONFIG_METRICS})
+    lines = []
+    for suffix, key, help_text in METRICS:
+        metric = "keepdata_backup_" + suffix
+        lines += ["# HELP %s %s" % (metric, help_text), "# TYPE %s gauge" % metric, '%s{backup_job="%s"} %s' % (metric, label, _metric_value(full[key]))]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_path(config):
+    return os.path.join(config["metrics_dir"], "keepdata_backup_%s.prom" % config["name"])
+
+
+# --- command line ------------------------------------------------------------------------------------------------------
 
 
 def cmd_restic(ctx, config, args):
