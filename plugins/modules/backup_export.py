@@ -95,18 +95,15 @@ left_out:
 """
 
 import os  # noqa: E402
-import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
-    JobRestic,
     RestoreError,
-    choose,
-    epoch_reader,
+    chosen_snapshot,
     export,
     left_out_warning,
-    load_job,
+    open_job,
     selection_errors,
     selection_spec,
     snapshot_facts,
@@ -141,11 +138,8 @@ def main():
     if errors:
         module.fail_json(msg="keepdata.storage.backup_export: " + "; ".join(errors))
     try:
-        config = load_job(module.params["config_dir"], module.params["job"])
-        restic = JobRestic(config, run=subprocess.run)
-        snapshot, warning = choose(restic, config, module.params, epoch_reader(module.run_command))
-        if warning:
-            module.warn(warning)
+        config, restic = open_job(module)
+        snapshot = chosen_snapshot(module, restic, config)
         facts = snapshot_facts(snapshot)
         left_out = restic.left_out_of_archive(facts["id"])
         if left_out:

@@ -24,6 +24,7 @@ description:
 author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
+  - keepdata.storage.read_only
   - keepdata.storage.backup_job
 options:
   sizes:
@@ -35,17 +36,6 @@ options:
     description: Report RV(repository).
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-    description: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  platform:
-    support: full
-    description: Debian-family hosts with systemd.
-    platforms: posix
 notes:
   - Returns plain results, not C(ansible_facts), as Ansible asks of C(_info) modules; register them.
 """
@@ -131,15 +121,13 @@ repository:
       type: int
 """
 
-import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
-    JobRestic,
     RestoreError,
     epoch_reader,
-    load_job,
+    open_job,
     pick_snapshot,
     selection_errors,
     selection_spec,
@@ -180,8 +168,7 @@ def main():
     if errors:
         module.fail_json(msg="keepdata.storage.backup_info: " + "; ".join(errors))
     try:
-        config = load_job(module.params["config_dir"], module.params["job"])
-        restic = JobRestic(config, run=subprocess.run)
+        config, restic = open_job(module)
         result = info(module.params, restic, config, epoch_reader(module.run_command))
     except RestoreError as exc:
         module.fail_json(msg="keepdata.storage.backup_info: %s" % exc)

@@ -19,6 +19,8 @@ description:
     option that holds it) in one message.
 author:
   - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.read_only
 options:
   caller:
     description: Prefix of the failure message (the role using the probe).
@@ -121,17 +123,6 @@ options:
     description: The name the caller gives O(textfile_dir), for the message.
     type: str
     default: textfile_dir
-attributes:
-  check_mode:
-    support: full
-    description: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to show.
-  platform:
-    support: full
-    description: Debian-family hosts with systemd.
-    platforms: posix
 notes:
   - Read-only; it runs in check mode as well, so a C(--check) run sees what a real run would check.
   - What it could not check (no C(systemd-analyze), a repository disk not mounted yet) is reported as a warning.

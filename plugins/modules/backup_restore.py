@@ -176,19 +176,16 @@ restored_already:
   type: bool
 """
 
-import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
-    JobRestic,
     Restore,
     RestoreError,
-    choose,
+    chosen_snapshot,
     describe_plan,
-    epoch_reader,
-    load_job,
+    open_job,
     record_restore,
     restored_already,
     selection_errors,
@@ -249,11 +246,8 @@ def main():
         module.fail_json(msg="keepdata.storage.backup_restore: " + "; ".join(errors))
     restore = None
     try:
-        config = load_job(module.params["config_dir"], module.params["job"])
-        restic = JobRestic(config, run=subprocess.run)
-        snapshot, warning = choose(restic, config, module.params, epoch_reader(module.run_command))
-        if warning:
-            module.warn(warning)
+        config, restic = open_job(module)
+        snapshot = chosen_snapshot(module, restic, config)
         restore = Restore(restic, config, snapshot, module.params)
         if module.params["skip_restored"] and restore.whole_job() and restored_already(config, snapshot):
             restore.plan_lines = describe_plan(restore.facts, [], [], []) + ["restored already on this host, no backup since: nothing to do"]

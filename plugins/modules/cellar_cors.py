@@ -22,22 +22,8 @@ author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
   - keepdata.storage.cellar
-attributes:
-  check_mode:
-    support: full
-    description:
-      - Nothing is written to the server nor to O(previous_rules_file) in check mode.
-      - A bucket that does not exist yet (an earlier task of the play would create it) is previewed as a new, empty
-        bucket, with a warning; a real run fails on a missing bucket.
-  diff_mode:
-    support: full
-    description: Shows the normalised rules before and after.
+  - keepdata.storage.cellar_rules
 options:
-  bucket:
-    description:
-      - Bucket name. The bucket must exist.
-    type: str
-    required: true
   state:
     description:
       - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
@@ -76,15 +62,6 @@ options:
       id:
         description: Rule identifier.
         type: str
-  previous_rules_file:
-    description:
-      - When the configuration changes, write the previous rules there as JSON (a list, empty when there were none),
-        in the form O(rules) takes.
-      - The file is written before the new configuration is sent, so a rollback file exists whenever the server
-        was changed; when it cannot be written, the module fails and the server is left alone.
-      - Written atomically (a temporary file in the same directory, then renamed over the target) with mode C(0600).
-        The directory must exist. Not written in check mode, nor when nothing changes.
-    type: path
 """
 
 EXAMPLES = r"""

@@ -20,6 +20,8 @@ description:
     names every problem in one message.
 author:
   - keepdata.storage maintainers (@keepdata)
+extends_documentation_fragment:
+  - keepdata.storage.read_only
 options:
   caller:
     description: Prefix of the failure message (the role using the probe).
@@ -152,13 +154,6 @@ options:
         description: Group the symlinks must have.
         type: str
         default: root
-attributes:
-  check_mode:
-    support: full
-    description: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to show.
 notes:
   - Read-only; it runs in check mode as well, so a C(--check) run sees what a real run would check.
 """

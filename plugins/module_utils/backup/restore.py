@@ -377,6 +377,20 @@ def load_job(config_dir, job):
         raise RestoreError("job %s: %s (is role keepdata.storage.backup applied to this host?)" % (job, exc), NOT_INSTALLED) from exc
 
 
+def open_job(module):
+    """The job that the module's options name (``config_dir``, ``job``), as read from this host, and its restic."""
+    config = load_job(module.params["config_dir"], module.params["job"])
+    return config, JobRestic(config)
+
+
+def chosen_snapshot(module, restic, config):
+    """The snapshot that the module's options name (see ``choose``); a suspect one's warning goes to the module's."""
+    snapshot, warning = choose(restic, config, module.params, epoch_reader(module.run_command))
+    if warning:
+        module.warn(warning)
+    return snapshot
+
+
 def epoch_reader(run_command):
     """A function reading a time text as seconds since the epoch with GNU date on this host (its time zone)."""
 
