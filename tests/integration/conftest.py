@@ -32,6 +32,8 @@ from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 RGW_SCRIPT = ROOT / "tests" / "rig" / "rgw.sh"
+# Made under this lock only: see Rgw.client.
+CLIENT_LOCK = threading.Lock()
 
 
 def pinned_version(requirements, package="ansible-core"):
@@ -88,14 +90,17 @@ class Rgw:
     def client(self, user="owner"):
         """A boto3 S3 client for ``owner`` or ``addon``, path-style (``*.localhost`` does not resolve)."""
         creds = self.owner if user == "owner" else self.addon
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=creds["access_key"],
-            aws_secret_access_key=creds["secret_key"],
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-        )
+        # boto3's default session is not safe to make clients from in two threads at once (a test may run two
+        # hosts' playbooks side by side); a client, once made, is.
+        with CLIENT_LOCK:
+            return boto3.client(
+                "s3",
+                endpoint_url=self.endpoint,
+                aws_access_key_id=creds["access_key"],
+                aws_secret_access_key=creds["secret_key"],
+                region_name="us-east-1",
+                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+            )
 
     def connection_args(self, user="owner"):
         """Connection options in the form the collection's modules take them."""

@@ -16,6 +16,8 @@ backed up once through playbooks/backup_now.yml (role backup), and the alert rul
 backup_monitoring, no Prometheus running). Then the same roles again: nothing may change.
 """
 
+import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -177,16 +179,16 @@ ENDS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(ENDS, reverse=True))
-def end(request, tmp_path_factory):
+@contextlib.contextmanager
+def end_of_range(name, tmp_path_factory):
     """One end of the range: its toolchain and its test host (containers removed at the end)."""
-    requirements, host, platform, toolchain = ENDS[request.param]
-    base = tmp_path_factory.mktemp(request.param)
+    requirements, host, platform, toolchain = ENDS[name]
+    base = tmp_path_factory.mktemp(name)
     main_venv = shell('echo "$KD_VENV"', timeout=30).strip()
     main_collections = shell(f"dirname {main_venv}/lib/python3*/site-packages/ansible_collections", timeout=30).strip()
     try:
         start_host(host, platform)
-        yield dict(toolchain(base, main_collections), name=request.param, requirements=requirements, host=host, base=base)
+        yield dict(toolchain(base, main_collections), name=name, requirements=requirements, host=host, base=base)
     finally:
         for container in (host, NEWEST_CONTROLLER if toolchain is newest_toolchain else None):
             if container:
@@ -233,7 +235,28 @@ def ansible_playbook(end, playbook, extra_vars, timeout):
     return rc, output
 
 
-def test_each_role_at_each_end_of_the_ansible_core_range(end, rgw):
+def test_each_role_at_both_ends_of_the_ansible_core_range_at_once(rgw, tmp_path_factory):
+    """Both ends at the same time, each with its own host, buckets and toolchain: most of each end's time is waiting
+    on its host and the RGW, so running them together saves about the time of one (some 150 s of the gate). Each
+    end's failure is reported with its name; one end failing does not stop the other."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(ENDS)) as pool:
+        runs = {name: pool.submit(exercise_end, name, rgw, tmp_path_factory) for name in sorted(ENDS, reverse=True)}
+    # A pytest.fail() in a worker thread is an exception like any other there (Failed derives from BaseException,
+    # which the future keeps).
+    failures = ["%s end: %s" % (name, run.exception()) for name, run in runs.items() if run.exception() is not None]
+    assert not failures, "\n\n".join(failures)
+    for run in runs.values():
+        print(run.result())
+
+
+def exercise_end(name, rgw, tmp_path_factory):
+    """Every role once at the end ``name`` of the range, a backup run, then every role again with nothing changed;
+    the timings line."""
+    with end_of_range(name, tmp_path_factory) as end:
+        return exercise(end, rgw)
+
+
+def exercise(end, rgw):
     host = end["host"]
     version = pinned_version(end["requirements"])
     rc, out = ansible(end, "ansible-playbook", "--version", timeout=60)
@@ -296,7 +319,7 @@ def test_each_role_at_each_end_of_the_ansible_core_range(end, rgw):
         timings["again"] = time.monotonic() - started
         assert rc == 0 and recap(host, out)["failed"] == 0, tail(out, secrets=secrets, lines=60)
         assert recap(host, out)["changed"] == 0, f"second run not idempotent:\n{tail(out, 120, secrets=secrets)}"
-        print("ansible-core %s (%s end): %s" % (version, end["name"], ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items())))
+        return "ansible-core %s (%s end): %s" % (version, end["name"], ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items()))
     finally:
         on_host(host, "umount", "-l", "/storage")
         delete_bucket_quietly(rgw, s3fs_bucket)
