@@ -1,6 +1,6 @@
 """Suspect snapshots (issue 27, part B): a snapshot whose sources were empty or shrank is kept, tagged, fails the
 run and is never retried; retention never forgets the last good snapshot; a new host does not back up empty sources
-over snapshots it never restored. The fakes of test_backup_runner answer for restic."""
+over snapshots it never restored. The fakes of test_runner answer for restic."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,7 +9,7 @@ __metaclass__ = type
 import json
 
 import pytest
-from test_backup_runner import GOOD, SUMMARY, FakeRun, context, done, make_config, metric_lines, read_state, snapshot, write_job, write_state
+from test_runner import GOOD, SUMMARY, FakeRun, context, done, make_config, metric_lines, read_state, snapshot, write_job, write_state
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
 

@@ -29,7 +29,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.units impo
 )
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_plan
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[5]
 DEFAULTS = {k[len("backup_") :]: v for k, v in yaml.safe_load((ROOT / "roles/backup/defaults/main.yml").read_text()).items()}
 PASSWORD = "main-Pass-word-42"  # noqa: S105 - test values, not passwords
 ACCESS = "AKIAEXAMPLEKEY0001"
