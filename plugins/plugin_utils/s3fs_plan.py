@@ -175,7 +175,20 @@ def _local_errors(settings, path):
     problem = abs_path_error("s3fs_config_dir", _text(settings.get("config_dir")).rstrip("/"))
     errors += [problem] if problem else []
     problem = timespan_error("s3fs_health_interval", settings.get("health_interval") or "30s", minimum=10)
-    return errors + ([problem] if problem else [])
+    errors += [problem] if problem else []
+    for key, low, high in (("preflight_timeout", 1, 600), ("apt_cache_valid_time", 0, None)):
+        if _whole(settings.get(key)) is None or not low <= _whole(settings.get(key)) <= (high or _whole(settings.get(key))):
+            errors.append("s3fs_%s must be a whole number of seconds %s" % (key, "from %d to %d" % (low, high) if high else "(0 or more)"))
+    return errors
+
+
+def _whole(value):
+    """A whole number as YAML or a template gives it (10 or "10"); None for anything else (a bool, "ten", 1.5)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
 
 def _resolve(settings):
@@ -260,7 +273,28 @@ def s3fs_plan(settings):
         "packages": ["s3fs", "fuse3"] if live and settings.get("manage_packages") else [],
         "links": {"app_root": cfg["app_root"], "storage": cfg["path"], "paths": cfg["links"] if state == "mounted" else []},
     }
+    cfg = dict(cfg, **_host_settings(settings, state))
     return {"errors": [], "cfg": cfg, "probe": probe, "create_bucket": bool(settings.get("create_bucket")) and live}
+
+
+def _host_settings(settings, state):
+    """What the tasks hand to the modules on the host, as the plan read and checked it (the tasks read no role
+    variable themselves)."""
+    return {
+        "state": state,
+        "owner": _text(settings.get("owner")),
+        "group": _text(settings.get("group")),
+        "mode": _text(settings.get("mode")),
+        "config_dir": _text(settings.get("config_dir")).rstrip("/"),
+        "cache_dir": _text(settings.get("cache_dir")),
+        "allow_other": bool(settings.get("allow_other")),
+        "health_check": bool(settings.get("health_check")),
+        "health_interval": _text(settings.get("health_interval") or "30s"),
+        "timeout": _whole(settings.get("preflight_timeout")),
+        "symlink_owner": _text(settings.get("symlink_owner")),
+        "symlink_group": _text(settings.get("symlink_group")),
+        "apt_cache_valid_time": _whole(settings.get("apt_cache_valid_time")),
+    }
 
 
 def s3fs_credentials(settings):

@@ -41,21 +41,7 @@ DIRECT_READS = {
         "mounts_fstab_backup": {"mount.yml"},
         "mounts_preflight_timeout": {"mount.yml", "preflight.yml"},
     },
-    "s3fs": {
-        "s3fs_allow_other": {"mount.yml"},
-        "s3fs_apt_cache_valid_time": {"install.yml"},
-        "s3fs_cache_dir": {"mount.yml"},
-        "s3fs_config_dir": {"mount.yml"},
-        "s3fs_group": {"mount.yml"},
-        "s3fs_health_check": {"mount.yml"},
-        "s3fs_health_interval": {"mount.yml"},
-        "s3fs_mode": {"mount.yml"},
-        "s3fs_owner": {"mount.yml"},
-        "s3fs_preflight_timeout": {"mount.yml", "preflight.yml"},
-        "s3fs_state": {"mount.yml"},
-        "s3fs_symlink_group": {"mount.yml", "preflight.yml"},
-        "s3fs_symlink_owner": {"mount.yml", "preflight.yml"},
-    },
+    "s3fs": {},
     "backup_monitoring": {},
 }
 

@@ -225,3 +225,25 @@ def test_flags_given_as_words_are_read_as_ansible_reads_them():
 
 def test_a_flag_that_is_no_boolean_is_refused_by_name():
     assert errors(nofail="perhaps") == ["s3fs_nofail must be true or false (yes/no), not a string"]
+
+
+def test_the_plan_carries_what_the_tasks_hand_to_the_host():
+    cfg = plan(owner="www-data", mode="0750", health_check="false", preflight_timeout="7", config_dir="/etc/keepdata/")["cfg"]
+    assert (cfg["state"], cfg["owner"], cfg["group"], cfg["mode"]) == ("mounted", "www-data", "root", "0750")
+    assert (cfg["config_dir"], cfg["health_check"], cfg["timeout"], cfg["apt_cache_valid_time"]) == ("/etc/keepdata", False, 7, 86400)
+    assert cfg["allow_other"] is True and cfg["health_interval"] == "30s"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"preflight_timeout": 0}, "s3fs_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"preflight_timeout": 601}, "s3fs_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"preflight_timeout": "five"}, "s3fs_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"preflight_timeout": True}, "s3fs_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"apt_cache_valid_time": -1}, "s3fs_apt_cache_valid_time must be a whole number of seconds (0 or more)"),
+        ({"apt_cache_valid_time": [3600]}, "s3fs_apt_cache_valid_time must be a whole number of seconds (0 or more)"),
+    ],
+)
+def test_seconds_are_refused_before_any_change(settings, expected):
+    assert expected in errors(**settings)
