@@ -57,7 +57,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
     timespan_error,
     timespan_seconds,
 )
-from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, yaml_type
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, seconds_errors, whole_number, yaml_type
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
 
 # JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from the runner: one rule for the role, the program on the
@@ -521,7 +521,19 @@ def _notify_command(value, errors):
 # 0123 as the number 83. Numbers are accepted elsewhere, as the text of the number (a time span of 90 seconds).
 # Every one of them, and every secret, is refused with a control character before any other check.
 # Options that are true or false (None: the role's default).
-FLAG_OPTIONS = ("create_bucket", "mount_repository", "prune", "repository_check", "drill_enabled", "manage_packages", "preflight", "arm_timers")
+FLAG_OPTIONS = (
+    "create_bucket",
+    "mount_repository",
+    "prune",
+    "repository_check",
+    "drill_enabled",
+    "manage_packages",
+    "preflight",
+    "arm_timers",
+    "allow_same_device",
+)
+# Whole numbers of seconds, with their limits (the argument spec says the same).
+SECONDS = {"preflight_timeout": (1, 600), "apt_cache_valid_time": (0, None)}
 STRING_OPTIONS = (
     "target",
     "path",
@@ -720,7 +732,7 @@ def _plan_resolved(settings, password_warnings):
     errors = control_char_errors({"backup_" + key: settings.get(key) for key in STRING_OPTIONS + SECRET_OPTIONS})
     if errors:
         return errors, [], {}, [], {}, {}
-    errors += _general_errors(settings)
+    errors += _general_errors(settings) + seconds_errors(settings, SECONDS, "backup_")
     repository = _repository(settings, errors)
     service = _service(settings, errors)
     drill_enabled, drill_schedule, drill = _drill(settings, errors)
@@ -816,7 +828,7 @@ def backup_plan(settings):
     settings = read_flags(settings)
     errors, warnings, repository, jobs, service, node_exporter = _plan(settings)
     if errors:
-        return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}, "node_exporter": {}}
+        return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}, "node_exporter": {}, "host": {}}
     schedules = [{"option": "backup_jobs[%s].schedule" % j["name"], "value": j["schedule"]} for j in jobs]
     schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
     if service["drill_enabled"]:
@@ -842,6 +854,8 @@ def backup_plan(settings):
         # An existing node_exporter's textfile directory must be there: metrics written elsewhere reach nobody.
         "textfile_dir": node_exporter["textfile_dir"] if node_exporter["mode"] == "existing" else "",
         "ports": [repository["address"]] if repository["kind"] == "s3" and settings.get("preflight") is not False else [],
+        "allow_same_device": settings.get("allow_same_device") is True,
+        "timeout": whole_number(settings.get("preflight_timeout")),
     }
     bucket = {}
     if repository["kind"] == "s3":
@@ -861,6 +875,12 @@ def backup_plan(settings):
         "probe": probe,
         "bucket": bucket,
         "node_exporter": node_exporter,
+        # What the tasks hand to the modules on the host, as read and checked here (the tasks read no role variable).
+        "host": {
+            "config_dir": _text(settings.get("config_dir")).rstrip("/"),
+            "metrics_dir": _text(settings.get("metrics_dir")).rstrip("/"),
+            "apt_cache_valid_time": whole_number(settings.get("apt_cache_valid_time")),
+        },
     }
 
 

@@ -59,3 +59,25 @@ def flag_errors(settings, keys, prefix=""):
         for key in keys
         if settings.get(key) is not None and flag_value(settings[key]) is None
     ]
+
+
+def whole_number(value):
+    """A whole number as YAML, ``-e`` or a template gives it (10 or "10"); None for anything else (a boolean, "ten",
+    1.5, a list)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+
+
+def seconds_errors(settings, limits, prefix=""):
+    """One message per key of ``limits`` ({key: (lowest, highest or None)}) whose value is not a whole number of
+    seconds within its limits, named ``prefix + key``."""
+    errors = []
+    for key, (low, high) in sorted(limits.items()):
+        value = whole_number(settings.get(key))
+        if value is None or value < low or (high is not None and value > high):
+            bounds = "from %d to %d" % (low, high) if high is not None else "(%d or more)" % low
+            errors.append("%s%s must be a whole number of seconds %s" % (prefix, key, bounds))
+    return errors

@@ -34,7 +34,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
     systemd_escape_path,
     timespan_error,
 )
-from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, read_flags
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, read_flags, seconds_errors, whole_number
 
 TYPES = ("cifs", "nfs", "sshfs", "fsbucket")
 FSTYPES = {"cifs": "cifs", "nfs": "nfs", "fsbucket": "nfs", "sshfs": "fuse.sshfs"}
@@ -430,16 +430,32 @@ def _probe_request(mounts, settings):
     }
 
 
+# Whole numbers of seconds, with their limits (the argument spec says the same).
+SECONDS = {"preflight_timeout": (1, 600), "apt_cache_valid_time": (0, None)}
+
+
 def mounts_plan(settings):
-    """The plan, safe to print: errors (each naming its option), present and absent mounts, the probe's request."""
+    """The plan, safe to print: errors (each naming its option), present and absent mounts, the probe's request,
+    and ``host``: the settings the tasks hand to the modules on the host, as read and checked here."""
     settings = read_flags(settings, GLOBAL_FLAGS)
     errors, mounts = _normalize(settings)
+    errors += seconds_errors(settings, SECONDS, "mounts_")
     public = [{k: v for k, v in m.items() if k != "_secret"} for m in mounts]
     return {
         "errors": errors,
         "present": [m for m in public if m["state"] != "absent"],
         "absent": [m for m in public if m["state"] == "absent"],
         "probe": _probe_request(public, settings) if not errors else {},
+        "host": _host_settings(settings) if not errors else {},
+    }
+
+
+def _host_settings(settings):
+    return {
+        "config_dir": _text(settings.get("config_dir")).rstrip("/"),
+        "timeout": whole_number(settings.get("preflight_timeout")),
+        "fstab_backup": bool(settings.get("fstab_backup")),
+        "apt_cache_valid_time": whole_number(settings.get("apt_cache_valid_time")),
     }
 
 

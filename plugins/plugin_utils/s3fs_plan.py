@@ -41,13 +41,15 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
     systemd_escape_path,
     timespan_error,
 )
-from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors
+from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, seconds_errors, whole_number
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
 
 # Options the role writes itself, and option names that would put a credential into fstab.
 MANAGED_OPTIONS = ("passwd_file", "url", "use_path_request_style")
 CREDENTIAL_OPTION = re.compile(r"secret|passw|token|access_?key", re.IGNORECASE)
 # The role's true-or-false options (s3fs_ prefix left out).
+# Whole numbers of seconds, with their limits (the argument spec says the same).
+SECONDS = {"preflight_timeout": (1, 600), "apt_cache_valid_time": (0, None)}
 FLAGS = ("from_cellar_env", "allow_other", "nofail", "create_bucket", "preflight", "health_check", "manage_packages")
 STRINGS = (
     "bucket",
@@ -176,19 +178,7 @@ def _local_errors(settings, path):
     errors += [problem] if problem else []
     problem = timespan_error("s3fs_health_interval", settings.get("health_interval") or "30s", minimum=10)
     errors += [problem] if problem else []
-    for key, low, high in (("preflight_timeout", 1, 600), ("apt_cache_valid_time", 0, None)):
-        if _whole(settings.get(key)) is None or not low <= _whole(settings.get(key)) <= (high or _whole(settings.get(key))):
-            errors.append("s3fs_%s must be a whole number of seconds %s" % (key, "from %d to %d" % (low, high) if high else "(0 or more)"))
-    return errors
-
-
-def _whole(value):
-    """A whole number as YAML or a template gives it (10 or "10"); None for anything else (a bool, "ten", 1.5)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+    return errors + seconds_errors(settings, SECONDS, "s3fs_")
 
 
 def _resolve(settings):
@@ -290,10 +280,10 @@ def _host_settings(settings, state):
         "allow_other": bool(settings.get("allow_other")),
         "health_check": bool(settings.get("health_check")),
         "health_interval": _text(settings.get("health_interval") or "30s"),
-        "timeout": _whole(settings.get("preflight_timeout")),
+        "timeout": whole_number(settings.get("preflight_timeout")),
         "symlink_owner": _text(settings.get("symlink_owner")),
         "symlink_group": _text(settings.get("symlink_group")),
-        "apt_cache_valid_time": _whole(settings.get("apt_cache_valid_time")),
+        "apt_cache_valid_time": whole_number(settings.get("apt_cache_valid_time")),
     }
 
 

@@ -7,9 +7,8 @@
 
 Each role's vars/main.yml maps its variables, as they are, into the settings its plan filter takes; the tasks read
 the plan. A variable declared in defaults/main.yml (and the argument spec) that the mapping forgets would never
-reach the plan, and a task that reads a role variable itself re-derives what the plan decides. The variables the
-tasks still read directly are listed below, each once, with where: the list only shrinks (issue 31), and a new
-direct read, or an entry no task needs any more, fails here.
+reach the plan, and a task that reads a role variable itself re-derives what the plan decides. No task or template
+reads a role variable (issue 31 emptied the list below): a new direct read fails here.
 """
 
 import re
@@ -25,22 +24,10 @@ EXPRESSION_KEYS = {"when", "that", "changed_when", "failed_when", "until", "loop
 # Lookups of the controller's environment in a settings mapping (where a Clever Cloud app's variables are).
 ENV_LOOKUP = re.compile(r"\{\{ lookup\('ansible\.builtin\.env', '[A-Z_]+'\) \}\}")
 
-# Role variables the tasks or templates still read themselves, not through the plan: {variable: files}.
+# Role variables the tasks or templates read themselves, not through the plan: {variable: files}. None left.
 DIRECT_READS = {
-    "backup": {
-        "backup_allow_same_device": {"preflight.yml"},
-        "backup_apt_cache_valid_time": {"install.yml"},
-        "backup_config_dir": {"schedule.yml"},
-        "backup_metrics_dir": {"schedule.yml"},
-        "backup_node_exporter": {"prometheus-node-exporter.default.j2"},
-        "backup_preflight_timeout": {"preflight.yml"},
-    },
-    "mounts": {
-        "mounts_apt_cache_valid_time": {"install.yml"},
-        "mounts_config_dir": {"mount.yml"},
-        "mounts_fstab_backup": {"mount.yml"},
-        "mounts_preflight_timeout": {"mount.yml", "preflight.yml"},
-    },
+    "backup": {},
+    "mounts": {},
     "s3fs": {},
     "backup_monitoring": {},
 }

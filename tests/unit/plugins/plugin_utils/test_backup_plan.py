@@ -93,7 +93,10 @@ def test_s3_repository_job_and_probe():
         "packages": ["restic"],
         "ports": ["127.0.0.1:7496"],
         "textfile_dir": "",
+        "allow_same_device": False,
+        "timeout": 5,
     }
+    assert result["host"] == {"config_dir": "/etc/keepdata/backup", "metrics_dir": "/var/lib/prometheus/node-exporter", "apt_cache_valid_time": 3600}
     assert result["bucket"] == {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
     assert result["service"]["runner"] == "/usr/local/lib/keepdata/backup_runner.py"
     assert (result["service"]["drill_enabled"], result["service"]["drill_schedule"]) == (True, "Sun *-*-* 06:00")
@@ -949,3 +952,16 @@ def test_suspect_shrink_defaults_to_half_and_a_job_may_set_its_own():
     jobs = plan(jobs=[job(name="app1"), job(name="app2", suspect_shrink=0)], suspect_shrink="80")["jobs"]
     assert [item["suspect_shrink"] for item in jobs] == [80, 0]
     assert plan()["jobs"][0]["suspect_shrink"] == 50
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"preflight_timeout": 0}, "backup_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"preflight_timeout": "soon"}, "backup_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"apt_cache_valid_time": [1]}, "backup_apt_cache_valid_time must be a whole number of seconds (0 or more)"),
+        ({"allow_same_device": "maybe"}, "backup_allow_same_device must be true or false"),
+    ],
+)
+def test_host_settings_are_refused_before_any_change(settings, expected):
+    assert any(error.startswith(expected) for error in plan(**settings)["errors"])

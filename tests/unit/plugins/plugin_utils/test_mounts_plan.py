@@ -125,7 +125,7 @@ def test_nfs_defaults():
 def test_fs_buckets_json():
     assert "old-style FS bucket id" in plan(fs_buckets_json=[{"bucket": "bucket_0123", "folder": "/u"}])["errors"][0]
     other = plan(fs_buckets_json=[{"bucket_host": "b.example", "folder": "/u", "apps": ["app_other"]}], app_id="app_this")
-    assert other == {"errors": [], "present": [], "absent": [], "probe": other["probe"]}
+    assert other == {"errors": [], "present": [], "absent": [], "probe": other["probe"], "host": other["host"]}
     this = plan(fs_buckets_json=[{"bucket_host": "b.example", "folder": "/u", "apps": ["app_this"]}], app_id="app_this")
     assert [m["src"] for m in this["present"]] == ["b.example:/"]
     assert "must be a mapping" in plan(fs_buckets_json=["/u:b.example"])["errors"][0]
@@ -330,3 +330,24 @@ def test_flags_given_as_words_are_read_as_ansible_reads_them():
 )
 def test_a_flag_that_is_no_boolean_is_refused_by_name(settings, mount, message):
     assert message in plan([dict(SSH, **mount)], **settings)["errors"]
+
+
+def test_the_plan_carries_what_the_tasks_hand_to_the_host():
+    result = plan(config_dir="/etc/keepdata/m", preflight_timeout="9", fstab_backup="yes")
+    assert result["errors"] == []
+    host = result["host"]
+    assert host == {"config_dir": "/etc/keepdata/m", "timeout": 9, "fstab_backup": True, "apt_cache_valid_time": 86400}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"preflight_timeout": 0}, "mounts_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"preflight_timeout": "5s"}, "mounts_preflight_timeout must be a whole number of seconds from 1 to 600"),
+        ({"apt_cache_valid_time": 1.5}, "mounts_apt_cache_valid_time must be a whole number of seconds (0 or more)"),
+        ({"apt_cache_valid_time": False}, "mounts_apt_cache_valid_time must be a whole number of seconds (0 or more)"),
+    ],
+)
+def test_seconds_are_refused_before_any_change(settings, expected):
+    result = plan(**settings)
+    assert expected in result["errors"] and result["host"] == {}
