@@ -12,12 +12,18 @@ reads a role variable (issue 31 emptied the list below): a new direct read fails
 """
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ansible_collections.keepdata.storage.plugins.plugin_utils.mounts_plan import mounts_plan
+
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import role_settings  # noqa: E402 - the script that writes the mappings, imported from scripts/
+
 ROLES = {"backup": "backup_", "mounts": "mounts_", "s3fs": "s3fs_", "backup_monitoring": "backup_monitoring_"}
 # Keys whose string is a bare Jinja expression; elsewhere only {{ ... }} and {% ... %} are read.
 EXPRESSION_KEYS = {"when", "that", "changed_when", "failed_when", "until", "loop"}
@@ -95,3 +101,20 @@ def test_tasks_read_role_variables_only_where_listed(role):
                 if variable in declared:
                     reads.setdefault(variable, set()).add(name)
     assert reads == DIRECT_READS[role]
+
+
+def test_every_settings_mapping_is_what_the_argument_spec_gives():
+    # vars/main.yml is written by scripts/role_settings.py; a hand edit, or a spec changed without running it, fails.
+    assert role_settings.main(["--check"]) == 0
+
+
+def test_a_new_role_variable_reaches_its_plan_with_one_declaration():
+    # A variable declared in the argument spec only (its default there) gets its settings key from the script, and
+    # the plan filter receives it with the value Ansible would give.
+    spec = dict(options("mounts"), mounts_example_new={"type": "str", "default": "declared once", "description": "A test fixture."})
+    mapping = yaml.safe_load(role_settings.mapping_text("mounts", list(spec)))["_mounts_settings"]
+    assert mapping["example_new"] == "{{ mounts_example_new }}"
+    variables = {name: option.get("default") for name, option in spec.items()}
+    settings = {key: variables[re.fullmatch(r"\{\{ (\w+) \}\}", value).group(1)] for key, value in mapping.items()}
+    assert settings["example_new"] == "declared once"
+    assert mounts_plan(settings)["errors"] == []
