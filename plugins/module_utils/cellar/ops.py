@@ -180,6 +180,12 @@ def get_acl(client, bucket):
     return canned_acl_from_grants(grants)
 
 
+def get_owner(client, bucket):
+    """The user id of the bucket's owner (``tenant$uid`` or ``uid`` on Ceph RGW), from its ACL; None when not shown."""
+    response = call("get bucket ACL", client.get_bucket_acl, bucket, Bucket=bucket)
+    return (response.get("Owner") or {}).get("ID")
+
+
 def put_acl(client, bucket, acl):
     call("put bucket ACL", client.put_bucket_acl, bucket, Bucket=bucket, ACL=acl)
 
