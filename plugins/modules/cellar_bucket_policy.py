@@ -162,7 +162,6 @@ from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy imp
     PolicyError,
     append_only_versioning_problem,
     desired_policy,
-    writer_is_owner_problem,
 )
 
 ARGUMENT_SPEC = dict(
@@ -176,8 +175,11 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def desired_from_params(params):
-    """Validated normalised policy wanted (None for absent); raise ValueError/PolicyError on bad input."""
+def desired_from_params(params, bucket_owner=None):
+    """Validated normalised policy wanted (None for absent); raise ValueError/PolicyError on bad input.
+
+    ``bucket_owner``: the owner's user id, which preset restic_append_only grants reading the host's objects; without
+    it that preset's inputs are checked and the document lacks the owner's statement."""
     problem = validate_bucket_name(params["bucket"])
     if problem:
         raise ValueError(problem)
@@ -187,38 +189,58 @@ def desired_from_params(params):
         return None
     if params["policy"] in (None, "", {}) and not params["preset"]:
         raise ValueError("state=present needs policy or preset")
-    return desired_policy(params["bucket"], params["policy"], params["preset"], params["principals"], params["repository_prefix"])
+    return desired_policy(
+        params["bucket"], params["policy"], params["preset"], params["principals"], repository_prefix=params["repository_prefix"], bucket_owner=bucket_owner
+    )
 
 
-def refuse_unprotected_bucket(cellar, client, params):
-    """Preset restic_append_only: fail before any write when the bucket cannot be protected by it (a writer that owns
-    the bucket; versioning not enabled: a warning in check mode, where an earlier task of the play may enable it)."""
+def append_only_policy_of_bucket(cellar, client, params):
+    """Preset restic_append_only: the policy naming the bucket's owner, read from the bucket. Fails before any write
+    when the bucket cannot be protected: a writer that owns it, versioning not enabled (a warning in check mode,
+    where an earlier task of the play may enable it)."""
     bucket = params["bucket"]
-    problem = writer_is_owner_problem(params["principals"], ops.get_owner(client, bucket))
-    if problem:
-        cellar.fail(problem, changed=False)
+    try:
+        desired = desired_from_params(params, ops.get_owner(client, bucket))
+    except PolicyError as exc:
+        cellar.fail(str(exc), changed=False)
     problem = append_only_versioning_problem(ops.get_versioning(client, bucket))
     if problem and cellar.check_mode:
         cellar.module.warn(problem + "; a real run fails unless an earlier task enables it")
     elif problem:
         cellar.fail(problem, changed=False)
+    return desired
+
+
+def preview_of_new_bucket(cellar, client, params):
+    """Preset restic_append_only in a preview of a bucket an earlier task would create with these credentials: the
+    policy naming their user as the owner (ListBuckets shows it)."""
+    try:
+        return desired_from_params(params, ops.caller_id(client))
+    except PolicyError as exc:
+        cellar.fail(str(exc), changed=False)
+    except ops.S3CallError as exc:
+        cellar.fail_s3(exc, changed=False)
+    return None
 
 
 def main():
     cellar = CellarModule(ARGUMENT_SPEC, supports_check_mode=True, mutually_exclusive=[["policy", "preset"]])
     params = cellar.params
     bucket = params["bucket"]
+    append_only = params["state"] == "present" and params["preset"] == "restic_append_only"
     try:
-        desired = desired_from_params(params)
+        desired = desired_from_params(params)  # every input checked before the first request
     except (ValueError, PolicyError) as exc:
         cellar.fail(str(exc), changed=False)
+    client = cellar.client(bucket)
     try:
-        client = cellar.client(bucket)
-        if desired is not None and params["preset"] == "restic_append_only":
-            refuse_unprotected_bucket(cellar, client, params)
+        if append_only:
+            desired = append_only_policy_of_bucket(cellar, client, params)
         changed, before = ops.converge_policy(client, bucket, desired, cellar.check_mode)
     except ops.S3CallError as exc:
         cellar.preview_of_missing_bucket(exc, bucket)
+        if append_only:
+            desired = preview_of_new_bucket(cellar, client, params)
         # A preview of a bucket an earlier task would create: compared with a new bucket's (no policy).
         changed, before = ops.converge_policy(None, bucket, desired, True, current=None, read=False)
     cellar.exit(changed=changed, policy=desired, previous_policy=before, diff=dict(before={"policy": before}, after={"policy": desired}))

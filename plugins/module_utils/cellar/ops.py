@@ -186,6 +186,11 @@ def get_owner(client, bucket):
     return (response.get("Owner") or {}).get("ID")
 
 
+def caller_id(client):
+    """The user id of these credentials (the owner ListBuckets shows), None when not shown."""
+    return (call("list buckets", client.list_buckets).get("Owner") or {}).get("ID")
+
+
 def put_acl(client, bucket, acl):
     call("put bucket ACL", client.put_bucket_acl, bucket, Bucket=bucket, ACL=acl)
 

@@ -55,8 +55,9 @@ def principal_arn(principal):
     return "arn:aws:iam:::user/" + principal
 
 
-def preset_policy(preset, bucket, principals=None, repository_prefix=None):
-    """The policy document of a preset, in the form that works on Cellar."""
+def preset_policy(preset, bucket, principals=None, repository_prefix=None, bucket_owner=None):
+    """The policy document of a preset, in the form that works on Cellar (``repository_prefix`` and ``bucket_owner``:
+    see :func:`append_only_policy`)."""
     if repository_prefix is not None and preset != "restic_append_only":
         raise PolicyError("repository_prefix is only used with preset=restic_append_only")
     objects = "arn:aws:s3:::%s/*" % bucket
@@ -79,7 +80,7 @@ def preset_policy(preset, bucket, principals=None, repository_prefix=None):
             ],
         }
     if preset == "restic_append_only":
-        return append_only_policy(bucket, principals, repository_prefix)
+        return append_only_policy(bucket, principals, repository_prefix, bucket_owner)
     raise PolicyError("unknown preset %r (choose from %s)" % (preset, ", ".join(PRESETS)))
 
 
@@ -133,23 +134,43 @@ def principal_user_id(arn):
     return "%s$%s" % (match.group(1), match.group(2)) if match.group(1) else match.group(2)
 
 
-def append_only_policy(bucket, principals, repository_prefix=None):
+def append_only_policy(bucket, principals, repository_prefix=None, bucket_owner=None):
     """The policy of preset restic_append_only: ``principals`` (the host's S3 users) may add to a restic repository
     at ``repository_prefix`` of ``bucket`` and read it, and delete nothing but restic's lock files.
 
-    Granted: list the bucket (only below the prefix when one is given), read the bucket's location and versioning
-    state, read and write objects below the prefix, delete objects below ``<prefix>locks/``. Denied outright, whatever
-    an ACL says: any other object delete, deleting an object version, and changes to the bucket's policy, ACLs,
-    versioning, lifecycle and CORS rules. A write over an existing object is allowed (S3 has no "create only" right):
-    the bucket's versioning keeps the previous version for the owner.
+    Granted: list the bucket, read the bucket's location and versioning state, read and write objects below the
+    prefix, delete objects below ``<prefix>locks/``. Denied outright, whatever an ACL says: any other object delete,
+    deleting an object version, and changes to the bucket's policy, ACLs, versioning, lifecycle and CORS rules. A
+    write over an existing object is allowed (S3 has no "create only" right): the bucket's versioning keeps the
+    previous version for the owner.
+
+    ``bucket_owner`` (the owner's user id as S3 shows it) is granted reading every object and object version below
+    the prefix: an object belongs to the user who wrote it, and Ceph RGW lets the bucket's owner delete the host's
+    objects but not read them, which retention and ``restic check`` with the owner's key need. Without it (None) the
+    inputs are checked and the document lacks that statement: the module builds the final one once it has read the
+    owner. A writer that is the owner is refused: an owner keeps every right whatever the policy says.
     """
     if isinstance(principals, str) or not isinstance(principals, (list, tuple)) or not principals:
         raise PolicyError("preset restic_append_only needs principals: a list of the writers' user ids (add-on ids like cellar_xxx)")
     prefix = repository_prefix_path(repository_prefix)
     arns = sorted(set(principal_arn(p) for p in principals))
+    problem = writer_is_owner_problem(arns, bucket_owner)
+    if problem:
+        raise PolicyError(problem)
     writers = {"AWS": arns}
     bucket_arn = "arn:aws:s3:::%s" % bucket
     locks = "%s/%slocks/*" % (bucket_arn, prefix)
+    owner_reads = []
+    if bucket_owner:
+        owner_reads.append(
+            {
+                "Sid": "AppendOnlyOwnerReads",
+                "Effect": "Allow",
+                "Principal": {"AWS": [owner_arn(bucket_owner)]},
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": ["%s/%s*" % (bucket_arn, prefix)],
+            }
+        )
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -182,8 +203,17 @@ def append_only_policy(bucket, principals, repository_prefix=None):
                 "Action": list(APPEND_ONLY_DENIED_BUCKET_ACTIONS + APPEND_ONLY_DENIED_OBJECT_ACTIONS),
                 "Resource": [bucket_arn, bucket_arn + "/*"],
             },
-        ],
+        ]
+        + owner_reads,
     }
+
+
+def owner_arn(owner):
+    """The ARN of a bucket owner shown by S3 as ``uid`` or ``tenant$uid`` (the inverse of :func:`principal_user_id`)."""
+    tenant, _sep, uid = owner.rpartition("$")
+    arn = "arn:aws:iam::%s:user/%s" % (tenant, uid)
+    principal_arn(arn)  # refuses an id that is not a user id
+    return arn
 
 
 def writer_is_owner_problem(principals, owner):
@@ -387,8 +417,10 @@ def same_policy(left, right):
     return left == right or _folded(left) == _folded(right)
 
 
-def desired_policy(bucket, policy=None, preset=None, principals=None, repository_prefix=None):
+def desired_policy(bucket, policy=None, preset=None, principals=None, *, repository_prefix=None, bucket_owner=None):
     """Validated, normalised desired policy from the module options; raise PolicyError otherwise.
+
+    ``bucket_owner`` is used by preset restic_append_only only (see :func:`append_only_policy`).
 
     An empty ``policy`` ({} or "") means "no policy". Bare user ids in AWS principals are written as
     ``arn:aws:iam:::user/UID`` (see :func:`resolve_principals`).
@@ -400,7 +432,7 @@ def desired_policy(bucket, policy=None, preset=None, principals=None, repository
     if repository_prefix not in (None, "") and preset != "restic_append_only":
         raise PolicyError("repository_prefix is only used with preset=restic_append_only")
     if preset:
-        document = preset_policy(preset, bucket, principals, repository_prefix or None)
+        document = preset_policy(preset, bucket, principals, repository_prefix or None, bucket_owner if preset == "restic_append_only" else None)
     else:
         if policy in ("", {}):
             return None

@@ -31,9 +31,9 @@ B = "bkt"
 WRITER = "arn:aws:iam:::user/cellar_host"
 
 
-def statements(prefix=None, principals=("cellar_host",)):
+def statements(prefix=None, principals=("cellar_host",), owner="cellar_owner"):
     """The preset's statements by Sid."""
-    document = preset_policy("restic_append_only", B, list(principals), prefix)
+    document = preset_policy("restic_append_only", B, list(principals), prefix, owner)
     return {statement["Sid"]: statement for statement in document["Statement"]}
 
 
@@ -44,6 +44,7 @@ def allowed(by_sid, action, resource):
 
 def test_the_writer_reads_lists_and_writes_below_the_prefix_and_deletes_only_locks():
     by_sid = statements("hosts/web1")
+    owner_reads = by_sid.pop("AppendOnlyOwnerReads")
     assert all(s["Principal"] == {"AWS": [WRITER]} for s in by_sid.values())
     assert allowed(by_sid, "s3:ListBucket", "arn:aws:s3:::bkt")
     assert allowed(by_sid, "s3:GetBucketLocation", "arn:aws:s3:::bkt")
@@ -56,6 +57,17 @@ def test_the_writer_reads_lists_and_writes_below_the_prefix_and_deletes_only_loc
     # The only object resource an Allow names outside the prefix: none.
     resources = [r for s in by_sid.values() if s["Effect"] == "Allow" for r in s["Resource"] if r != "arn:aws:s3:::bkt"]
     assert all(r.startswith("arn:aws:s3:::bkt/hosts/web1/") for r in resources), resources
+    # The owner reads what the host wrote (RGW gives an object's reads to its writer, not to the bucket's owner).
+    assert owner_reads["Principal"] == {"AWS": ["arn:aws:iam:::user/cellar_owner"]}
+    assert (owner_reads["Effect"], owner_reads["Action"]) == ("Allow", ["s3:GetObject", "s3:GetObjectVersion"])
+    assert owner_reads["Resource"] == ["arn:aws:s3:::bkt/hosts/web1/*"]
+
+
+def test_without_the_owner_the_inputs_are_checked_and_no_owner_statement_is_written():
+    by_sid = statements("repo", owner=None)
+    assert "AppendOnlyOwnerReads" not in by_sid and len(by_sid) == 5
+    tenant = statements("repo", owner="team$owner")["AppendOnlyOwnerReads"]
+    assert tenant["Principal"] == {"AWS": ["arn:aws:iam::team:user/owner"]}
 
 
 def test_every_other_delete_and_every_settings_change_is_denied_outright():
@@ -131,7 +143,8 @@ def test_repository_prefix_belongs_to_the_append_only_preset(preset):
 
 
 def test_the_preset_is_valid_and_read_back_means_the_same():
-    wanted = desired_policy(B, preset="restic_append_only", principals=["cellar_b", "cellar_a", "arn:aws:iam:::user/cellar_a"], repository_prefix="repo")
+    writers = ["cellar_b", "cellar_a", "arn:aws:iam:::user/cellar_a"]
+    wanted = desired_policy(B, preset="restic_append_only", principals=writers, repository_prefix="repo", bucket_owner="cellar_owner")
     validate_policy(wanted, B)
     assert wanted["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam:::user/cellar_a", "arn:aws:iam:::user/cellar_b"]}
     # What the server stores and answers: the JSON text, statements and lists in another order, actions in other case.
@@ -140,9 +153,10 @@ def test_the_preset_is_valid_and_read_back_means_the_same():
     for statement in stored["Statement"]:
         statement["Action"] = [a.lower() for a in reversed(statement["Action"])]
     assert same_policy(wanted, normalize_policy(stored))
-    other = desired_policy(B, preset="restic_append_only", principals=["cellar_a", "cellar_b"], repository_prefix="other")
+    other = desired_policy(B, preset="restic_append_only", principals=["cellar_a", "cellar_b"], repository_prefix="other", bucket_owner="cellar_owner")
     assert not same_policy(wanted, other)
-    assert desired_policy(B, preset="restic_append_only", principals=["cellar_a", "cellar_b"], repository_prefix="repo/") == wanted
+    assert not same_policy(wanted, desired_policy(B, preset="restic_append_only", principals=writers, repository_prefix="repo", bucket_owner="someone"))
+    assert desired_policy(B, preset="restic_append_only", principals=["cellar_a", "cellar_b"], repository_prefix="repo/", bucket_owner="cellar_owner") == wanted
 
 
 @pytest.mark.parametrize(
@@ -162,6 +176,10 @@ def test_a_writer_that_owns_the_bucket_is_refused(principals, owner, refused):
     assert bool(problem) is refused
     if refused:
         assert "principals name the bucket's owner %r" % owner in problem
+        with pytest.raises(PolicyError, match="principals name the bucket's owner"):
+            desired_policy(B, preset="restic_append_only", principals=principals, bucket_owner=owner)
+    else:
+        assert desired_policy(B, preset="restic_append_only", principals=principals, bucket_owner=owner)
 
 
 def test_principal_user_id_as_s3_shows_an_owner():
@@ -220,7 +238,7 @@ def acl_of(owner):
 def test_module_refuses_the_owner_as_writer_after_reads_only():
     client = FakeS3(get_bucket_acl=acl_of("cellar_host"), get_bucket_versioning={"Status": "Enabled"})
     with pytest.raises(Stopped, match="principals name the bucket's owner 'cellar_host'"):
-        cellar_bucket_policy.refuse_unprotected_bucket(RecordingCellar(), client, params())
+        cellar_bucket_policy.append_only_policy_of_bucket(RecordingCellar(), client, params())
     assert client.names() == ["get_bucket_acl"]  # no put_bucket_policy answer is scripted: a write would fail the test
 
 
@@ -229,14 +247,25 @@ def test_module_refuses_an_unversioned_bucket_and_warns_in_check_mode(status):
     answer = {"Status": status} if status else {}
     client = FakeS3(get_bucket_acl=acl_of("cellar_owner"), get_bucket_versioning=answer)
     with pytest.raises(Stopped, match="needs a versioned bucket"):
-        cellar_bucket_policy.refuse_unprotected_bucket(RecordingCellar(), client, params())
+        cellar_bucket_policy.append_only_policy_of_bucket(RecordingCellar(), client, params())
     preview = RecordingCellar(check_mode=True)
     client = FakeS3(get_bucket_acl=acl_of("cellar_owner"), get_bucket_versioning=answer)
-    cellar_bucket_policy.refuse_unprotected_bucket(preview, client, params())
+    assert cellar_bucket_policy.append_only_policy_of_bucket(preview, client, params())
     assert len(preview.warnings) == 1 and "a real run fails unless an earlier task enables it" in preview.warnings[0]
 
 
-def test_module_lets_a_protected_bucket_through():
+def test_module_names_the_owner_it_read():
     client = FakeS3(get_bucket_acl=acl_of("cellar_owner"), get_bucket_versioning={"Status": "Enabled"})
-    cellar_bucket_policy.refuse_unprotected_bucket(RecordingCellar(), client, params())
+    desired = cellar_bucket_policy.append_only_policy_of_bucket(RecordingCellar(), client, params())
     assert client.names() == ["get_bucket_acl", "get_bucket_versioning"]
+    readers = [s["Principal"]["AWS"] for s in desired["Statement"] if s.get("Sid") == "AppendOnlyOwnerReads"]
+    assert readers == [["arn:aws:iam:::user/cellar_owner"]]
+
+
+def test_module_preview_of_a_new_bucket_names_the_credentials_user():
+    client = FakeS3(list_buckets={"Owner": {"ID": "cellar_owner"}, "Buckets": []})
+    desired = cellar_bucket_policy.preview_of_new_bucket(RecordingCellar(check_mode=True), client, params())
+    assert [s["Principal"]["AWS"] for s in desired["Statement"] if s.get("Sid") == "AppendOnlyOwnerReads"] == [["arn:aws:iam:::user/cellar_owner"]]
+    client = FakeS3(list_buckets={"Owner": {"ID": "cellar_host"}, "Buckets": []})
+    with pytest.raises(Stopped, match="principals name the bucket's owner"):
+        cellar_bucket_policy.preview_of_new_bucket(RecordingCellar(check_mode=True), client, params())
