@@ -76,11 +76,16 @@ options:
         history, C(s3:DeleteBucket), C(s3:DeleteBucketPolicy), C(s3:PutBucketAcl), C(s3:PutBucketCORS),
         C(s3:PutBucketPolicy), C(s3:PutBucketVersioning), C(s3:PutLifecycleConfiguration), C(s3:PutObjectAcl),
         C(s3:PutObjectVersionAcl). So C(restic forget) and C(restic prune) fail with AccessDenied for them.
+      - With V(restic_append_only), the bucket's owner (read from the bucket's ACL before any write; in a check-mode
+        preview of a bucket not created yet, the user of these credentials) may read every object and object version
+        below the prefix (C(s3:GetObject), C(s3:GetObjectVersion)). An object belongs to the user who wrote it, and
+        Ceph RGW lets the bucket's owner delete the host's objects but not read them, which retention, C(restic check)
+        and a rollback with the owner's key need.
       - S3 has no right to create an object without overwriting one, so V(restic_append_only) needs a versioned
         bucket, where an overwrite keeps the previous version for the owner. The module reads the bucket's
         versioning and fails before any write unless it is C(enabled) (in check mode it warns instead, as an
-        earlier task of the play may enable it). It also reads the bucket's owner and fails when a principal is
-        that owner, whom no policy can restrict.
+        earlier task of the play may enable it). It fails when a principal is the bucket's owner, whom no policy
+        can restrict.
       - Principals are written as C(arn:aws:iam:::user/UID). On Ceph RGW 16.2, which Cellar runs, that form grants
         access, while the form C(arn:aws:iam::UID) shown in the Cellar documentation is stored but grants nothing;
         that form is refused with a message naming the working one.

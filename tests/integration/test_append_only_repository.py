@@ -26,7 +26,7 @@ from collections import Counter
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import RecordingProxy, delete_bucket_quietly, owner_restic_env, restic_repo_args, run_module, tail
+from conftest import RecordingProxy, delete_bucket_quietly, owner_restic_env, restic_repo_args, run_module, server_snapshot, tail
 
 pytestmark = pytest.mark.rgw
 
@@ -108,6 +108,35 @@ def stale_lock_left_by_a_killed_restic(rgw, env, bucket):
         backup.wait(timeout=30)
         backup.stdin.close()
     return keys_below(rgw.client(), bucket, "locks")
+
+
+def test_bad_input_and_an_unprotectable_bucket_are_refused_before_any_change(rgw, existing_bucket):
+    bucket = existing_bucket
+    preset = dict(rgw.connection_args(), bucket=bucket, preset="restic_append_only", principals=[rgw.addon["uid"]], repository_prefix=PREFIX)
+    before = server_snapshot(rgw, bucket)
+    unversioned = run_module("cellar_bucket_policy", preset)
+    assert unversioned["failed"] is True and "needs a versioned bucket (versioning is disabled)" in unversioned["msg"], unversioned
+    preview = run_module("cellar_bucket_policy", preset, check_mode=True)
+    assert not preview.get("failed") and preview["changed"] is True, preview
+    assert "a real run fails unless an earlier task enables it" in json.dumps(preview.get("warnings")), preview
+    assert server_snapshot(rgw, bucket) == before
+
+    rgw.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    before = server_snapshot(rgw, bucket)
+    for bad, message in (
+        ({"principals": [rgw.owner["uid"]]}, "principals name the bucket's owner %r" % rgw.owner["uid"]),
+        ({"principals": [rgw.addon["uid"], "arn:aws:iam:::user/" + rgw.owner["uid"]]}, "principals name the bucket's owner"),
+        ({"principals": []}, "restic_append_only needs principals"),
+        ({"repository_prefix": [PREFIX]}, "repository_prefix must be a string like hosts/web1, not list"),
+        ({"repository_prefix": "repo/*"}, "repository_prefix 'repo/*' must be a path inside the bucket"),
+        ({"repository_prefix": "../other"}, "must be a path inside the bucket"),
+        ({"preset": "read_only"}, "repository_prefix is only used with preset=restic_append_only"),
+    ):
+        for check_mode in (True, False):
+            result = run_module("cellar_bucket_policy", dict(preset, **bad), check_mode=check_mode)
+            assert result.get("failed") is True and message in result["msg"], (bad, result)
+    assert server_snapshot(rgw, bucket) == before
+    assert before["policy"] is None
 
 
 class Repository:
