@@ -180,6 +180,17 @@ def get_acl(client, bucket):
     return canned_acl_from_grants(grants)
 
 
+def get_owner(client, bucket):
+    """The user id of the bucket's owner (``tenant$uid`` or ``uid`` on Ceph RGW), from its ACL; None when not shown."""
+    response = call("get bucket ACL", client.get_bucket_acl, bucket, Bucket=bucket)
+    return (response.get("Owner") or {}).get("ID")
+
+
+def caller_id(client):
+    """The user id of these credentials (the owner ListBuckets shows), None when not shown."""
+    return (call("list buckets", client.list_buckets).get("Owner") or {}).get("ID")
+
+
 def put_acl(client, bucket, acl):
     call("put bucket ACL", client.put_bucket_acl, bucket, Bucket=bucket, ACL=acl)
 

@@ -15,7 +15,9 @@ import re
 POLICY_VERSION = "2012-10-17"
 # The policy language versions that S3 and Ceph RGW accept; a missing Version means 2012-10-17.
 POLICY_VERSIONS = ("2012-10-17", "2008-10-17")
-PRESETS = ("public_read", "read_only")
+PRESETS = ("public_read", "read_only", "restic_append_only")
+# The presets that grant named users, and so take ``principals``.
+PRESETS_WITH_PRINCIPALS = ("read_only", "restic_append_only")
 _EFFECTS = ("Allow", "Deny")
 _STATEMENT_KEYS = ("Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition")
 # Cellar add-on users (and RGW users in general): letters, digits, '_', '-', '.', '@'; optional "tenant$".
@@ -53,8 +55,11 @@ def principal_arn(principal):
     return "arn:aws:iam:::user/" + principal
 
 
-def preset_policy(preset, bucket, principals=None):
-    """The policy document of a preset, in the form that works on Cellar."""
+def preset_policy(preset, bucket, principals=None, repository_prefix=None, bucket_owner=None):
+    """The policy document of a preset, in the form that works on Cellar (``repository_prefix`` and ``bucket_owner``:
+    see :func:`append_only_policy`)."""
+    if repository_prefix is not None and preset != "restic_append_only":
+        raise PolicyError("repository_prefix is only used with preset=restic_append_only")
     objects = "arn:aws:s3:::%s/*" % bucket
     if preset == "public_read":
         if principals:
@@ -74,7 +79,164 @@ def preset_policy(preset, bucket, principals=None):
                 {"Sid": "ReadOnlyGet", "Effect": "Allow", "Principal": {"AWS": arns}, "Action": ["s3:GetObject"], "Resource": [objects]},
             ],
         }
+    if preset == "restic_append_only":
+        return append_only_policy(bucket, principals, repository_prefix, bucket_owner)
     raise PolicyError("unknown preset %r (choose from %s)" % (preset, ", ".join(PRESETS)))
+
+
+# A repository prefix: path segments of letters, digits, '.', '_' and '-' (never '.' or '..'), each ending with '/'
+# once written. No '*', '?' or '$': in a policy's Resource or s3:prefix they would be wildcards or variables and
+# widen the grant beyond the repository.
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_PREFIX_MAX = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What the writer of an append-only repository is refused even if an ACL or another statement granted it: deleting
+# any object outside restic's locks, any object version, and every change to the bucket's own settings.
+APPEND_ONLY_DENIED_BUCKET_ACTIONS = (
+    "s3:DeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketAcl",
+    "s3:PutBucketCORS",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+)
+APPEND_ONLY_DENIED_OBJECT_ACTIONS = ("s3:DeleteObjectVersion", "s3:PutObjectAcl", "s3:PutObjectVersionAcl")
+
+
+def repository_prefix_path(repository_prefix):
+    """The repository's key prefix inside the bucket, ending with '/' (``""`` for a repository at the bucket's root).
+
+    ``hosts/web1`` and ``hosts/web1/`` both give ``hosts/web1/``; anything but such a path is refused by name.
+    """
+    if repository_prefix is None or repository_prefix == "":
+        return ""
+    if not isinstance(repository_prefix, str):
+        raise PolicyError("repository_prefix must be a string like hosts/web1, not %s" % type(repository_prefix).__name__)
+    if _CONTROL.search(repository_prefix):
+        raise PolicyError("repository_prefix %r contains a control character" % repository_prefix)
+    if len(repository_prefix) > _PREFIX_MAX:
+        raise PolicyError("repository_prefix is longer than %d characters" % _PREFIX_MAX)
+    segments = repository_prefix[:-1].split("/") if repository_prefix.endswith("/") else repository_prefix.split("/")
+    if not all(_PREFIX_SEGMENT.match(segment) and segment not in (".", "..") for segment in segments):
+        raise PolicyError(
+            "repository_prefix %r must be a path inside the bucket like hosts/web1: segments of letters, digits, '.', '_' and '-' "
+            "separated by '/', no leading '/', no empty, '.' or '..' segment, no wildcard" % repository_prefix
+        )
+    return "/".join(segments) + "/"
+
+
+def principal_user_id(arn):
+    """The RGW user id an ARN written by :func:`principal_arn` names: ``tenant$uid`` or ``uid``, as S3 shows an owner."""
+    match = re.match(r"^arn:aws:iam::([^:]*):(?:user|role)/(.+)$", arn)
+    if not match:
+        return arn
+    return "%s$%s" % (match.group(1), match.group(2)) if match.group(1) else match.group(2)
+
+
+def append_only_policy(bucket, principals, repository_prefix=None, bucket_owner=None):
+    """The policy of preset restic_append_only: ``principals`` (the host's S3 users) may add to a restic repository
+    at ``repository_prefix`` of ``bucket`` and read it, and delete nothing but restic's lock files.
+
+    Granted: list the bucket, read the bucket's location and versioning state, read and write objects below the
+    prefix, delete objects below ``<prefix>locks/``. Denied outright, whatever an ACL says: any other object delete,
+    deleting an object version, and changes to the bucket's policy, ACLs, versioning, lifecycle and CORS rules. A
+    write over an existing object is allowed (S3 has no "create only" right): the bucket's versioning keeps the
+    previous version for the owner.
+
+    ``bucket_owner`` (the owner's user id as S3 shows it) is granted reading every object and object version below
+    the prefix: an object belongs to the user who wrote it, and Ceph RGW lets the bucket's owner delete the host's
+    objects but not read them, which retention and ``restic check`` with the owner's key need. Without it (None) the
+    inputs are checked and the document lacks that statement: the module builds the final one once it has read the
+    owner. A writer that is the owner is refused: an owner keeps every right whatever the policy says.
+    """
+    if isinstance(principals, str) or not isinstance(principals, (list, tuple)) or not principals:
+        raise PolicyError("preset restic_append_only needs principals: a list of the writers' user ids (add-on ids like cellar_xxx)")
+    prefix = repository_prefix_path(repository_prefix)
+    arns = sorted(set(principal_arn(p) for p in principals))
+    problem = writer_is_owner_problem(arns, bucket_owner)
+    if problem:
+        raise PolicyError(problem)
+    writers = {"AWS": arns}
+    bucket_arn = "arn:aws:s3:::%s" % bucket
+    locks = "%s/%slocks/*" % (bucket_arn, prefix)
+    owner_reads = []
+    if bucket_owner:
+        owner_reads.append(
+            {
+                "Sid": "AppendOnlyOwnerReads",
+                "Effect": "Allow",
+                "Principal": {"AWS": [owner_arn(bucket_owner)]},
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": ["%s/%s*" % (bucket_arn, prefix)],
+            }
+        )
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "AppendOnlyBucket",
+                "Effect": "Allow",
+                "Principal": writers,
+                "Action": ["s3:GetBucketLocation", "s3:GetBucketVersioning", "s3:ListBucket"],
+                "Resource": [bucket_arn],
+            },
+            {
+                "Sid": "AppendOnlyReadWrite",
+                "Effect": "Allow",
+                "Principal": writers,
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": ["%s/%s*" % (bucket_arn, prefix)],
+            },
+            {"Sid": "AppendOnlyLocks", "Effect": "Allow", "Principal": writers, "Action": ["s3:DeleteObject"], "Resource": [locks]},
+            {
+                "Sid": "AppendOnlyNoOtherDelete",
+                "Effect": "Deny",
+                "Principal": writers,
+                "Action": ["s3:DeleteObject"],
+                "NotResource": [locks],
+            },
+            {
+                "Sid": "AppendOnlyNoHistoryOrSettingsChange",
+                "Effect": "Deny",
+                "Principal": writers,
+                "Action": list(APPEND_ONLY_DENIED_BUCKET_ACTIONS + APPEND_ONLY_DENIED_OBJECT_ACTIONS),
+                "Resource": [bucket_arn, bucket_arn + "/*"],
+            },
+        ]
+        + owner_reads,
+    }
+
+
+def owner_arn(owner):
+    """The ARN of a bucket owner shown by S3 as ``uid`` or ``tenant$uid`` (the inverse of :func:`principal_user_id`)."""
+    tenant, _sep, uid = owner.rpartition("$")
+    arn = "arn:aws:iam::%s:user/%s" % (tenant, uid)
+    principal_arn(arn)  # refuses an id that is not a user id
+    return arn
+
+
+def writer_is_owner_problem(principals, owner):
+    """Why preset restic_append_only cannot protect a bucket whose owner is one of its writers (an owner keeps every
+    right whatever the policy says), or None. ``owner`` is the owner's user id as S3 shows it (``tenant$uid`` or ``uid``)."""
+    writers = set(principal_user_id(principal_arn(p)) for p in principals or ())
+    if owner and owner in writers:
+        return (
+            "principals name the bucket's owner %r: an owner keeps every right whatever the policy says, so the writer must be another S3 user "
+            "(on Cellar, a second add-on's id)" % owner
+        )
+    return None
+
+
+def append_only_versioning_problem(versioning):
+    """Why preset restic_append_only cannot protect a bucket whose ``versioning`` (``enabled``, ``suspended`` or
+    ``disabled``) is not ``enabled``, or None: the writer may overwrite objects, and only versioning keeps what it replaced."""
+    if versioning == "enabled":
+        return None
+    return (
+        "preset restic_append_only needs a versioned bucket (versioning is %s): without it an overwrite by the writer destroys the only copy; "
+        "enable it first (module cellar_bucket, versioning: enabled)" % versioning
+    )
 
 
 def load_policy(policy):
@@ -255,18 +417,22 @@ def same_policy(left, right):
     return left == right or _folded(left) == _folded(right)
 
 
-def desired_policy(bucket, policy=None, preset=None, principals=None):
+def desired_policy(bucket, policy=None, preset=None, principals=None, *, repository_prefix=None, bucket_owner=None):
     """Validated, normalised desired policy from the module options; raise PolicyError otherwise.
+
+    ``bucket_owner`` is used by preset restic_append_only only (see :func:`append_only_policy`).
 
     An empty ``policy`` ({} or "") means "no policy". Bare user ids in AWS principals are written as
     ``arn:aws:iam:::user/UID`` (see :func:`resolve_principals`).
     """
     if preset and policy not in (None, "", {}):
         raise PolicyError("policy and preset are mutually exclusive")
-    if principals and preset != "read_only":
-        raise PolicyError("principals are only used with preset=read_only")
+    if principals and preset not in PRESETS_WITH_PRINCIPALS:
+        raise PolicyError("principals are only used with preset=%s" % " or preset=".join(PRESETS_WITH_PRINCIPALS))
+    if repository_prefix not in (None, "") and preset != "restic_append_only":
+        raise PolicyError("repository_prefix is only used with preset=restic_append_only")
     if preset:
-        document = preset_policy(preset, bucket, principals)
+        document = preset_policy(preset, bucket, principals, repository_prefix or None, bucket_owner if preset == "restic_append_only" else None)
     else:
         if policy in ("", {}):
             return None

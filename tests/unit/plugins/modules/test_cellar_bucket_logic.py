@@ -89,9 +89,10 @@ def test_versioning_satisfied():
 
 
 def test_policy_and_cors_module_inputs():
-    assert cellar_bucket_policy.desired_from_params({"bucket": "bkt", "state": "absent", "policy": None, "preset": None, "principals": None}) is None
+    no_policy = {"policy": None, "preset": None, "principals": None, "repository_prefix": None}
+    assert cellar_bucket_policy.desired_from_params(dict(no_policy, bucket="bkt", state="absent")) is None
     with pytest.raises(ValueError, match="needs policy or preset"):
-        cellar_bucket_policy.desired_from_params({"bucket": "bkt", "state": "present", "policy": None, "preset": None, "principals": None})
+        cellar_bucket_policy.desired_from_params(dict(no_policy, bucket="bkt", state="present"))
     assert cellar_cors.desired_from_params({"bucket": "bkt", "state": "absent", "rules": None}) == []
     with pytest.raises(ValueError, match="takes no rules"):
         cellar_cors.desired_from_params({"bucket": "bkt", "state": "absent", "rules": [{"allowed_origins": ["*"], "allowed_methods": ["GET"]}]})
