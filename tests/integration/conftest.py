@@ -336,6 +336,7 @@ class Request(NamedTuple):
     status: int
     fault: str = ""
     server_status: int | None = None
+    host: str = ""  # the client's Host header (a virtual-host style request names its bucket there)
 
     @property
     def lost(self):
@@ -435,7 +436,8 @@ _NOT_FORWARDED = {"connection", "keep-alive", "proxy-connection", "te", "trailer
 
 
 class RecordingProxy:
-    """A reverse proxy on 127.0.0.1 that passes every request to the RGW unchanged and records it.
+    """A reverse proxy on 127.0.0.1 (or the local address ``listen``) that passes every request to the RGW unchanged
+    and records it.
 
     Method, path, query, headers (the client's Host included, so SigV4 signatures stay valid) and body go through
     as they are. Point a module's ``endpoint`` at ``url``; ``take()`` returns the requests recorded so far (in the
@@ -452,7 +454,7 @@ class RecordingProxy:
     :class:`Faults` picks the requests for both. By default no request is faulted.
     """
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, listen="127.0.0.1"):
         parts = urlsplit(upstream)
         target = (parts.hostname, parts.port or 80)
         self._requests = []
@@ -509,7 +511,7 @@ class RecordingProxy:
                     faulted = bool(faults and faults.decide(self.command, self.path, query, body))
                     fault = faults.fault if faulted else ""
                     if fault == SLOWDOWN_UNSEEN:
-                        request = Request(self.command, path, query, 503, fault, None)
+                        request = Request(self.command, path, query, 503, fault, None, self.headers.get("Host", ""))
                         self._record(request)
                 if fault == SLOWDOWN_UNSEEN:
                     if faults.on_fault:
@@ -526,7 +528,7 @@ class RecordingProxy:
                     upstream_conn.close()
                 with proxy._lock:
                     status = 503 if fault == SLOWDOWN_APPLIED else response.status
-                    request = Request(self.command, path, query, status, fault, response.status)
+                    request = Request(self.command, path, query, status, fault, response.status, self.headers.get("Host", ""))
                     self._record(request)
                 if fault and faults.on_fault:
                     faults.on_fault(request)  # someone else acting before the client tries again
@@ -539,9 +541,10 @@ class RecordingProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((listen, 0), Handler)
         self._server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
+        self.port = self._server.server_address[1]
+        self.url = "http://%s:%d" % (listen, self.port)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

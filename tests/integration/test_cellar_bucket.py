@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import delete_bucket_quietly, http_request, run_module, server_snapshot
+from conftest import RecordingProxy, delete_bucket_quietly, http_request, run_module, server_snapshot
 
 pytestmark = pytest.mark.rgw
 
@@ -289,35 +289,51 @@ def test_localhost_endpoint_is_addressed_path_style(rgw, cellar_bucket):
     assert cellar_bucket in server_snapshot(rgw)["buckets"]
 
 
-def loopback_host_name():
-    """A name of this machine that resolves (from /etc/hosts or similar) to 127.0.0.1 and is neither an IP nor
-    localhost, so the modules would address it virtual-host style unless path_style is set."""
+def named_local_address():
+    """This machine's name and the address it resolves to, when that address is the machine's own (it can listen
+    there): the name is neither an IP nor localhost, so the modules would address it virtual-host style unless
+    path_style is set. A stock Debian 12 resolves its name to 127.0.1.1 (/etc/hosts), where the RGW does not listen:
+    the test puts a proxy there, which passes each request on to the RGW unchanged and records it."""
     name = socket.gethostname()
+    assert name and name != "localhost", "this machine has no host name of its own (%r): nothing to address by name" % name
     try:
-        if name and name != "localhost" and socket.gethostbyname(name) == "127.0.0.1":
-            return name
-    except OSError:
-        pass
-    return None
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)})
+    except OSError as exc:
+        raise AssertionError("this machine's host name %r does not resolve (%s): give it an address in /etc/hosts" % (name, exc)) from exc
+    for address in addresses:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, 0))
+            except OSError:
+                continue
+        return name, address
+    raise AssertionError("this machine's host name %r resolves to %s, none of them an address of this machine" % (name, ", ".join(addresses)))
 
 
 def test_path_style_true_applied_for_real_on_a_named_endpoint(rgw, cellar_bucket):
-    name = loopback_host_name()
-    if not name:
-        pytest.skip("this machine's host name does not resolve to 127.0.0.1: no named loopback endpoint to test with")
-    endpoint = rgw.endpoint.replace("127.0.0.1", name)
-    args = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, acl="public-read", versioning="enabled", cors=CORS)
-    check = run_module("cellar_bucket", args, check_mode=True)
-    assert check["changed"] is True and check["url"] == "%s/%s" % (endpoint, cellar_bucket)
-    assert cellar_bucket not in server_snapshot(rgw)["buckets"]
-    applied = run_module("cellar_bucket", args)
-    assert applied["changed"] is True, applied
-    snap = server_snapshot(rgw, cellar_bucket)
-    assert snap["versioning"] == "Enabled" and acl_grants(snap) == EXPECTED_GRANTS["public-read"] and len(snap["cors"]) == 2
-    assert run_module("cellar_bucket", args)["changed"] is False
-    absent = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, state="absent")
-    assert run_module("cellar_bucket", absent)["changed"] is True
-    assert cellar_bucket not in server_snapshot(rgw)["buckets"]
+    name, address = named_local_address()
+    proxy = RecordingProxy(rgw.endpoint, listen=address)
+    try:
+        endpoint = "http://%s:%d" % (name, proxy.port)
+        args = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, acl="public-read", versioning="enabled", cors=CORS)
+        check = run_module("cellar_bucket", args, check_mode=True)
+        assert check["changed"] is True and check["url"] == "%s/%s" % (endpoint, cellar_bucket)
+        assert cellar_bucket not in server_snapshot(rgw)["buckets"]
+        applied = run_module("cellar_bucket", args)
+        assert applied["changed"] is True, applied
+        snap = server_snapshot(rgw, cellar_bucket)
+        assert snap["versioning"] == "Enabled" and acl_grants(snap) == EXPECTED_GRANTS["public-read"] and len(snap["cors"]) == 2
+        assert run_module("cellar_bucket", args)["changed"] is False
+        absent = dict(rgw.connection_args(), endpoint=endpoint, path_style=True, name=cellar_bucket, state="absent")
+        assert run_module("cellar_bucket", absent)["changed"] is True
+        assert cellar_bucket not in server_snapshot(rgw)["buckets"]
+        # Every request went to the named endpoint, path style: the bucket in the path, never in the Host header.
+        requests = proxy.take()
+        assert requests, "no request reached the named endpoint"
+        assert {request.host for request in requests} == {"%s:%d" % (name, proxy.port)}, [str(r) for r in requests]
+        assert all(request.path.split("/")[1] == cellar_bucket for request in requests), [str(r) for r in requests]
+    finally:
+        proxy.close()
 
 
 def test_list_of_buckets_in_one_run(rgw):

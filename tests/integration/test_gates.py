@@ -84,3 +84,34 @@ def test_an_integration_gate_without_tests_fails(checkout):
     assert rc != 0, out
     assert "FAIL integration" in out
     assert "pytest collected no test" in out, (checkout.parent / "work" / "logs" / "integration.log").read_text()
+
+
+SKIPPING_TEST = "import pytest\n\n\ndef test_runs():\n    assert True\n\n\ndef test_needs_a_widget():\n    pytest.skip('no widget on this machine')\n"
+
+
+def test_an_unlisted_skip_fails_the_unit_gates_and_a_listed_one_passes(checkout):
+    # tests/conftest.py (tests/skip_policy.py) is shared by every pytest gate: a skip not in tests/skips.yml fails it.
+    shutil.rmtree(checkout / "tests" / "unit")
+    (checkout / "tests" / "unit").mkdir()
+    (checkout / "tests" / "unit" / "test_stand_in.py").write_text(SKIPPING_TEST)
+    rc, out = run_gates(checkout, "unit")
+    assert rc != 0 and "FAIL unit" in out and "FAIL unit-oldest" in out, out
+    for gate in ("unit", "unit-oldest"):
+        log = (checkout.parent / "work" / "logs" / ("%s.log" % gate)).read_text()
+        assert "UNLISTED SKIP tests/unit/test_stand_in.py::test_needs_a_widget (no widget on this machine): add it to tests/skips.yml" in log, log
+    (checkout / "tests" / "skips.yml").write_text(
+        "---\nskips:\n  - test: tests/unit/test_stand_in.py::test_needs_a_widget\n    reason: a stand-in that skips on purpose\n"
+    )
+    rc, out = run_gates(checkout, "unit")
+    assert rc == 0, out
+    assert "gates: 2 passed, 0 failed" in out, out
+
+
+def test_an_unlisted_skip_fails_the_integration_gate(checkout):
+    for test in (checkout / "tests" / "integration").glob("test_*.py"):
+        test.unlink()
+    (checkout / "tests" / "integration" / "test_stand_in.py").write_text(SKIPPING_TEST)
+    rc, out = run_gates(checkout, "integration", KEEPDATA_RGW_PORT="auto", KEEPDATA_MON_PORT="auto")
+    assert rc != 0 and "FAIL integration" in out, out
+    log = (checkout.parent / "work" / "logs" / "integration.log").read_text()
+    assert "UNLISTED SKIP tests/integration/test_stand_in.py::test_needs_a_widget (no widget on this machine)" in log, log

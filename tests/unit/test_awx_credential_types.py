@@ -13,6 +13,7 @@ import re
 import stat
 from pathlib import Path
 
+import botocore.session
 import pytest
 import yaml
 
@@ -148,13 +149,13 @@ def test_render_the_file_type_keeps_the_secret_in_a_0600_file(tmp_path, monkeypa
     parser.read(credentials)
     assert dict(parser["keepdata"]) == {"aws_access_key_id": INPUTS["key_id"], "aws_secret_access_key": INPUTS["key_secret"]}
     # The AWS SDK's own reader finds the keys through exactly these two variables.
-    botocore_session = pytest.importorskip("botocore.session")
+    # botocore is pinned by every toolchain the unit gates run (requirements-dev.txt, tests/requirements-*.txt).
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE"):
         monkeypatch.setenv(name, env[name])
-    found = botocore_session.Session().get_credentials()
+    found = botocore.session.Session().get_credentials()
     assert (found.access_key, found.secret_key) == (INPUTS["key_id"], INPUTS["key_secret"])
 
 
