@@ -5,6 +5,8 @@
 #      preview of a new environment built task by task shows every change and writes nothing;
 #      plain HTTP then shows the public bucket serving anonymously and a CORS preflight answered, and the
 #      lifecycle rule removes the bucket's previews/ (the local RGW's lifecycle "day" lasts 10 s).
+#      An append-only bucket (preset restic_append_only): the app server's own S3 user adds objects and
+#      removes restic's locks, and is refused deleting anything else or suspending versioning.
 #   2. playbooks/shared_storage.yml mounts one bucket with s3fs on both app servers;
 #      a file written on one is read on the other; app2's s3fs daemon is killed and its health timer
 #      remounts the bucket.
@@ -148,6 +150,51 @@ show "lifecycle rule 'previews' (1 day = 10 s here)" "previews/hello.png expired
 code=$(curl -s -o /dev/null -w '%{http_code}' "$KEEPDATA_RGW_ENDPOINT/demo-public-assets/hello.txt")
 show "the same bucket's hello.txt, outside previews/" "HTTP $code (kept)"
 [ "$code" = 200 ] || kd_die "the lifecycle rule removed more than previews/"
+
+kd_step "an append-only bucket: an app server's own S3 user adds backups and cannot delete them"
+cat >"$DEMO_DIR/append-only.yml" <<PLAY
+- name: A versioned bucket whose writer deletes nothing but restic's locks
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The bucket, versioned (an overwrite keeps the previous version)
+      keepdata.storage.cellar_bucket: {name: demo-backups-append-only, versioning: enabled}
+    - name: The app server's user may list, read and add; delete only under app1/locks/
+      keepdata.storage.cellar_bucket_policy:
+        bucket: demo-backups-append-only
+        preset: restic_append_only
+        principals: [$KEEPDATA_RGW_ADDON_UID]
+        repository_prefix: app1
+PLAY
+ansible-playbook "$DEMO_DIR/append-only.yml" >"$DEMO_DIR/append-only.log" 2>&1 \
+  || { tail -n 20 "$DEMO_DIR/append-only.log"; kd_die "the append-only bucket could not be declared"; }
+grep -E 'localhost +: ok=' "$DEMO_DIR/append-only.log"
+python3 - <<PY || kd_die "the append-only bucket did not hold"
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+host = boto3.client("s3", endpoint_url="$KEEPDATA_RGW_ENDPOINT", region_name="us-east-1",
+                    aws_access_key_id="$KEEPDATA_RGW_ADDON_ACCESS_KEY", aws_secret_access_key="$KEEPDATA_RGW_ADDON_SECRET_KEY",
+                    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+bucket = "demo-backups-append-only"
+def answer(call, **kwargs):
+    try:
+        call(Bucket=bucket, **kwargs)
+        return "done"
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+seen = [
+    ("the host's key writes app1/data/pack-1", answer(host.put_object, Key="app1/data/pack-1", Body=b"pack\n"), "done"),
+    ("the host's key writes and deletes a lock, app1/locks/1", answer(host.put_object, Key="app1/locks/1", Body=b"lock\n")
+     + ", " + answer(host.delete_object, Key="app1/locks/1"), "done, done"),
+    ("the host's key deletes app1/data/pack-1", answer(host.delete_object, Key="app1/data/pack-1"), "AccessDenied"),
+    ("the host's key suspends versioning", answer(host.put_bucket_versioning, VersioningConfiguration={"Status": "Suspended"}), "AccessDenied"),
+]
+for what, got, expected in seen:
+    print("  %-62s -> %s" % (what, got))
+raise SystemExit(0 if all(got == expected for _what, got, expected in seen) else 1)
+PY
 
 kd_step "start two app servers (systemd containers on the host network, FUSE allowed)"
 for h in "${HOSTS[@]}"; do
