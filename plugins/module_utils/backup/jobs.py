@@ -31,7 +31,13 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner imp
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import FAILED_UNIT, desired_files, is_managed_unit, timers, unit_names
 from ansible_collections.keepdata.storage.plugins.module_utils.common.host_changes import HostChanges
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import ABS_PATH, CONTROL_CHARS, full
-from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import PROGRAM_MODE, program_source, program_summary
+from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import (
+    PROGRAM_DIR_MODE,
+    PROGRAM_MODE,
+    program_source,
+    program_state,
+    program_summary,
+)
 
 # A job's node_exporter textfile, as the runner names it (metrics_path).
 METRICS_FILE = re.compile(r"keepdata_backup_(%s)\.prom" % JOB_NAME.pattern)
@@ -221,14 +227,14 @@ class Jobs(HostChanges):
         """The program the units start, written from this module's own copy before any unit that runs it, so that the
         runner on the host always matches the units and the configuration it reads."""
         path, text = self.p["service"]["runner"], program_source(runner_program)
-        if not self.differs(path, text, "0644"):
+        if not program_state(path, text):
             return
         old = self.read(path)
         self.before.append("%s: %s" % (path, program_summary(old) if old is not None else "(absent)"))
         self.after.append("%s: %s" % (path, program_summary(text)))
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
-            self.act("create %s" % directory, os.makedirs, directory, 0o755)
+            self.act("create %s" % directory, os.makedirs, directory, PROGRAM_DIR_MODE)
         self.act("write %s" % path, self.write, path, text, PROGRAM_MODE)
         self.written.append(path)
 

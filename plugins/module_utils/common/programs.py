@@ -16,8 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
 
 PROGRAM_MODE = 0o644
+# The directory a program goes in, when the module creates it: root's, readable by all (systemd runs the program).
+PROGRAM_DIR_MODE = 0o755
 
 
 def program_source(module):
@@ -31,3 +34,15 @@ def program_summary(text):
     """How a diff names a program's content (its text is long and not what a reader needs): its size and digest."""
     data = text.encode("utf-8")
     return "program of %d bytes, sha256 %s" % (len(data), hashlib.sha256(data).hexdigest()[:16])
+
+
+def program_state(path, text):
+    """How the program file at ``path`` stands against ``text``: "" when it is that text, root's and PROGRAM_MODE;
+    "absent"; or "different" (its content, owner or mode)."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as handle:
+            current = handle.read() == text.encode("utf-8")
+    except OSError:
+        return "absent"
+    return "" if current and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (PROGRAM_MODE, 0, 0) else "different"

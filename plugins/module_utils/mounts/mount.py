@@ -26,7 +26,13 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
     systemd_escape_path,
     timespan_error,
 )
-from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import PROGRAM_MODE, program_source, program_summary
+from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import (
+    PROGRAM_DIR_MODE,
+    PROGRAM_MODE,
+    program_source,
+    program_state,
+    program_summary,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts import health as mount_health
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts.fstab import find_line, fuse_conf_allowing_other, render_line, set_line
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts.health import (
@@ -231,18 +237,14 @@ class Mount(HostChanges):
         """The program the health service runs, written from this module's own copy (the units and the program
         come from the same collection); left in place when the check goes, as other mounts may use it."""
         path, text = self.p["health_program"], program_source(mount_health)
-        try:
-            st = os.stat(path)
-            current = (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (PROGRAM_MODE, 0, 0) and self.read(path, None) == text
-        except OSError:
-            st, current = None, False
-        if current:
+        state = program_state(path, text)
+        if not state:
             return
-        self.diff["before"] += "health check program %s: %s\n" % (path, "different" if st else "absent")
+        self.diff["before"] += "health check program %s: %s\n" % (path, state)
         self.diff["after"] += "health check program %s: %s\n" % (path, program_summary(text))
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
-            self.act("create %s" % directory, os.makedirs, directory, 0o755)
+            self.act("create %s" % directory, os.makedirs, directory, PROGRAM_DIR_MODE)
         self.act("write %s" % path, self.write, path, text, PROGRAM_MODE)
 
     def remove_unused(self, paths, fstab_text):

@@ -10,12 +10,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import importlib
+import os
 import sys
 import zipfile
 from pathlib import Path
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
-from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import program_source, program_summary
+from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import program_source, program_state, program_summary
 from ansible_collections.keepdata.storage.plugins.module_utils.mounts import health
 
 
@@ -44,3 +45,15 @@ def test_a_program_is_named_by_size_and_digest_in_a_diff():
     summary = program_summary("print('hi')\n")
     assert summary.startswith("program of 12 bytes, sha256 ") and len(summary.split()[-1]) == 16
     assert program_summary("print('hi')\n") == summary != program_summary("print('ho')\n")
+
+
+def test_a_program_file_is_current_only_with_its_text_root_and_its_mode(tmp_path):
+    path = tmp_path / "program.py"
+    assert program_state(str(path), "print('hi')\n") == "absent"
+    path.write_text("print('hi')\n")
+    os.chown(str(path), 0, 0)
+    path.chmod(0o644)
+    assert program_state(str(path), "print('hi')\n") == ""
+    assert program_state(str(path), "print('ho')\n") == "different"
+    path.chmod(0o755)
+    assert program_state(str(path), "print('hi')\n") == "different"
