@@ -13,9 +13,10 @@ module: backup_jobs
 short_description: Install restic backup jobs as systemd services and timers, with their secrets
 version_added: "0.2.0"
 description:
-  - Writes the job runner the units start at the C(runner) path of O(service) (root, C(0644); its directory created
-    C(0755) when missing), from the module's own copy of the collection's C(plugins/module_utils/backup/runner.py), so
-    that the runner always matches the units and configurations this module writes; the diff names it by size and digest.
+  - Writes the job runner the units start at the C(runner) path of O(service), and beside it C(backup_shared.py), the
+    module the runner loads (root, C(0644); their directory created C(0755) when missing), from the module's own copies
+    of the collection's C(plugins/module_utils/backup/runner.py) and C(shared.py), so that the runner always matches
+    the units and configurations this module writes; the diff names each by size and digest.
   - Writes, for every job planned by the role C(keepdata.storage.backup), its configuration (JSON read by the job
     runner), a C(Type=oneshot) backup service and its timer, a C(keepdata-backup-NAME@.service) template that makes
     a snapshot tagged with its instance, a retention service and its timer, a retry timer armed by the failure

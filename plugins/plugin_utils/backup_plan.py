@@ -25,7 +25,7 @@ import stat
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import (
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import (
     DEFAULT_SUSPECT_SHRINK,
     DUMP_NAME,
     HOST_NAME,
@@ -60,7 +60,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, seconds_errors, whole_number, yaml_type
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
 
-# JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from the runner: one rule for the role, the program on the
+# JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from backup.shared (the runner loads it too): one rule for the role, the program on the
 # host and the restore modules.
 # restic's --keep-within durations: years, months, days, hours.
 RESTIC_DURATION = re.compile(r"(?:[0-9]+[ymdh])+")

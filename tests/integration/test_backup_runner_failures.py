@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,9 +19,10 @@ import uuid
 
 from conftest import ROOT
 
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import SHARED_PROGRAM
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials
 
-RUNNER = ROOT / "plugins" / "module_utils" / "backup" / "runner.py"
+PROGRAMS = ROOT / "plugins" / "module_utils" / "backup"
 PASSWORD = "correct horse battery staple 7"  # noqa: S105 - the test repositories' password
 
 
@@ -42,8 +44,12 @@ class Job:
         (self.credentials / "restic-password").write_text(password + "\n")
         if access_key:
             (self.credentials / "s3-credentials").write_text(s3_credentials(access_key, secret_key))
-        for name in ("jobs", "state", "cache", "data"):
+        for name in ("jobs", "state", "cache", "data", "lib"):
             (root / name).mkdir()
+        # The runner and its shared module side by side, as backup_jobs installs them on a host.
+        self.runner = root / "lib" / "backup_runner.py"
+        shutil.copyfile(PROGRAMS / "runner.py", self.runner)
+        shutil.copyfile(PROGRAMS / "shared.py", root / "lib" / SHARED_PROGRAM)
         (root / "data" / "file.txt").write_text("some data\n")
         self.config = {
             "name": "app",
@@ -88,7 +94,7 @@ class Job:
         env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "CREDENTIALS_DIRECTORY": str(self.credentials)}
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-I", str(RUNNER), command, "app", *args, "--config-dir", str(self.root / "jobs")],
+            [sys.executable, "-I", str(self.runner), command, "app", *args, "--config-dir", str(self.root / "jobs")],
             env=env,
             capture_output=True,
             text=True,

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import METRICS as RUNNER_METRICS
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import METRICS as RUNNER_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "roles/backup_monitoring/files/keepdata_backup_dashboard.json"
 QUERIES = ROOT / "molecule/backup/files/dashboard_queries.py"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
-# The contract with the runner: the metrics every job's textfile holds, as the runner declares them (its METRICS).
+# The contract with the runner: the metrics every job's textfile holds, as declared once (METRICS of backup/shared.py).
 METRICS = {"keepdata_backup_" + suffix for suffix, _key, _help in RUNNER_METRICS}
 # node_exporter's and Prometheus's own series a panel may use.
 BUILTIN_METRICS = {"up", "node_textfile_scrape_error", "node_textfile_mtime_seconds"}

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The backup metrics are declared once, in the runner's METRICS; every other file that names one must name a
+"""The backup metrics are declared once, in METRICS of backup/shared.py (the runner writes from it); every other file that names one must name a
 declared one (issue 31).
 
 The alert rules, their promtool tests, the dashboard, the docs, the Molecule checks, the demo and the benchmarks
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import METRICS
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DECLARED = {"keepdata_backup_" + suffix for suffix, _key, _help in METRICS}

@@ -20,7 +20,8 @@ import tempfile
 import time
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as runner_program
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import (
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import shared as shared_program
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import (
     JOB_NAME,
     JobError,
     metrics_path,
@@ -224,19 +225,21 @@ class Jobs(HostChanges):
         self.written.append(path)
 
     def runner(self):
-        """The program the units start, written from this module's own copy before any unit that runs it, so that the
-        runner on the host always matches the units and the configuration it reads."""
-        path, text = self.p["service"]["runner"], program_source(runner_program)
-        if not program_state(path, text):
-            return
-        old = self.read(path)
-        self.before.append("%s: %s" % (path, program_summary(old) if old is not None else "(absent)"))
-        self.after.append("%s: %s" % (path, program_summary(text)))
+        """The program the units start and, beside it, the module it loads: from this module's own copies and before
+        any unit that runs them, so that the runner on the host always matches the units and the configuration it
+        reads."""
+        path = self.p["service"]["runner"]
         directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
+        programs = [(os.path.join(directory, runner_program.SHARED_PROGRAM), program_source(shared_program)), (path, program_source(runner_program))]
+        stale = [(where, text) for where, text in programs if program_state(where, text)]
+        if stale and not os.path.isdir(directory):
             self.act("create %s" % directory, os.makedirs, directory, PROGRAM_DIR_MODE)
-        self.act("write %s" % path, self.write, path, text, PROGRAM_MODE)
-        self.written.append(path)
+        for where, text in stale:
+            old = self.read(where)
+            self.before.append("%s: %s" % (where, program_summary(old) if old is not None else "(absent)"))
+            self.after.append("%s: %s" % (where, program_summary(text)))
+            self.act("write %s" % where, self.write, where, text, PROGRAM_MODE)
+            self.written.append(where)
 
     def stale_metrics(self):
         """Metrics files of jobs no longer listed: left there, they would raise a "not running" alert for good."""

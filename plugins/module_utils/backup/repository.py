@@ -22,13 +22,13 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import restic_failure, restic_hint
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import restic_failure, restic_hint
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials, s3_key_problem
 
 MASK = "********"
 
-# What restic's answer to ``cat config`` means, from the runner's one table of restic's failure causes
-# (backup_runner.restic_failure): an unreachable or overloaded server is worth another try, the rest is final.
+# What restic's answer to ``cat config`` means, from the one table of restic's failure causes
+# (shared.restic_failure): an unreachable or overloaded server is worth another try, the rest is final.
 MEANINGS = {"wrong_password": "wrong_password", "missing_repository": "missing", "unreachable": "transient"}
 
 # Environment variables that would hand restic a secret or another repository besides ours.

@@ -7,7 +7,7 @@
 
 Used by modules backup_info, backup_restore and backup_export on the managed host. They read the job's
 configuration that the role wrote (``<config_dir>/jobs/<job>.json``) and run restic with the same repository,
-options and secret files as the job's units: restic's environment is built by the runner's ``restic_env``, so
+options and secret files as the job's units: restic's environment is built by ``shared.restic_env`` (as the runner's is), so
 secrets reach restic as file paths only.
 
 Pure functions choose the snapshot and plan the restore; ``JobRestic`` runs restic; ``Restore`` does the work in
@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import shared
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.repository import TRANSIENT_PAUSES, is_transient
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error, has_control_chars
 
@@ -84,7 +84,7 @@ def selection_errors(params):
     """Errors of the options that choose the job and the snapshot (shared by the three modules)."""
     errors = []
     job = params.get("job") or ""
-    if has_control_chars(job) or not runner.JOB_NAME.match(job):
+    if has_control_chars(job) or not shared.JOB_NAME.match(job):
         errors.append("job must be a job name of role keepdata.storage.backup (1 to 40 of a-z 0-9 _ -)")
     config_dir = params.get("config_dir") or ""
     problem = abs_path_error("config_dir", config_dir.rstrip("/"))
@@ -99,7 +99,7 @@ def selection_errors(params):
     if as_of and snapshot != "latest":
         errors.append("snapshot and as_of are mutually exclusive: give one")
     source_host = params.get("source_host") or ""
-    if source_host and (has_control_chars(source_host) or not runner.HOST_NAME.fullmatch(source_host)):
+    if source_host and (has_control_chars(source_host) or not shared.HOST_NAME.fullmatch(source_host)):
         errors.append("source_host must be a host name (letters, digits, . _ -)")
     return errors
 
@@ -113,7 +113,7 @@ def snapshot_facts(snap):
         "id": snap.get("id", ""),
         "short_id": snap.get("short_id") or snap.get("id", "")[:8],
         "time": snap.get("time", ""),
-        "timestamp": runner.snapshot_time(snap.get("time")),
+        "timestamp": shared.snapshot_time(snap.get("time")),
         "host": snap.get("hostname", ""),
         "tags": list(snap.get("tags") or []),
         "paths": list(snap.get("paths") or []),
@@ -122,7 +122,7 @@ def snapshot_facts(snap):
 
 def sorted_snapshots(snapshots):
     """Oldest first by time (restic's order breaks ties)."""
-    keyed = [(runner.snapshot_time(snap.get("time")), index, snap) for index, snap in enumerate(snapshots)]
+    keyed = [(shared.snapshot_time(snap.get("time")), index, snap) for index, snap in enumerate(snapshots)]
     keyed.sort(key=lambda item: (item[0] if item[0] is not None else float("-inf"), item[1]))
     return [snap for _moment, _index, snap in keyed]
 
@@ -139,11 +139,11 @@ def pick_snapshot(snapshots, *, snapshot="latest", as_of=None, where=""):
             raise RestoreError("snapshot %s is ambiguous: %d snapshots of %s start with it" % (snapshot, len(found), where))
         return found[0]
     if as_of is not None:
-        before = [snap for snap in sorted_snapshots(snapshots) if (runner.snapshot_time(snap.get("time")) or float("inf")) <= as_of]
+        before = [snap for snap in sorted_snapshots(snapshots) if (shared.snapshot_time(snap.get("time")) or float("inf")) <= as_of]
         if not before:
             raise RestoreError("no snapshot of %s at or before %s" % (where, time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(as_of))))
         return before[-1]
-    return runner.latest_snapshot(snapshots)
+    return shared.latest_snapshot(snapshots)
 
 
 def parse_nodes(text):
@@ -151,8 +151,8 @@ def parse_nodes(text):
     nodes = []
     for line in (text or "").splitlines():
         try:
-            node = runner.ls_node(line)
-        except runner.JobError:
+            node = shared.ls_node(line)
+        except shared.JobError:
             continue
         if node is not None:
             nodes.append(node)
@@ -221,11 +221,11 @@ def aside_path(dest, stamp, exists=os.path.lexists):
 
 
 def restore_argv(config, snapshot_id, stage, sources, *, verify=True, flags=()):
-    return runner.restore_command(config, snapshot_id, stage, sources, flags, verify=verify)
+    return shared.restore_command(config, snapshot_id, stage, sources, flags, verify=verify)
 
 
 def dump_path(config, database):
-    return os.path.join(config["dump_dir"], runner.dump_file_name(database))
+    return os.path.join(config["dump_dir"], shared.dump_file_name(database))
 
 
 def import_argv(database):
@@ -255,7 +255,7 @@ def describe_plan(snapshot, items, databases, services, *, start_all=False, kept
     for item in items:
         line = "restore %s -> %s" % (item["source"], item["destination"])
         if item.get("files") is not None:
-            line += " (%d files, %s)" % (item["files"], runner.format_bytes(item["bytes"]))
+            line += " (%d files, %s)" % (item["files"], shared.format_bytes(item["bytes"]))
         if item.get("moved_aside"):
             line += "; current content moved to %s" % item["moved_aside"]
         elif item.get("no_data"):
@@ -280,7 +280,7 @@ class JobRestic:
 
     def __init__(self, config, *, run=subprocess.run, sleep=time.sleep, environ=None, timeout=None):
         self.config = config
-        self.env = runner.restic_env(config, dict(os.environ if environ is None else environ))
+        self.env = shared.restic_env(config, dict(os.environ if environ is None else environ))
         self.run = run
         self.sleep = sleep
         self.timeout = timeout
@@ -290,7 +290,7 @@ class JobRestic:
         """restic's (major, minor, patch), asked once; None when ``restic version`` does not say."""
         if self._version is None:
             rc, out, _err = self.call(["restic", "version"])
-            self._version = (runner.parse_restic_version(out) if rc == 0 else None) or ()
+            self._version = (shared.parse_restic_version(out) if rc == 0 else None) or ()
         return self._version or None
 
     def call(self, argv, *, retry=False, stdout=None):
@@ -316,22 +316,22 @@ class JobRestic:
     def checked(self, argv, what, *, retry=False, stdout=None):
         rc, out, err = self.call(argv, retry=retry, stdout=stdout)
         if rc != 0:
-            raise RestoreError("%s failed (%s): %s" % (what, runner.describe_exit(rc), runner.restic_hint(err)))
+            raise RestoreError("%s failed (%s): %s" % (what, shared.describe_exit(rc), shared.restic_hint(err)))
         return out
 
     def snapshots(self, host):
         """The job's snapshots of ``host`` (None: of every host)."""
-        argv = runner.restic_command(
-            self.config, "snapshots", "--json", "--no-lock", *(["--host", host] if host is not None else []), "--tag", runner.job_tag(self.config["name"])
+        argv = shared.restic_command(
+            self.config, "snapshots", "--json", "--no-lock", *(["--host", host] if host is not None else []), "--tag", shared.job_tag(self.config["name"])
         )
-        return runner.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
+        return shared.parse_snapshots(self.checked(argv, "restic snapshots", retry=True))
 
     def nodes(self, snapshot_id):
-        return parse_nodes(self.checked(runner.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", retry=True))
+        return parse_nodes(self.checked(shared.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", retry=True))
 
     def restore_size(self, snapshot_id):
         out = self.checked(
-            runner.restic_command(self.config, "stats", "--json", "--no-lock", "--mode", "restore-size", snapshot_id), "restic stats", retry=True
+            shared.restic_command(self.config, "stats", "--json", "--no-lock", "--mode", "restore-size", snapshot_id), "restic stats", retry=True
         )
         try:
             return int(json.loads(out).get("total_size") or 0)
@@ -342,7 +342,7 @@ class JobRestic:
         """[{path, type}] of the snapshot's entries a tar from restic dump does not hold. The listing goes through a
         private temporary file and only those entries are kept: a snapshot of millions of files is not held in memory."""
         with tempfile.TemporaryFile() as listing:
-            self.checked(runner.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", stdout=listing)
+            self.checked(shared.ls_command(self.config, snapshot_id) + ["--no-lock"], "restic ls", stdout=listing)
             listing.seek(0)
             left_out = []
             for raw in listing:
@@ -350,8 +350,8 @@ class JobRestic:
                 if '"type":"file"' in line or '"type":"dir"' in line:
                     continue  # the bulk of a listing, skipped without parsing its JSON
                 try:
-                    node = runner.ls_node(line)
-                except runner.JobError:
+                    node = shared.ls_node(line)
+                except shared.JobError:
                     continue
                 if node is not None and node.get("type") not in ARCHIVED_TYPES:
                     left_out.append({"path": node["path"], "type": str(node.get("type") or "unknown")})
@@ -359,8 +359,8 @@ class JobRestic:
 
     def repository(self):
         """{id, version, locks} of the repository (the config needs the password: it proves the repository opens)."""
-        config = json.loads(self.checked(runner.restic_command(self.config, "cat", "config", "--no-lock"), "restic cat config", retry=True) or "{}")
-        locks = self.checked(runner.restic_command(self.config, "list", "locks", "--no-lock"), "restic list locks", retry=True)
+        config = json.loads(self.checked(shared.restic_command(self.config, "cat", "config", "--no-lock"), "restic cat config", retry=True) or "{}")
+        locks = self.checked(shared.restic_command(self.config, "list", "locks", "--no-lock"), "restic list locks", retry=True)
         return {"id": config.get("id", ""), "version": config.get("version", 0), "locks": len([line for line in locks.splitlines() if line.strip()])}
 
 
@@ -372,8 +372,8 @@ def _text(value):
 
 def load_job(config_dir, job):
     try:
-        return runner.load_config(os.path.join(config_dir.rstrip("/"), "jobs"), job)
-    except runner.JobError as exc:
+        return shared.load_config(os.path.join(config_dir.rstrip("/"), "jobs"), job)
+    except shared.JobError as exc:
         raise RestoreError("job %s: %s (is role keepdata.storage.backup applied to this host?)" % (job, exc), NOT_INSTALLED) from exc
 
 
@@ -428,10 +428,10 @@ def no_snapshot_message(where, every_host, job):
 def suspect_warning(snapshots, chosen):
     """The warning for a chosen snapshot that the backup runner tagged suspect (its sources were empty or shrank when
     it was taken), naming the job's newest good one; "" for a good snapshot."""
-    if not runner.is_suspect(chosen):
+    if not shared.is_suspect(chosen):
         return ""
-    good = runner.last_good_snapshot(snapshots)
-    text = "snapshot %s is suspect (tagged %s: its sources were empty or had shrunk when it was taken); " % (chosen.get("id", "")[:8], runner.SUSPECT_TAG)
+    good = shared.last_good_snapshot(snapshots)
+    text = "snapshot %s is suspect (tagged %s: its sources were empty or had shrunk when it was taken); " % (chosen.get("id", "")[:8], shared.SUSPECT_TAG)
     if good is None:
         return text + "no snapshot of the job is good"
     return text + "the last good one is %s of %s (snapshot=%s restores it)" % (good["id"][:8], str(good.get("time"))[:19], good["id"][:8])
@@ -441,13 +441,13 @@ def record_restore(config, now, snapshot_id=""):
     """Note in the job's runner state that this host restored the job (now) from ``snapshot_id``: its backups may then
     start from empty sources (see backup_runner.refuse_unrestored), and a retried restore of the same snapshot finds
     it done (restored_already). A state that cannot be read or written is a RestoreError."""
-    path = runner.state_path(config)
+    path = shared.state_path(config)
     try:
-        state = runner.read_state(path)
+        state = shared.read_state(path)
         state["last_restore"] = int(now)
         state["last_restore_snapshot"] = snapshot_id
-        runner.store_state(config, state)
-    except (runner.JobError, OSError) as exc:
+        shared.store_state(config, state)
+    except (shared.JobError, OSError) as exc:
         raise RestoreError("restored, but cannot note it in the job's state %s: %s" % (path, exc)) from exc
 
 
@@ -455,8 +455,8 @@ def restored_already(config, snapshot):
     """True when this host's last restore of the job to its original paths was ``snapshot`` and no backup ran since:
     a retried run (an AWX job retried, playbooks/recover.yml run again) meets its own earlier effect."""
     try:
-        state = runner.read_state(runner.state_path(config))
-    except runner.JobError:
+        state = shared.read_state(shared.state_path(config))
+    except shared.JobError:
         return False
     restored = int(state.get("last_restore") or 0)
     return bool(restored) and state.get("last_restore_snapshot") == snapshot.get("id") and int(state.get("last_run") or 0) <= restored
@@ -682,13 +682,13 @@ class Restore:
         stage = tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=parent)
         stages.append(stage)
         verify = self.params.get("verify", True)
-        argv = restore_argv(self.config, self.facts["id"], stage, sources or [], verify=verify, flags=runner.restore_flags(self.restic.version()))
+        argv = restore_argv(self.config, self.facts["id"], stage, sources or [], verify=verify, flags=shared.restore_flags(self.restic.version()))
         what = ", ".join(sources) if sources else "snapshot %s" % self.facts["short_id"]
         rc, out, err = self.restic.call(argv)
         if rc != 0:
-            problems = runner.restore_problems(err, stage)
-            detail = runner.listed(problems) if problems else runner.restic_hint(err)
-            raise RestoreError("restic restore of %s failed (%s): %s" % (what, runner.describe_exit(rc), detail))
+            problems = shared.restore_problems(err, stage)
+            detail = shared.listed(problems) if problems else shared.restic_hint(err)
+            raise RestoreError("restic restore of %s failed (%s): %s" % (what, shared.describe_exit(rc), detail))
         if verify and "finished verifying" not in out + err:
             raise RestoreError("restic restore of %s did not report its verification" % what)
         for item in self.items:
@@ -734,7 +734,7 @@ class Restore:
             with handle:
                 os.fchmod(handle.fileno(), 0o600)
                 self.restic.checked(
-                    runner.restic_command(self.config, "dump", self.facts["id"], entry["dump"]), "restic dump of %s" % entry["dump"], stdout=handle
+                    shared.restic_command(self.config, "dump", self.facts["id"], entry["dump"]), "restic dump of %s" % entry["dump"], stdout=handle
                 )
         except BaseException:
             with contextlib.suppress(OSError):
@@ -773,17 +773,17 @@ class Restore:
     def _import_server(self, entry, dump_file):
         database = entry["database"]
         aside = os.path.join(
-            self.config["state_dir"], "restore-aside", "%s-%s.%s" % (database["name"], self.stamp, runner.dump_file_name(database).rsplit(".", 1)[1])
+            self.config["state_dir"], "restore-aside", "%s-%s.%s" % (database["name"], self.stamp, shared.dump_file_name(database).rsplit(".", 1)[1])
         )
         os.makedirs(os.path.dirname(aside), mode=0o700, exist_ok=True)
         with open(aside, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
             # subprocess, not run_command: the dump streams into the file moved aside (run_command holds output in memory).
             # pylint: disable-next=ansible-bad-function
-            proc = self.run(runner.dump_command(database), stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
+            proc = self.run(shared.dump_command(database), stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
         if proc.returncode != 0:
             raise RestoreError(
                 "saving the current %s database %s aside failed (%s); it was not replaced"
-                % (database["type"], database["name"], runner.describe_exit(proc.returncode))
+                % (database["type"], database["name"], shared.describe_exit(proc.returncode))
             )
         self.done["moved_aside"].append({"path": "%s database %s" % (database["type"], database["name"]), "moved_to": aside})
         with open(dump_file, "rb") as source:
@@ -793,7 +793,7 @@ class Restore:
         if proc.returncode != 0:
             raise RestoreError(
                 "import of %s database %s failed (%s): %s"
-                % (database["type"], database["name"], runner.describe_exit(proc.returncode), runner.last_line(_text(proc.stderr)))
+                % (database["type"], database["name"], shared.describe_exit(proc.returncode), shared.last_line(_text(proc.stderr)))
             )
 
     def _systemctl(self, *args):
@@ -809,7 +809,7 @@ class Restore:
                 continue
             proc = self._systemctl("stop", unit)
             if proc.returncode != 0:
-                raise RestoreError("systemctl stop %s failed: %s" % (unit, runner.last_line(_text(proc.stderr))))
+                raise RestoreError("systemctl stop %s failed: %s" % (unit, shared.last_line(_text(proc.stderr))))
             self.done["stopped"].append(unit)
 
     def start_stopped_services(self):
@@ -834,7 +834,7 @@ class Restore:
 
 
 def export_argv(config, snapshot_id, path="/"):
-    return runner.restic_command(config, "dump", "--archive", "tar", snapshot_id, path)
+    return shared.restic_command(config, "dump", "--archive", "tar", snapshot_id, path)
 
 
 def export(restic, config, snapshot_id, dest, *, compress="none", popen=subprocess.Popen):
@@ -865,7 +865,7 @@ def left_out_warning(left_out):
     return "the archive cannot hold %d %s of the snapshot (restic dump leaves FIFOs and devices out): %s" % (
         count,
         "entry" if count == 1 else "entries",
-        runner.listed(["%s (%s)" % (entry["path"], entry["type"]) for entry in left_out]),
+        shared.listed(["%s (%s)" % (entry["path"], entry["type"]) for entry in left_out]),
     )
 
 
@@ -882,6 +882,6 @@ def _export_zstd(restic, config, snapshot_id, handle, popen):
         squeezer.stderr.close()
         zstd_rc = squeezer.wait()
     if rc != 0:
-        raise RestoreError("restic dump failed (%s): %s" % (runner.describe_exit(rc), runner.restic_hint(err)))
+        raise RestoreError("restic dump failed (%s): %s" % (shared.describe_exit(rc), shared.restic_hint(err)))
     if zstd_rc != 0:
-        raise RestoreError("zstd failed (%s): %s" % (runner.describe_exit(zstd_rc), runner.last_line(_text(zstd_err))))
+        raise RestoreError("zstd failed (%s): %s" % (shared.describe_exit(zstd_rc), shared.last_line(_text(zstd_err))))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.runner import metrics_text
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner, shared
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import metrics_text
 from ansible_collections.keepdata.storage.plugins.modules import backup_jobs
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_host_jobs, backup_plan
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
@@ -82,6 +82,11 @@ def host(tmp_path, monkeypatch):
         "metrics": tmp_path / "metrics",
         "runner": tmp_path / "lib" / "backup_runner.py",
     }
+
+
+def shared_program(host):
+    """Where backup_jobs writes the runner's shared module: beside the runner."""
+    return host["runner"].parent / runner.SHARED_PROGRAM
 
 
 def plan(host, jobs=None, **settings):
@@ -176,10 +181,12 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
         ["%s/%s" % (units, u) for u in UNITS_OF_APP1 + ["keepdata-backup-failed@.service"]]
         + ["%s/jobs/app1.json" % cfg, "%s/repository.password" % cfg, "%s/s3.credentials" % cfg]
         + ["%s/app1.state.json" % host["state"], "%s/keepdata_backup_app1.prom" % host["metrics"]]
-        + [str(host["runner"])]
+        + [str(host["runner"]), str(shared_program(host))]
     )
-    # The runner is the module's own copy of the collection's program, readable by all, written by root only.
+    # The runner and the module it loads are the module's own copies of the collection's, side by side, readable by
+    # all, written by root only.
     assert host["runner"].read_text() == Path(runner.__file__).read_text() and mode(host["runner"]) == "0o644"
+    assert shared_program(host).read_text() == Path(shared.__file__).read_text() and mode(shared_program(host)) == "0o644"
     assert mode(host["runner"].parent) == "0o755"
     # The metrics exist before the first run: a job whose timer never fires is seen late, counted from its install.
     since = json.loads((host["state"] / "app1.state.json").read_text())["since"]
@@ -189,7 +196,8 @@ def test_first_run_writes_everything_then_nothing_changes(host, capsys):
     assert 'keepdata_backup_since_timestamp_seconds{backup_job="app1"} %d\n' % since in metrics
     assert 'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 0\n' in metrics
     runner_dir = host["runner"].parent
-    assert result["actions"][:4] == ["create %s" % runner_dir, "write %s" % host["runner"], "create %s" % cfg, "create %s/jobs" % cfg]
+    programs = ["write %s" % shared_program(host), "write %s" % host["runner"]]
+    assert result["actions"][:5] == ["create %s" % runner_dir] + programs + ["create %s" % cfg, "create %s/jobs" % cfg]
     state_dir, metrics_dir = host["state"], host["metrics"]
     expected = ["create %s" % state_dir, "write %s/app1.state.json" % state_dir, "create %s" % metrics_dir, "write %s/keepdata_backup_app1.prom" % metrics_dir]
     assert result["actions"][-8:-4] == expected
@@ -256,8 +264,9 @@ def test_check_mode_writes_nothing_and_changes_no_unit(host, capsys):
     assert result["changed"] is True
     assert not host["cfg"].exists() and os.listdir(host["units"]) == []
     assert host["systemctl"].changes() == []
-    # The runner first, before any unit that starts it; then the secrets' directory.
-    assert result["actions"][:3] == ["create %s" % host["runner"].parent, "write %s" % host["runner"], "create %s" % host["cfg"]]
+    # The runner and its shared module first, before any unit that starts it; then the secrets' directory.
+    programs = ["write %s" % shared_program(host), "write %s" % host["runner"]]
+    assert result["actions"][:4] == ["create %s" % host["runner"].parent] + programs + ["create %s" % host["cfg"]]
     assert not host["runner"].parent.exists()
     assert "%s: program of " % host["runner"] in result["diff"]["after"] and "%s: (absent)" % host["runner"] in result["diff"]["before"]
     assert "systemctl daemon-reload" in result["actions"]
@@ -463,10 +472,10 @@ def test_a_failing_systemctl_after_writes_reports_what_was_done(host, capsys):
     result = run(capsys, args(host))
     assert result["failed"] is True and result["changed"] is True
     assert result["msg"].startswith(
-        "systemctl daemon-reload failed (Failed to reload daemon: Access denied); done before: create %s, write %s, create %s, "
-        % (host["runner"].parent, host["runner"], host["cfg"])
+        "systemctl daemon-reload failed (Failed to reload daemon: Access denied); done before: create %s, write %s, write %s, create %s, "
+        % (host["runner"].parent, shared_program(host), host["runner"], host["cfg"])
     )
-    assert result["actions"][2:4] == ["create %s" % host["cfg"], "create %s/jobs" % host["cfg"]]
+    assert result["actions"][3:5] == ["create %s" % host["cfg"], "create %s/jobs" % host["cfg"]]
     assert "write %s/keepdata-backup-app1.timer" % host["units"] in result["actions"]
     assert "systemctl daemon-reload" not in result["actions"]
     assert (host["units"] / "keepdata-backup-app1.timer").exists()

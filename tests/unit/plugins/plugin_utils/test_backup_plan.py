@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import shared
 from ansible_collections.keepdata.storage.plugins.plugin_utils import backup_plan as bp
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems, backup_plan, backup_secrets
 
@@ -344,15 +344,15 @@ def test_services_are_unit_names_with_their_suffix():
 
 
 def test_the_rules_are_the_runners():
-    assert (bp.JOB_NAME, bp.TAG, bp.DUMP_NAME, bp.JOB_TAG) == (br.JOB_NAME, br.TAG, br.DUMP_NAME, br.JOB_TAG)
+    assert (bp.JOB_NAME, bp.TAG, bp.DUMP_NAME, bp.JOB_TAG) == (shared.JOB_NAME, shared.TAG, shared.DUMP_NAME, shared.JOB_TAG)
     # What the plan accepts, the runner accepts: the longest dump name and tag.
     longest = plan(jobs=[job(tags=["t" * 64], databases=[{"type": "sqlite", "name": "d" * 64, "path": "/srv/x.db"}])])
     assert longest["errors"] == []
-    assert br.dump_file_name(longest["jobs"][0]["databases"][0]) == "d" * 64 + ".sqlite3"
-    assert br.hand_tag("t" * 64) == "t" * 64
+    assert shared.dump_file_name(longest["jobs"][0]["databases"][0]) == "d" * 64 + ".sqlite3"
+    assert shared.hand_tag("t" * 64) == "t" * 64
     assert "must be a dump name" in errors(jobs=[job(databases=[{"type": "sqlite", "name": "d" * 65, "path": "/srv/x.db"}])])[0]
-    with pytest.raises(br.JobError):
-        br.dump_file_name({"type": "sqlite", "name": "d" * 65})
+    with pytest.raises(shared.JobError):
+        shared.dump_file_name({"type": "sqlite", "name": "d" * 65})
 
 
 def test_a_database_without_paths_is_a_job():

@@ -99,7 +99,7 @@ def test_ambiguous_and_unknown_ids_fail():
 
 def test_as_of_picks_the_newest_at_or_before_the_time():
     # SNAP_B is 2026-11-02 09:00 UTC (written with +01:00).
-    b_time = br.runner.snapshot_time(SNAP_B["time"])
+    b_time = br.shared.snapshot_time(SNAP_B["time"])
     assert br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B], as_of=b_time)["id"] == SNAP_B["id"]
     assert br.pick_snapshot([SNAP_C, SNAP_A, SNAP_B], as_of=b_time - 1)["id"] == SNAP_A["id"]
     with pytest.raises(RestoreError, match="no snapshot of job app at or before"):
@@ -113,7 +113,7 @@ def test_no_snapshot_at_all():
 
 def test_snapshot_facts_and_order():
     facts = br.snapshot_facts(SNAP_B)
-    assert facts["host"] == "web1" and facts["short_id"] == "bbbb2222" and facts["timestamp"] == br.runner.snapshot_time(SNAP_B["time"])
+    assert facts["host"] == "web1" and facts["short_id"] == "bbbb2222" and facts["timestamp"] == br.shared.snapshot_time(SNAP_B["time"])
     assert [snap["id"] for snap in br.sorted_snapshots([SNAP_C, SNAP_B, SNAP_A])] == [SNAP_A["id"], SNAP_B["id"], SNAP_C["id"]]
 
 
@@ -179,7 +179,7 @@ def test_restore_argv_verifies_and_includes_the_escaped_path():
     argv = br.restore_argv(CONFIG, "aaaa1111", "/srv/.stage", ["/srv/app/a[1]"])
     assert argv[:6] == ["restic", "-o", "s3.connections=5", "restore", "aaaa1111", "--target"]
     assert "--verify" in argv
-    assert argv[-2:] == ["--include", br.runner.include_pattern("/srv/app/a[1]")]
+    assert argv[-2:] == ["--include", br.shared.include_pattern("/srv/app/a[1]")]
     assert "--verify" not in br.restore_argv(CONFIG, "aaaa1111", "/s", ["/srv/app"], verify=False)
 
 
@@ -671,7 +671,7 @@ def test_the_entries_an_archive_cannot_hold_are_read_from_the_listing_on_disk():
         {"path": '/src/d/pipe "type":"file"', "type": "fifo"},
     ]
     ((argv, stdout),) = seen
-    assert argv == br.runner.ls_command(CONFIG, "aaaa1111") + ["--no-lock"] and hasattr(stdout, "fileno")
+    assert argv == br.shared.ls_command(CONFIG, "aaaa1111") + ["--no-lock"] and hasattr(stdout, "fileno")
 
 
 def test_a_failed_listing_fails_the_export_before_it_writes():
@@ -791,7 +791,7 @@ def test_job_restic_without_a_version_restores_as_restic_0_14():
         return subprocess.CompletedProcess(argv, 127, b"", b"restic: not found")
 
     restic = br.JobRestic(dict(CONFIG, repository="/srv/backup"), run=run, environ={})
-    assert restic.version() is None and br.runner.restore_flags(restic.version()) == []
+    assert restic.version() is None and br.shared.restore_flags(restic.version()) == []
 
 
 def test_chosen_paths_are_staged_one_by_one_with_include(site):
@@ -800,7 +800,7 @@ def test_chosen_paths_are_staged_one_by_one_with_include(site):
     restore = run_restore(site, paths=[str(tmp_path / "srv/media")], fake=fake, move_aside=True)
     restore.apply()
     restores = [argv for argv in fake.calls if "restore" in argv]
-    assert len(restores) == 1 and restores[0][-2:] == ["--include", br.runner.include_pattern(str(tmp_path / "srv/media"))]
+    assert len(restores) == 1 and restores[0][-2:] == ["--include", br.shared.include_pattern(str(tmp_path / "srv/media"))]
     assert (tmp_path / "srv/app/current.txt").read_text() == "now"
     assert (tmp_path / "srv/media/m.txt").read_text() == "media"
 

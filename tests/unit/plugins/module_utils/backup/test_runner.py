@@ -27,6 +27,8 @@ import time
 import pytest
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import shared
+from ansible_collections.keepdata.storage.plugins.module_utils.common.programs import program_source
 
 VERSION_014 = "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n"
 VERSION_016 = "restic 0.16.4 compiled with go1.21.6 on linux/amd64\n"
@@ -161,7 +163,7 @@ def make_config(tmp_path, **overrides):
         "s3_credentials_file": S3_FILE,
     }
     config.update(overrides)
-    return br.with_defaults(config)
+    return shared.with_defaults(config)
 
 
 def watching(run):
@@ -198,17 +200,17 @@ def context(tmp_path, run, ismount=None, start=1700000000.0):
 
 
 def read_state(config):
-    with open(br.state_path(config), encoding="utf-8") as handle:
+    with open(shared.state_path(config), encoding="utf-8") as handle:
         return json.load(handle)
 
 
 def metric_lines(config):
-    with open(br.metrics_path(config), encoding="utf-8") as handle:
+    with open(shared.metrics_path(config), encoding="utf-8") as handle:
         return [line for line in handle.read().splitlines() if not line.startswith("#")]
 
 
 def write_state(config, **values):
-    br.atomic_write(br.state_path(config), json.dumps(dict(br.STATE_DEFAULTS, **values)), 0o600)
+    shared.atomic_write(shared.state_path(config), json.dumps(dict(shared.STATE_DEFAULTS, **values)), 0o600)
 
 
 def lock_is_held(tmp_path):
@@ -224,74 +226,6 @@ def lock_is_held(tmp_path):
 
 
 # --- pure functions --------------------------------------------------------------------------------------------
-
-
-def test_restic_version_and_retry_lock():
-    assert br.parse_restic_version(VERSION_014) == (0, 14, 0)
-    assert br.parse_restic_version("restic 0.16.4-dev (compiled manually) compiled with go1.21") == (0, 16, 4)
-    assert br.parse_restic_version("bash: restic: command not found") is None
-    assert br.parse_restic_version(None) is None
-    assert br.retry_lock_flags((0, 14, 0)) == []
-    assert br.retry_lock_flags((0, 15, 9)) == []
-    assert br.retry_lock_flags((0, 16, 0)) == ["--retry-lock", "5m"]
-    assert br.retry_lock_flags((0, 17, 3)) == ["--retry-lock", "5m"]
-    assert br.retry_lock_flags((1, 0, 0)) == ["--retry-lock", "5m"]
-    assert br.retry_lock_flags(None) == []
-
-
-def test_restore_flags_keep_sparse_files_sparse_from_restic_0_15():
-    assert br.restore_flags((0, 14, 0)) == []
-    assert br.restore_flags((0, 15, 0)) == ["--sparse"]
-    assert br.restore_flags((0, 18, 1)) == ["--sparse"]
-    assert br.restore_flags(None) == []
-
-
-def test_restic_env_prefers_systemd_credentials_and_holds_paths_only(tmp_path):
-    creds = tmp_path / "creds"
-    creds.mkdir()
-    (creds / "restic-password").write_text("the-Secret-Pass\n")
-    (creds / "s3-credentials").write_text("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = sEcReT\n")
-    environ = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "CREDENTIALS_DIRECTORY": str(creds),
-        "CACHE_DIRECTORY": "/var/cache/keepdata-backup-unit",
-        "RESTIC_PASSWORD": "leaked-from-outside",
-        "AWS_SECRET_ACCESS_KEY": "leaked-too",
-        "RESTIC_REPOSITORY": "/somewhere/else",
-        "TERM": "xterm",
-    }
-    env = br.restic_env(make_config(tmp_path), environ)
-    assert env == {
-        "PATH": "/usr/bin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "RESTIC_REPOSITORY": S3,
-        "RESTIC_PASSWORD_FILE": str(creds / "restic-password"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(creds / "s3-credentials"),
-        "RESTIC_CACHE_DIR": "/var/cache/keepdata-backup-unit",
-    }
-    for value in env.values():
-        assert "Secret" not in value and "sEcReT" not in value and "leaked" not in value
-
-
-def test_restic_env_falls_back_to_config_files_and_path_repository_has_no_aws(tmp_path):
-    empty = tmp_path / "creds"
-    empty.mkdir()  # a credentials directory without our files: the config's paths are used
-    env = br.restic_env(make_config(tmp_path), {"PATH": "/bin", "CREDENTIALS_DIRECTORY": str(empty)})
-    assert env["RESTIC_PASSWORD_FILE"] == PASSWORD_FILE
-    assert env["AWS_SHARED_CREDENTIALS_FILE"] == S3_FILE
-    assert env["RESTIC_CACHE_DIR"] == "/var/cache/keepdata-backup"
-    assert "HOME" not in env
-
-    env = br.restic_env(make_config(tmp_path, repository="/srv/backups/restic", s3_credentials_file=""), {})
-    assert env == {
-        "PATH": br.DEFAULT_PATH,
-        "RESTIC_REPOSITORY": "/srv/backups/restic",
-        "RESTIC_PASSWORD_FILE": PASSWORD_FILE,
-        "RESTIC_CACHE_DIR": "/var/cache/keepdata-backup",
-    }
 
 
 def test_backup_command(tmp_path):
@@ -319,8 +253,8 @@ def test_parse_backup_output_reads_summary_and_errors_from_both_streams():
 
 def test_exit_codes():
     assert [br.backup_status(code) for code in (0, 3, 1, -9, 10, 12)] == [0, 3, 1, 1, 1, 1]
-    assert br.describe_exit(-9) == "killed by signal 9"
-    assert br.describe_exit(1) == "exit status 1"
+    assert shared.describe_exit(-9) == "killed by signal 9"
+    assert shared.describe_exit(1) == "exit status 1"
 
 
 # restic 0.14's own words (stderr) for each failure cause, as measured against the RGW, a path repository and a full disk.
@@ -346,55 +280,12 @@ RESTIC_014_FAILURES = {
 }
 
 
-@pytest.mark.parametrize("cause", sorted(RESTIC_014_FAILURES))
-def test_restic_failure_names_the_cause_and_restics_own_line(cause):
-    stderr = RESTIC_014_FAILURES[cause]
-    found, line = br.restic_failure(stderr, 1)
-    assert found == cause
-    # restic's own line, as it wrote it: the one that tells (the Fatal: line, or the lock line).
-    assert line in stderr.splitlines()
-    assert line.startswith("Fatal:") or cause == "locked"
-    hint = br.restic_hint(stderr, 1)
-    assert hint == "%s (%s): %s" % (cause, br.CAUSE_TEXTS[cause], line)
-
-
-def test_an_unreachable_server_is_not_reported_as_a_missing_repository():
-    # restic 0.14 asks "Is there a repository at the following location?" when it could not look at all.
-    hint = br.restic_hint(RESTIC_014_FAILURES["unreachable"], 1)
-    assert hint.startswith("unreachable (the S3 server or the repository's path cannot be reached): Fatal: ")
-    assert "connect: connection refused" in hint
-    assert "no restic repository" not in hint
-
-
-def test_restic_017_exit_codes_name_the_cause():
-    assert br.restic_failure("Fatal: repository does not exist: unable to open config file\n", 10)[0] == "missing_repository"
-    assert br.restic_failure("Fatal: unable to create lock in backend\n", 11)[0] == "locked"
-    assert br.restic_failure("Fatal: wrong password or no key found\n", 12)[0] == "wrong_password"
-
-
-def test_restic_hint_and_sizes():
-    missing = (
-        "Fatal: unable to open config file: Stat: stat /srv/backups/restic/config: no such file or directory\n"
-        "Is there a repository at the following location?\n/srv/backups/restic\n"
-    )
-    assert br.restic_hint(missing).startswith("missing_repository (no restic repository at this location")
-    assert br.restic_hint("Fatal: wrong password or no key found\n") == "wrong_password (wrong repository password): Fatal: wrong password or no key found"
-    assert br.restic_hint("Fatal: unable to create lock in backend: repository is already locked by PID 7\nlock was created at ...\n") == (
-        "locked (the repository is locked by another restic): Fatal: unable to create lock in backend: repository is already locked by PID 7"
-    )
-    # Nothing known: restic's own last words, unclassified.
-    assert br.restic_hint("Fatal: something new\n") == "Fatal: something new"
-    assert br.restic_hint("") == ""
-    assert [br.format_bytes(n) for n in (0, 1023, 1024, 1536 * 1024, 5 * 1024**4)] == ["0 B", "1023 B", "1.0 KiB", "1.5 MiB", "5.0 TiB"]
-    assert br.listed(["a", "b", "c"], 2) == "a; b; and 1 more"
-
-
 def test_restic_018_json_exit_error_is_read():
     parsed = br.parse_backup_output('{"message_type":"exit_error","code":1,"message":"Fatal: wrong password or no key found"}\n', "")
     assert parsed["messages"] == ["Fatal: wrong password or no key found"]
 
 
-NOW = br.snapshot_time("2026-12-01T00:00:00Z")
+NOW = shared.snapshot_time("2026-12-01T00:00:00Z")
 
 
 def test_forget_commands_keep_latest_and_tag_rules(tmp_path):
@@ -433,7 +324,7 @@ def test_forget_commands_latest_by_time_not_order(tmp_path):
         snapshot("aaaa1111", "2026-10-01T04:00:00Z", "keepdata-job=app1"),
         snapshot("bbbb2222", "2026-10-01T05:00:00.5+02:00", "keepdata-job=app1", "pre-update"),
     ]
-    assert br.latest_snapshot(snapshots)["short_id"] == "aaaa1111"
+    assert shared.latest_snapshot(snapshots)["short_id"] == "aaaa1111"
     commands = br.forget_commands(config, snapshots, ["--retry-lock", "5m"], now=NOW)
     policy = "restic forget --retry-lock 5m --host web1 --tag keepdata-job=app1 --group-by host --keep-last 1 --keep-daily 7 --keep-weekly 4"
     assert commands == [(policy + " --keep-tag pre-update").split(), ["restic", "forget", "--retry-lock", "5m", "bbbb2222" * 8]]
@@ -444,8 +335,8 @@ def test_forget_commands_latest_by_time_not_order(tmp_path):
     assert len(br.forget_commands(config, only_tagged, now=NOW)) == 1
     # No snapshot at all yet: the policy pass alone.
     assert len(br.forget_commands(config, [], now=NOW)) == 1
-    assert br.snapshot_time("2026-11-30T05:00:00.5+02:00") == br.snapshot_time("2026-11-30T03:00:00.5Z")
-    assert br.snapshot_time("yesterday") is None
+    assert shared.snapshot_time("2026-11-30T05:00:00.5+02:00") == shared.snapshot_time("2026-11-30T03:00:00.5Z")
+    assert shared.snapshot_time("yesterday") is None
 
 
 def test_duration_seconds():
@@ -457,7 +348,7 @@ def test_duration_seconds():
 
 def test_metrics_text_exact():
     state = br.backup_state({"last_forget": 1699990000, "snapshots": 9}, 1700000000.7, 1700000004.8, 3, summary=SUMMARY, snapshots=14)
-    assert br.metrics_text("app1", state, {"max_age": 94500, "drill_max_age": 0}) == (
+    assert shared.metrics_text("app1", state, {"max_age": 94500, "drill_max_age": 0}) == (
         "# HELP keepdata_backup_last_run_timestamp_seconds Unix time when the last backup run started.\n"
         "# TYPE keepdata_backup_last_run_timestamp_seconds gauge\n"
         'keepdata_backup_last_run_timestamp_seconds{backup_job="app1"} 1700000000\n'
@@ -568,7 +459,7 @@ def test_drill_state_records_the_repository_check():
     # A drill that failed before its check leaves the check's outcome as it was.
     early = br.drill_state(failed, 4000.0, 4001.0, False)
     assert (early["last_check"], early["check_exit_status"]) == (3000, 1)
-    text = br.metrics_text("app1", failed)
+    text = shared.metrics_text("app1", failed)
     assert 'keepdata_backup_check_last_result{backup_job="app1"} 1\n' in text
     assert 'keepdata_backup_check_last_success_timestamp_seconds{backup_job="app1"} 2000\n' in text
 
@@ -589,8 +480,8 @@ def test_backup_state_carries_last_success_and_counts_failures():
 
 def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "new" / "dir" / "keepdata_backup_app1.prom"
-    br.atomic_write(str(target), "first\n", 0o644)
-    br.atomic_write(str(target), "second\n", 0o600)
+    shared.atomic_write(str(target), "first\n", 0o644)
+    shared.atomic_write(str(target), "second\n", 0o600)
     assert target.read_text() == "second\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert os.listdir(target.parent) == ["keepdata_backup_app1.prom"]
@@ -600,28 +491,16 @@ def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(br.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        br.atomic_write(str(target), "third\n", 0o644)
+        shared.atomic_write(str(target), "third\n", 0o644)
     assert target.read_text() == "second\n"
     assert os.listdir(target.parent) == ["keepdata_backup_app1.prom"]
 
 
-def test_dump_commands_and_names():
-    pg = {"type": "postgresql", "name": "app", "database": "appdb", "user": "postgres", "options": ["--no-owner"]}
-    assert br.dump_command(pg) == ["runuser", "-u", "postgres", "--", "pg_dump", "--format=custom", "--no-owner", "appdb"]
-    my = {"type": "mysql", "name": "app", "database": "appdb", "defaults_file": "/root/.my.cnf", "options": ["--quick"]}
-    assert br.dump_command(my) == ["mysqldump", "--defaults-extra-file=/root/.my.cnf", "--single-transaction", "--routines", "--events", "--quick", "appdb"]
-    assert br.dump_command(dict(my, defaults_file="", options=[]))[:2] == ["mysqldump", "--single-transaction"]
-    assert [br.dump_file_name(db) for db in (pg, my, {"type": "sqlite", "name": "app"})] == ["app.pgdump", "app.sql", "app.sqlite3"]
-    for bad in ({"type": "sqlite", "name": "../etc"}, {"type": "oracle", "name": "x"}):
-        with pytest.raises(br.JobError):
-            br.dump_file_name(bad)
-
-
 def test_config_problems_and_failed_target():
-    assert br.config_problems({"name": "app2", "repository": "/r", "repository_id": "1", "host": "h", "state_dir": "/s"}, "app1") == [
+    assert shared.config_problems({"name": "app2", "repository": "/r", "repository_id": "1", "host": "h", "state_dir": "/s"}, "app1") == [
         "name is 'app2', not 'app1'"
     ]
-    assert br.config_problems({"name": "app1", "databases": [{}]}, "app1") == [
+    assert shared.config_problems({"name": "app1", "databases": [{}]}, "app1") == [
         "repository is missing",
         "repository_id is missing",
         "host is missing",
@@ -632,13 +511,13 @@ def test_config_problems_and_failed_target():
     assert br.parse_failed_target("app1:forget") == ("app1", "forget")
     assert br.parse_failed_target("app1:drill") == ("app1", "drill")
     for bad in ("app1", "app1:restore", "../x:backup", ":backup", "app1\n:backup", "app1:drill\n", "App1:drill"):
-        with pytest.raises(br.JobError):
+        with pytest.raises(shared.JobError):
             br.parse_failed_target(bad)
-    assert br.unit_name("app1", "forget") == "keepdata-backup-app1-forget.service"
-    assert br.unit_name("app1", "drill") == "keepdata-backup-app1-drill.service"
-    assert br.unit_name("app1", "backup") == "keepdata-backup-app1.service"
+    assert shared.unit_name("app1", "forget") == "keepdata-backup-app1-forget.service"
+    assert shared.unit_name("app1", "drill") == "keepdata-backup-app1-drill.service"
+    assert shared.unit_name("app1", "backup") == "keepdata-backup-app1.service"
     assert [br.retry_left(failures, 3) for failures in (0, 1, 3, 4)] == [False, True, True, False]
-    assert br.lock_path("/run/lock", "3f2a/../x") == "/run/lock/keepdata-backup-3f2a____x.lock"
+    assert shared.lock_path("/run/lock", "3f2a/../x") == "/run/lock/keepdata-backup-3f2a____x.lock"
 
 
 # --- the backup run --------------------------------------------------------------------------------------------
@@ -667,9 +546,9 @@ def test_successful_run(tmp_path):
     assert (state["last_exit_status"], state["consecutive_failures"], state["snapshots"], state["last_duration"]) == (0, 0, 1, 2.5)
     assert (state["bytes_added"], state["files_new"], state["files_changed"], state["partial"]) == (1258291, 12, 3, 0)
     assert state["snapshots_known"] is True
-    assert not os.path.exists(br.unclean_path(config))
-    assert stat.S_IMODE(os.stat(br.state_path(config)).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(br.metrics_path(config)).st_mode) == 0o644
+    assert not os.path.exists(shared.unclean_path(config))
+    assert stat.S_IMODE(os.stat(shared.state_path(config)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(shared.metrics_path(config)).st_mode) == 0o644
     assert 'keepdata_backup_last_exit_status{backup_job="app1"} 0' in metric_lines(config)
     assert os.path.exists(tmp_path / "lock" / "keepdata-backup-3f2a9c1b0d4e.lock")
 
@@ -677,7 +556,7 @@ def test_successful_run(tmp_path):
 def test_restic_016_gets_retry_lock_and_unlock_failure_is_not_fatal(tmp_path):
     config = make_config(tmp_path, metrics_dir="")
     os.makedirs(config["state_dir"])
-    open(br.unclean_path(config), "w").close()  # an interrupted restic before: this run starts with restic unlock
+    open(shared.unclean_path(config), "w").close()  # an interrupted restic before: this run starts with restic unlock
     fake = FakeRun(version=done(stdout=VERSION_016), unlock=done(1, stderr="Fatal: unable to open repository\n"))
     ctx = context(tmp_path, fake)
     assert br.cmd_run(ctx, config) == 0
@@ -686,7 +565,7 @@ def test_restic_016_gets_retry_lock_and_unlock_failure_is_not_fatal(tmp_path):
     assert "--retry-lock" not in fake.argvs("unlock")[0] + fake.argvs("snapshots")[0]
     assert "backup app1: warning: restic unlock failed (exit status 1): Fatal: unable to open repository" in ctx.err.getvalue()
     # The marker goes anyway: a lock still in the way shows up as a lock error, which unlocks and retries once.
-    assert not os.path.exists(br.unclean_path(config))
+    assert not os.path.exists(shared.unclean_path(config))
     assert not os.path.exists(tmp_path / "metrics")
 
 
@@ -810,7 +689,7 @@ def test_a_repository_that_cannot_be_opened_fails_with_restics_cause_before_any_
     assert "error: restic cat config failed (exit status 1): wrong_password (" in ctx.err.getvalue()
     assert read_state(config)["last_failure_cause"] == "wrong_password"
     # The default bound: five minutes, not restic's fifteen.
-    assert fake.calls[1][1]["timeout"] == br.DEFAULT_REPOSITORY_TIMEOUT == 300
+    assert fake.calls[1][1]["timeout"] == shared.DEFAULT_REPOSITORY_TIMEOUT == 300
 
 
 def test_a_repository_that_does_not_answer_fails_the_retention_run_and_the_drill_too(tmp_path):
@@ -860,24 +739,13 @@ def test_snapshot_count_failure_is_not_fatal(tmp_path):
 # --- stale restic locks ----------------------------------------------------------------------------------------
 
 
-def test_lock_error_and_marker_path(tmp_path):
-    assert br.is_lock_error(LOCKED)
-    assert br.is_lock_error("Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7\n")
-    assert br.is_lock_error("Fatal: unable to create lock in backend: Put ...: connection refused\n")
-    assert not br.is_lock_error("Fatal: wrong password or no key found\n")
-    assert not br.is_lock_error("")
-    assert not br.is_lock_error(None)
-    config = make_config(tmp_path)
-    assert br.unclean_path(config) == str(tmp_path / "state" / "repository-3f2a9c1b0d4e.unclean")
-
-
 @pytest.mark.parametrize(
     ("returncode", "stderr", "marker_kept"),
     [(0, "", False), (1, "Fatal: wrong password or no key found\n", False), (3, "", False), (-9, "", True)],
 )
 def test_the_unclean_marker_lives_while_restic_backup_runs(tmp_path, returncode, stderr, marker_kept):
     config = make_config(tmp_path)
-    marker = br.unclean_path(config)
+    marker = shared.unclean_path(config)
     present = []
 
     def backup(argv, kwargs):
@@ -894,7 +762,7 @@ def test_the_unclean_marker_lives_while_restic_backup_runs(tmp_path, returncode,
 
 def test_after_a_killed_restic_the_next_run_unlocks_first_under_the_host_lock(tmp_path):
     config = make_config(tmp_path)
-    marker = br.unclean_path(config)
+    marker = shared.unclean_path(config)
     assert br.cmd_run(context(tmp_path, FakeRun(backup=done(-9))), config) == 1
     assert os.path.exists(marker)
     held = []
@@ -927,7 +795,7 @@ def test_forget_unlocks_only_after_an_interrupted_restic(tmp_path):
     assert br.cmd_forget(context(tmp_path, fake), config) == 0
     assert fake.keys()[:2] == ["unlock", "version"]
     assert fake.keys().count("unlock") == 1
-    assert not os.path.exists(br.unclean_path(config))
+    assert not os.path.exists(shared.unclean_path(config))
 
 
 def test_a_lock_error_on_backup_unlocks_and_retries_once(tmp_path):
@@ -942,7 +810,7 @@ def test_a_lock_error_on_backup_unlocks_and_retries_once(tmp_path):
     assert ctx.err.getvalue() == ""
     state = read_state(config)
     assert (state["last_exit_status"], state["consecutive_failures"], state["snapshots"]) == (0, 0, 1)
-    assert not os.path.exists(br.unclean_path(config))
+    assert not os.path.exists(shared.unclean_path(config))
 
 
 def test_a_lock_error_twice_fails_the_backup(tmp_path):
@@ -958,7 +826,7 @@ def test_a_lock_error_twice_fails_the_backup(tmp_path):
     )
     state = read_state(config)
     assert (state["last_exit_status"], state["consecutive_failures"]) == (1, 1)
-    assert not os.path.exists(br.unclean_path(config))  # restic ended by itself: nothing stale to clear next time
+    assert not os.path.exists(shared.unclean_path(config))  # restic ended by itself: nothing stale to clear next time
 
 
 def test_other_restic_failures_neither_unlock_nor_retry(tmp_path):
@@ -984,7 +852,7 @@ def test_no_command_ever_removes_a_live_lock(tmp_path):
     """restic unlock --remove-all would break another host's running backup: never used, whatever happens."""
     config = make_config(tmp_path)
     os.makedirs(config["state_dir"])
-    open(br.unclean_path(config), "w").close()
+    open(shared.unclean_path(config), "w").close()
     before = [snapshot("aaaa1111", "2023-11-13T04:00:00Z", "keepdata-job=app1")]
     runs = [
         (br.cmd_run, FakeRun(backup=[done(1, stderr=LOCKED), done(1, stderr=LOCKED)])),
@@ -1155,7 +1023,7 @@ def test_sqlite_missing_source_fails_and_creates_nothing(tmp_path):
     assert os.listdir(tmp_path / "dumps") == []
     assert "backup" not in fake.keys()
     assert "sqlite database %s does not exist" % missing in ctx.err.getvalue()
-    with pytest.raises(br.JobError, match="does not exist"):
+    with pytest.raises(shared.JobError, match="does not exist"):
         br.sqlite_dump(str(missing), str(tmp_path / "out.sqlite3"))
     assert not missing.exists() and not (tmp_path / "out.sqlite3").exists()
 
@@ -1237,7 +1105,7 @@ def test_the_first_jobs_retention_run_then_checks_the_repository_structure(tmp_p
     assert fake.keys() == ["version", "cat", "snapshots", "forget", "check", "prune", "snapshots"]
     # With the job's cache, not a new one in the unit's private /tmp.
     assert fake.argvs("check") == [["restic", "-o", "s3.bucket-lookup=path", "check", "--with-cache"]]
-    assert not os.path.exists(br.damaged_path(config))
+    assert not os.path.exists(shared.damaged_path(config))
     state = read_state(config)
     assert (state["last_structure_check"], state["last_structure_check_success"], state["structure_check_exit_status"]) == (1700000000, 1700000000, 0)
     assert (state["last_forget_exit_status"], state["forget_failure_cause"]) == (0, "")
@@ -1302,7 +1170,7 @@ def test_a_check_that_reaches_no_verdict_is_no_finding(tmp_path, answer, cause):
     # The retention run failed with its cause; the structure's outcome is untouched (no damage alert).
     assert (state["last_forget_exit_status"], state["forget_failure_cause"]) == (1, cause)
     assert (state["structure_check_exit_status"], state["last_structure_check"]) == (0, 1600000000)
-    assert not os.path.exists(br.damaged_path(config))
+    assert not os.path.exists(shared.damaged_path(config))
     assert "found the repository damaged" not in ctx.err.getvalue()
 
 
@@ -1310,7 +1178,7 @@ def test_another_jobs_finding_keeps_this_job_from_pruning_until_a_check_passes(t
     damaged = "pack 5fd0b8f1: does not exist\nFatal: repository contains errors\n"
     first = make_config(tmp_path, check_structure=True)
     assert br.cmd_forget(context(tmp_path, FakeRun(check=done(1, stderr=damaged))), first) == 1
-    assert os.path.exists(br.damaged_path(first))
+    assert os.path.exists(shared.damaged_path(first))
     # The repository's second job (same repository, same host): its forget passes run, its prune does not.
     second = dict(first, name="app2", check_structure=False)
     fake = FakeRun()
@@ -1320,7 +1188,7 @@ def test_another_jobs_finding_keeps_this_job_from_pruning_until_a_check_passes(t
     assert "forget app2: warning: not pruned: the last structural check of this repository found it damaged" in ctx.err.getvalue()
     # Once the first job's check finds the repository sound again, every job prunes again.
     assert br.cmd_forget(context(tmp_path, FakeRun(check=done())), first) == 0
-    assert not os.path.exists(br.damaged_path(first))
+    assert not os.path.exists(shared.damaged_path(first))
     fake = FakeRun()
     assert br.cmd_forget(context(tmp_path, fake), second) == 0
     assert "prune" in fake.keys()
@@ -1386,7 +1254,7 @@ def write_job(tmp_path, config, failures):
     jobs = tmp_path / "jobs"
     jobs.mkdir(exist_ok=True)
     (jobs / "app1.json").write_text(json.dumps(config))
-    br.atomic_write(br.state_path(config), json.dumps(dict(br.STATE_DEFAULTS, consecutive_failures=failures, forget_consecutive_failures=1)), 0o600)
+    shared.atomic_write(shared.state_path(config), json.dumps(dict(shared.STATE_DEFAULTS, consecutive_failures=failures, forget_consecutive_failures=1)), 0o600)
     return str(jobs)
 
 
@@ -1418,11 +1286,6 @@ def test_failed_arms_the_retry_timer_and_feeds_the_log_to_notify(tmp_path):
     assert got_vars.read_text() == "app1 keepdata-backup-app1.service backup 2 unreachable\n"
     notify_call = [kwargs for argv, kwargs in fake.calls if argv[0] == "/bin/sh"][0]
     assert notify_call["timeout"] == 120
-
-
-def test_retry_delays_double_up_to_eight_times():
-    assert [br.retry_delay_seconds(900, failures) for failures in (1, 2, 3, 4, 5, 50)] == [900, 1800, 3600, 7200, 7200, 7200]
-    assert [br.format_seconds(s) for s in (45, 60, 900, 5400, 7200, 90061)] == ["45s", "1min", "15min", "1h 30min", "2h", "1d 1h 1min 1s"]
 
 
 def test_a_notify_command_given_as_a_list_runs_without_a_shell(tmp_path):
@@ -1513,17 +1376,23 @@ def test_main_reads_the_job_config(tmp_path):
         br.main(["restore", "app1"], ctx=ctx)
 
 
-def test_the_file_runs_alone_with_the_standard_library(tmp_path):
-    path = br.__file__
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    if hasattr(sys, "stdlib_module_names"):  # Python 3.10+
-        assert imported - {"__future__"} <= set(sys.stdlib_module_names)
-    assert not any(name.startswith("ansible") for name in imported)
-    # As the units run it: isolated mode, from a directory outside the collection.
-    proc = subprocess.run([sys.executable, "-I", path, "run", "app1", "--config-dir", str(tmp_path)], capture_output=True, text=True, check=False, cwd=tmp_path)
+def test_the_runner_and_its_shared_module_run_alone_with_the_standard_library(tmp_path):
+    for module in (br, shared):
+        with open(module.__file__, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        if hasattr(sys, "stdlib_module_names"):  # Python 3.10+
+            assert imported - {"__future__", "ansible_collections"} <= set(sys.stdlib_module_names)
+        # The one import of the collection: the runner's of its shared module, which it loads from beside itself.
+        assert [name for name in imported if name.startswith("ansible")] == (["ansible_collections"] if module is br else [])
+    # As backup_jobs installs them and the units run them: side by side outside the collection, in isolated mode.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "backup_runner.py").write_text(program_source(br), encoding="utf-8")
+    (lib / br.SHARED_PROGRAM).write_text(program_source(shared), encoding="utf-8")
+    argv = [sys.executable, "-I", str(lib / "backup_runner.py"), "run", "app1", "--config-dir", str(tmp_path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr == "backup app1: error: cannot read the job config %s/app1.json: No such file or directory\n" % tmp_path
@@ -1537,34 +1406,6 @@ def test_a_retention_run_that_fails_part_way_makes_the_next_backup_count_again()
 
 
 # --- backup now with a tag -------------------------------------------------------------------------------------
-
-
-def test_tag_is_unescaped_then_checked():
-    # What systemd-escape --template keepdata-backup-app1@.service pre-update puts in the instance (%i).
-    assert br.systemd_unescape("pre\\x2dupdate") == "pre-update"
-    assert br.systemd_unescape("a\\x2Db\\x3dc") == "a-b=c"
-    assert br.systemd_unescape("plain-tag") == "plain-tag"
-    assert br.systemd_unescape("odd\\x2") == "odd\\x2"
-    assert br.hand_tag("pre\\x2dupdate") == "pre-update"
-    assert br.hand_tag("pre-update") == "pre-update"  # started without systemd-escape: the same tag
-    assert br.hand_tag("v\\x3d2.1\\x2b") == "v=2.1+"
-    assert br.hand_tag("x" * 64) == "x" * 64
-    for bad, shown in (
-        ("a\\x20b", "'a b'"),
-        ("", "''"),
-        ("-x", "'-x'"),
-        ("x" * 65, repr("x" * 65)),
-        ("a\\x0ab", repr("a\nb")),
-        ("caf\\xc3\\xa9", repr("caf\u00c3\u00a9")),
-        ("a/b", "'a/b'"),
-        ("a\\x2fb", "'a/b'"),
-    ):
-        with pytest.raises(br.JobError) as info:
-            br.hand_tag(bad)
-        assert str(info.value) == "invalid --tag %s: a tag is %s" % (shown, br.TAG_TEXT)
-        assert "\n" not in str(info.value)
-    with pytest.raises(br.JobError, match="is the tag of a job, set by the runner"):
-        br.hand_tag("keepdata-job\\x3dother")
 
 
 def test_backup_command_with_a_hand_tag(tmp_path):
@@ -1661,33 +1502,8 @@ def test_read_ls_listing_keeps_regular_files_with_their_sizes():
     assert br.read_ls_listing(io.StringIO("\n\n")) == ([], 0)
     # The snapshot line never counts as a file, even one that looks like it.
     assert br.parse_ls_line(json.dumps(dict(LS_SNAPSHOT, type="file", path="/x", size=1))) is None
-    with pytest.raises(br.JobError, match="restic ls printed a line that is not JSON"):
+    with pytest.raises(shared.JobError, match="restic ls printed a line that is not JSON"):
         br.read_ls_listing(io.StringIO(ls_text(ls_node("/srv/a", size=1)) + "Warning: something\n"))
-
-
-@pytest.mark.parametrize(
-    ("path", "pattern"),
-    [
-        # Measured with restic 0.14 restore --include: these match exactly the one file, and nothing else.
-        ("/srv/plain.txt", "/srv/plain.txt"),
-        ("/srv/br[ac]ket.txt", "/srv/br\\[ac]ket.txt"),
-        ("/srv/star*.txt", "/srv/star\\*.txt"),
-        ("/srv/q?.txt", "/srv/q\\?.txt"),
-        ("/srv/back\\slash.txt", "/srv/back\\\\slash.txt"),
-        ("/srv/end\\", "/srv/end\\\\"),
-        ("/srv/**", "/srv/\\*\\*"),
-        ("/srv/d[1]/st*r/f.txt", "/srv/d\\[1]/st\\*r/f.txt"),
-        # Taken as they are.
-        ("/srv/]close", "/srv/]close"),
-        ("/srv/brace{a,b}.txt", "/srv/brace{a,b}.txt"),
-        ("/srv/!neg", "/srv/!neg"),
-        ("/srv/dollar$HOME.txt", "/srv/dollar$HOME.txt"),
-        ("/srv/sp ace/nl\nline", "/srv/sp ace/nl\nline"),
-        ("/srv/-dash", "/srv/-dash"),
-    ],
-)
-def test_include_pattern_escapes_what_restic_takes_as_a_glob(path, pattern):
-    assert br.include_pattern(path) == pattern
 
 
 FILES = [("/srv/app1/f%03d" % number, 100) for number in range(200)]
@@ -1768,8 +1584,8 @@ def test_include_batches_keep_the_command_line_short():
 def test_restore_and_check_commands(tmp_path):
     config = make_config(tmp_path)
     sid = "aaaa1111" * 8
-    assert br.ls_command(config, sid) == ["restic", "-o", "s3.bucket-lookup=path", "ls", "--json", sid]
-    assert br.restore_command(config, sid, "/var/lib/kd/.drill-app1.x/restore", ["/srv/a b", "/srv/q?[1]"], ["--retry-lock", "5m"]) == [
+    assert shared.ls_command(config, sid) == ["restic", "-o", "s3.bucket-lookup=path", "ls", "--json", sid]
+    assert shared.restore_command(config, sid, "/var/lib/kd/.drill-app1.x/restore", ["/srv/a b", "/srv/q?[1]"], ["--retry-lock", "5m"]) == [
         "restic",
         "-o",
         "s3.bucket-lookup=path",
@@ -1793,34 +1609,6 @@ def test_restore_and_check_commands(tmp_path):
         "5m",
         "--read-data-subset=12/12",
     ]
-
-
-def test_restore_problems_from_restic_014_stderr():
-    target = "/var/lib/kd/.drill-app1.x/restore"
-    # A damaged pack (measured): the blob fails to decrypt, and the file's times cannot be set after it.
-    damaged = (
-        "ignoring error for /srv/app1/small.bin: ciphertext verification failed\n"
-        "ignoring error for /srv/app1/small.bin: UtimesNano: no such file or directory\n"
-        "Fatal: There were 2 errors\n"
-    )
-    assert br.restore_problems(damaged, target) == [
-        "/srv/app1/small.bin: ciphertext verification failed",
-        "/srv/app1/small.bin: UtimesNano: no such file or directory",
-    ]
-    assert br.restic_hint(damaged) == "Fatal: There were 2 errors"
-    # --verify finding a restored file that differs (measured): the path carries the target directory.
-    verify = (
-        "ignoring error for %s/srv/app1/h.bin: Unexpected content in %s/srv/app1/h.bin, starting at offset 399226879\n"
-        "ignoring error for %s/srv/app1/s.bin: Invalid file size for %s/srv/app1/s.bin: expected 400000000, got 1000\n"
-        "ignoring error for %s/srv/app1/h.bin: Unexpected content in %s/srv/app1/h.bin, starting at offset 399226879\n"
-        "Fatal: There were 3 errors\n"
-    ) % ((target,) * 6)
-    assert br.restore_problems(verify, target + "/") == [
-        "/srv/app1/h.bin: Unexpected content in /srv/app1/h.bin, starting at offset 399226879",
-        "/srv/app1/s.bin: Invalid file size for /srv/app1/s.bin: expected 400000000, got 1000",
-    ]
-    assert br.restore_problems("Fatal: unable to open config file\n", target) == []
-    assert br.restore_problems(None, target) == []
 
 
 def test_restored_problems_look_at_each_file(tmp_path):
@@ -1858,7 +1646,7 @@ def test_subset_rotation_and_drill_state():
     assert br.drill_state(again, 6000.0, 6001.0, True)["drill_consecutive_failures"] == 0
     # A drill that checks nothing leaves the rotation alone; the backup's own keys are untouched.
     assert br.drill_state({"drill_next_subset": 4, "consecutive_failures": 2}, 1.0, 2.0, True) == dict(
-        br.STATE_DEFAULTS, drill_next_subset=4, consecutive_failures=2, last_drill=1, last_drill_success=1, drill_duration=1.0
+        shared.STATE_DEFAULTS, drill_next_subset=4, consecutive_failures=2, last_drill=1, last_drill_success=1, drill_duration=1.0
     )
 
 
@@ -1932,12 +1720,12 @@ def test_a_drill_restores_a_sample_verifies_it_and_checks_a_subset(tmp_path):
     assert fake.keys() == ["version", "cat", "snapshots", "ls", "restore", "check"]
     sid = "aaaa1111" * 8
     assert fake.argvs("snapshots") == [br.snapshots_command(config)]
-    assert fake.argvs("ls") == [br.ls_command(config, sid)]
+    assert fake.argvs("ls") == [shared.ls_command(config, sid)]
     sample = br.choose_sample([(path, len(body)) for path, body in SNAPSHOT_FILES.items()], 5, 0, seeded(7))
     [target] = restic.targets
     assert os.path.dirname(os.path.dirname(target)) == config["state_dir"]
     assert os.path.basename(os.path.dirname(target)).startswith(".drill-app1.") and os.path.basename(target) == "restore"
-    assert fake.argvs("restore") == [br.restore_command(config, sid, target, [path for path, _size in sample])]
+    assert fake.argvs("restore") == [shared.restore_command(config, sid, target, [path for path, _size in sample])]
     includes = [argv[index + 1] for argv in fake.argvs("restore") for index, arg in enumerate(argv) if arg == "--include"]
     assert len(includes) == 5 and all(arg.endswith(" \\[x]\\*.txt") for arg in includes)
     assert fake.argvs("check") == [["restic", "-o", "s3.bucket-lookup=path", "check", "--read-data-subset=1/3"]]
@@ -2126,7 +1914,7 @@ def test_a_file_missing_or_of_another_size_after_the_restore_fails_the_drill(tmp
 
 def test_a_sample_by_share_and_several_restores(tmp_path, monkeypatch):
     config = drill_config(tmp_path, sample_files=0, sample_percent=50, check_subsets=0)
-    cost = len("--include") + len(br.include_pattern(list(SNAPSHOT_FILES)[0])) + 2
+    cost = len("--include") + len(shared.include_pattern(list(SNAPSHOT_FILES)[0])) + 2
     monkeypatch.setattr(br, "INCLUDE_BUDGET", cost * 4)
     restic, fake = drill_run()
     ctx = drill_context(tmp_path, fake)
@@ -2222,12 +2010,12 @@ def test_what_an_interrupted_drill_left_is_removed_first(tmp_path):
 def test_a_drill_after_a_killed_restic_unlocks_first_and_marks_its_own_restic_runs(tmp_path):
     config = drill_config(tmp_path)
     os.makedirs(config["state_dir"])
-    open(br.unclean_path(config), "w").close()
+    open(shared.unclean_path(config), "w").close()
     present = []
     restic = FakeRestic(SNAPSHOT_FILES)
 
     def restore(argv, kwargs):
-        present.append(os.path.exists(br.unclean_path(config)))
+        present.append(os.path.exists(shared.unclean_path(config)))
         return restic.restore(argv, kwargs)
 
     _restic, fake = drill_run(restic, restore=restore, check=done(-9))
@@ -2235,7 +2023,7 @@ def test_a_drill_after_a_killed_restic_unlocks_first_and_marks_its_own_restic_ru
     assert fake.keys()[:2] == ["unlock", "version"]
     assert present == [True]
     # check killed by a signal: its lock may be left, so the marker stays for the next run.
-    assert os.path.exists(br.unclean_path(config))
+    assert os.path.exists(shared.unclean_path(config))
 
 
 def test_a_lock_error_on_restore_or_check_unlocks_and_retries_once(tmp_path):
@@ -2269,7 +2057,7 @@ def test_drill_from_the_command_line_and_a_job_config_without_drill_settings(tmp
     ctx = context(tmp_path, FakeRun())
     assert br.main(["drill", "app2", "--config-dir", jobs], ctx=ctx) == 1
     assert "drill app2: error: cannot read the job config" in ctx.err.getvalue()
-    assert br.with_defaults({})["services"] == []
+    assert shared.with_defaults({})["services"] == []
 
 
 def test_a_failed_drill_notifies_and_never_arms_the_retry_timer(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from test_runner import GOOD, SUMMARY, FakeRun, context, done, make_config, metric_lines, read_state, snapshot, write_job, write_state
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner as br
+from ansible_collections.keepdata.storage.plugins.module_utils.backup import shared
 
 SHRUNK = dict(SUMMARY, total_files_processed=10, total_bytes_processed=1000000)
 
@@ -258,5 +259,5 @@ def test_planned_removals():
     would = [{"keep": [{"id": "k"}], "remove": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}, {"remove": None}, "junk"]
     assert br.planned_removals(json.dumps(would), {"b"}) == ["a", "c"]
     for bad in ("", "{}", "not json"):
-        with pytest.raises(br.JobError, match="restic forget --dry-run did not print a JSON list"):
+        with pytest.raises(shared.JobError, match="restic forget --dry-run did not print a JSON list"):
             br.planned_removals(bad, set())
