@@ -33,7 +33,7 @@ done
 
 LOGS="$KD_WORK/logs"
 mkdir -p "$LOGS"
-passed=() failed=() interrupted=""
+passed=() failed=() branches=() interrupted=""
 
 summary() {
   local name
@@ -41,6 +41,7 @@ summary() {
   # Last, where CI's excerpt of this output (its head and tail) shows it: the task that failed each gate.
   for name in "${failed[@]}"; do where_it_failed "$LOGS/$name.log" "$name"; done
   ((${#failed[@]})) && echo "failed gates: ${failed[*]}"
+  for name in "${branches[@]}"; do echo "branch $name"; done
   echo "gates: ${#passed[@]} passed, ${#failed[@]} failed"
 }
 
@@ -66,6 +67,7 @@ unset PYTEST_ADDOPTS
 # gate_result NAME RC: count one gate; when it failed, show its first failures (a Molecule log's tail is its
 # cleanup, which hides the task that failed; CI keeps only this script's output), then its tail.
 gate_result() {
+  gate_branches "$1"
   if [ "$2" = 0 ]; then
     passed+=("$1"); echo "PASS $1"
   else
@@ -74,6 +76,15 @@ gate_result() {
     echo "--- last lines of $1.log"
     tail -n 60 "$LOGS/$1.log"
   fi
+}
+
+# gate_branches NAME: the branches a gate took where this machine decides which runs (a check printed
+# "GATE BRANCH what: which one"), kept for the summary: a gate never passes quietly on the lesser branch.
+gate_branches() {
+  local line
+  while IFS= read -r line; do
+    branches+=("$1, $line")
+  done < <(grep -o 'GATE BRANCH [^"]*' "$LOGS/$1.log" 2>/dev/null | sed 's/^GATE BRANCH //' | sort -u)
 }
 
 # first_failures LOG: the first three failed tasks or tests in LOG, each with the lines just before and after
