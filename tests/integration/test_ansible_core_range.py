@@ -105,6 +105,32 @@ PLAYBOOK = """\
 """
 
 
+# Role backup alone, for the run with a wrong password (issue 32: it must fail before any job file is written).
+BACKUP_ONLY_PLAYBOOK = """\
+---
+- name: Apply role keepdata.storage.backup with the password of the vars
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: keepdata.storage.backup
+      vars:
+        backup_password: "{{ range_password }}"
+        backup_s3_bucket: "{{ range_backup_bucket }}"
+        backup_s3_endpoint: "{{ range_endpoint }}"
+        backup_s3_access_key: "{{ range_access_key }}"
+        backup_s3_secret_key: "{{ range_secret_key }}"
+        backup_create_bucket: true
+        backup_jobs:
+          - {name: app, paths: [/srv/app/data]}
+"""
+# What role backup writes on a host: its programs, secrets, job configurations and units (sha256, mode, owner).
+BACKUP_FILES = (
+    "find /usr/local/lib/keepdata /etc/keepdata /etc/systemd/system -xdev -type f "
+    "\\( -path '/usr/local/lib/keepdata/*' -o -path '/etc/keepdata/*' -o -name 'keepdata-backup*' \\) "
+    "-printf '%p %m %U:%G\\n' -exec sha256sum {} + | sort"
+)
+
+
 def shell(script, timeout, platform=None):
     """Run ``script`` in bash with scripts/common.sh sourced (for the Debian release ``platform``, default the
     caller's); its stdout (fails the test when it fails)."""
@@ -249,6 +275,27 @@ def test_each_role_at_both_ends_of_the_ansible_core_range_at_once(rgw, tmp_path_
         print(run.result())
 
 
+def wrong_password_changes_nothing(end, extra_vars, secrets):
+    """Role backup with a password that does not open the host's existing repository: it fails at the repository's
+    opening, names the cause, and leaves every file it writes (runner, secrets, jobs, units) as it was. Its seconds."""
+    host, started = end["host"], time.monotonic()
+    rc, before = on_host(host, "sh", "-c", BACKUP_FILES)
+    assert rc == 0 and "/etc/keepdata/backup/jobs/app.json" in before and "backup_runner.py" in before, before
+    playbook = end["base"] / "backup-only.yml"
+    playbook.write_text(BACKUP_ONLY_PLAYBOOK)
+    wrong = "not the repository password 1414"  # noqa: S105 - a wrong password, on purpose
+    rc, out = ansible_playbook(end, playbook, dict(extra_vars, range_password=wrong), timeout=300)
+    shown = tail(out, secrets=secrets + (wrong,), lines=60)
+    assert rc != 0 and recap(host, out)["failed"] == 1, shown
+    failed_task = re.findall(r"^TASK \[([^\]]*)\][^\n]*\n(?:(?!TASK \[).*\n)*?fatal: ", out, re.M)
+    assert failed_task == ["keepdata.storage.backup : Open the repository, or initialise it when there is none"], shown
+    assert "exists but the password does not open it" in out, shown
+    assert wrong not in out and PASSWORD not in out, "a password reached the output"
+    rc, after = on_host(host, "sh", "-c", BACKUP_FILES)
+    assert rc == 0 and after == before, "role backup changed files before failing:\n%s" % "\n".join(sorted(set(after.splitlines()) ^ set(before.splitlines())))
+    return time.monotonic() - started
+
+
 def exercise_end(name, rgw, tmp_path_factory):
     """Every role once at the end ``name`` of the range, a backup run, then every role again with nothing changed;
     the timings line."""
@@ -319,6 +366,9 @@ def exercise(end, rgw):
         timings["again"] = time.monotonic() - started
         assert rc == 0 and recap(host, out)["failed"] == 0, tail(out, secrets=secrets, lines=60)
         assert recap(host, out)["changed"] == 0, f"second run not idempotent:\n{tail(out, 120, secrets=secrets)}"
+        if end["name"] == "oldest":
+            # One end is enough: the order of the role's tasks is the same on every ansible-core.
+            timings["wrong password"] = wrong_password_changes_nothing(end, extra_vars, secrets)
         return "ansible-core %s (%s end): %s" % (version, end["name"], ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items()))
     finally:
         on_host(host, "umount", "-l", "/storage")
