@@ -9,8 +9,8 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # What the modules that replace a bucket's whole rule set (cellar_cors, cellar_lifecycle) share: the bucket, the
-    # rollback file, and how check and diff modes behave.
+    # What the modules that replace a bucket's whole rule set (cellar_cors, cellar_lifecycle) share: the rollback
+    # file, what present and absent do, and how check and diff modes behave.
     DOCUMENTATION = r"""
 attributes:
   check_mode:
@@ -23,11 +23,6 @@ attributes:
     support: full
     description: Shows the normalised rules before and after.
 options:
-  bucket:
-    description:
-      - Bucket name. The bucket must exist.
-    type: str
-    required: true
   previous_rules_file:
     description:
       - When the configuration changes, write the previous rules there as JSON (a list, empty when there were none),
@@ -37,4 +32,11 @@ options:
       - Written atomically (a temporary file in the same directory, then renamed over the target) with mode C(0600).
         The directory must exist. Not written in check mode, nor when nothing changes.
     type: path
+  state:
+    description:
+      - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
+        configuration existed.
+    type: str
+    choices: [present, absent]
+    default: present
 """

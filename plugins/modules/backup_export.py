@@ -96,8 +96,6 @@ left_out:
 
 import os  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     RestoreError,
     chosen_snapshot,
@@ -105,9 +103,9 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore im
     left_out_warning,
     open_job,
     selection_errors,
-    selection_spec,
     snapshot_facts,
 )
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.selection import selection_module  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error  # noqa: E402
 
 
@@ -126,17 +124,13 @@ def input_errors(params):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=selection_spec(
-            dest=dict(type="path", required=True),
-            compress=dict(type="str", choices=["none", "zstd"], default="none"),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
+    module = selection_module(
+        "backup_export",
+        input_errors,
+        dest=dict(type="path", required=True),
+        compress=dict(type="str", choices=["none", "zstd"], default="none"),
+        force=dict(type="bool", default=False),
     )
-    errors = input_errors(module.params)
-    if errors:
-        module.fail_json(msg="keepdata.storage.backup_export: " + "; ".join(errors))
     try:
         config, restic = open_job(module)
         snapshot = chosen_snapshot(module, restic, config)

@@ -121,19 +121,16 @@ repository:
       type: int
 """
 
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     RestoreError,
     epoch_reader,
     open_job,
     pick_snapshot,
     selection_errors,
-    selection_spec,
     snapshot_facts,
     sorted_snapshots,
 )
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.selection import selection_module  # noqa: E402
 
 
 def info(params, restic, config, epoch_of):
@@ -157,16 +154,12 @@ def info(params, restic, config, epoch_of):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=selection_spec(
-            sizes=dict(type="str", choices=["none", "latest", "all"], default="latest"),
-            repository=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
+    module = selection_module(
+        "backup_info",
+        selection_errors,
+        sizes=dict(type="str", choices=["none", "latest", "all"], default="latest"),
+        repository=dict(type="bool", default=True),
     )
-    errors = selection_errors(module.params)
-    if errors:
-        module.fail_json(msg="keepdata.storage.backup_info: " + "; ".join(errors))
     try:
         config, restic = open_job(module)
         result = info(module.params, restic, config, epoch_reader(module.run_command))

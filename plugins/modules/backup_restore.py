@@ -178,8 +178,6 @@ restored_already:
 
 import time  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore import (  # noqa: E402
     Restore,
     RestoreError,
@@ -189,8 +187,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.restore im
     record_restore,
     restored_already,
     selection_errors,
-    selection_spec,
 )
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.selection import selection_module  # noqa: E402
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import abs_path_error, data_path_error  # noqa: E402
 
 
@@ -227,23 +225,19 @@ def result_of(restore, changed):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=selection_spec(
-            paths=dict(type="list", elements="str", default=[]),
-            target=dict(type="path", default=""),
-            move_aside=dict(type="bool", default=False),
-            databases=dict(type="bool", default=True),
-            stop_services=dict(type="bool", default=True),
-            start_services=dict(type="bool", default=False),
-            keep_mounted=dict(type="bool", default=False),
-            skip_restored=dict(type="bool", default=False),
-            verify=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
+    module = selection_module(
+        "backup_restore",
+        input_errors,
+        paths=dict(type="list", elements="str", default=[]),
+        target=dict(type="path", default=""),
+        move_aside=dict(type="bool", default=False),
+        databases=dict(type="bool", default=True),
+        stop_services=dict(type="bool", default=True),
+        start_services=dict(type="bool", default=False),
+        keep_mounted=dict(type="bool", default=False),
+        skip_restored=dict(type="bool", default=False),
+        verify=dict(type="bool", default=True),
     )
-    errors = input_errors(module.params)
-    if errors:
-        module.fail_json(msg="keepdata.storage.backup_restore: " + "; ".join(errors))
     restore = None
     try:
         config, restic = open_job(module)

@@ -86,7 +86,7 @@ options:
       - An empty list removes the CORS configuration.
     type: list
     elements: dict
-    suboptions:
+    suboptions: &cors_rule
       allowed_origins:
         description: Origins allowed, for example V(https://app.example.com); at most one C(*) each.
         type: list
@@ -119,7 +119,7 @@ options:
       - An empty list removes the lifecycle configuration.
     type: list
     elements: dict
-    suboptions:
+    suboptions: &lifecycle_rule
       id:
         description: Rule identifier, unique in the bucket.
         type: str
@@ -198,62 +198,12 @@ options:
         description: CORS rules replacing the whole configuration; an empty list removes it; not managed when unset.
         type: list
         elements: dict
-        suboptions:
-          allowed_origins:
-            description: Origins allowed.
-            type: list
-            elements: str
-            required: true
-          allowed_methods:
-            description: HTTP methods allowed.
-            type: list
-            elements: str
-            required: true
-            choices: [GET, PUT, POST, DELETE, HEAD]
-          allowed_headers:
-            description: Request headers allowed in a preflight.
-            type: list
-            elements: str
-          expose_headers:
-            description: Response headers exposed to the browser.
-            type: list
-            elements: str
-          max_age_seconds:
-            description: How long browsers may cache the preflight answer.
-            type: int
-          id:
-            description: Rule identifier.
-            type: str
+        suboptions: *cors_rule
       lifecycle:
         description: Lifecycle rules replacing the whole configuration; an empty list removes it; not managed when unset.
         type: list
         elements: dict
-        suboptions:
-          id:
-            description: Rule identifier, unique in the bucket.
-            type: str
-            required: true
-          status:
-            description: A V(disabled) rule is kept but does nothing.
-            type: str
-            choices: [enabled, disabled]
-            default: enabled
-          prefix:
-            description: The rule applies to object keys starting with this; the empty default means the whole bucket.
-            type: str
-            default: ""
-          expiration_days:
-            description: Delete objects this many days after they were written.
-            type: int
-          expired_object_delete_marker:
-            description: On a versioned bucket, remove delete markers that no longer hide any version.
-            type: bool
-          noncurrent_version_expiration_days:
-            description: On a versioned bucket, delete old versions this many days after they stopped being current.
-            type: int
-          abort_incomplete_multipart_upload_days:
-            description: Abort multipart uploads still unfinished this many days after they started.
-            type: int
+        suboptions: *lifecycle_rule
       force:
         description: With O(buckets[].state=absent), abort unfinished multipart uploads and delete every object and version first.
         type: bool

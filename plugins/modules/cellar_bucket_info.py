@@ -159,6 +159,10 @@ ARGUMENT_SPEC = dict(
 )
 
 
+# The details read with one request each, by the option that asks for them and names them in the result.
+ONE_READ_DETAILS = (("policy", ops.get_policy), ("cors", ops.get_cors), ("versioning", ops.get_versioning), ("website", ops.get_website))
+
+
 def select_buckets(buckets, name=None, prefix=None):
     """Buckets matching ``name`` / ``prefix``, sorted by name, as small dicts."""
     selected = []
@@ -177,18 +181,13 @@ def bucket_details(cellar, entry, params):
     name = entry["name"]
     client = cellar.client(name)
     entry["url"] = cellar.url(name)
-    if params["policy"]:
-        entry["policy"] = ops.get_policy(client, name)
-    if params["cors"]:
-        entry["cors"] = ops.get_cors(client, name)
+    for option, read in ONE_READ_DETAILS:
+        if params[option]:
+            entry[option] = read(client, name)
     if params["acl"]:
         response = ops.call("get bucket ACL", client.get_bucket_acl, name, Bucket=name)
         entry["acl"] = ops.canned_acl_from_grants(response)
         entry["grants"] = ops.get_acl_grants_from(response)
-    if params["versioning"]:
-        entry["versioning"] = ops.get_versioning(client, name)
-    if params["website"]:
-        entry["website"] = ops.get_website(client, name)
     if params["lifecycle"]:
         entry["lifecycle"] = ops.get_lifecycle(client, name)
         entry["lifecycle_rules"] = lifecycle_from_s3(entry["lifecycle"])

@@ -24,6 +24,7 @@ author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
   - keepdata.storage.cellar
+  - keepdata.storage.cellar_existing_bucket
 attributes:
   check_mode:
     support: full
@@ -35,11 +36,6 @@ attributes:
     support: full
     description: Shows the normalised policy before and after.
 options:
-  bucket:
-    description:
-      - Bucket name. The bucket must exist.
-    type: str
-    required: true
   state:
     description:
       - V(present) sets the policy, V(absent) removes any policy.

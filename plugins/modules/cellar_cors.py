@@ -22,15 +22,9 @@ author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
   - keepdata.storage.cellar
+  - keepdata.storage.cellar_existing_bucket
   - keepdata.storage.cellar_rules
 options:
-  state:
-    description:
-      - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
-        configuration existed.
-    type: str
-    choices: [present, absent]
-    default: present
   rules:
     description:
       - CORS rules, required with O(state=present). At most 100.
@@ -105,38 +99,13 @@ previous_rules:
   sample: []
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.cors import CORS_RULE_SPEC, CorsError, normalize_rules, validate_rules  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import CORS_RULES  # noqa: E402
 
-ARGUMENT_SPEC = rules_argument_spec(CORS_RULE_SPEC)
-
-
-def desired_from_params(params):
-    """Normalised rules wanted ([] for absent); raise ValueError/CorsError on bad input."""
-    return desired_rules(params, validate_rules, normalize_rules)
-
-
-def converge(client, bucket, desired, check_mode, rules_file=None):
-    """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
-    return replace_rules(
-        lambda: ops.get_cors(client, bucket),
-        lambda _before: ops.write_cors(client, bucket, desired),
-        desired,
-        check_mode=check_mode,
-        rules_file=rules_file,
-        what="CORS configuration",
-    )
+ARGUMENT_SPEC = CORS_RULES.argument_spec()
 
 
 def main():
-    run_rules_module(
-        ARGUMENT_SPEC,
-        CorsError,
-        desired_from_params,
-        converge,
-        lambda desired: ops.converge_cors(None, None, desired, True, current=[], read=False),
-    )
+    CORS_RULES.run_module()
 
 
 if __name__ == "__main__":

@@ -29,15 +29,9 @@ author:
   - keepdata.storage maintainers (@keepdata)
 extends_documentation_fragment:
   - keepdata.storage.cellar
+  - keepdata.storage.cellar_existing_bucket
   - keepdata.storage.cellar_rules
 options:
-  state:
-    description:
-      - V(present) replaces the configuration with O(rules); V(absent) removes it, and reports a change only if a
-        configuration existed.
-    type: str
-    choices: [present, absent]
-    default: present
   rules:
     description:
       - Lifecycle rules, required with O(state=present). At most 1000. Each rule needs at least one action.
@@ -129,43 +123,13 @@ previous_rules:
   sample: []
 """
 
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar import ops  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import (  # noqa: E402
-    LIFECYCLE_RULE_SPEC,
-    LifecycleError,
-    normalize_rules,
-    validate_rules,
-)
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import desired_rules, replace_rules, rules_argument_spec, run_rules_module  # noqa: E402
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.rules_file import LIFECYCLE_RULES  # noqa: E402
 
-ARGUMENT_SPEC = rules_argument_spec(LIFECYCLE_RULE_SPEC)
-
-
-def desired_from_params(params):
-    """Normalised rules wanted ([] for absent); raise ValueError/LifecycleError on bad input."""
-    return desired_rules(params, validate_rules, normalize_rules)
-
-
-def converge(client, bucket, desired, check_mode, rules_file=None):
-    """Read the rules, save them to ``rules_file`` when they will change, then write. Returns (changed, before)."""
-    return replace_rules(
-        lambda: ops.get_lifecycle_rules(client, bucket),
-        lambda _before: ops.write_lifecycle(client, bucket, desired),
-        desired,
-        check_mode=check_mode,
-        rules_file=rules_file,
-        what="lifecycle configuration",
-    )
+ARGUMENT_SPEC = LIFECYCLE_RULES.argument_spec()
 
 
 def main():
-    run_rules_module(
-        ARGUMENT_SPEC,
-        LifecycleError,
-        desired_from_params,
-        converge,
-        lambda desired: ops.converge_lifecycle(None, None, desired, True, current=[], read=False),
-    )
+    LIFECYCLE_RULES.run_module()
 
 
 if __name__ == "__main__":

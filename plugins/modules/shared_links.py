@@ -121,31 +121,9 @@ links:
     public/uploads: {"state": "dir", "entries": ["a.png"], "clashes": [], "ids": [], "target_missing": false}
 """
 
-import os  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.keepdata.storage.plugins.module_utils.common.host_state import MOUNTINFO, resolve_id  # noqa: E402
-from ansible_collections.keepdata.storage.plugins.module_utils.mounts.health import (  # noqa: E402
-    DEAD,
-    HEALTHY,
-    HUNG,
-    dead_message,
-    hung_message,
-    is_fuse,
-    look,
-    read_mount_types,
-)
-from ansible_collections.keepdata.storage.plugins.module_utils.mounts.shared_links import (  # noqa: E402
-    SharedLinksError,
-    apply_links,
-    check_links,
-    clash_message,
-    find_clashes,
-    link_problem,
-    link_status,
-    links_todo,
-)
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts.shared_links import converge_links  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     app_root=dict(type="path", required=True),
@@ -157,126 +135,9 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def normalize(params):
-    """(app_root, storage, links) without trailing slashes."""
-    app_root = params["app_root"].rstrip("/") or params["app_root"]
-    storage = params["storage"].rstrip("/") or params["storage"]
-    return app_root, storage, [rel.rstrip("/") or rel for rel in params["links"]]
-
-
-def resolve_owner(owner, group):
-    """(uid, gid); SharedLinksError naming every unknown one."""
-    uid, gid = resolve_id(owner, "user"), resolve_id(group, "group")
-    unknown = ["%s=%s" % pair for pair, value in ((("owner", owner), uid), (("group", group), gid)) if value is None]
-    if unknown:
-        raise SharedLinksError("unknown user or group on this host: " + ", ".join(unknown))
-    return uid, gid
-
-
-def survey(app_root, storage, links, uid, gid, *, check_mode):
-    """(statuses, todo) of the request; SharedLinksError when it is refused whatever the storage holds."""
-    errors = check_links(app_root, storage, links)
-    if errors:
-        raise SharedLinksError("; ".join(errors))
-    storage_there = os.path.isdir(storage)
-    if not storage_there and not check_mode:
-        raise SharedLinksError("storage %s is not a directory: mount the shared storage first" % storage)
-    statuses = dict((rel, link_status(app_root, storage, rel, storage_there)) for rel in links)
-    problems = [problem for problem in (link_problem(app_root, rel, statuses[rel]) for rel in links) if problem]
-    if problems:
-        raise SharedLinksError("cannot symlink into the shared storage: " + "; ".join(problems))
-    return statuses, links_todo(statuses, uid, gid)
-
-
-def describe(status, uid, gid):
-    """One line of the diff's "before" side."""
-    text = status["state"]
-    if status["state"] == "ok" and status["target_missing"]:
-        text += ", target missing"
-    if status["state"] == "ok" and list(status["ids"]) != [uid, gid]:
-        text += ", owner %s:%s" % tuple(status["ids"])
-    return text
-
-
-def make_diff(storage, statuses, uid, gid):
-    before = "".join("%s: %s\n" % (rel, describe(statuses[rel], uid, gid)) for rel in sorted(statuses))
-    after = "".join("%s -> %s\n" % (rel, os.path.join(storage, rel)) for rel in sorted(statuses))
-    return dict(before=before, after=after)
-
-
-def move(app_root, storage, todo, ids, result):
-    """Apply ``todo`` with links owned by ``ids`` ([uid, gid]), updating ``result``; the failure message or None."""
-    progress = dict(changed=False, done=[])
-    try:
-        outcome = apply_links(app_root, storage, todo, ids[0], ids[1], progress=progress)
-    except (OSError, SharedLinksError) as exc:
-        result.update(changed=progress["changed"], done=progress["done"])
-        if not progress["changed"]:
-            return "nothing was changed: %s" % exc
-        return "stopped halfway (changed so far: %s), running again completes the work once the cause is fixed: %s" % (", ".join(progress["done"]), exc)
-    result.update(changed=bool(outcome["done"]), done=outcome["done"], clashes=outcome["clashes"])
-    return clash_message(app_root, storage, outcome["clashes"]) if outcome["clashes"] else None
-
-
-def storage_problem(storage, timeout, mountinfo=None):
-    """Why a mounted storage cannot be touched (its FUSE daemon gone, or no answer in time), or None.
-
-    Asked in a child process with a time limit before anything here reads the storage: a dead mount would raise
-    ENOTCONN halfway, a hung one would hang the play.
-    """
-    # One read of mountinfo: not mounted, or only an automount's autofs placeholder, is no FUSE type either.
-    if not is_fuse(read_mount_types(mountinfo or MOUNTINFO).get(storage, "")):
-        return None
-    state, detail = look(storage, timeout)
-    if state == HEALTHY:
-        return None
-    if state == HUNG:
-        return "the shared storage " + hung_message(storage, detail)
-    if state == DEAD:
-        return "the shared storage: %s; run the role again (it remounts it) or restart its mount unit" % dead_message(storage, detail)
-    return "cannot read the shared storage %s (%s)" % (storage, detail)
-
-
-def look_over(params, app_root, storage, links, result, *, check_mode):
-    """(todo, uid, gid), filling ``result`` (links, diff, clashes); SharedLinksError when refused. Only reads."""
-    try:
-        uid, gid = resolve_owner(params["owner"], params["group"])
-        result["links"], todo = survey(app_root, storage, links, uid, gid, check_mode=check_mode)
-        result["diff"] = make_diff(storage, result["links"], uid, gid)
-        if os.path.isdir(storage):
-            result["clashes"] = find_clashes(app_root, storage, todo)
-    except OSError as exc:
-        # A path that went away, or a storage that stopped answering meanwhile.
-        raise SharedLinksError("cannot read %s: %s; nothing was changed" % (exc.filename or storage, exc.strerror or exc)) from exc
-    return todo, uid, gid
-
-
-def run(params, check_mode, warn=None):
-    """(result, failure message or None) for the module's parameters."""
-    result = dict(changed=False, done=[], clashes={}, links={})
-    app_root, storage, links = normalize(params)
-    problem = storage_problem(storage, params["timeout"])
-    if problem and check_mode and warn:
-        # A check-mode run of the role: the mount task before this one reports that it would heal the storage.
-        warn(problem + ": the links cannot be previewed until it answers again")
-        return result, None
-    try:
-        if problem:
-            raise SharedLinksError(problem + "; nothing was changed")
-        todo, uid, gid = look_over(params, app_root, storage, links, result, check_mode=check_mode)
-    except SharedLinksError as exc:
-        return result, str(exc)
-    if result["clashes"]:
-        return result, clash_message(app_root, storage, result["clashes"])
-    if check_mode:
-        result.update(changed=bool(todo), done=todo)
-        return result, None
-    return result, move(app_root, storage, todo, [uid, gid], result)
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result, failure = run(module.params, module.check_mode, warn=module.warn)
+    result, failure = converge_links(module.params, module.check_mode, warn=module.warn)
     if not module._diff:
         result.pop("diff", None)
     if failure:

@@ -35,13 +35,6 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared imp
     retry_delay_seconds,
 )
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_key_problem
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import (
-    CellarError,
-    controller_env_keys,
-    parse_endpoint,
-    use_path_style,
-    validate_bucket_name,
-)
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
@@ -59,6 +52,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
 )
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, seconds_errors, whole_number, yaml_type
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
+from ansible_collections.keepdata.storage.plugins.plugin_utils.s3_target import bucket_name_error, controller_keys, endpoint_url, host_and_port, path_style
 
 # JOB_NAME, TAG, DUMP_NAME, HOST_NAME and JOB_TAG come from backup.shared (the runner loads it too): one rule for the role, the program on the
 # host and the restore modules.
@@ -175,10 +169,8 @@ def _credentials(settings, errors):
             return "", "", endpoint
         env_keys = ("", "")
         if not (ak and sk):
-            try:
-                env_keys = controller_env_keys(env, "backup_from_cellar_env")
-            except CellarError as exc:
-                errors.append(str(exc))
+            env_keys = controller_keys(env, "backup_from_cellar_env", errors)
+            if env_keys is None:
                 return "", "", endpoint
             if not all(env_keys):
                 errors.append(
@@ -209,35 +201,28 @@ def _repository(settings, errors):
         return {}
     _ak, _sk, endpoint = _credentials(settings, errors)
     bucket = _text(settings.get("s3_bucket"))
-    problem = validate_bucket_name(bucket)
+    problem = bucket_name_error("backup_s3_bucket", bucket)
     if problem:
-        errors.append('backup_s3_bucket "%s" is not a valid S3 bucket name: %s' % (bucket, problem.replace("bucket name %r " % bucket, "")))
+        errors.append(problem)
     prefix = _text(settings.get("s3_prefix")).strip("/")
     if prefix and not rel_path_ok(prefix):
         errors.append('backup_s3_prefix "%s" must be a relative path such as restic/web1 (letters, digits and . _ - @ + = only)' % prefix)
-    try:
-        url = parse_endpoint(endpoint)
-    except CellarError:
-        errors.append('backup_s3_endpoint "%s" must be a host, host:port or http(s)://host[:port]' % endpoint)
-        url = "https://invalid"
+    url = endpoint_url("backup_s3_endpoint", endpoint, errors)
     # A YAML boolean (backup_s3_path_style: false) is "false", not "auto".
     style = settings.get("s3_path_style")
     style = "auto" if style is None or style == "" else _text(style).lower()
-    if style not in ("auto", "true", "false"):
-        errors.append("backup_s3_path_style must be auto, true or false")
-    path_style = style == "true" or (style == "auto" and use_path_style(url, bucket))
+    bucket_in_path = path_style("backup_s3_path_style", style, url, bucket, errors)
     connections = _int(settings.get("s3_connections", 5), "backup_s3_connections", errors, 1, 64)
-    parts = urlsplit(url)
     return {
         "kind": "s3",
         "url": "s3:%s/%s%s" % (url, bucket, "/" + prefix if prefix else ""),
         "path": "",
-        "options": ["s3.bucket-lookup=%s" % ("path" if path_style else "dns"), "s3.connections=%d" % connections],
+        "options": ["s3.bucket-lookup=%s" % ("path" if bucket_in_path else "dns"), "s3.connections=%d" % connections],
         "bucket": bucket,
         "prefix": prefix,
         "endpoint": url,
-        "path_style": path_style,
-        "address": "%s:%d" % (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)),
+        "path_style": bucket_in_path,
+        "address": "%s:%d" % host_and_port(url),
     }
 
 

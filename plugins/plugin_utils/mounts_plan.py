@@ -26,6 +26,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
     abs_path_error,
     as_list,
     control_char_errors,
+    extra_fstab_option_errors,
     file_id,
     fstab_option_error,
     full,
@@ -239,13 +240,13 @@ def _attribute_errors(m):
     for key, rule in (("version", VERSION), ("file_mode", OCTAL_MODE)):
         if m.get(key) is not None and not full(rule, _text(m.get(key))):
             errors.append('%s "%s" is not valid' % (key, _text(m.get(key))))
-    for text in [_text(o) for o in as_list(m.get("options"))]:
-        problem = fstab_option_error("options", text)
-        if problem:
-            errors.append(problem.split(": ", 1)[1])
-        elif MANAGED_OPTIONS.match(text):
-            errors.append('option "%s=" is managed by the role: use the matching mount key (secrets never go into fstab)' % text.split("=")[0])
-    return errors
+    return errors + extra_fstab_option_errors(m.get("options"), _managed_option_refusal)
+
+
+def _managed_option_refusal(text):
+    if MANAGED_OPTIONS.match(text):
+        return 'option "%s=" is managed by the role: use the matching mount key (secrets never go into fstab)' % text.split("=")[0]
+    return None
 
 
 def _cifs(m, server, cfg, files, errors):

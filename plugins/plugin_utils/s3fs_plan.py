@@ -18,23 +18,14 @@ __metaclass__ = type
 
 import re
 
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
-
-from ansible_collections.keepdata.storage.plugins.module_utils.cellar.connection import (
-    CellarError,
-    controller_env_keys,
-    parse_endpoint,
-    use_path_style,
-    validate_bucket_name,
-)
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
     OCTAL_MODE,
     abs_path_error,
     as_list,
     control_char_errors,
+    extra_fstab_option_errors,
     file_id,
-    fstab_option_error,
     full,
     paths_nest,
     rel_path_ok,
@@ -43,6 +34,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rule
 )
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import flag_errors, seconds_errors, whole_number
 from ansible_collections.keepdata.storage.plugins.plugin_utils.flags import read_flags as _read_flags
+from ansible_collections.keepdata.storage.plugins.plugin_utils.s3_target import bucket_name_error, controller_keys, endpoint_url, host_and_port, path_style
 
 # Options the role writes itself, and option names that would put a credential into fstab.
 MANAGED_OPTIONS = ("passwd_file", "url", "use_path_request_style")
@@ -78,14 +70,6 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def _env_keys(env, errors):
-    try:
-        return controller_env_keys(env, "s3fs_from_cellar_env")
-    except CellarError as exc:
-        errors.append(str(exc))
-        return "", ""
-
-
 def _credentials(settings, errors):
     """(access key, secret key, bucket, endpoint): variables first, then the credentials string, then the environment."""
     ak, sk = _text(settings.get("access_key")), _text(settings.get("secret_key"))
@@ -98,7 +82,7 @@ def _credentials(settings, errors):
             ak, sk, bucket = ak or parts[0], sk or parts[1], bucket or parts[2]
     if settings.get("from_cellar_env"):
         env = settings.get("env") or {}
-        env_keys = _env_keys(env, errors) if not (ak and sk) else ("", "")
+        env_keys = (controller_keys(env, "s3fs_from_cellar_env", errors) or ("", "")) if not (ak and sk) else ("", "")
         if not all(env_keys) and not (ak and sk):
             errors.append(
                 "s3fs_from_cellar_env is set but CELLAR_ADDON_KEY_ID / CELLAR_ADDON_KEY_SECRET are not in the controller environment "
@@ -148,16 +132,17 @@ def _links(settings, path, errors):
 
 def _options(settings, errors):
     """Extra fstab options; errors name an option by its name only (its value may be a secret put there by mistake)."""
-    for text in [_text(o) for o in as_list(settings.get("options"))]:
-        name = text.split("=")[0]
-        problem = fstab_option_error("s3fs_options", text)
-        if problem:
-            errors.append(problem.split(": ", 1)[1])
-        elif name in MANAGED_OPTIONS:
-            errors.append('option "%s" is managed by the role (see s3fs_endpoint, s3fs_path_request_style)' % name)
-        elif CREDENTIAL_OPTION.search(name):
-            errors.append('option "%s" would put a credential into fstab: use s3fs_access_key/s3fs_secret_key' % name)
+    errors.extend(extra_fstab_option_errors(settings.get("options"), _managed_option_refusal))
     return [_text(o) for o in as_list(settings.get("options"))]
+
+
+def _managed_option_refusal(text):
+    name = text.split("=")[0]
+    if name in MANAGED_OPTIONS:
+        return 'option "%s" is managed by the role (see s3fs_endpoint, s3fs_path_request_style)' % name
+    if CREDENTIAL_OPTION.search(name):
+        return 'option "%s" would put a credential into fstab: use s3fs_access_key/s3fs_secret_key' % name
+    return None
 
 
 def _local_errors(settings, path):
@@ -191,33 +176,26 @@ def _resolve(settings):
         return errors, {}, "", ""
     if not bucket:
         errors.append("no bucket: set s3fs_bucket (or the third part of s3fs_credentials_string)")
-    elif validate_bucket_name(bucket):
-        errors.append('bucket "%s" is not a valid S3 bucket name: %s' % (bucket, validate_bucket_name(bucket).replace("bucket name %r " % bucket, "")))
-    try:
-        url = parse_endpoint(endpoint)
-    except CellarError:
-        errors.append('endpoint "%s" must be a host, host:port or http(s)://host[:port]' % endpoint)
-        url = "https://invalid"
+    elif bucket_name_error("bucket", bucket):
+        errors.append(bucket_name_error("bucket", bucket))
+    url = endpoint_url("endpoint", endpoint, errors)
     path = _text(settings.get("path"))
     errors.extend(_local_errors(settings, path))
     extra = _options(settings, errors)
     app_root, links = _links(settings, path, errors)
     style = _text(settings.get("path_request_style") or "auto").lower()
-    if style not in ("auto", "true", "false"):
-        errors.append("s3fs_path_request_style must be auto, true or false")
-    path_style = style == "true" or (style == "auto" and use_path_style(url, bucket))
+    bucket_in_path = path_style("s3fs_path_request_style", style, url, bucket, errors)
     config_dir, cache_dir = _text(settings.get("config_dir")).rstrip("/"), _text(settings.get("cache_dir"))
     passwd = "%s/%s.passwd" % (config_dir, file_id(path))
     opts = ["_netdev", "passwd_file=" + passwd, "url=" + url]
-    opts += ["use_path_request_style"] if path_style else []
+    opts += ["use_path_request_style"] if bucket_in_path else []
     opts += ["allow_other"] if settings.get("allow_other") else []
     umask = _text(settings.get("umask"))
     opts += ["umask=" + umask, "mp_umask=" + umask, "stat_cache_expire=%d" % int(settings.get("stat_cache_expire") or 0)]
     opts += ["use_cache=" + cache_dir, "ensure_diskfree=1024"] if cache_dir else []
     opts += ["nofail"] if settings.get("nofail") else []
     opts += ["x-systemd.mount-timeout=%d" % int(settings.get("mount_timeout"))] if int(settings.get("mount_timeout") or 0) > 0 else []
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    host, port = host_and_port(url)
     bucket_passwd = "%s/%s.passwd" % (config_dir, bucket)
     plan = {
         "bucket": bucket,
@@ -232,7 +210,7 @@ def _resolve(settings):
         "unit": systemd_escape_path(path),
         "app_root": app_root,
         "links": links,
-        "path_style": path_style,
+        "path_style": bucket_in_path,
         "access_key": ak,
     }
     return errors, plan, ak, sk

@@ -214,14 +214,22 @@ def put_versioning(client, bucket, versioning):
     call("put bucket versioning", client.put_bucket_versioning, bucket, Bucket=bucket, VersioningConfiguration={"Status": status})
 
 
-def get_policy(client, bucket):
-    """Normalised policy, or None."""
+def read_configuration(absent_code, action, method, bucket, **kwargs):
+    """One read of a bucket's configuration (``call``); None when the bucket has none (the server answers ``absent_code``)."""
     try:
-        text = call("get bucket policy", client.get_bucket_policy, bucket, Bucket=bucket)["Policy"]
+        return call(action, method, bucket, **kwargs)
     except S3CallError as exc:
-        if exc.code == "NoSuchBucketPolicy":
+        if exc.code == absent_code:
             return None
         raise
+
+
+def get_policy(client, bucket):
+    """Normalised policy, or None."""
+    response = read_configuration("NoSuchBucketPolicy", "get bucket policy", client.get_bucket_policy, bucket, Bucket=bucket)
+    if response is None:
+        return None
+    text = response["Policy"]
     try:
         return normalize_policy(json.loads(text))
     except (ValueError, AttributeError, TypeError):
@@ -238,13 +246,8 @@ def delete_policy(client, bucket):
 
 def get_cors(client, bucket):
     """Normalised rules (module form); [] when there is no CORS configuration."""
-    try:
-        response = call("get bucket CORS", client.get_bucket_cors, bucket, Bucket=bucket)
-    except S3CallError as exc:
-        if exc.code == "NoSuchCORSConfiguration":
-            return []
-        raise
-    return rules_from_s3(response.get("CORSRules", []))
+    response = read_configuration("NoSuchCORSConfiguration", "get bucket CORS", client.get_bucket_cors, bucket, Bucket=bucket)
+    return rules_from_s3(response.get("CORSRules", [])) if response is not None else []
 
 
 def put_cors(client, bucket, rules):
@@ -256,25 +259,16 @@ def delete_cors(client, bucket):
 
 
 def get_website(client, bucket):
-    try:
-        response = call("get bucket website", client.get_bucket_website, bucket, Bucket=bucket)
-    except S3CallError as exc:
-        if exc.code == "NoSuchWebsiteConfiguration":
-            return None
-        raise
-    response.pop("ResponseMetadata", None)
+    response = read_configuration("NoSuchWebsiteConfiguration", "get bucket website", client.get_bucket_website, bucket, Bucket=bucket)
+    if response is not None:
+        response.pop("ResponseMetadata", None)
     return response
 
 
 def get_lifecycle(client, bucket):
     """The bucket's lifecycle rules as S3 returns them; [] when there is no lifecycle configuration."""
-    try:
-        response = call("get bucket lifecycle", client.get_bucket_lifecycle_configuration, bucket, Bucket=bucket)
-    except S3CallError as exc:
-        if exc.code == "NoSuchLifecycleConfiguration":
-            return []
-        raise
-    return response.get("Rules", [])
+    response = read_configuration("NoSuchLifecycleConfiguration", "get bucket lifecycle", client.get_bucket_lifecycle_configuration, bucket, Bucket=bucket)
+    return response.get("Rules", []) if response is not None else []
 
 
 def get_lifecycle_rules(client, bucket):
@@ -402,20 +396,22 @@ def converge_policy(client, bucket, desired, check_mode, *, current=None, read=T
     return True, before
 
 
+def _store_whole(put, delete, client, bucket, rules):
+    """Store ``rules`` with ``put`` as a whole configuration; [] removes it (``delete``)."""
+    if rules:
+        put(client, bucket, rules)
+    else:
+        delete(client, bucket)
+
+
 def write_cors(client, bucket, rules):
     """Store ``rules`` as the whole CORS configuration; [] removes it."""
-    if rules:
-        put_cors(client, bucket, rules)
-    else:
-        delete_cors(client, bucket)
+    _store_whole(put_cors, delete_cors, client, bucket, rules)
 
 
 def write_lifecycle(client, bucket, rules):
     """Store ``rules`` as the whole lifecycle configuration; [] removes it."""
-    if rules:
-        put_lifecycle(client, bucket, rules)
-    else:
-        delete_lifecycle(client, bucket)
+    _store_whole(put_lifecycle, delete_lifecycle, client, bucket, rules)
 
 
 def _replace_whole(read, write, client, bucket, desired, *, check_mode, current, do_read):

@@ -103,14 +103,31 @@ def rel_path_ok(value):
     return full(REL_PATH, value) and not any(part in (".", "..") for part in value.split("/"))
 
 
-def fstab_option_error(option, value):
+def fstab_option_problem(value):
     """fstab options are comma-separated: one option, no blank, comma or quote. The value is never echoed."""
     if full(FSTAB_OPTION, value):
         return None
     name = value.split("=", 1)[0]
     if has_control_chars(name):
         name = "?"
-    return '%s: option "%s%s" must be one fstab option (no comma, space or quote)' % (option, name, "=..." if "=" in value else "")
+    return 'option "%s%s" must be one fstab option (no comma, space or quote)' % (name, "=..." if "=" in value else "")
+
+
+def fstab_option_error(option, value):
+    """``fstab_option_problem`` of ``value``, named after the ``option`` that holds it."""
+    problem = fstab_option_problem(value)
+    return "%s: %s" % (option, problem) if problem else None
+
+
+def extra_fstab_option_errors(values, refusal):
+    """Errors of the fstab options a role takes from its user (``values``, a list or a comma-separated text): each
+    must be one fstab option, and ``refusal(text)`` is why one is refused (an option the role sets itself), or None."""
+    errors = []
+    for text in ["" if value is None else str(value) for value in as_list(values)]:
+        problem = fstab_option_problem(text) or refusal(text)
+        if problem:
+            errors.append(problem)
+    return errors
 
 
 def systemd_escape_path(path):

@@ -93,9 +93,9 @@ def test_policy_and_cors_module_inputs():
     assert cellar_bucket_policy.desired_from_params(dict(no_policy, bucket="bkt", state="absent")) is None
     with pytest.raises(ValueError, match="needs policy or preset"):
         cellar_bucket_policy.desired_from_params(dict(no_policy, bucket="bkt", state="present"))
-    assert cellar_cors.desired_from_params({"bucket": "bkt", "state": "absent", "rules": None}) == []
+    assert cellar_cors.CORS_RULES.desired_from_params({"bucket": "bkt", "state": "absent", "rules": None}) == []
     with pytest.raises(ValueError, match="takes no rules"):
-        cellar_cors.desired_from_params({"bucket": "bkt", "state": "absent", "rules": [{"allowed_origins": ["*"], "allowed_methods": ["GET"]}]})
+        cellar_cors.CORS_RULES.desired_from_params({"bucket": "bkt", "state": "absent", "rules": [{"allowed_origins": ["*"], "allowed_methods": ["GET"]}]})
 
 
 def test_select_buckets():

@@ -257,7 +257,7 @@ def test_rollback_file_is_written_before_the_cors_write(tmp_path):
 
     client = FakeS3(get_bucket_cors=OLD_S3, put_bucket_cors=refuse_write)
     with pytest.raises(ops.S3CallError):
-        cellar_cors.converge(client, "bkt", RULES, False, str(target))
+        cellar_cors.CORS_RULES.converge(client, "bkt", RULES, False, str(target))
     assert seen == [True]  # the file existed when the write was sent
     assert json.loads(target.read_text()) == OLD
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
@@ -266,14 +266,14 @@ def test_rollback_file_is_written_before_the_cors_write(tmp_path):
 def test_rollback_file_failure_leaves_the_server_alone(tmp_path):
     client = FakeS3(get_bucket_cors=OLD_S3)  # no put_bucket_cors answer: a write fails the test
     with pytest.raises(cellar_rules_file.SaveError, match="could not be written .*the CORS configuration was left unchanged"):
-        cellar_cors.converge(client, "bkt", RULES, False, str(tmp_path / "missing" / "prev.json"))
+        cellar_cors.CORS_RULES.converge(client, "bkt", RULES, False, str(tmp_path / "missing" / "prev.json"))
     assert client.names() == ["get_bucket_cors"]
 
 
 def test_rollback_file_not_written_in_check_mode_nor_without_change(tmp_path):
     target = tmp_path / "prev.json"
-    assert cellar_cors.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", RULES, True, str(target)) == (True, OLD)
-    assert cellar_cors.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", OLD, False, str(target)) == (False, OLD)
+    assert cellar_cors.CORS_RULES.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", RULES, True, str(target)) == (True, OLD)
+    assert cellar_cors.CORS_RULES.converge(FakeS3(get_bucket_cors=OLD_S3), "bkt", OLD, False, str(target)) == (False, OLD)
     assert not target.exists()
 
 
@@ -306,7 +306,7 @@ def test_lifecycle_rollback_file_is_written_before_the_write(tmp_path):
         return {}
 
     client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3, put_bucket_lifecycle_configuration=record_write)
-    assert cellar_lifecycle.converge(client, "bkt", LIFECYCLE, False, str(target)) == (True, OLD_LIFECYCLE)
+    assert cellar_lifecycle.LIFECYCLE_RULES.converge(client, "bkt", LIFECYCLE, False, str(target)) == (True, OLD_LIFECYCLE)
     assert seen == [(True, [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}])]
     assert json.loads(target.read_text()) == OLD_LIFECYCLE
 
@@ -314,13 +314,13 @@ def test_lifecycle_rollback_file_is_written_before_the_write(tmp_path):
 def test_lifecycle_rollback_file_failure_leaves_the_server_alone(tmp_path):
     client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3)  # a write would fail the test
     with pytest.raises(cellar_rules_file.SaveError, match="the lifecycle configuration was left unchanged"):
-        cellar_lifecycle.converge(client, "bkt", LIFECYCLE, False, str(tmp_path / "missing" / "prev.json"))
+        cellar_lifecycle.LIFECYCLE_RULES.converge(client, "bkt", LIFECYCLE, False, str(tmp_path / "missing" / "prev.json"))
     assert client.names() == ["get_bucket_lifecycle_configuration"]
 
 
 def test_lifecycle_absent_deletes_and_a_missing_configuration_is_no_change():
     no_config = client_error("NoSuchLifecycleConfiguration", 404)
     client = FakeS3(get_bucket_lifecycle_configuration=OLD_LIFECYCLE_S3, delete_bucket_lifecycle={})
-    assert cellar_lifecycle.converge(client, "bkt", [], False) == (True, OLD_LIFECYCLE)
+    assert cellar_lifecycle.LIFECYCLE_RULES.converge(client, "bkt", [], False) == (True, OLD_LIFECYCLE)
     assert client.names() == ["get_bucket_lifecycle_configuration", "delete_bucket_lifecycle"]
-    assert cellar_lifecycle.converge(FakeS3(get_bucket_lifecycle_configuration=no_config), "bkt", [], False) == (False, [])
+    assert cellar_lifecycle.LIFECYCLE_RULES.converge(FakeS3(get_bucket_lifecycle_configuration=no_config), "bkt", [], False) == (False, [])

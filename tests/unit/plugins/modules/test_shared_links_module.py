@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from ansible_collections.keepdata.storage.plugins.module_utils.mounts import shared_links as links_logic
 from ansible_collections.keepdata.storage.plugins.modules import shared_links
 from ansible_collections.keepdata.storage.tests.unit.plugins.compat import patch_module_args
 
@@ -165,7 +166,7 @@ def test_failure_halfway_is_reported_as_changed(site, capsys, monkeypatch):
 @pytest.fixture
 def mounted_storage(site, monkeypatch):
     tmp_path, params = site
-    monkeypatch.setattr(shared_links, "read_mount_types", lambda mountinfo=None: {params["storage"]: "fuse.s3fs"})
+    monkeypatch.setattr(links_logic, "read_mount_types", lambda mountinfo=None: {params["storage"]: "fuse.s3fs"})
     return tmp_path, params
 
 
@@ -180,7 +181,7 @@ def mounted_storage(site, monkeypatch):
 def test_storage_not_answering_fails_clearly_before_any_change(mounted_storage, capsys, monkeypatch, case):
     state, detail, expect = case
     tmp_path, params = mounted_storage
-    monkeypatch.setattr(shared_links, "look", lambda path, timeout: (state, detail))
+    monkeypatch.setattr(links_logic, "look", lambda path, timeout: (state, detail))
     before = tree(tmp_path)
     code, result = run(capsys, **params)
     assert code == 1 and expect in result["msg"] and result["msg"].endswith("nothing was changed")
@@ -189,7 +190,7 @@ def test_storage_not_answering_fails_clearly_before_any_change(mounted_storage, 
 
 def test_dead_storage_in_check_mode_warns(mounted_storage, capsys, monkeypatch):
     tmp_path, params = mounted_storage
-    monkeypatch.setattr(shared_links, "look", lambda path, timeout: ("dead", "Transport endpoint is not connected"))
+    monkeypatch.setattr(links_logic, "look", lambda path, timeout: ("dead", "Transport endpoint is not connected"))
     code, result = run(capsys, _ansible_check_mode=True, **params)
     assert code == 0 and result["changed"] is False
     assert "the links cannot be previewed until it answers again" in json.dumps(result.get("warnings"))
@@ -201,6 +202,6 @@ def test_a_read_failing_halfway_is_a_message_not_a_traceback(site, capsys, monke
     def listdir(path):
         raise OSError(107, "Transport endpoint is not connected", path)
 
-    monkeypatch.setattr(shared_links.os, "listdir", listdir)
+    monkeypatch.setattr(links_logic.os, "listdir", listdir)
     code, result = run(capsys, **params)
     assert code == 1 and "Transport endpoint is not connected; nothing was changed" in result["msg"]
