@@ -78,7 +78,7 @@ def test_the_contract_reaches_the_files_that_use_metrics():
         "tests/prometheus/keepdata_backup.test.yml",
         "README.md",
         "roles/backup/README.md",
-        "molecule/backup/verify.yml",
+        "molecule/backup/verify_backup.yml",
     ):
         assert name in files, name
 
