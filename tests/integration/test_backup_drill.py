@@ -49,7 +49,7 @@ def test_a_drill_fails_on_its_sample_alone_when_a_pack_is_damaged(tmp_path, rgw,
     # Every file in the sample, and no repository check in this job's drill: only the restore can find the damage.
     job, _sizes = backed_up(tmp_path, rgw, bucket, {"sample_files": FILES, "sample_percent": 0, "check_subsets": 0})
     client = rgw.client()
-    packs = [item for item in client.list_objects_v2(Bucket=bucket, Prefix="restic/web1/data/")["Contents"]]
+    packs = client.list_objects_v2(Bucket=bucket, Prefix="restic/web1/data/")["Contents"]
     assert packs, "the backup wrote no data pack"
     # Silent damage: the largest pack keeps its name and size, a run of its bytes in the middle is flipped.
     pack = max(packs, key=lambda item: item["Size"])
