@@ -47,7 +47,9 @@ options:
       - Settings shared by every unit, as planned by C(keepdata.storage.backup_plan) (its C(service) mapping).
       - C(runner) (the absolute path of the job runner on the host), C(nice), C(io_class), C(cpu_policy),
         C(memory_max), C(timeout), C(retry_delay), C(forget_schedule), C(drill_enabled), C(drill_schedule); optional
-        C(arm_timers) (default true, see the description).
+        C(arm_timers) (default true, see the description) and C(host_retention) (default true; false installs no
+        retention service nor timer, and removes those of an earlier run - the role's append-only mode, whose
+        retention runs from a trusted place with C(keepdata.storage.backup_retention)).
     type: dict
     required: true
   password:

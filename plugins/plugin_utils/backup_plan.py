@@ -36,6 +36,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared imp
 )
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_key_problem
 from ansible_collections.keepdata.storage.plugins.module_utils.cellar.lifecycle import prefix_overlaps, s3_rule_prefix, s3_rule_removes_current_objects
+from ansible_collections.keepdata.storage.plugins.module_utils.cellar.policy import PolicyError, principal_arn, repository_prefix_path
 from ansible_collections.keepdata.storage.plugins.module_utils.common.input_rules import (
     ACCOUNT,
     TIME_SPAN,
@@ -185,6 +186,50 @@ def _credentials(settings, errors):
     else:
         errors.extend(problem for problem in (s3_key_problem("backup_s3_access_key", ak), s3_key_problem("backup_s3_secret_key", sk)) if problem)
     return ak, sk, endpoint
+
+
+def _append_only(settings, repository, errors):
+    """The append-only mode (backup_append_only): {"enabled", "user"}. Every refusal comes before any change and names
+    the option, never a secret. The host keeps its own key (backup_s3_access_key, a second S3 user's); the bucket
+    owner's keys serve the controller only (the bucket, its versioning and its policy; retention from
+    playbooks/backup_retention.yml)."""
+    if settings.get("append_only") is not True:
+        # The owner's keys may be set for a whole group of hosts: without the mode they are not used.
+        return {"enabled": False, "user": ""}
+    mode = {"enabled": True, "user": _text(settings.get("append_only_user")).strip()}
+    if repository.get("kind") != "s3":
+        errors.append("backup_append_only needs backup_target s3: only an S3 bucket's policy can keep the host from deleting its backups")
+        return mode
+    if settings.get("from_cellar_env"):
+        errors.append("backup_append_only takes the S3 keys from variables only: set backup_from_cellar_env to false")
+    owner_ak, owner_sk = _text(settings.get("s3_owner_access_key")), _text(settings.get("s3_owner_secret_key"))
+    if not owner_ak or not owner_sk:
+        errors.append(
+            "backup_append_only needs backup_s3_owner_access_key and backup_s3_owner_secret_key (the bucket owner's keys, used on the controller only)"
+        )
+    else:
+        errors.extend(
+            problem for problem in (s3_key_problem("backup_s3_owner_access_key", owner_ak), s3_key_problem("backup_s3_owner_secret_key", owner_sk)) if problem
+        )
+    if owner_ak and owner_ak == _text(settings.get("s3_access_key")):
+        errors.append(
+            "backup_s3_access_key is the bucket owner's key (backup_s3_owner_access_key): the host would hold the owner's key, nothing append-only; "
+            "give the host a second S3 user's keys"
+        )
+    if not mode["user"]:
+        errors.append(
+            "backup_append_only needs backup_append_only_user: the S3 user id of the host's key (on Cellar, its add-on id), which the bucket policy names"
+        )
+    else:
+        try:
+            principal_arn(mode["user"])
+        except PolicyError as exc:
+            errors.append("backup_append_only_user: %s" % exc)
+    try:
+        repository_prefix_path(repository.get("prefix"))
+    except PolicyError as exc:
+        errors.append("backup_s3_prefix (the repository the bucket policy of backup_append_only names): %s" % exc)
+    return mode
 
 
 def _repository(settings, errors):
@@ -516,6 +561,7 @@ FLAG_OPTIONS = (
     "preflight",
     "arm_timers",
     "allow_same_device",
+    "append_only",
 )
 # Whole numbers of seconds, with their limits (the argument spec says the same).
 SECONDS = {"preflight_timeout": (1, 600), "apt_cache_valid_time": (0, None)}
@@ -547,8 +593,9 @@ STRING_OPTIONS = (
     "node_exporter_listen_address",
     "password_file",
     "recovery_password_file",
+    "append_only_user",
 )
-SECRET_OPTIONS = ("password", "recovery_password", "s3_access_key", "s3_secret_key")
+SECRET_OPTIONS = ("password", "recovery_password", "s3_access_key", "s3_secret_key", "s3_owner_access_key", "s3_owner_secret_key")
 
 
 def read_flags(settings):
@@ -720,6 +767,9 @@ def _plan_resolved(settings, password_warnings):
     errors += _general_errors(settings) + seconds_errors(settings, SECONDS, "backup_")
     repository = _repository(settings, errors)
     service = _service(settings, errors)
+    append_only = _append_only(settings, repository, errors)
+    # Append-only: the host may delete nothing, so it gets no retention units; retention runs from a trusted place.
+    service["host_retention"] = not append_only["enabled"]
     drill_enabled, drill_schedule, drill = _drill(settings, errors)
     service.update(drill_enabled=drill_enabled, drill_schedule=drill_schedule if drill_enabled else "")
     jobs_value = settings.get("jobs")
@@ -815,7 +865,8 @@ def backup_plan(settings):
     if errors:
         return {"errors": errors, "warnings": [], "repository": {}, "jobs": [], "service": {}, "probe": {}, "bucket": {}, "node_exporter": {}, "host": {}}
     schedules = [{"option": "backup_jobs[%s].schedule" % j["name"], "value": j["schedule"]} for j in jobs]
-    schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
+    if service["host_retention"]:
+        schedules.append({"option": "backup_forget_schedule", "value": service["forget_schedule"]})
     if service["drill_enabled"]:
         schedules.append({"option": "backup_drill_schedule", "value": service["drill_schedule"]})
     # Timers held (a host being rebuilt by playbooks/recover.yml): the data comes with the restore that follows, so
@@ -850,6 +901,12 @@ def backup_plan(settings):
             "endpoint": repository["endpoint"],
             "path_style": repository["path_style"],
             "create": settings.get("create_bucket") is True,
+            # Append-only (backup_append_only): the controller converges the bucket with the owner's key, versioned,
+            # with preset restic_append_only naming the host's S3 user for the repository's prefix.
+            "append_only": not service["host_retention"],
+            "versioning": "enabled" if not service["host_retention"] else "",
+            "policy_preset": "restic_append_only" if not service["host_retention"] else "",
+            "principals": [_text(settings.get("append_only_user")).strip()] if not service["host_retention"] else [],
         }
     return {
         "errors": [],
@@ -870,14 +927,28 @@ def backup_plan(settings):
 
 
 def backup_secrets(settings):
-    """{password, recovery_password, access_key, secret_key}; empty strings when the settings are invalid."""
+    """{password, recovery_password, access_key, secret_key, bucket_access_key, bucket_secret_key}; empty strings when
+    the settings are invalid."""
     settings, errors, _warnings = resolve_passwords(settings)
     if errors or _plan_resolved(settings, [])[0]:
-        return {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
+        return dict.fromkeys(("password", "recovery_password", "access_key", "secret_key", "bucket_access_key", "bucket_secret_key"), "")
     ak, sk = "", ""
     if _text(settings.get("target") or "s3") == "s3":
         ak, sk, _endpoint = _credentials(settings, [])
-    return {"password": _text(settings.get("password")), "recovery_password": _text(settings.get("recovery_password")), "access_key": ak, "secret_key": sk}
+    owner_ak, owner_sk = ("", "")
+    if read_flags(settings).get("append_only") is True:
+        owner_ak, owner_sk = _text(settings.get("s3_owner_access_key")), _text(settings.get("s3_owner_secret_key"))
+    return {
+        "password": _text(settings.get("password")),
+        "recovery_password": _text(settings.get("recovery_password")),
+        # The host's keys: written to the host's credentials file.
+        "access_key": ak,
+        "secret_key": sk,
+        # The keys the controller uses for the bucket (create, read, policy): the owner's in append-only mode, never
+        # written to the host; else the host's.
+        "bucket_access_key": owner_ak or ak,
+        "bucket_secret_key": owner_sk or sk,
+    }
 
 
 def backup_bucket_problems(info, bucket):

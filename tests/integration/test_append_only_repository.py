@@ -16,17 +16,20 @@ mode (a bucket without policy, the owner's key) on the same data, and prints the
 (run pytest with ``-s`` to see them).
 """
 
+import datetime
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import RecordingProxy, delete_bucket_quietly, owner_restic_env, restic_repo_args, run_module, server_snapshot, tail
+from conftest import RecordingProxy, delete_bucket_quietly, owner_restic_env, restic_repo_args, run_module, run_playbook, server_snapshot, tail
 
 pytestmark = pytest.mark.rgw
 
@@ -258,6 +261,123 @@ def overwritten_index_is_rolled_back_by_the_owner(repo):
     assert owner.get_object(Bucket=bucket, Key=index_file)["Body"].read() == original
     shutil.rmtree(repo.owner_cache, ignore_errors=True)  # the owner's cache holds the damaged index
     ok(repo.as_owner("check", "--read-data"), "restic check --read-data with the owner's key after the rollback")
+
+
+# ---- retention from a trusted place (module backup_retention, playbooks/backup_retention.yml) ----------------------
+
+
+def seed(repo, data, when, *tags):
+    """One snapshot with the host's key, as the runner would have made it on ``when`` (test_backup_suspect.seed)."""
+    args = ["backup", "--time", when.strftime("%Y-%m-%d %H:%M:%S"), "--host", "web1", "--tag", "keepdata-job=app"]
+    for tag in tags:
+        args += ["--tag", tag]
+    ok(repo.as_host(*args, str(data)), "a snapshot seeded with the host's key")
+
+
+def retention_job(repo):
+    """Job app of host web1 as the role's plan gives it (only what module backup_retention reads)."""
+    url = "s3:%s/%s/%s" % (repo.rgw.endpoint, repo.bucket, PREFIX)
+    return {
+        "name": "app",
+        "repository": url,
+        "repository_id": "append0only01",
+        "restic_options": ["-o", "s3.bucket-lookup=path"],
+        "host": "web1",
+        "retention": {"keep_daily": 2, "keep_weekly": 0, "keep_monthly": 0, "keep_yearly": 0, "keep_within": ""},
+        "tag_rules": [],
+        "prune": True,
+        "check_structure": True,
+    }
+
+
+PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "backup_retention.yml"
+
+
+def playbook_vars(rgw, bucket):
+    """Host web1's variables of role keepdata.storage.backup in append-only mode (job app, two daily snapshots kept)."""
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "backup_retention_hosts": "web1",
+        "backup_password": PASSWORD,
+        "backup_s3_bucket": bucket,
+        "backup_s3_prefix": PREFIX,
+        "backup_s3_endpoint": rgw.endpoint,
+        "backup_s3_path_style": "true",
+        "backup_s3_access_key": rgw.addon["access_key"],
+        "backup_s3_secret_key": rgw.addon["secret_key"],
+        "backup_append_only": True,
+        "backup_append_only_user": rgw.addon["uid"],
+        "backup_s3_owner_access_key": rgw.owner["access_key"],
+        "backup_s3_owner_secret_key": rgw.owner["secret_key"],
+        "backup_host_name": "web1",
+        "backup_keep_daily": 2,
+        "backup_keep_weekly": 0,
+        "backup_jobs": [{"name": "app", "paths": ["/srv/app"]}],
+    }
+
+
+def test_retention_runs_with_the_owners_key_and_is_refused_with_the_hosts(tmp_path, rgw, cellar_bucket):
+    """Snapshots seeded with the host's key over five days, the last three suspect (the last tagged by restic tag with
+    the host's key, which leaves an untagged twin). The retention module with the owner's keys keeps what the runner's
+    rules keep (the latest, the last good one, the daily ones) and forgets the rest, after a check-mode preview that
+    forgets nothing; with the host's keys it fails, named denied."""
+    make_append_only_bucket(rgw, cellar_bucket)
+    repo = Repository(rgw, cellar_bucket, str(tmp_path))
+    init_args = dict(restic_repo_args(rgw, rgw.endpoint, cellar_bucket, PASSWORD, RECOVERY))
+    init_args.update(access_key=rgw.addon["access_key"], secret_key=rgw.addon["secret_key"])
+    assert run_module("restic_repo", init_args)["initialized"] is True
+    data = tmp_path / "data"
+    write_data(data, big_files=0, small_files=5)
+    today = datetime.datetime.now().replace(hour=4, minute=0, second=0, microsecond=0)
+    for day in (5, 4, 3, 2, 1):
+        seed(repo, data, today - day * datetime.timedelta(days=1), *(["keepdata-suspect"] if day in (3, 2) else []))
+    day5, day4, day3, day2, day1 = repo.snapshots()
+    # Day 1 made suspect as the runner tags it, with the host's key: restic writes the tagged copy and cannot delete
+    # the original (restic 0.14 warns and exits 0), so both stay; the untagged twin is no good snapshot.
+    ok(repo.as_host("tag", "--add", "keepdata-suspect", day1), "restic tag with the host's key")
+    twins = [snap for snap in repo.snapshots() if snap not in (day5, day4, day3, day2)]
+    assert day1 in twins and len(twins) == 2, twins
+    everything = [day5, day4, day3, day2] + twins
+    args = {"jobs": [retention_job(repo)], "password": PASSWORD}
+
+    # The host's keys: the forget is refused by the bucket policy, the cause named, nothing forgotten.
+    refused = run_module("backup_retention", dict(args, access_key=rgw.addon["access_key"], secret_key=rgw.addon["secret_key"]))
+    assert refused.get("failed") is True, refused
+    assert "job app (host web1): the S3 keys or the file permissions are refused" in refused["msg"], refused["msg"]
+    assert refused["jobs"][0]["cause"] == "denied" and rgw.addon["secret_key"] not in json.dumps(refused)
+    assert sorted(repo.snapshots()) == sorted(everything)
+
+    owner = dict(args, access_key=rgw.owner["access_key"], secret_key=rgw.owner["secret_key"])
+    # Check mode: what would be forgotten - keep_daily 2 keeps days 2 and 1, the rule of the last good snapshot day 4.
+    # (One of the day 1 twins may go too: the other holds the same snapshot.)
+    preview = run_module("backup_retention", owner, check_mode=True)
+    assert not preview.get("failed") and preview["changed"] is True, preview
+    would = set(preview["jobs"][0]["forgotten"])
+    assert {day5, day3} <= would <= {day5, day3, *twins} and not set(twins) <= would, preview["jobs"][0]["log"]
+    assert sorted(repo.snapshots()) == sorted(everything)
+    # The playbook, in check mode: the host's jobs planned from its variables as the role plans them, the module run
+    # on the controller with the owner's keys; the same two snapshots would go.
+    proc = run_playbook(rgw, PLAYBOOK, playbook_vars(rgw, cellar_bucket), "-i", "web1,", "--check", connection_env=False)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
+    assert day5 in proc.stdout and day3 in proc.stdout and day4 not in proc.stdout and day2 not in proc.stdout, tail(proc.stdout)
+    assert rgw.owner["secret_key"] not in proc.stdout + proc.stderr
+    assert sorted(repo.snapshots()) == sorted(everything)
+
+    done = run_module("backup_retention", owner)
+    assert not done.get("failed") and done["changed"] is True, done
+    [job] = done["jobs"]
+    # Which of the twins restic keeps as the day's snapshot varies from run to run (the same time).
+    forgotten = set(job["forgotten"])
+    assert forgotten - set(twins) == {day5, day3} and not set(twins) <= forgotten and job["snapshots_after"] == 6 - len(forgotten), job["log"]
+    assert job["structure_check"] is True, job["log"]
+    # The last good snapshot (day 4) is kept, not taken over by the untagged twin of day 1.
+    left = repo.snapshots()
+    assert left[:2] == [day4, day2] and set(left[2:]) <= set(twins) and left[2:], left
+    again = run_module("backup_retention", owner)
+    assert not again.get("failed") and again["changed"] is False and again["jobs"][0]["forgotten"] == [], again
+    # The host still backs up after the owner's prune.
+    ok(repo.as_host("backup", "--host", "web1", "--tag", "keepdata-job=app", str(data)), "a backup with the host's key after the retention")
 
 
 def expire_everything():

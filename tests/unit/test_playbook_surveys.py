@@ -112,7 +112,7 @@ def test_each_survey_is_a_valid_awx_survey_spec(path):
 
 
 def test_a_survey_ships_for_every_playbook_that_takes_answers():
-    assert {p.stem for p in SURVEYS} == {"restore", "backup_now", "export", "cellar", "recover"}
+    assert {p.stem for p in SURVEYS} == {"restore", "backup_now", "export", "cellar", "recover", "backup_retention"}
     for path in PLAYBOOKS:
         if all(not play.get("roles") for play in plays(path)):
             assert (ROOT / "extensions" / "awx" / "surveys" / (path.stem + ".json")).is_file(), path.name

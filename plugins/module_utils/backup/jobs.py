@@ -90,8 +90,7 @@ def input_errors(params):
         errors.append("service.nice must be a whole number")
     if not isinstance(params["service"].get("drill_enabled", False), bool):
         errors.append("service.drill_enabled must be true or false")
-    if not isinstance(params["service"].get("arm_timers", True), bool):
-        errors.append("service.arm_timers must be true or false")
+    errors += ["service.%s must be true or false" % key for key in ("arm_timers", "host_retention") if not isinstance(params["service"].get(key, True), bool)]
     if params["service"].get("drill_enabled") and not params["service"].get("drill_schedule"):
         errors.append("service.drill_schedule is required when drills are enabled")
     names = []

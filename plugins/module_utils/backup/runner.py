@@ -366,16 +366,22 @@ def run_hooks(job, label, hooks, fatal=True):
             job.error("%s %s" % (where, problem))
 
 
-def count_snapshots(job, env):
-    """The number of the job's snapshots on this host, or None (logged) when restic cannot tell."""
+def list_snapshots(job, env):
+    """The job's snapshots on this host, or None (logged) when restic cannot tell."""
     try:
         proc = restic_checked(job, env, snapshots_command(job.config), "restic snapshots")
-        count = len(parse_snapshots(proc.stdout))
+        snapshots = parse_snapshots(proc.stdout)
     except JobError as exc:
         job.warn("cannot count the snapshots: %s" % exc)
         return None
-    job.info("%d snapshots of this job for host %s" % (count, job.config["host"]))
-    return count
+    job.info("%d snapshots of this job for host %s" % (len(snapshots), job.config["host"]))
+    return snapshots
+
+
+def count_snapshots(job, env):
+    """The number of the job's snapshots on this host, or None (logged) when restic cannot tell."""
+    snapshots = list_snapshots(job, env)
+    return None if snapshots is None else len(snapshots)
 
 
 def restic_marked(job, env, argv):
@@ -948,9 +954,13 @@ def forget_steps(job, stack, outcome):
     env, version = open_repository(job, stack)
     flags = retry_lock_flags(version)
     snapshots = parse_snapshots(restic_checked(job, env, snapshots_command(config), "restic snapshots").stdout)
+    outcome["before"] = [snap.get("id") for snap in snapshots if snap.get("id")]
     job.info("%d snapshots of this job for host %s before forget" % (len(snapshots), config["host"]))
     recorded_good = str(previous_state(job).get("good_snapshot") or "")
     plan = forget_plan(config, snapshots, flags, job.ctx.clock(), recorded_good)
+    if outcome.get("dry_run"):
+        outcome["forgotten"] = forget_preview(job, env, plan, protected_ids(snapshots, recorded_good), flags)
+        return
     for label, argv in plan:
         if label == "prune" and config.get("check_structure"):
             check_structure(job, env, flags, outcome)
@@ -968,7 +978,35 @@ def forget_steps(job, stack, outcome):
         job.info("%s done" % label)
     if config.get("check_structure") and "prune" not in [label for label, _argv in plan]:
         check_structure(job, env, flags, outcome)
-    outcome["snapshots"] = count_snapshots(job, env)
+    after = list_snapshots(job, env)
+    if after is not None:
+        outcome["snapshots"] = len(after)
+        left = set(snap.get("id") for snap in after)
+        outcome["forgotten"] = [snap_id for snap_id in outcome["before"] if snap_id not in left]
+
+
+def forget_preview(job, env, plan, keep_ids, flags=()):
+    """The IDs the passes of ``plan`` would forget, nothing forgotten (a dry run, as module backup_retention's check
+    mode asks): the policy pass as ``restic forget --dry-run --json`` (what it would remove, but ``keep_ids``), the tag
+    passes by their IDs; no prune, no check."""
+    forgotten = []
+    for label, argv in plan:
+        if label == "prune":
+            job.info("prune skipped (dry run)")
+            continue
+        if label in ("retention policy", POLICY_KEEPING_GOOD):
+            planned = [arg for arg in argv if arg not in ("--dry-run", "--json")] + ["--dry-run", "--json"]
+            proc = restic_relocking(job, env, planned)
+            if proc.returncode != 0:
+                raise restic_error("restic forget --dry-run", proc.returncode, proc.stderr)
+            removals = planned_removals(proc.stdout, keep_ids)
+        else:
+            # A tag pass: restic forget with the flags, then the IDs (forget_plan).
+            removals = [snap_id for snap_id in argv[len(restic_command(job.config, "forget", *flags)) :] if snap_id not in keep_ids]
+        removals = [snap_id for snap_id in removals if snap_id not in forgotten]
+        job.info("%s would forget %d snapshots%s (dry run)" % (label, len(removals), ": " + ", ".join(snap_id[:8] for snap_id in removals) if removals else ""))
+        forgotten += removals
+    return forgotten
 
 
 def forget_keeping_good(job, env, flags, argv, snapshots, *, keep_ids):
@@ -1013,23 +1051,37 @@ def check_structure(job, env, flags, outcome):
     job.info("restic check done in %.1f s: the repository's structure is sound (no data read)" % (job.ctx.clock() - started))
 
 
-def cmd_forget(ctx, config):
+def retention_run(ctx, config, dry_run=False):
     """A retention run: forget by the policy and tag rules, for the repository's first job a structural check, then
-    prune. The run fails when any step does; the check's outcome has its own state and metrics."""
+    prune. The run fails when any step does; the check's outcome has its own state and metrics.
+
+    Returns {"ok", "cause", "before", "forgotten", "snapshots", "structure_check"} (the snapshot IDs before, those
+    forgotten, the count after). ``dry_run``: what would be forgotten, nothing forgotten, pruned, checked nor recorded
+    (module backup_retention's check mode). The one place of the retention rules, for the host's timer (cmd_forget)
+    and for module backup_retention, which runs it from a trusted place with the bucket owner's key.
+    """
     job = Job(ctx, "forget", config)
     started = ctx.clock()
-    outcome = {"snapshots": None, "structure_check": None}
+    outcome = {"snapshots": None, "structure_check": None, "before": [], "forgotten": [], "dry_run": bool(dry_run)}
     with contextlib.ExitStack() as stack:
         ok = guarded(job, forget_steps, stack, outcome)
-        state = forget_state(
-            previous_state(job), started, ok, outcome["snapshots"], structure_check=outcome["structure_check"], checks=bool(config.get("check_structure"))
-        )
-        saved = save_state(job, state)
+        saved = True
+        if not dry_run:
+            state = forget_state(
+                previous_state(job), started, ok, outcome["snapshots"], structure_check=outcome["structure_check"], checks=bool(config.get("check_structure"))
+            )
+            saved = save_state(job, state)
     if outcome["structure_check"] is False:
         job.error("restic check found the repository damaged: retention run failed%s" % (", nothing pruned" if config.get("prune") else ""))
     elif not ok:
         job.error("retention failed")
-    return EXIT_OK if ok and saved else EXIT_FAILED
+    outcome.pop("dry_run")
+    return dict(outcome, ok=ok and saved, cause=job.cause)
+
+
+def cmd_forget(ctx, config):
+    """A retention run of the host's timer (retention_run)."""
+    return EXIT_OK if retention_run(ctx, config)["ok"] else EXIT_FAILED
 
 
 # --- restore drill (command drill): a sample restored and compared, a subset of the data read --------------------------

@@ -454,9 +454,19 @@ def is_suspect(snap):
     return SUSPECT_TAG in (snap.get("tags") or [])
 
 
+def _content_key(snap):
+    """What a snapshot and its copies by ``restic tag`` share: its time, tree, host and paths (the ID differs)."""
+    return (snap.get("time"), snap.get("tree"), snap.get("hostname"), tuple(snap.get("paths") or ()))
+
+
 def last_good_snapshot(snapshots):
-    """The newest snapshot not tagged suspect, or None."""
-    return latest_snapshot([snap for snap in snapshots if not is_suspect(snap)])
+    """The newest snapshot not tagged suspect, nor the untagged twin of a suspect one, or None.
+
+    ``restic tag`` writes the tagged copy, then deletes the original; where the original cannot be deleted (the
+    append-only mode, whose bucket policy refuses it: restic 0.14 warns and exits 0, measured on the RGW), both stay,
+    and the untagged original of a suspect snapshot must not pass for a good one."""
+    suspects = set(_content_key(snap) for snap in snapshots if is_suspect(snap))
+    return latest_snapshot([snap for snap in snapshots if not is_suspect(snap) and _content_key(snap) not in suspects])
 
 
 def record_snapshot_count(state, snapshots):

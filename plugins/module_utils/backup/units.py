@@ -30,7 +30,7 @@ HEADER = "# Managed by Ansible (role keepdata.storage.backup): changes made here
 
 def unit_names(name):
     """The units of one job: backup service and timer, the "backup now with a tag" template, retention service and
-    timer, retry timer, restore drill service and timer."""
+    timer (not in append-only mode, see host_retention), retry timer, restore drill service and timer."""
     base = UNIT_PREFIX + name
     return {
         "service": base + ".service",
@@ -151,6 +151,13 @@ def s3_key_problem(option, value):
     return None
 
 
+def host_retention(service):
+    """Whether the host runs its jobs' retention (a retention service and timer per job). Not in the role's
+    append-only mode (service ``host_retention`` false), where the host's S3 user may delete nothing: retention then
+    runs from a trusted place with the bucket owner's key (module backup_retention)."""
+    return service.get("host_retention", True) is not False
+
+
 def desired_files(jobs, service, config_dir, units_dir, *, password, access_key="", secret_key=""):
     """{path: (content, mode, secret)} for the secrets, every job's configuration and units, and the handler."""
     files = {"%s/repository.password" % config_dir: (password + "\n", "0600", True)}
@@ -162,12 +169,13 @@ def desired_files(jobs, service, config_dir, units_dir, *, password, access_key=
         files["%s/jobs/%s.json" % (config_dir, name)] = (job_config(job), "0600", False)
         files["%s/%s" % (units_dir, units["service"])] = (_service(job, service, "run", config_dir), "0644", False)
         files["%s/%s" % (units_dir, units["tagged_service"])] = (_service(job, service, "run", config_dir, tagged=True), "0644", False)
-        files["%s/%s" % (units_dir, units["forget_service"])] = (_service(job, service, "forget", config_dir), "0644", False)
-        files["%s/%s" % (units_dir, units["forget_timer"])] = (
-            _timer("keepdata backup job %s: retention schedule" % name, units["forget_service"], service["forget_schedule"], job["randomized_delay"]),
-            "0644",
-            False,
-        )
+        if host_retention(service):
+            files["%s/%s" % (units_dir, units["forget_service"])] = (_service(job, service, "forget", config_dir), "0644", False)
+            files["%s/%s" % (units_dir, units["forget_timer"])] = (
+                _timer("keepdata backup job %s: retention schedule" % name, units["forget_service"], service["forget_schedule"], job["randomized_delay"]),
+                "0644",
+                False,
+            )
         files["%s/%s" % (units_dir, units["retry_timer"])] = (
             _timer("keepdata backup job %s: retry after a failure" % name, units["service"], active=service["retry_delay"]),
             "0644",
@@ -196,7 +204,8 @@ def timers(jobs, service):
     for job in jobs:
         units = unit_names(job["name"])
         wanted[units["timer"]] = job["enabled"]
-        wanted[units["forget_timer"]] = True
+        if host_retention(service):
+            wanted[units["forget_timer"]] = True
         if service.get("drill_enabled"):
             wanted[units["drill_timer"]] = True
     return wanted

@@ -41,7 +41,12 @@ S3 = dict(
 PATH = dict(DEFAULTS, password=PASSWORD, target="path", path="/mnt/backup/restic/", host_name="web1", jobs=[{"name": "app1", "paths": ["/srv/app1/"]}])
 URL = "s3:http://127.0.0.1:7496/kd-backups/restic/web1"
 CFG = "/etc/keepdata/backup"
-EMPTY_SECRETS = {"password": "", "recovery_password": "", "access_key": "", "secret_key": ""}
+EMPTY_SECRETS = dict.fromkeys(("password", "recovery_password", "access_key", "secret_key", "bucket_access_key", "bucket_secret_key"), "")
+
+
+def keys(password, recovery, access, secret):
+    """backup_secrets' answer outside append-only mode: the controller uses the host's keys for the bucket."""
+    return dict(password=password, recovery_password=recovery, access_key=access, secret_key=secret, bucket_access_key=access, bucket_secret_key=secret)
 
 
 def job(**extra):
@@ -97,7 +102,17 @@ def test_s3_repository_job_and_probe():
         "timeout": 5,
     }
     assert result["host"] == {"config_dir": "/etc/keepdata/backup", "metrics_dir": "/var/lib/prometheus/node-exporter", "apt_cache_valid_time": 3600}
-    assert result["bucket"] == {"name": "kd-backups", "prefix": "restic/web1", "endpoint": "http://127.0.0.1:7496", "path_style": True, "create": False}
+    assert result["bucket"] == {
+        "name": "kd-backups",
+        "prefix": "restic/web1",
+        "endpoint": "http://127.0.0.1:7496",
+        "path_style": True,
+        "create": False,
+        "append_only": False,
+        "versioning": "",
+        "policy_preset": "",
+        "principals": [],
+    }
     assert result["service"]["runner"] == "/usr/local/lib/keepdata/backup_runner.py"
     assert (result["service"]["drill_enabled"], result["service"]["drill_schedule"]) == (True, "Sun *-*-* 06:00")
     assert app["drill"] == {"sample_files": 20, "sample_percent": 0, "check_subsets": 12}
@@ -128,7 +143,7 @@ def test_path_repository():
         {"option": "backup_forget_schedule", "value": "Sun 04:00"},
     ]
     assert result["bucket"] == {}
-    assert backup_secrets(dict(PATH)) == {"password": PASSWORD, "recovery_password": "", "access_key": "", "secret_key": ""}
+    assert backup_secrets(dict(PATH)) == dict(EMPTY_SECRETS, password=PASSWORD)
 
 
 def test_bucket_lookup_follows_the_cellar_modules_rule():
@@ -157,7 +172,7 @@ def test_cellar_env_precedence():
     # CELLAR_ADDON_HOST names the cluster the keys belong to: it wins over backup_s3_endpoint.
     assert result["repository"]["url"] == "s3:http://127.0.0.1:7480/kd-backups/restic/web1"
     assert result["bucket"]["endpoint"] == "http://127.0.0.1:7480"
-    assert backup_secrets(from_env) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": "ENVKEYID", "secret_key": "ENV-secret"}
+    assert backup_secrets(from_env) == keys(PASSWORD, RECOVERY, "ENVKEYID", "ENV-secret")
     # Keys set as variables win over the environment's.
     assert backup_secrets(dict(from_env, s3_access_key=ACCESS, s3_secret_key=SECRET))["access_key"] == ACCESS
     assert backup_secrets(dict(from_env, s3_access_key=ACCESS, s3_secret_key=SECRET))["secret_key"] == SECRET
@@ -185,7 +200,7 @@ def test_cellar_env_without_keys():
 
 
 def test_backup_secrets():
-    assert backup_secrets(dict(S3)) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": ACCESS, "secret_key": SECRET}
+    assert backup_secrets(dict(S3)) == keys(PASSWORD, RECOVERY, ACCESS, SECRET)
     assert backup_secrets(dict(S3, s3_bucket="Bad_Bucket")) == EMPTY_SECRETS
 
 
@@ -807,7 +822,7 @@ def test_the_passwords_come_from_their_files_without_the_trailing_newline(tmp_pa
     plan = backup_plan(settings)
     assert plan["errors"] == []
     assert plan["warnings"] == []
-    assert backup_secrets(settings) == {"password": PASSWORD, "recovery_password": RECOVERY, "access_key": ACCESS, "secret_key": SECRET}
+    assert backup_secrets(settings) == keys(PASSWORD, RECOVERY, ACCESS, SECRET)
     # The plan is printed: neither password is in it.
     assert PASSWORD not in json.dumps(plan) and RECOVERY not in json.dumps(plan)
 
@@ -965,3 +980,83 @@ def test_suspect_shrink_defaults_to_half_and_a_job_may_set_its_own():
 )
 def test_host_settings_are_refused_before_any_change(settings, expected):
     assert any(error.startswith(expected) for error in plan(**settings)["errors"])
+
+
+# --- append-only mode (backup_append_only, issue 28 A) ---
+OWNER_ACCESS = "OWNERKEYEXAMPLE0002"
+OWNER_SECRET = "owner/Secret+Key=="  # noqa: S105 - a test value
+APPEND_ONLY = dict(S3, append_only=True, append_only_user="cellar_host1", s3_owner_access_key=OWNER_ACCESS, s3_owner_secret_key=OWNER_SECRET)
+
+
+def test_append_only_plans_the_bucket_with_the_owners_key_and_no_retention_on_the_host():
+    result = plan(APPEND_ONLY)
+    assert result["errors"] == [], result["errors"]
+    assert result["bucket"] == {
+        "name": "kd-backups",
+        "prefix": "restic/web1",
+        "endpoint": "http://127.0.0.1:7496",
+        "path_style": True,
+        "create": False,
+        "append_only": True,
+        "versioning": "enabled",
+        "policy_preset": "restic_append_only",
+        "principals": ["cellar_host1"],
+    }
+    assert result["service"]["host_retention"] is False
+    # No retention timer on the host: its schedule is not asked of systemd-analyze either.
+    assert [s["option"] for s in result["probe"]["schedules"]] == ["backup_jobs[app1].schedule", "backup_drill_schedule"]
+    # The jobs keep their rules: retention from the trusted place runs them (playbooks/backup_retention.yml).
+    assert result["jobs"][0]["retention"]["keep_daily"] == 7 and result["jobs"][0]["prune"] is True
+    # The host gets its own key; the controller uses the owner's for the bucket; the plan holds neither.
+    secrets = backup_secrets(dict(APPEND_ONLY))
+    assert (secrets["access_key"], secrets["secret_key"]) == (ACCESS, SECRET)
+    assert (secrets["bucket_access_key"], secrets["bucket_secret_key"]) == (OWNER_ACCESS, OWNER_SECRET)
+    text = json.dumps(result)
+    assert OWNER_ACCESS not in text and OWNER_SECRET not in text and SECRET not in text
+    # The flag given as a word, as -e backup_append_only=true gives it.
+    assert plan(APPEND_ONLY, append_only="true")["bucket"]["append_only"] is True
+    # Without the mode, the owner's keys (set for a whole group) are not used.
+    normal = dict(APPEND_ONLY, append_only=False)
+    assert plan(normal)["errors"] == [] and plan(normal)["bucket"]["append_only"] is False and plan(normal)["service"]["host_retention"] is True
+    assert backup_secrets(normal)["bucket_access_key"] == ACCESS
+
+
+@pytest.mark.parametrize(
+    ("settings", "expect"),
+    [
+        (
+            dict(target="path", path="/mnt/backup"),
+            "backup_append_only needs backup_target s3: only an S3 bucket's policy can keep the host from deleting its backups",
+        ),
+        (
+            dict(s3_owner_access_key=""),
+            "backup_append_only needs backup_s3_owner_access_key and backup_s3_owner_secret_key (the bucket owner's keys, used on the controller only)",
+        ),
+        (
+            dict(s3_owner_secret_key=""),
+            "backup_append_only needs backup_s3_owner_access_key and backup_s3_owner_secret_key (the bucket owner's keys, used on the controller only)",
+        ),
+        (
+            dict(append_only_user=""),
+            "backup_append_only needs backup_append_only_user: the S3 user id of the host's key (on Cellar, its add-on id), which the bucket policy names",
+        ),
+        (dict(append_only_user="arn:aws:iam::cellar_x"), "backup_append_only_user: principal 'arn:aws:iam::cellar_x' grants nothing on Cellar"),
+        (dict(append_only_user="bad user"), "backup_append_only_user: principal 'bad user' is not a valid user id"),
+        (
+            dict(s3_owner_access_key=ACCESS),
+            "backup_s3_access_key is the bucket owner's key (backup_s3_owner_access_key): the host would hold the owner's key, nothing append-only",
+        ),
+        (dict(from_cellar_env=True), "backup_append_only takes the S3 keys from variables only: set backup_from_cellar_env to false"),
+        (dict(s3_prefix="restic/web@1"), "backup_s3_prefix (the repository the bucket policy of backup_append_only names): repository_prefix 'restic/web@1'"),
+        (dict(s3_owner_secret_key=["x"]), "backup_s3_owner_secret_key must be a string, not a list (quote it in YAML)"),
+        (dict(append_only="maybe"), "backup_append_only"),
+    ],
+)
+def test_append_only_refusals_name_the_option_and_never_a_secret(settings, expect):
+    found = errors(APPEND_ONLY, **settings)
+    assert any(expect in error for error in found), found
+    assert backup_secrets(dict(APPEND_ONLY, **settings)) == EMPTY_SECRETS
+    text = " ".join(found)
+    assert OWNER_SECRET not in text and SECRET not in text
+    if "s3_owner_access_key" in settings and settings["s3_owner_access_key"]:
+        assert ACCESS not in text

@@ -261,3 +261,19 @@ def test_planned_removals():
     for bad in ("", "{}", "not json"):
         with pytest.raises(shared.JobError, match="restic forget --dry-run did not print a JSON list"):
             br.planned_removals(bad, set())
+
+
+def test_the_untagged_twin_of_a_suspect_snapshot_is_not_a_good_one(tmp_path):
+    """Append-only mode: restic tag could not delete the original of a suspect snapshot (the bucket policy refuses it;
+    restic 0.14 exits 0), so both stay. The untagged original is not the last good snapshot: retention keeps the real one."""
+    config = make_config(tmp_path, restic_options=[], prune=False, tag_rules=[])
+    good = snapshot("aaaa1111", "2025-11-01T04:00:00Z", "keepdata-job=app1")
+    originals = [snapshot("%04x%04x" % (day, day), "2025-11-%02dT04:00:00Z" % day, "keepdata-job=app1") for day in range(2, 5)]
+    copies = [dict(snap, id="c" * 56 + snap["id"][:8], short_id="c" * 8, tags=snap["tags"] + ["keepdata-suspect"]) for snap in originals]
+    snapshots = [good] + originals + copies
+    assert shared.last_good_snapshot(snapshots) == good
+    assert good["id"] in br.protected_ids(snapshots)
+    assert br.forget_plan(config, snapshots, now=NOW)[0][0] == br.POLICY_KEEPING_GOOD
+    # A snapshot of the same tree at another time is another snapshot: a good one stays good.
+    later = dict(originals[-1], id="d" * 64, time="2025-11-05T04:00:00Z")
+    assert shared.last_good_snapshot(snapshots + [later]) == later

@@ -320,6 +320,21 @@ def test_drills_off_means_no_drill_units_nor_timers():
     assert UNITS + "/keepdata-backup-app2@.service" in files
 
 
+def test_append_only_hosts_get_no_retention_units(s3):
+    """backup_append_only: the host's S3 user may delete nothing, so no forget service nor timer; backups, the
+    tagged template, retries and drills stay (retention runs from a trusted place, module backup_retention)."""
+    plan = planned(S3_SETTINGS, append_only=True, append_only_user="cellar_host1", s3_owner_access_key="OWNERKEY", s3_owner_secret_key="owner-secret")  # noqa: S106
+    assert plan["service"]["host_retention"] is False
+    files = desired_files(plan["jobs"], plan["service"], CFG, UNITS, password=PASSWORD, access_key=ACCESS, secret_key=SECRET)
+    _normal_plan, normal = s3
+    assert sorted(set(normal) - set(files)) == [UNITS + "/keepdata-backup-app1-forget.service", UNITS + "/keepdata-backup-app1-forget.timer"]
+    assert set(files) <= set(normal)
+    assert timers(plan["jobs"], plan["service"]) == {"keepdata-backup-app1.timer": True, "keepdata-backup-app1-drill.timer": True}
+    # The host's credentials file holds the host's key, never the owner's.
+    credentials = files[CFG + "/s3.credentials"][0]
+    assert ACCESS in credentials and "OWNERKEY" not in credentials and "owner-secret" not in credentials
+
+
 def test_backup_now_with_a_tag_template(s3):
     _plan, files = s3
     run, tagged = files[UNITS + "/keepdata-backup-app1.service"][0], files[UNITS + "/keepdata-backup-app1@.service"][0]
