@@ -427,8 +427,9 @@ def no_snapshot_message(where, every_host, job):
 
 def suspect_warning(snapshots, chosen):
     """The warning for a chosen snapshot that the backup runner tagged suspect (its sources were empty or shrank when
-    it was taken), naming the job's newest good one; "" for a good snapshot."""
-    if not shared.is_suspect(chosen):
+    it was taken), naming the job's newest good one; "" for a good snapshot. The untagged original of a suspect
+    snapshot, which an append-only repository keeps beside its tagged copy (shared.untagged_twins), is suspect too."""
+    if not shared.is_suspect(chosen) and chosen.get("id") not in shared.untagged_twins(snapshots):
         return ""
     good = shared.last_good_snapshot(snapshots)
     text = "snapshot %s is suspect (tagged %s: its sources were empty or had shrunk when it was taken); " % (chosen.get("id", "")[:8], shared.SUSPECT_TAG)

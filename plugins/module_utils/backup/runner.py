@@ -129,6 +129,8 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared imp
     store_state,
     unclean_path,
     unit_name,
+    untagged_twins,
+    without_twins,
 )
 
 # --- running a step: the context, the job, restic with its locks and the repository's answer ---------------------------
@@ -837,7 +839,8 @@ def cmd_run(ctx, config, tag=""):
 def protected_ids(snapshots, recorded_good=""):
     """The IDs no retention pass may remove: the latest snapshot, the newest one not tagged suspect, and the last
     good one this host recorded (``recorded_good``, an ID or its prefix: it stays protected when a suspect snapshot
-    could not be tagged)."""
+    could not be tagged). The untagged original of a suspect snapshot is none of them (untagged_twins)."""
+    snapshots = without_twins(snapshots)
     ids = {(latest_snapshot(snapshots) or {}).get("id"), (last_good_snapshot(snapshots) or {}).get("id")}
     if recorded_good:
         ids.update(snap.get("id") for snap in snapshots if str(snap.get("id") or "").startswith(recorded_good))
@@ -874,6 +877,7 @@ def expired_by_tag(rule, snapshots, now, keep_ids):
 
 # The label of a policy pass that restic only plans (--dry-run --json): forget_steps removes what it would, by ID,
 # but the last good snapshot.
+UNTAGGED_TWINS = "untagged originals of suspect snapshots"
 POLICY_KEEPING_GOOD = "retention policy, planned"
 
 
@@ -900,7 +904,11 @@ def forget_plan(config, snapshots, flags=(), now=None, recorded_good=""):
         policy += ["--keep-within", retention["keep_within"]]
     for rule in rules:
         policy += ["--keep-tag", rule["tag"]]
-    plan = [("retention policy", policy)] if len(keep_ids) < 2 else [(POLICY_KEEPING_GOOD, policy + ["--dry-run", "--json"])]
+    # The untagged originals of suspect snapshots go first, by ID: left there, the policy could keep one in place of
+    # its suspect copy, and once that copy is gone it would pass for the last good snapshot.
+    twins = untagged_twins(snapshots)
+    plan = [(UNTAGGED_TWINS, restic_command(config, "forget", *flags) + twins)] if twins else []
+    plan += [("retention policy", policy)] if len(keep_ids) < 2 else [(POLICY_KEEPING_GOOD, policy + ["--dry-run", "--json"])]
     for rule in rules:
         expired = expired_by_tag(rule, snapshots, now, keep_ids)
         if expired:
@@ -1001,7 +1009,7 @@ def forget_preview(job, env, plan, keep_ids, flags=()):
                 raise restic_error("restic forget --dry-run", proc.returncode, proc.stderr)
             removals = planned_removals(proc.stdout, keep_ids)
         else:
-            # A tag pass: restic forget with the flags, then the IDs (forget_plan).
+            # A pass by IDs (the untagged twins, a tag rule): restic forget with the flags, then the IDs (forget_plan).
             removals = [snap_id for snap_id in argv[len(restic_command(job.config, "forget", *flags)) :] if snap_id not in keep_ids]
         removals = [snap_id for snap_id in removals if snap_id not in forgotten]
         job.info("%s would forget %d snapshots%s (dry run)" % (label, len(removals), ": " + ", ".join(snap_id[:8] for snap_id in removals) if removals else ""))
@@ -1017,7 +1025,7 @@ def forget_keeping_good(job, env, flags, argv, snapshots, *, keep_ids):
     if proc.returncode != 0:
         raise restic_error("restic forget --dry-run", proc.returncode, proc.stderr)
     removals = planned_removals(proc.stdout, keep_ids)
-    latest_id = latest_snapshot(snapshots)["id"]
+    latest_id = latest_snapshot(without_twins(snapshots))["id"]
     kept = sorted((snap for snap in snapshots if snap.get("id") in keep_ids and snap["id"] != latest_id), key=lambda snap: str(snap.get("time")))
     job.warn(
         "the latest snapshot is suspect: the last good one, %s, is kept whatever the policy says"

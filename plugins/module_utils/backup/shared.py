@@ -459,14 +459,24 @@ def _content_key(snap):
     return (snap.get("time"), snap.get("tree"), snap.get("hostname"), tuple(snap.get("paths") or ()))
 
 
-def last_good_snapshot(snapshots):
-    """The newest snapshot not tagged suspect, nor the untagged twin of a suspect one, or None.
-
-    ``restic tag`` writes the tagged copy, then deletes the original; where the original cannot be deleted (the
-    append-only mode, whose bucket policy refuses it: restic 0.14 warns and exits 0, measured on the RGW), both stay,
-    and the untagged original of a suspect snapshot must not pass for a good one."""
+def untagged_twins(snapshots):
+    """The IDs of the untagged originals of suspect snapshots. ``restic tag`` writes the tagged copy, then deletes
+    the original; where the original cannot be deleted (the append-only mode, whose bucket policy refuses it: restic
+    0.14 warns and exits 0, measured on the RGW), both stay. Such an original is the same snapshot as its suspect
+    copy (same time, tree, host and paths): it is no good snapshot, and retention forgets it first."""
     suspects = set(_content_key(snap) for snap in snapshots if is_suspect(snap))
-    return latest_snapshot([snap for snap in snapshots if not is_suspect(snap) and _content_key(snap) not in suspects])
+    return [snap["id"] for snap in snapshots if snap.get("id") and not is_suspect(snap) and _content_key(snap) in suspects]
+
+
+def without_twins(snapshots):
+    """``snapshots`` but the untagged originals of suspect ones (untagged_twins)."""
+    twins = set(untagged_twins(snapshots))
+    return [snap for snap in snapshots if snap.get("id") not in twins]
+
+
+def last_good_snapshot(snapshots):
+    """The newest snapshot not tagged suspect, nor the untagged original of a suspect one, or None."""
+    return latest_snapshot([snap for snap in without_twins(snapshots) if not is_suspect(snap)])
 
 
 def record_snapshot_count(state, snapshots):

@@ -837,6 +837,10 @@ def test_a_suspect_snapshot_is_restored_with_a_warning_naming_the_last_good_one(
         " bbbb2222 of 2026-11-02T10:00:00 (snapshot=bbbb2222 restores it)"
     )
     assert br.suspect_warning([suspect], suspect).endswith("; no snapshot of the job is good")
+    # The untagged original an append-only repository keeps beside the tagged copy is suspect too.
+    original = dict(SNAP_C, id="cccc" + SNAP_C["id"][4:])
+    assert br.suspect_warning([SNAP_A, SNAP_B, suspect, original], original).startswith("snapshot cccc")
+    assert "the last good one is bbbb2222" in br.suspect_warning([SNAP_A, SNAP_B, suspect, original], original)
 
 
 def test_a_restore_is_noted_in_the_job_state(tmp_path):

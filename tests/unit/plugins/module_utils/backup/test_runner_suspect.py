@@ -273,7 +273,15 @@ def test_the_untagged_twin_of_a_suspect_snapshot_is_not_a_good_one(tmp_path):
     snapshots = [good] + originals + copies
     assert shared.last_good_snapshot(snapshots) == good
     assert good["id"] in br.protected_ids(snapshots)
-    assert br.forget_plan(config, snapshots, now=NOW)[0][0] == br.POLICY_KEEPING_GOOD
+    assert shared.untagged_twins(snapshots) == [snap["id"] for snap in originals]
+    assert not set(shared.untagged_twins(snapshots)) & br.protected_ids(snapshots)
+    # The originals go first, by ID, whatever the policy would keep: once a copy is gone, its original would pass
+    # for the last good snapshot. Then the policy, keeping the real last good one.
+    plan = br.forget_plan(config, snapshots, now=NOW)
+    assert plan[0] == (br.UNTAGGED_TWINS, br.restic_command(config, "forget") + [snap["id"] for snap in originals])
+    assert plan[1][0] == br.POLICY_KEEPING_GOOD
+    # With the copies gone (say a tag rule forgot them), the originals are good snapshots again, as they were.
+    assert shared.untagged_twins([good] + originals) == []
     # A snapshot of the same tree at another time is another snapshot: a good one stays good.
     later = dict(originals[-1], id="d" * 64, time="2025-11-05T04:00:00Z")
     assert shared.last_good_snapshot(snapshots + [later]) == later
