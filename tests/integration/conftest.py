@@ -140,6 +140,18 @@ def bucket(rgw, bucket_name):
     delete_bucket_quietly(rgw, bucket_name)
 
 
+def damage_largest_pack(client, bucket, prefix):
+    """Silent damage: the largest data pack under ``prefix`` keeps its name and size, 64 bytes in its middle are
+    flipped (restic finds it only by reading the pack back)."""
+    packs = client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/data/").get("Contents", [])
+    assert packs, "the backup wrote no data pack under %s" % prefix
+    pack = max(packs, key=lambda item: item["Size"])
+    body = bytearray(client.get_object(Bucket=bucket, Key=pack["Key"])["Body"].read())
+    middle = len(body) // 2
+    body[middle : middle + 64] = bytes(byte ^ 0xFF for byte in body[middle : middle + 64])
+    client.put_object(Bucket=bucket, Key=pack["Key"], Body=bytes(body))
+
+
 def run_module(module, args, check_mode=False, diff=False, env=None):
     """Run one of the collection's modules as Ansible would (a child Python reading ANSIBLE_MODULE_ARGS).
 

@@ -34,7 +34,22 @@ pytestmark = pytest.mark.rgw
 NEWEST_CONTROLLER = "keepdata-newest-controller"
 PASSWORD = "kd-range-password-2718"  # noqa: S105 - the test repository's password
 
-PLAYBOOK = """\
+# Role backup's entry in a play's roles, the same in both playbooks below.
+BACKUP_ROLE = """\
+    - role: keepdata.storage.backup
+      vars:
+        backup_password: "{{ range_password }}"
+        backup_s3_bucket: "{{ range_backup_bucket }}"
+        backup_s3_endpoint: "{{ range_endpoint }}"
+        backup_s3_access_key: "{{ range_access_key }}"
+        backup_s3_secret_key: "{{ range_secret_key }}"
+        backup_create_bucket: true
+        backup_jobs:
+          - {name: app, paths: [/srv/app/data]}
+"""
+
+PLAYBOOK = (
+    """\
 ---
 - name: Prepare the test host
   hosts: all
@@ -89,40 +104,28 @@ PLAYBOOK = """\
         s3fs_secret_key: "{{ range_secret_key }}"
         s3fs_path: /storage
         s3fs_stat_cache_expire: 1
-    - role: keepdata.storage.backup
-      vars:
-        backup_password: "{{ range_password }}"
-        backup_s3_bucket: "{{ range_backup_bucket }}"
-        backup_s3_endpoint: "{{ range_endpoint }}"
-        backup_s3_access_key: "{{ range_access_key }}"
-        backup_s3_secret_key: "{{ range_secret_key }}"
-        backup_create_bucket: true
-        backup_jobs:
-          - {name: app, paths: [/srv/app/data]}
+"""
+    + BACKUP_ROLE
+    + """\
     - role: keepdata.storage.backup_monitoring
       vars:
         backup_monitoring_prometheus_service: ""
 """
+)
 
 
 # Role backup alone, for the run with a wrong password (issue 32: it must fail before any job file is written).
-BACKUP_ONLY_PLAYBOOK = """\
+BACKUP_ONLY_PLAYBOOK = (
+    """\
 ---
 - name: Apply role keepdata.storage.backup with the password of the vars
   hosts: all
   gather_facts: false
   roles:
-    - role: keepdata.storage.backup
-      vars:
-        backup_password: "{{ range_password }}"
-        backup_s3_bucket: "{{ range_backup_bucket }}"
-        backup_s3_endpoint: "{{ range_endpoint }}"
-        backup_s3_access_key: "{{ range_access_key }}"
-        backup_s3_secret_key: "{{ range_secret_key }}"
-        backup_create_bucket: true
-        backup_jobs:
-          - {name: app, paths: [/srv/app/data]}
 """
+    + BACKUP_ROLE
+)
+
 # What role backup writes on a host: its programs, secrets, job configurations and units (sha256, mode, owner).
 BACKUP_FILES = (
     "find /usr/local/lib/keepdata /etc/keepdata /etc/systemd/system -xdev -type f "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from conftest import damage_largest_pack
 from test_backup_runner_failures import Job, s3_repository
 
 FILES = 40
@@ -48,15 +49,7 @@ def test_a_drill_of_five_percent_restores_files_until_their_bytes_reach_five_per
 def test_a_drill_fails_on_its_sample_alone_when_a_pack_is_damaged(tmp_path, rgw, bucket):
     # Every file in the sample, and no repository check in this job's drill: only the restore can find the damage.
     job, _sizes = backed_up(tmp_path, rgw, bucket, {"sample_files": FILES, "sample_percent": 0, "check_subsets": 0})
-    client = rgw.client()
-    packs = client.list_objects_v2(Bucket=bucket, Prefix="restic/web1/data/")["Contents"]
-    assert packs, "the backup wrote no data pack"
-    # Silent damage: the largest pack keeps its name and size, a run of its bytes in the middle is flipped.
-    pack = max(packs, key=lambda item: item["Size"])
-    body = bytearray(client.get_object(Bucket=bucket, Key=pack["Key"])["Body"].read())
-    middle = len(body) // 2
-    body[middle : middle + 64] = bytes(byte ^ 0xFF for byte in body[middle : middle + 64])
-    client.put_object(Bucket=bucket, Key=pack["Key"], Body=bytes(body))
+    damage_largest_pack(rgw.client(), bucket, "restic/web1")
 
     proc, state, _seconds = job.run("drill")
     log = proc.stdout + proc.stderr

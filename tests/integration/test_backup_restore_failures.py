@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from conftest import run_module
+from conftest import damage_largest_pack, run_module
 from test_backup_runner_failures import Job, s3_repository
 
 
@@ -60,13 +60,7 @@ def test_a_preview_changes_nothing_and_a_restore_that_fails_verification_leaves_
     assert not preview.get("failed") and preview["changed"] is True, preview
     assert listing(tmp_path, leave_out=(cache,)) == before, "the preview changed the host"
 
-    client = rgw.client()
-    packs = client.list_objects_v2(Bucket=bucket, Prefix="restic/web1/data/")["Contents"]
-    pack = max(packs, key=lambda item: item["Size"])
-    body = bytearray(client.get_object(Bucket=bucket, Key=pack["Key"])["Body"].read())
-    middle = len(body) // 2
-    body[middle : middle + 64] = bytes(byte ^ 0xFF for byte in body[middle : middle + 64])
-    client.put_object(Bucket=bucket, Key=pack["Key"], Body=bytes(body))
+    damage_largest_pack(rgw.client(), bucket, "restic/web1")
 
     result = restore(job)
     assert result.get("failed") is True, result
