@@ -14,11 +14,12 @@
 # Ends with one line "gates: N passed, N failed"; exits non-zero when any gate failed. A failed bootstrap
 # (packages, toolchain, test images) counts as the failed gate "bootstrap" and no other gate runs.
 #
-# lint, sanity, unit, build and docs use the CPU and run one after the other. integration and the Molecule
-# scenarios mostly wait (on the RGW, on systemd, apt and timers inside their test hosts): they run side
-# by side, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first. newest runs in a lane
-# too, late, where it fills the time a lane would otherwise wait for the other. Each keeps its own log; PASS or
-# FAIL is printed as each one ends.
+# Every gate runs in a lane, KD_LANES at a time (default 2; KD_LANES=1 runs them one by one), longest first.
+# integration and the Molecule scenarios mostly wait (on the RGW, on systemd, apt and timers inside their test
+# hosts); lint, sanity, unit, build and docs use the CPU: at most one of those runs at a time (sanity and
+# sanity-oldest also share ansible-test's venv), in order, beside the integration gate. newest runs late, where it
+# fills the time a lane would otherwise wait for the other. Each keeps its own log; PASS or FAIL is printed as each
+# one ends.
 set -uo pipefail
 # A platform the caller chose runs every Molecule scenario; without one, each scenario runs on its own (below).
 chosen_platform=${KEEPDATA_PLATFORM:-}
@@ -112,19 +113,14 @@ where_it_failed() {
   ' "$1" || true
 }
 
-# run_gate NAME CMD...: run one check now, keep its log.
-run_gate() {
-  local name=$1 rc=0; shift
-  kd_step "$name"
-  "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
-  gate_result "$name" $rc
-}
-
 # Gates that run side by side: queue_gate NAME CMD... adds one (the command as one string of quoted words),
-# run_lanes runs the queue, KD_LANES at a time, longest first. The order is from CI's measured times (stop 40:
-# integration 1432 s and some 240 s added since, molecule-backup 1355, mounts 639, s3fs 436, newest 188, smoke 114):
-# each next gate goes to the lane that frees first, so the two lanes end within a minute or two of each other.
-LONGEST_FIRST=(integration molecule-backup molecule-mounts molecule-s3fs newest molecule-smoke)
+# run_lanes runs the queue, KD_LANES at a time, longest first. The order is from CI's measured times (stop 41:
+# integration 1787 s; the CPU gates 516 s together, one after the other, the second lane beside it otherwise idle;
+# molecule-backup 1481, mounts 613, s3fs 526, newest 244, smoke 123): each next gate goes to the lane that frees
+# first, so the two lanes end within a minute or two of each other (estimated 2650 s instead of 2950 s).
+LONGEST_FIRST=(integration lint sanity sanity-oldest unit unit-oldest build docs molecule-backup molecule-mounts molecule-s3fs newest molecule-smoke)
+# The gates that keep a CPU busy: one at a time, whatever the number of lanes.
+CPU_GATES=(lint sanity sanity-oldest unit unit-oldest build docs)
 queued=()
 declare -A queued_cmd=() running=()
 queue_gate() {
@@ -133,14 +129,28 @@ queue_gate() {
   queued_cmd[$name]=$(printf '%q ' "$@")
 }
 
+# next_gate NAME...: the first of the gates left that may start now (not a CPU gate while one runs).
+next_gate() {
+  local name cpu_busy=0
+  for name in "${running[@]}"; do is_cpu_gate "$name" && cpu_busy=1; done
+  for name in "$@"; do
+    if ! is_cpu_gate "$name" || [ $cpu_busy = 0 ]; then echo "$name"; return 0; fi
+  done
+  return 1
+}
+is_cpu_gate() { [[ " ${CPU_GATES[*]} " == *" $1 "* ]]; }
+
 run_lanes() {
-  local lanes=${KD_LANES:-2} order=() name pid rc
+  local lanes=${KD_LANES:-2} order=() rest=() name gate pid rc
   [[ $lanes =~ ^[1-9][0-9]*$ ]] || kd_die "KD_LANES must be a whole number of lanes, 1 or more (got '$lanes')"
   for name in "${LONGEST_FIRST[@]}"; do [[ " ${queued[*]} " == *" $name "* ]] && order+=("$name"); done
   for name in "${queued[@]}"; do [[ " ${order[*]} " == *" $name "* ]] || order+=("$name"); done
   while ((${#order[@]} || ${#running[@]})); do
     while [ -z "$interrupted" ] && ((${#order[@]} && ${#running[@]} < lanes)); do
-      name=${order[0]}; order=("${order[@]:1}")
+      name=$(next_gate "${order[@]}") || break
+      rest=()
+      for gate in "${order[@]}"; do [ "$gate" = "$name" ] || rest+=("$gate"); done
+      order=("${rest[@]}")
       kd_step "$name (started, ${#running[@]} other gate(s) running)"
       # Job control on while it starts: the gate gets a process group of its own, so an interruption can
       # stop the whole gate (its molecule, its RGW) by its group, and a Ctrl-C reaches only this script.
@@ -251,12 +261,12 @@ queue_molecule() {
 for g in "${gates[@]}"; do
   [ -z "$interrupted" ] || break
   case "$g" in
-    lint) run_gate lint lint_all ;;
-    sanity) run_gate sanity "$KD_ROOT/scripts/sanity.sh"; [ -n "$interrupted" ] || run_gate sanity-oldest "$KD_ROOT/scripts/sanity.sh" --oldest ;;
-    unit) run_gate unit pytest_gate tests/unit; [ -n "$interrupted" ] || run_gate unit-oldest unit_oldest ;;
+    lint) queue_gate lint lint_all ;;
+    sanity) queue_gate sanity "$KD_ROOT/scripts/sanity.sh"; queue_gate sanity-oldest "$KD_ROOT/scripts/sanity.sh" --oldest ;;
+    unit) queue_gate unit pytest_gate tests/unit; queue_gate unit-oldest unit_oldest ;;
     integration) queue_gate integration integration ;;
-    build) run_gate build "$KD_ROOT/scripts/build.sh" --check ;;
-    docs) run_gate docs "$KD_ROOT/scripts/docs.sh" ;;
+    build) queue_gate build "$KD_ROOT/scripts/build.sh" --check ;;
+    docs) queue_gate docs "$KD_ROOT/scripts/docs.sh" ;;
     newest) queue_gate newest "$KD_ROOT/scripts/newest.sh" ;;
     molecule) queue_molecule ;;
   esac
