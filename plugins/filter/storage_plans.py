@@ -15,7 +15,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_monitoring import backup_monitoring_plan, rules_file_problem
-from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import backup_bucket_problems, backup_host_jobs, backup_plan, backup_secrets
+from ansible_collections.keepdata.storage.plugins.plugin_utils.backup_plan import (
+    backup_bucket_problems,
+    backup_host_jobs,
+    backup_plan,
+    backup_recorded_good,
+    backup_secrets,
+)
 from ansible_collections.keepdata.storage.plugins.plugin_utils.mounts_plan import mounts_files, mounts_plan
 from ansible_collections.keepdata.storage.plugins.plugin_utils.recover_plan import recover_plan
 from ansible_collections.keepdata.storage.plugins.plugin_utils.s3fs_plan import s3fs_bucket_request, s3fs_credentials, s3fs_plan
@@ -35,5 +41,6 @@ class FilterModule:
             "backup_monitoring_plan": backup_monitoring_plan,
             "backup_monitoring_rules_problem": rules_file_problem,
             "backup_host_jobs": backup_host_jobs,
+            "backup_recorded_good": backup_recorded_good,
             "recover_plan": recover_plan,
         }

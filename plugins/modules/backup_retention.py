@@ -20,8 +20,7 @@ description:
   - The rules are those of the host's retention timer, run by the same code (the job runner's C(forget)) - the job's
     latest snapshot is always kept, so is its newest snapshot not tagged C(keepdata-suspect), the keep counts,
     C(keep_within) and the tag rules apply per job and host, the repository's first job checks its structure before
-    prune. The host's own record of its last good snapshot (kept when a suspect one could not be tagged) is not seen
-    from here.
+    prune, and the snapshot the host recorded as its last good one (O(recorded_good)) is kept as the host's timer keeps it.
   - The password and the S3 keys reach restic only as files in a private temporary directory (C(0700), files
     C(0600)), with the runner's lock, cache and state, removed after the run.
   - Needs C(restic) on C(PATH) where it runs (the controller by default, in the playbook).
@@ -49,6 +48,18 @@ options:
     description: The bucket owner's S3 secret key (required for an C(s3:) repository).
     type: str
     default: ""
+  recorded_good:
+    description:
+      - The snapshot each job's host recorded as its last good one (the C(good_snapshot) of its state file), a mapping
+        of job names to snapshot IDs (8 to 64 lowercase hex digits); C(playbooks/backup_retention.yml) reads it on the
+        host with the filter C(keepdata.storage.backup_recorded_good).
+      - The host's own retention keeps that snapshot when a suspect one could not be tagged C(keepdata-suspect) (the
+        repository then cannot tell which is good); given here, this retention keeps it too. A host can only ask that a
+        snapshot be kept, never that one be forgotten.
+      - Each name must be one of O(jobs); a value that is not a snapshot ID (a list, a number, a short or upper-case
+        ID) is refused before anything runs. An empty string is no record.
+    type: raw
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -82,6 +93,9 @@ jobs:
       type: str
     host:
       description: The restic host name whose snapshots were looked at.
+      type: str
+    recorded_good:
+      description: The snapshot ID the host recorded as the job's last good one, kept; empty when there was none.
       type: str
     ok:
       description: Whether the run succeeded.
@@ -120,16 +134,19 @@ ARGUMENT_SPEC = dict(
     password=dict(type="str", required=True, no_log=True),
     access_key=dict(type="str", default="", no_log=True),
     secret_key=dict(type="str", default="", no_log=True),
+    recorded_good=dict(type="raw", default={}),
 )
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    problems = job_problems(params["jobs"], params["access_key"], params["secret_key"])
+    problems = job_problems(params["jobs"], params["access_key"], params["secret_key"], params["recorded_good"])
     if problems:
         module.fail_json(msg="keepdata.storage.backup_retention: " + "; ".join(problems))
-    results = run_retention(params["jobs"], params["password"], params["access_key"], params["secret_key"], dry_run=module.check_mode)
+    results = run_retention(
+        params["jobs"], params["password"], params["access_key"], params["secret_key"], recorded_good=params["recorded_good"], dry_run=module.check_mode
+    )
     changed = any(result["forgotten"] for result in results)
     failed = failure_message(results)
     if failed:

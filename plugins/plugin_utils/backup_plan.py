@@ -18,7 +18,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import hashlib
+import json
 import os
 import re
 import stat
@@ -31,6 +33,7 @@ from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared imp
     HOST_NAME,
     JOB_NAME,
     JOB_TAG,
+    SNAPSHOT_ID,
     TAG,
     retry_delay_seconds,
 )
@@ -851,6 +854,30 @@ def backup_host_jobs(jobs, service, probe):
         drill_max_age = drill_gap + delay + grace if drill_gap else 0
         host_jobs.append(dict(job, mount_point=(probe or {}).get("repository_mount") or "", max_age=max_age, drill_max_age=drill_max_age))
     return host_jobs
+
+
+def backup_recorded_good(reads):
+    """{job name: the snapshot ID its host recorded as its last good one}, from the results of reading each job's state
+    file on the host (ansible.builtin.slurp looped over the plan's jobs, as playbooks/backup_retention.yml does).
+
+    The host's own retention keeps that snapshot when a suspect one could not be tagged; a retention run elsewhere
+    (module backup_retention) keeps it too when given this. A job whose file could not be read (a rebuilt or
+    unreachable host, a first run), is not JSON or holds no snapshot ID gets no entry: nothing more is kept. What a
+    host says can only keep one snapshot more, never have one forgotten.
+    """
+    records = {}
+    for read in reads or []:
+        if not isinstance(read, dict) or read.get("failed") or read.get("unreachable") or read.get("skipped"):
+            continue
+        name = (read.get("item") or {}).get("name") if isinstance(read.get("item"), dict) else None
+        try:
+            state = json.loads(base64.b64decode(read.get("content") or "", validate=True).decode("utf-8"))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            continue
+        good = state.get("good_snapshot") if isinstance(state, dict) else None
+        if isinstance(name, str) and isinstance(good, str) and SNAPSHOT_ID.fullmatch(good):
+            records[name] = good
+    return records
 
 
 def _is_loopback(url):

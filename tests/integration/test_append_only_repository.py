@@ -293,11 +293,15 @@ def retention_job(repo):
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "backup_retention.yml"
 
 
-def playbook_vars(rgw, bucket):
-    """Host web1's variables of role keepdata.storage.backup in append-only mode (job app, two daily snapshots kept)."""
+def playbook_vars(rgw, bucket, state_dir):
+    """Host web1's variables of role keepdata.storage.backup in append-only mode (job app, two daily snapshots kept),
+    its state files in ``state_dir``."""
     return {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
+        # The playbook reads the host's state file with become; here the host is this machine and the test is root.
+        "ansible_become": False,
+        "backup_state_dir": str(state_dir),
         "backup_retention_hosts": "web1",
         "backup_password": PASSWORD,
         "backup_s3_bucket": bucket,
@@ -358,9 +362,19 @@ def test_retention_runs_with_the_owners_key_and_is_refused_with_the_hosts(tmp_pa
     assert sorted(repo.snapshots()) == sorted(everything)
     # The playbook, in check mode: the host's jobs planned from its variables as the role plans them, the module run
     # on the controller with the owner's keys; the same two snapshots would go.
-    proc = run_playbook(rgw, PLAYBOOK, playbook_vars(rgw, cellar_bucket), "-i", "web1,", "--check", connection_env=False)
+    state_dir = tmp_path / "host-state"
+    proc = run_playbook(rgw, PLAYBOOK, playbook_vars(rgw, cellar_bucket, state_dir), "-i", "web1,", "--check", connection_env=False)
     assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
     assert day5 in proc.stdout and day3 in proc.stdout and day4 not in proc.stdout and day2 not in proc.stdout, tail(proc.stdout)
+    assert '"app": ""' in proc.stdout, tail(proc.stdout)  # no state file on the host: no record
+    # The host recorded day 5 as its last good snapshot (as it does when the suspect ones after it could not be
+    # tagged): the playbook reads that record on the host and the retention keeps day 5 as the host's timer would.
+    state_dir.mkdir()
+    (state_dir / "app.state.json").write_text(json.dumps({"good_snapshot": day5[:8], "suspect": 1}))
+    proc = run_playbook(rgw, PLAYBOOK, playbook_vars(rgw, cellar_bucket, state_dir), "-i", "web1,", "--check", connection_env=False)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
+    assert '"app": "%s"' % day5[:8] in proc.stdout, tail(proc.stdout)
+    assert day5 not in proc.stdout and day3 in proc.stdout and day4 not in proc.stdout and day2 not in proc.stdout, tail(proc.stdout)
     assert rgw.owner["secret_key"] not in proc.stdout + proc.stderr
     assert sorted(repo.snapshots()) == sorted(everything)
 

@@ -18,12 +18,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import io
+import json
 import os
 import shutil
 import tempfile
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup import runner
-from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import CAUSE_TEXTS, JOB_NAME, private_opener, with_defaults
+from ansible_collections.keepdata.storage.plugins.module_utils.backup.shared import (
+    CAUSE_TEXTS,
+    JOB_NAME,
+    SNAPSHOT_ID,
+    private_opener,
+    state_path,
+    with_defaults,
+)
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials, s3_key_problem
 
 # What a job handed to the module must hold: the runner needs these to find the job's snapshots and rules.
@@ -33,7 +41,7 @@ JOB_KEYS = ("name", "repository", "repository_id", "host")
 LOCAL_KEYS = ("password_file", "s3_credentials_file", "state_dir", "cache_dir", "metrics_dir", "mount_point", "dump_dir")
 
 
-def job_problems(jobs, access_key, secret_key):
+def job_problems(jobs, access_key, secret_key, recorded_good=None):
     """Why ``jobs`` cannot be run (each named by its index or name), before any file is written."""
     problems = []
     if not isinstance(jobs, list) or not jobs:
@@ -55,6 +63,25 @@ def job_problems(jobs, access_key, secret_key):
         names.add(job.get("name"))
     if any(str(job.get("repository", "")).startswith("s3:") for job in jobs if isinstance(job, dict)):
         problems += [problem for problem in (s3_key_problem("access_key", access_key), s3_key_problem("secret_key", secret_key)) if problem]
+    return problems + recorded_good_problems(recorded_good, names)
+
+
+def recorded_good_problems(recorded_good, names):
+    """Why ``recorded_good`` ({job name: snapshot ID}, what the hosts recorded) cannot be used: a job not given, a
+    value that is not a snapshot ID (a list where a string belongs is named as such)."""
+    if recorded_good in (None, ""):
+        return []
+    if not isinstance(recorded_good, dict):
+        return ["recorded_good must be a mapping of job names to snapshot IDs, not a %s" % type(recorded_good).__name__]
+    problems = []
+    for name in sorted(recorded_good, key=str):
+        value = recorded_good[name]
+        if name not in names:
+            problems.append("recorded_good names job %r, which is not one of jobs" % str(name)[:40])
+        elif not isinstance(value, str):
+            problems.append("recorded_good.%s must be a snapshot ID (a string), not a %s" % (name, type(value).__name__))
+        elif value and not SNAPSHOT_ID.fullmatch(value):
+            problems.append("recorded_good.%s must be a snapshot ID (8 to 64 lowercase hex digits)" % name)
     return problems
 
 
@@ -78,11 +105,20 @@ def trusted_config(job, work):
     return with_defaults(config)
 
 
-def _result(job, outcome, lines):
+def record_good(config, snapshot_id):
+    """The host's record of its last good snapshot where the runner reads it (its state file at the trusted place):
+    the runner's retention then keeps it as the host's own timer would."""
+    if snapshot_id:
+        os.makedirs(config["state_dir"], mode=0o700, exist_ok=True)
+        _write(state_path(config), json.dumps({"good_snapshot": snapshot_id}))
+
+
+def _result(job, outcome, lines, recorded):
     cause = outcome.get("cause") or ""
     return {
         "name": job["name"],
         "host": job["host"],
+        "recorded_good": recorded,
         "ok": bool(outcome.get("ok")),
         "cause": "" if outcome.get("ok") else cause or "failed",
         "cause_text": "" if outcome.get("ok") else CAUSE_TEXTS.get(cause, ""),
@@ -94,10 +130,12 @@ def _result(job, outcome, lines):
     }
 
 
-def run_retention(jobs, password, access_key="", secret_key="", *, dry_run=False, environ=None, run=None, watch=None, clock=None):
+def run_retention(jobs, password, access_key="", secret_key="", *, recorded_good=None, dry_run=False, environ=None, run=None, watch=None, clock=None):
     """[result of each job] (see _result), every job run by ``runner.retention_run`` in order; the temporary
-    directory holding the secrets is removed whatever happens. ``run``, ``watch`` and ``clock``: the runner's
-    Context fakes, for tests."""
+    directory holding the secrets is removed whatever happens. ``recorded_good``: {job name: the snapshot ID its host
+    recorded as its last good one}, kept like the latest and the newest good one. ``run``, ``watch`` and ``clock``:
+    the runner's Context fakes, for tests."""
+    recorded_good = recorded_good or {}
     environ = dict(os.environ if environ is None else environ)
     work = tempfile.mkdtemp(prefix="keepdata-retention-")  # mode 0700
     try:
@@ -110,8 +148,11 @@ def run_retention(jobs, password, access_key="", secret_key="", *, dry_run=False
         for job in jobs:
             out = io.StringIO()
             ctx = runner.Context(run=run, watch=watch, clock=clock, environ=env, lock_dir=os.path.join(work, "lock"), out=out, err=out)
-            outcome = runner.retention_run(ctx, trusted_config(job, work), dry_run=dry_run)
-            results.append(_result(job, outcome, out.getvalue().splitlines()))
+            config = trusted_config(job, work)
+            recorded = recorded_good.get(job["name"]) or ""
+            record_good(config, recorded)
+            outcome = runner.retention_run(ctx, config, dry_run=dry_run)
+            results.append(_result(job, outcome, out.getvalue().splitlines(), recorded))
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)

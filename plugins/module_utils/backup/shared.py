@@ -38,6 +38,8 @@ TAG_TEXT = "1 to 64 letters, digits and . _ : = @ + - (starting with a letter or
 DUMP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # restic's host name of a host's snapshots (backup_host_name, and a restore's source_host).
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+# A restic snapshot ID, whole (64 hex digits) or its short form (restic prints 8).
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
 JOB_TAG = "keepdata-job="
 # The tag of a snapshot whose sources were empty or shrank past suspect_shrink (see shrink_verdict); retention never
 # forgets the newest snapshot without it.

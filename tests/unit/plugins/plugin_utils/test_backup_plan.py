@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import hashlib
 import json
 import os
@@ -1060,3 +1061,23 @@ def test_append_only_refusals_name_the_option_and_never_a_secret(settings, expec
     assert OWNER_SECRET not in text and SECRET not in text
     if "s3_owner_access_key" in settings and settings["s3_owner_access_key"]:
         assert ACCESS not in text
+
+
+def test_recorded_good_reads_each_jobs_state_file_as_slurp_returned_it():
+    def read(name, content=None, **result):
+        if content is not None:
+            result["content"] = base64.b64encode(content.encode()).decode()
+        return dict(result, item={"name": name, "state_dir": "/var/lib/keepdata/backup"})
+
+    reads = [
+        read("app", json.dumps({"good_snapshot": "cccc3333", "suspect": 1})),
+        read("db", json.dumps({"good_snapshot": ""})),  # no good snapshot yet
+        read("logs", failed=True, msg="file not found"),  # a rebuilt host
+        read("media", "{not json"),
+        read("mail", json.dumps({"good_snapshot": "CCCC3333"})),  # not a snapshot ID
+        read("web", json.dumps(["good_snapshot"])),
+        read("www", unreachable=True),
+        {"skipped": True, "item": {"name": "off"}},
+    ]
+    assert bp.backup_recorded_good(reads) == {"app": "cccc3333"}
+    assert bp.backup_recorded_good(None) == {} and bp.backup_recorded_good([]) == {}

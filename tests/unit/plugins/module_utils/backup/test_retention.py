@@ -53,13 +53,14 @@ class Seen:
         return self.fake(argv, **kwargs)
 
 
-def run(jobs, seen, dry_run=False):
+def run(jobs, seen, dry_run=False, recorded_good=None):
     clock = itertools.count(1764892800.0, 1)
     return retention.run_retention(
         jobs,
         PASSWORD,
         OWNER_KEY,
         OWNER_SECRET,
+        recorded_good=recorded_good,
         dry_run=dry_run,
         environ={"PATH": os.environ["PATH"]},
         run=seen,
@@ -106,6 +107,46 @@ def test_check_mode_lists_what_would_be_forgotten_and_forgets_nothing(tmp_path):
     assert seen.fake.argvs("forget")[0][-2:] == ["--dry-run", "--json"]
     assert result["snapshots_after"] is None
     assert any("would forget" in line for line in result["log"])
+
+
+def test_the_snapshot_the_host_recorded_as_good_is_kept(tmp_path):
+    # The host's last good snapshot, then three it found suspect but could not tag: the repository cannot tell them
+    # from good ones, only the host's record can. keep_last 1 would forget the recorded one; given, it stays.
+    recorded = snapshot("cccc3333", "2025-10-01T04:00:00Z", "keepdata-job=app1")
+    untagged = [snapshot("dddd000%d" % day, "2025-11-%02dT04:00:00Z" % day, "keepdata-job=app1") for day in range(1, 4)]
+    would = [{"keep": [untagged[-1]], "remove": [recorded] + untagged[:-1]}]
+    after = [recorded, untagged[-1]]
+
+    def answers():  # restic's answers, each list consumed by a run
+        listings = [done(stdout=json.dumps([recorded] + untagged)), done(stdout=json.dumps(after))]
+        return {"snapshots": listings, "forget": [done(stdout=json.dumps(would)), done()]}
+
+    seen = Seen(answers())
+    [result] = run([plan_job(tmp_path, check_structure=False, retention={"keep_last": 1})], seen, recorded_good={"app1": "cccc3333"})
+    assert result["ok"] is True and result["recorded_good"] == "cccc3333", result
+    by_id = seen.fake.argvs("forget")[1]
+    assert recorded["id"] not in by_id and all(snap["id"] in by_id for snap in untagged[:-1]), by_id
+    assert result["forgotten"] == [snap["id"] for snap in untagged[:-1]]
+    # Without the record, the policy's own forget runs alone: restic lets the recorded one go.
+    seen = Seen(answers())
+    [result] = run([plan_job(tmp_path, check_structure=False, retention={"keep_last": 1})], seen)
+    [policy] = seen.fake.argvs("forget")
+    assert "--keep-last" in policy and "--dry-run" not in policy and result["recorded_good"] == "", policy
+
+
+def test_a_recorded_good_snapshot_must_be_an_id_of_a_job_given(tmp_path):
+    job = plan_job(tmp_path)
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"app1": "cccc3333"}) == []
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"app1": ""}) == []
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"app1": ["cccc3333"]}) == ["recorded_good.app1 must be a snapshot ID (a string), not a list"]
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"app1": "CCCC3333"}) == [
+        "recorded_good.app1 must be a snapshot ID (8 to 64 lowercase hex digits)"
+    ]
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"app1": "cccc3333\n"}) == [
+        "recorded_good.app1 must be a snapshot ID (8 to 64 lowercase hex digits)"
+    ]
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, {"db": "cccc3333"}) == ["recorded_good names job 'db', which is not one of jobs"]
+    assert retention.job_problems([job], OWNER_KEY, OWNER_SECRET, ["cccc3333"]) == ["recorded_good must be a mapping of job names to snapshot IDs, not a list"]
 
 
 def test_refused_by_the_bucket_policy_is_a_failure_named_denied(tmp_path):
