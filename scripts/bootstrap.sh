@@ -53,18 +53,26 @@ kd_link_collection
 # tests/integration/test_ansible_core_range.py; rebuilt only when tests/requirements-oldest.txt changes.
 oldest_venv=$(kd_extra_venv oldest "$KD_ROOT/tests/requirements-oldest.txt")
 
-# promtool (checks and unit-tests the alert rules) comes out of Debian's prometheus package, unpacked into the
-# cache: installing the package would also start a Prometheus server on this machine.
+# unpack_deb PACKAGE DIR BINARY: Debian's PACKAGE unpacked into DIR (not installed: its service would start on
+# this machine), unless DIR/BINARY is already there.
+unpack_deb() {
+  local package=$1 dir=$2 binary=$3 log="$KD_WORK/apt-$1.log"
+  [ -x "$dir/$binary" ] && return 0
+  kd_step "$binary from Debian's $package package"
+  rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+  (cd "$dir.tmp" && apt-get download "$package" >"$log" 2>&1) \
+    || { apt-get update -qq >>"$log" 2>&1 && (cd "$dir.tmp" && apt-get download "$package" >>"$log" 2>&1); } \
+    || { tail -20 "$log"; kd_die "apt-get download $package failed (see above)"; }
+  dpkg-deb -x "$dir.tmp/${package}"_*.deb "$dir.tmp/root"
+  rm -rf "$dir"; mv "$dir.tmp/root" "$dir"; rm -rf "$dir.tmp"
+}
+
+# promtool (checks and unit-tests the alert rules) and the Prometheus server (tests/integration/test_backup_alerts.py
+# fires the alerts from real runs) come out of Debian's prometheus package; node_exporter, which serves the runner's
+# textfiles to that Prometheus in the same test, out of prometheus-node-exporter.
 promtool_dir="$KD_CACHE/prometheus-tools"
-if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
-  kd_step "promtool from Debian's prometheus package"
-  rm -rf "$promtool_dir.tmp"; mkdir -p "$promtool_dir.tmp"
-  (cd "$promtool_dir.tmp" && apt-get download prometheus >"$KD_WORK/apt-prometheus.log" 2>&1) \
-    || { apt-get update -qq >>"$KD_WORK/apt-prometheus.log" 2>&1 && (cd "$promtool_dir.tmp" && apt-get download prometheus >>"$KD_WORK/apt-prometheus.log" 2>&1); } \
-    || { tail -20 "$KD_WORK/apt-prometheus.log"; kd_die "apt-get download prometheus failed (see above)"; }
-  dpkg-deb -x "$promtool_dir.tmp"/prometheus_*.deb "$promtool_dir.tmp/root"
-  rm -rf "$promtool_dir"; mv "$promtool_dir.tmp/root" "$promtool_dir"; rm -rf "$promtool_dir.tmp"
-fi
+unpack_deb prometheus "$promtool_dir" usr/bin/promtool
+unpack_deb prometheus-node-exporter "$KD_CACHE/node-exporter" usr/bin/prometheus-node-exporter
 ln -sfn "$promtool_dir/usr/bin/promtool" "$KD_VENV/bin/promtool"
 
 # ansible-test --venv downloads a pip bootstrap script from a host that is not reachable here; it uses a
