@@ -782,9 +782,13 @@ class Restore:
             # pylint: disable-next=ansible-bad-function
             proc = self.run(shared.dump_command(database), stdout=handle, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
         if proc.returncode != 0:
+            # The part written is no copy of the database: it must not pass for one.
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+            detail = shared.last_line(_text(proc.stderr))
             raise RestoreError(
-                "saving the current %s database %s aside failed (%s); it was not replaced"
-                % (database["type"], database["name"], shared.describe_exit(proc.returncode))
+                "saving the current %s database %s aside failed (%s)%s; it was not replaced"
+                % (database["type"], database["name"], shared.describe_exit(proc.returncode), ": " + detail if detail else "")
             )
         self.done["moved_aside"].append({"path": "%s database %s" % (database["type"], database["name"]), "moved_to": aside})
         with open(dump_file, "rb") as source:

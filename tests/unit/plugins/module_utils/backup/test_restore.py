@@ -609,6 +609,35 @@ def test_server_databases_are_saved_aside_before_the_import(site, tmp_path):
     assert {"path": "postgresql database main", "moved_to": aside} in restore.done["moved_aside"]
 
 
+def test_a_database_that_cannot_be_saved_aside_is_not_replaced_and_the_dump_tool_says_why(site):
+    _root, config, snapshot, files = site
+    database = {"type": "mysql", "name": "shop", "database": "shop"}
+    config = dict(config, databases=[database])
+    os.makedirs(config["state_dir"])
+    calls = []
+    refusal = "mysqldump: Got error: 1049: \"Unknown database 'shop'\" when selecting the database"
+
+    def run(argv, **kwargs):
+        calls.append(argv)
+        if argv[0] == "systemctl":
+            return subprocess.CompletedProcess(argv, 3 if argv[1] == "is-active" else 0, b"", b"")
+        if argv[0] == "mysqldump":
+            kwargs["stdout"].write(b"-- MariaDB dump, cut short")
+            return subprocess.CompletedProcess(argv, 2, b"", b"mysqldump: note\n" + refusal.encode() + b"\n")
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    fake = FakeRestic(files, dumps={os.path.join(config["dump_dir"], "shop.sql"): b"snapshot data"})
+    restore = br.Restore(fake, config, snapshot, {"move_aside": True}, run=run, stamp="T9")
+    restore.plan()
+    with pytest.raises(RestoreError) as raised:
+        restore.apply()
+    assert str(raised.value) == "saving the current mysql database shop aside failed (exit status 2): %s; it was not replaced" % refusal
+    # No partial file passes for the saved database, and the import never ran.
+    assert os.listdir(os.path.join(config["state_dir"], "restore-aside")) == []
+    assert not any(argv[0] == "mysql" for argv in calls)
+    assert restore.done["imported"] == []
+
+
 # --- export and restic -----------------------------------------------------------------------------------------
 
 
