@@ -869,7 +869,8 @@ def backup_recorded_good(reads):
     for read in reads or []:
         if not isinstance(read, dict) or read.get("failed") or read.get("unreachable") or read.get("skipped"):
             continue
-        name = (read.get("item") or {}).get("name") if isinstance(read.get("item"), dict) else None
+        item = read.get("item")
+        name = item.get("name") if isinstance(item, dict) else None
         try:
             state = json.loads(base64.b64decode(read.get("content") or "", validate=True).decode("utf-8"))
         except (ValueError, TypeError, UnicodeDecodeError):

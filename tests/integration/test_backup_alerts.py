@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import socket
 import subprocess
 import threading
 import time
@@ -44,8 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from test_backup_runner_failures import Job, s3_repository
+from conftest import ROOT, tail
+from test_backup_runner_failures import Job, closed_port, s3_repository
 
 from ansible_collections.keepdata.storage.plugins.module_utils.backup.units import s3_credentials
 
@@ -73,20 +72,9 @@ EXPECTED = {
 HALF_WRITTEN = '# HELP cron_rotate_last_success_timestamp_seconds Last log rotation.\ncron_rotate_last_success_timestamp_seconds{job="rot'
 
 
-def free_port():
-    """A loopback port the kernel picked (bound to 0, then released for the daemon to take)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http_json(url):
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http://127.0.0.1 only
         return json.load(response)
-
-
-def log_tail(path, lines=20):
-    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
 
 
 class Daemons:
@@ -104,9 +92,9 @@ class Daemons:
         deadline = time.monotonic() + 30
         while not ready():
             if proc.poll() is not None:
-                pytest.fail("%s exited with status %d:\n%s" % (name, proc.returncode, log_tail(log)))
+                pytest.fail("%s exited with status %d:\n%s" % (name, proc.returncode, tail(Path(log).read_text(errors="replace"), 20)))
             if time.monotonic() > deadline:
-                pytest.fail("%s was not ready after 30 s:\n%s" % (name, log_tail(log)))
+                pytest.fail("%s was not ready after 30 s:\n%s" % (name, tail(Path(log).read_text(errors="replace"), 20)))
             time.sleep(0.1)
         return proc
 
@@ -210,7 +198,7 @@ class Prometheus:
             "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": sorted(targets)}]}],
         }
         (work / "prometheus.yml").write_text(json.dumps(config))
-        self.url = "http://127.0.0.1:%d" % free_port()
+        self.url = "http://127.0.0.1:%d" % closed_port()
         argv = [
             str(PROMETHEUS),
             "--config.file=%s" % (work / "prometheus.yml"),
@@ -245,7 +233,7 @@ def monitoring(daemons, tmp_path):
     for host in HOSTS:
         directories[host] = tmp_path / "textfiles" / host
         directories[host].mkdir(parents=True)
-        address = "127.0.0.1:%d" % free_port()
+        address = "127.0.0.1:%d" % closed_port()
         argv = [
             str(NODE_EXPORTER),
             "--collector.disable-defaults",
